@@ -1,0 +1,43 @@
+# kvtrack developer entry points. `make demo` and `make test` are all a
+# newcomer types: both install what is missing first (make deps).
+
+GO       ?= go
+PKGS     ?= ./...
+BENCHOUT ?= bench.txt
+BENCHCOUNT ?= 5
+
+export PATH := $(PATH):/usr/local/go/bin
+
+.PHONY: all deps build test test-short bench demo lint fmt fuzz clean
+
+all: build
+
+deps: ## install missing system packages and fetched fixtures
+	@hack/install-deps.sh
+
+build: deps
+	$(GO) build $(PKGS)
+
+test: deps ## vet and the race-enabled test suite
+	$(GO) vet $(PKGS)
+	$(GO) test -race -timeout 30m $(PKGS)
+
+test-short: deps
+	$(GO) test -short $(PKGS)
+
+bench: deps ## benchmarks into $(BENCHOUT), readable by benchstat
+	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) $(PKGS) | tee $(BENCHOUT)
+	@echo "wrote $(BENCHOUT); compare runs with: benchstat old.txt $(BENCHOUT)"
+
+demo: deps ## the main job on an embedded default
+	$(GO) run ./cmd/kvtrack demo
+
+lint: ## gofmt check and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+fuzz: deps ## a short run of every fuzz target
+	@hack/fuzz.sh
+
+clean:
+	rm -f $(BENCHOUT)

@@ -1,0 +1,3 @@
+module github.com/kvtrack/kvtrack
+
+go 1.26

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# install-deps.sh installs the system packages kvtrack's build, tests and demo
+# need, and only those that are missing: running it twice is cheap.
+#
+#   libzmq3-dev, pkg-config   cgo build of github.com/pebbe/zmq4 (ZMQ transport)
+#   redis-server              the Redis index's tests start their own server
+#   python3-zmq, -msgpack     the independent Python vLLM-protocol publisher in tests
+#   python3-jinja2            chat-template golden generation (hack/)
+#   nodejs, npm               tokenizer fixtures and the HF tokenizer oracle (npm)
+set -euo pipefail
+
+pkgs=(libzmq3-dev pkg-config redis-server python3-zmq python3-msgpack python3-jinja2 nodejs npm)
+
+missing=()
+for p in "${pkgs[@]}"; do
+	# npm and node may come from outside Debian (nvm, a tarball): accept them.
+	case "$p" in
+	nodejs) command -v node >/dev/null 2>&1 && continue ;;
+	npm) command -v npm >/dev/null 2>&1 && continue ;;
+	esac
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+	echo "install-deps: installing ${missing[*]}"
+	sudo=""
+	if [ "$(id -u)" -ne 0 ]; then
+		command -v sudo >/dev/null 2>&1 || {
+			echo "install-deps: need root (or sudo) to install: ${missing[*]}" >&2
+			exit 1
+		}
+		sudo=sudo
+	fi
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+else
+	echo "install-deps: system packages present"
+fi
+
+# Test fixtures that are fetched rather than committed (see hack/README.md).
+here=$(cd "$(dirname "$0")" && pwd)
+for f in "$here"/fetch-*.sh; do
+	[ -e "$f" ] || continue
+	bash "$f"
+done
