@@ -1,3 +1,14 @@
 module github.com/kvtrack/kvtrack
 
 go 1.26
+
+require (
+	github.com/fxamacker/cbor/v2 v2.9.6
+	github.com/zeebo/xxh3 v1.1.0
+)
+
+require (
+	github.com/klauspost/cpuid/v2 v2.2.10 // indirect
+	github.com/x448/float16 v0.8.4 // indirect
+	golang.org/x/sys v0.30.0 // indirect
+)
