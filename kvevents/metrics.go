@@ -1,0 +1,130 @@
+package kvevents
+
+import (
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Stats are a Pool's cumulative counters and current gauges.
+type Stats struct {
+	Received uint64 // messages received from SUB sockets
+	Applied  uint64 // events applied to the index (replayed ones included)
+
+	DroppedQueueFull  uint64 // messages dropped at a full worker queue
+	DroppedHeld       uint64 // live messages dropped while a replay was in flight
+	DroppedUnknownPod uint64 // bind mode: messages whose topic names no pod
+
+	MalformedMessages uint64 // messages without the 3 frames [topic, seq, payload]
+	MalformedBatches  uint64 // payloads that do not decode
+	MalformedEvents   uint64 // events skipped for a field of the wrong type
+	UnknownTags       uint64 // events of an unknown kind, skipped
+	UnknownFields     uint64 // fields not understood, skipped
+
+	SequenceGaps   uint64 // gaps seen in a (pod, rank) sequence
+	Lost           uint64 // messages known missed and not recovered by replay
+	Replays        uint64 // replays that completed
+	ReplayFailures uint64 // replays abandoned (timeout, connection, bad reply)
+	Restarts       uint64 // sequences that went backwards: engine restarts
+
+	HashMismatches uint64 // root BlockStored events whose hashes did not recompute
+	Unresolved     uint64 // tokens scheme: events naming an engine hash with no known key
+	IndexErrors    uint64 // index operations that failed
+
+	Pods         int // (pod, rank) streams known
+	DegradedPods int // of which without a replay endpoint
+}
+
+// counters are the atomics behind Stats; the hot path only adds to them.
+type counters struct {
+	received, applied                                atomic.Uint64
+	droppedQueue, droppedHeld, droppedUnknownPod     atomic.Uint64
+	malformedMsgs, malformedBatches, malformedEvents atomic.Uint64
+	unknownTags, unknownFields                       atomic.Uint64
+	gaps, lost, replays, replayFailures, restarts    atomic.Uint64
+	hashMismatches, unresolved, indexErrors          atomic.Uint64
+}
+
+func (c *counters) snapshot() Stats {
+	return Stats{
+		Received: c.received.Load(), Applied: c.applied.Load(),
+		DroppedQueueFull: c.droppedQueue.Load(), DroppedHeld: c.droppedHeld.Load(), DroppedUnknownPod: c.droppedUnknownPod.Load(),
+		MalformedMessages: c.malformedMsgs.Load(), MalformedBatches: c.malformedBatches.Load(), MalformedEvents: c.malformedEvents.Load(),
+		UnknownTags: c.unknownTags.Load(), UnknownFields: c.unknownFields.Load(),
+		SequenceGaps: c.gaps.Load(), Lost: c.lost.Load(), Replays: c.replays.Load(), ReplayFailures: c.replayFailures.Load(),
+		Restarts:       c.restarts.Load(),
+		HashMismatches: c.hashMismatches.Load(), Unresolved: c.unresolved.Load(), IndexErrors: c.indexErrors.Load(),
+	}
+}
+
+// collector exports a Pool's counters at scrape time, so the event path
+// never touches prometheus types.
+type collector struct {
+	p *Pool
+
+	received, applied, dropped, malformed, unknownTags, unknownFields *prometheus.Desc
+	gaps, lost, replays, restarts, hashMismatch, unresolved, indexErr *prometheus.Desc
+	pods, degraded, podDegraded                                       *prometheus.Desc
+}
+
+func newCollector(p *Pool) *collector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, labels, nil)
+	}
+	return &collector{
+		p:             p,
+		received:      d("kvtrack_events_received_total", "KV-event messages received from ZMQ."),
+		applied:       d("kvtrack_events_applied_total", "KV events applied to the index."),
+		dropped:       d("kvtrack_events_dropped_total", "KV-event messages dropped, by reason.", "reason"),
+		malformed:     d("kvtrack_events_malformed_total", "Malformed KV-event input skipped, by what was malformed.", "what"),
+		unknownTags:   d("kvtrack_events_unknown_tags_total", "KV events of an unknown kind, skipped."),
+		unknownFields: d("kvtrack_events_unknown_fields_total", "KV-event fields not understood, skipped."),
+		gaps:          d("kvtrack_events_sequence_gaps_total", "Gaps seen in a (pod, rank) message sequence."),
+		lost:          d("kvtrack_events_lost_total", "KV-event messages known missed and not recovered by replay."),
+		replays:       d("kvtrack_events_replays_total", "Replays requested from publishers, by result.", "result"),
+		restarts:      d("kvtrack_events_restarts_total", "Publisher sequences that went backwards (engine restarts); the pod's blocks were cleared."),
+		hashMismatch:  d("kvtrack_hash_mismatch_total", "Root BlockStored events whose published hashes the configured algorithm, seed and block size do not reproduce."),
+		unresolved:    d("kvtrack_events_unresolved_total", "Tokens key scheme: events naming an engine hash with no known key."),
+		indexErr:      d("kvtrack_events_index_errors_total", "Index operations that failed while applying events."),
+		pods:          d("kvtrack_events_pods", "(pod, rank) event streams known."),
+		degraded:      d("kvtrack_events_pods_degraded", "(pod, rank) event streams without a replay endpoint: gaps cannot be repaired."),
+		podDegraded:   d("kvtrack_events_pod_degraded", "1 for each (pod, rank) event stream without a replay endpoint.", "pod"),
+	}
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.received, c.applied, c.dropped, c.malformed, c.unknownTags, c.unknownFields,
+		c.gaps, c.lost, c.replays, c.restarts, c.hashMismatch, c.unresolved, c.indexErr, c.pods, c.degraded, c.podDegraded} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	s := c.p.Stats()
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	counter(c.received, s.Received)
+	counter(c.applied, s.Applied)
+	counter(c.dropped, s.DroppedQueueFull, "queue_full")
+	counter(c.dropped, s.DroppedHeld, "held_during_replay")
+	counter(c.dropped, s.DroppedUnknownPod, "unknown_pod")
+	counter(c.malformed, s.MalformedMessages, "message")
+	counter(c.malformed, s.MalformedBatches, "batch")
+	counter(c.malformed, s.MalformedEvents, "event")
+	counter(c.unknownTags, s.UnknownTags)
+	counter(c.unknownFields, s.UnknownFields)
+	counter(c.gaps, s.SequenceGaps)
+	counter(c.lost, s.Lost)
+	counter(c.replays, s.Replays, "ok")
+	counter(c.replays, s.ReplayFailures, "failed")
+	counter(c.restarts, s.Restarts)
+	counter(c.hashMismatch, s.HashMismatches)
+	counter(c.unresolved, s.Unresolved)
+	counter(c.indexErr, s.IndexErrors)
+	ch <- prometheus.MustNewConstMetric(c.pods, prometheus.GaugeValue, float64(s.Pods))
+	ch <- prometheus.MustNewConstMetric(c.degraded, prometheus.GaugeValue, float64(s.DegradedPods))
+	for _, pod := range c.p.degradedPods() {
+		ch <- prometheus.MustNewConstMetric(c.podDegraded, prometheus.GaugeValue, 1, pod)
+	}
+}

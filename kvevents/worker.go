@@ -1,0 +1,455 @@
+package kvevents
+
+import (
+	"context"
+	"sync"
+
+	"github.com/kvtrack/kvtrack/kvcache/kvblock"
+)
+
+// worker applies the messages of the pods hashed to it, one at a time, so
+// each pod's events reach the index in order. Everything in it is owned by
+// its goroutine.
+type worker struct {
+	p       *Pool
+	ch      chan msg
+	done    chan replayResult
+	replays sync.WaitGroup // replay fetches in flight
+	dec     *Decoder
+
+	keys       []kvblock.Key
+	check      []kvblock.Key
+	extraHeads [][]kvblock.ExtraKey
+	extraItems []kvblock.ExtraKey
+	tokenHash  map[int]*kvblock.TokenHasher // by block size
+}
+
+type replayResult struct {
+	s    *stream
+	msgs []replayed
+	err  error
+}
+
+func newWorker(p *Pool, _ int) *worker {
+	return &worker{
+		p:         p,
+		ch:        make(chan msg, p.cfg.QueueSize),
+		done:      make(chan replayResult, 1),
+		dec:       NewDecoder(),
+		tokenHash: make(map[int]*kvblock.TokenHasher),
+	}
+}
+
+func (w *worker) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-w.ch:
+			w.handle(ctx, m)
+		case r := <-w.done:
+			w.finishReplay(ctx, r)
+		}
+	}
+}
+
+func (w *worker) handle(ctx context.Context, m msg) {
+	s := m.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.removed.Load() {
+		return
+	}
+	if s.replaying {
+		if len(s.held) >= w.p.cfg.MaxHeld {
+			w.p.c.droppedHeld.Add(1)
+			return
+		}
+		s.held = append(s.held, m)
+		return
+	}
+	w.sequenced(ctx, s, m)
+}
+
+// sequenced applies m if it is the next message of s, starts a replay to
+// fill the gap before it, or handles a restart. s.mu must be held.
+func (w *worker) sequenced(ctx context.Context, s *stream, m msg) {
+	p := w.p
+	switch {
+	case !s.started:
+		// The first message sets the baseline: publishers start at 0 or
+		// 1, and a pod added late is joined mid-stream.
+		s.started = true
+	case m.seq == s.next:
+	case m.seq > s.next:
+		p.c.gaps.Add(1)
+		if ep := s.replayEndpoint(); ep != "" {
+			p.log.Info("sequence gap: replaying", "pod", s.label, "expected", s.next, "got", m.seq)
+			s.replaying = true
+			s.held = append(s.held, m)
+			w.startReplay(ctx, s, ep, s.next)
+			return
+		}
+		p.c.lost.Add(m.seq - s.next)
+		p.log.Info("sequence gap: messages lost, pod has no replay endpoint", "pod", s.label, "expected", s.next, "got", m.seq, "lost", m.seq-s.next)
+	default:
+		p.c.restarts.Add(1)
+		p.log.Info("sequence went backwards: engine restarted, clearing its blocks", "pod", s.label, "expected", s.next, "got", m.seq)
+		w.clearPod(ctx, s)
+		s.next = 0
+		w.sequenced(ctx, s, m) // from 0: replays what came before m, if anything
+		return
+	}
+	w.apply(ctx, s, m.seq, m.payload, false)
+}
+
+func (w *worker) startReplay(ctx context.Context, s *stream, endpoint string, from uint64) {
+	timeout := w.p.cfg.ReplayTimeout
+	w.replays.Go(func() {
+		msgs, err := fetchReplay(ctx, endpoint, from, timeout)
+		select {
+		case w.done <- replayResult{s: s, msgs: msgs, err: err}:
+		case <-ctx.Done():
+		}
+	})
+}
+
+// finishReplay applies a replay's messages, then the live ones held while it
+// ran. Whatever neither covers is counted lost rather than replayed again:
+// vLLM can skip sequence numbers for good (a batch that failed to encode).
+func (w *worker) finishReplay(ctx context.Context, r replayResult) {
+	s, p := r.s, w.p
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.removed.Load() {
+		return
+	}
+	s.replaying = false
+	if r.err != nil {
+		p.c.replayFailures.Add(1)
+		p.log.Error(r.err, "replay failed; the gap's events are lost", "pod", s.label, "from", s.next, "received", len(r.msgs))
+	} else {
+		p.c.replays.Add(1)
+		p.log.V(1).Info("replay applied", "pod", s.label, "from", s.next, "messages", len(r.msgs))
+	}
+	for _, m := range r.msgs {
+		if m.seq < s.next {
+			continue // applied already
+		}
+		if m.seq > s.next {
+			p.c.lost.Add(m.seq - s.next)
+		}
+		w.apply(ctx, s, m.seq, m.payload, true)
+	}
+	held := s.held
+	s.held = nil
+	if len(held) > 0 && held[0].seq > s.next {
+		p.c.lost.Add(held[0].seq - s.next)
+		s.next = held[0].seq
+	}
+	for i, m := range held {
+		if s.replaying { // a later gap started another replay
+			s.held = append(s.held, held[i:]...)
+			return
+		}
+		restarted := i > 0 && m.seq <= held[i-1].seq
+		if m.seq < s.next && !restarted {
+			continue // the replay covered it
+		}
+		w.sequenced(ctx, s, m)
+	}
+}
+
+// apply decodes one message and applies its events. s.mu must be held.
+func (w *worker) apply(ctx context.Context, s *stream, seq uint64, payload []byte, fromReplay bool) {
+	p := w.p
+	s.next = seq + 1
+	b, err := w.dec.Decode(payload)
+	if err != nil {
+		p.c.malformedBatches.Add(1)
+		if p.log.V(1).Enabled() {
+			p.log.V(1).Info("skipping malformed batch", "pod", s.label, "seq", seq, "error", err.Error())
+		}
+		return
+	}
+	if b.UnknownTags|b.UnknownFields|b.MalformedEvents != 0 {
+		p.c.unknownTags.Add(uint64(b.UnknownTags))
+		p.c.unknownFields.Add(uint64(b.UnknownFields))
+		p.c.malformedEvents.Add(uint64(b.MalformedEvents))
+	}
+	if p.observe != nil {
+		p.observe(Message{Pod: s.pod, Seq: seq, Replayed: fromReplay, Batch: b})
+	}
+	if p.index == nil {
+		return
+	}
+	for i := range b.Events {
+		w.applyEvent(ctx, s, &b.Events[i])
+	}
+	p.c.applied.Add(uint64(len(b.Events)))
+}
+
+func (w *worker) applyEvent(ctx context.Context, s *stream, ev *Event) {
+	p := w.p
+	var err error
+	switch ev.Kind {
+	case BlockStored:
+		keys := w.storedKeys(s, ev)
+		if len(keys) > 0 {
+			err = p.index.Add(ctx, s.pod, kvblock.TierOf(ev.Medium), keys)
+		}
+	case BlockRemoved:
+		keys := w.removedKeys(s, ev)
+		if len(keys) > 0 {
+			err = p.index.Remove(ctx, s.pod, kvblock.TierOf(ev.Medium), keys)
+		}
+	case AllBlocksCleared:
+		w.clearPod(ctx, s)
+	}
+	if err != nil {
+		w.indexError(s, err)
+	}
+}
+
+func (w *worker) clearPod(ctx context.Context, s *stream) {
+	if s.engine != nil {
+		s.engine.clear()
+	}
+	if w.p.index == nil {
+		return
+	}
+	if err := w.p.index.ClearPod(ctx, s.pod); err != nil {
+		w.indexError(s, err)
+	}
+}
+
+func (w *worker) indexError(s *stream, err error) {
+	w.p.c.indexErrors.Add(1)
+	if w.p.log.V(1).Enabled() {
+		w.p.log.V(1).Info("index update failed", "pod", s.label, "error", err.Error())
+	}
+}
+
+// storedKeys returns the index keys of a BlockStored, in w.keys.
+func (w *worker) storedKeys(s *stream, ev *Event) []kvblock.Key {
+	if s.engine != nil {
+		return w.tokenKeys(s, ev)
+	}
+	w.keys = w.keys[:0]
+	for _, h := range ev.BlockHashes {
+		w.keys = append(w.keys, kvblock.Key(h))
+	}
+	if w.p.hasher != nil && !ev.HasParent && len(ev.TokenIDs) > 0 {
+		w.checkHashes(s, ev)
+	}
+	return w.keys
+}
+
+// removedKeys returns the index keys of a BlockRemoved, in w.keys.
+func (w *worker) removedKeys(s *stream, ev *Event) []kvblock.Key {
+	w.keys = w.keys[:0]
+	if s.engine == nil {
+		for _, h := range ev.BlockHashes {
+			w.keys = append(w.keys, kvblock.Key(h))
+		}
+		return w.keys
+	}
+	for _, h := range ev.BlockHashes {
+		if k, ok := s.engine.release(h); ok {
+			w.keys = append(w.keys, k)
+		} else {
+			w.p.c.unresolved.Add(1)
+		}
+	}
+	return w.keys
+}
+
+// extraKeys converts an event's extra keys for the first n blocks to
+// kvblock's, reusing w's buffers. ok is false if an item has a type the
+// hashers do not know.
+func (w *worker) extraKeys(ev *Event, n int) (_ [][]kvblock.ExtraKey, ok bool) {
+	if ev.ExtraKeys == nil {
+		return nil, true
+	}
+	if len(ev.ExtraKeys) < n {
+		return nil, false
+	}
+	w.extraHeads = w.extraHeads[:0]
+	w.extraItems = w.extraItems[:0]
+	for _, block := range ev.ExtraKeys[:n] {
+		if block == nil {
+			w.extraHeads = append(w.extraHeads, nil)
+			continue
+		}
+		first := len(w.extraItems)
+		for _, k := range block {
+			var x kvblock.ExtraKey
+			switch k.Kind {
+			case ExtraStr:
+				x = kvblock.ExtraString(k.Str)
+			case ExtraInt:
+				x = kvblock.ExtraInt(k.Int)
+			case ExtraMM:
+				x = kvblock.ExtraMM(k.Str, k.Int)
+			case ExtraBytes:
+				x = kvblock.ExtraBytes(k.Bytes)
+			default:
+				return nil, false
+			}
+			w.extraItems = append(w.extraItems, x)
+		}
+		w.extraHeads = append(w.extraHeads, w.extraItems[first:len(w.extraItems):len(w.extraItems)])
+	}
+	return w.extraHeads, true
+}
+
+// checkHashes recomputes the hashes of a store that starts at the root and
+// counts a mismatch; the first one per pod is logged with its likely cause.
+func (w *worker) checkHashes(s *stream, ev *Event) {
+	p := w.p
+	bs := p.cfg.Hash.BlockSize
+	n := min(len(ev.BlockHashes), len(ev.TokenIDs)/bs)
+	if n == 0 {
+		return
+	}
+	extra, ok := w.extraKeys(ev, n)
+	if !ok {
+		return
+	}
+	var err error
+	w.check, err = p.hasher.BlockKeys(w.check[:0], ev.TokenIDs[:n*bs], extra)
+	if err != nil {
+		return
+	}
+	match := ev.BlockSize == 0 || ev.BlockSize == bs
+	for i := range n {
+		if uint64(w.check[i]) != ev.BlockHashes[i] {
+			match = false
+			break
+		}
+	}
+	if match {
+		return
+	}
+	p.c.hashMismatches.Add(1)
+	if s.warnedHash {
+		return
+	}
+	s.warnedHash = true
+	published := make([]kvblock.Key, len(ev.BlockHashes))
+	for i, h := range ev.BlockHashes {
+		published[i] = kvblock.Key(h)
+	}
+	d := kvblock.DiagnoseHashes(p.cfg.Hash, ev.BlockSize, ev.TokenIDs, extra, published)
+	p.log.Info("block hashes published by the pod do not match kvtrack's: requests will not find its cached blocks. "+
+		"The engine's PYTHONHASHSEED, --prefix-caching-hash-algo or --block-size differs from the configured hash seed, algorithm or block size",
+		"pod", s.label, "algorithm", p.cfg.Hash.Algorithm, "blockSize", bs, "engineBlockSize", ev.BlockSize,
+		"diagnosis", d.Verdict.String(), "fix", d.Fix())
+}
+
+// tokenKeys derives a BlockStored's keys from its token ids (tokens
+// scheme), chained from the key its parent's engine hash mapped to, and
+// records engine hash -> key for later removes.
+func (w *worker) tokenKeys(s *stream, ev *Event) []kvblock.Key {
+	p := w.p
+	bs := p.cfg.Hash.BlockSize
+	if bs == 0 {
+		bs = ev.BlockSize
+	}
+	if bs <= 0 {
+		p.c.unresolved.Add(1)
+		return nil
+	}
+	var parent kvblock.Key
+	if ev.HasParent {
+		k, ok := s.engine.get(ev.ParentHash)
+		if !ok {
+			p.c.unresolved.Add(1) // joined mid-chain, or the parent's mapping was evicted
+			return nil
+		}
+		parent = k
+	}
+	n := min(len(ev.BlockHashes), len(ev.TokenIDs)/bs)
+	if n < len(ev.BlockHashes) {
+		p.c.unresolved.Add(uint64(len(ev.BlockHashes) - n))
+	}
+	extra, ok := w.extraKeys(ev, n)
+	if !ok {
+		extra = nil
+	}
+	th := w.tokenHash[bs]
+	if th == nil {
+		var err error
+		if th, err = kvblock.NewTokenHasher(bs); err != nil {
+			p.c.unresolved.Add(1)
+			return nil
+		}
+		w.tokenHash[bs] = th
+	}
+	var err error
+	w.keys, err = th.BlockKeys(w.keys[:0], parent, ev.TokenIDs[:n*bs], extra)
+	if err != nil {
+		p.c.unresolved.Add(1)
+		return nil
+	}
+	for i, k := range w.keys {
+		s.engine.put(ev.BlockHashes[i], k)
+	}
+	return w.keys
+}
+
+// engineKeys maps a pod's engine hashes to token-derived keys, counting
+// references as the index does. It is bounded: past max entries, arbitrary
+// entries (Go's map order) are forgotten.
+type engineKeys struct {
+	max int
+	m   map[uint64]engineKey
+}
+
+type engineKey struct {
+	key  kvblock.Key
+	refs uint32
+}
+
+func newEngineKeys(max int) *engineKeys {
+	return &engineKeys{max: max, m: make(map[uint64]engineKey)}
+}
+
+func (e *engineKeys) get(h uint64) (kvblock.Key, bool) {
+	k, ok := e.m[h]
+	return k.key, ok
+}
+
+func (e *engineKeys) put(h uint64, k kvblock.Key) {
+	if old, ok := e.m[h]; ok {
+		e.m[h] = engineKey{key: k, refs: old.refs + 1}
+		return
+	}
+	if len(e.m) >= e.max {
+		drop := max(e.max/8, 1)
+		for h := range e.m {
+			delete(e.m, h)
+			if drop--; drop == 0 {
+				break
+			}
+		}
+	}
+	e.m[h] = engineKey{key: k, refs: 1}
+}
+
+// release drops one reference to h and returns its key.
+func (e *engineKeys) release(h uint64) (kvblock.Key, bool) {
+	k, ok := e.m[h]
+	if !ok {
+		return 0, false
+	}
+	if k.refs <= 1 {
+		delete(e.m, h)
+	} else {
+		k.refs--
+		e.m[h] = k
+	}
+	return k.key, true
+}
+
+func (e *engineKeys) clear() { clear(e.m) }
