@@ -281,14 +281,17 @@ type stream struct {
 
 	// mu serialises the worker's processing with RemovePod. The fields
 	// below are the worker's, accessed under mu.
-	mu         sync.Mutex
-	started    bool
-	next       uint64 // the sequence number expected next
-	replaying  bool
-	held       []msg // live messages held while replaying
-	warnedGap  bool
-	warnedHash bool
-	engine     *engineKeys // tokens scheme
+	mu      sync.Mutex
+	started bool
+	next    uint64 // the sequence number expected next
+	// [dupFrom, dupTo) were applied from a replay; live copies of them
+	// are duplicates, not a restart.
+	dupFrom, dupTo uint64
+	replaying      bool
+	held           []msg // live messages held while replaying
+	warnedGap      bool
+	warnedHash     bool
+	engine         *engineKeys // tokens scheme
 }
 
 func (s *stream) replayEndpoint() string      { return *s.replay.Load() }

@@ -81,7 +81,9 @@ func (w *worker) sequenced(ctx context.Context, s *stream, m msg) {
 		// 1, and a pod added late is joined mid-stream.
 		s.started = true
 	case m.seq == s.next:
+		s.dupFrom, s.dupTo = 0, 0 // live copies arrive in order: none are left
 	case m.seq > s.next:
+		s.dupFrom, s.dupTo = 0, 0
 		p.c.gaps.Add(1)
 		if ep := s.replayEndpoint(); ep != "" {
 			p.log.Info("sequence gap: replaying", "pod", s.label, "expected", s.next, "got", m.seq)
@@ -92,6 +94,8 @@ func (w *worker) sequenced(ctx context.Context, s *stream, m msg) {
 		}
 		p.c.lost.Add(m.seq - s.next)
 		p.log.Info("sequence gap: messages lost, pod has no replay endpoint", "pod", s.label, "expected", s.next, "got", m.seq, "lost", m.seq-s.next)
+	case m.seq >= s.dupFrom && m.seq < s.dupTo:
+		return // the live copy of a message a replay already applied
 	default:
 		p.c.restarts.Add(1)
 		p.log.Info("sequence went backwards: engine restarted, clearing its blocks", "pod", s.label, "expected", s.next, "got", m.seq)
@@ -131,6 +135,11 @@ func (w *worker) finishReplay(ctx context.Context, r replayResult) {
 	} else {
 		p.c.replays.Add(1)
 		p.log.V(1).Info("replay applied", "pod", s.label, "from", s.next, "messages", len(r.msgs))
+	}
+	if len(r.msgs) > 0 {
+		// The replay can run ahead of the live stream: the live copies of
+		// what it applied will arrive later and are not a restart.
+		s.dupFrom, s.dupTo = s.next, r.msgs[len(r.msgs)-1].seq+1
 	}
 	for _, m := range r.msgs {
 		if m.seq < s.next {
