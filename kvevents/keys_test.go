@@ -128,4 +128,3 @@ func TestEngineKeysBounded(t *testing.T) {
 		t.Error("mapping survived its last release")
 	}
 }
-
