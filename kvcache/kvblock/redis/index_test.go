@@ -520,17 +520,17 @@ func TestValuesAreCompactBinary(t *testing.T) {
 	if got, want := len(blockKeys[0]), len(ix.cfg.KeyPrefix)+2+8; got != want {
 		t.Errorf("block key %q is %d bytes, want %d (prefix, \"b:\", 8-byte key)", blockKeys[0], got, want)
 	}
-	fields, err := rc.HGetAll(ctx, blockKeys[0]).Result()
-	if err != nil || len(fields) != 1 {
-		t.Fatalf("block fields = %q (err %v), want one", fields, err)
+	v, err := rc.Get(ctx, blockKeys[0]).Bytes()
+	if err != nil {
+		t.Fatal(err)
 	}
-	for f, v := range fields {
-		if len(f) != 5 || v != "2" {
-			t.Errorf("entry field %q = %q, want a 5-byte pod+tier id holding reference count 2", f, v)
-		}
+	// One 7-byte record: pod id (4), tier id (1), reference count 2 (2).
+	if len(v) != 7 || v[5] != 0 || v[6] != 2 {
+		t.Errorf("block value = %x, want one 7-byte record holding reference count 2", v)
 	}
-	if enc, err := rc.ObjectEncoding(ctx, blockKeys[0]).Result(); err != nil || enc != "listpack" {
-		t.Errorf("block encoding = %q (err %v), want listpack", enc, err)
+	mustAdd(t, ix, podB, kvblock.TierCPU, ks)
+	if n, err := rc.StrLen(ctx, blockKeys[0]).Result(); err != nil || n != 14 {
+		t.Errorf("block value with a second entry is %d bytes (err %v), want 14", n, err)
 	}
 }
 

@@ -7,8 +7,10 @@ import (
 
 // The index's data in Redis, every key starting with the configured prefix P:
 //
-//	P b:<key>     hash, one per block: field <pod id:4 bytes BE><tier id:1 byte>,
-//	              value the reference count. <key> is the 8-byte big-endian Key.
+//	P b:<key>     string, one per block: 7-byte records <pod id:4 bytes BE>
+//	              <tier id:1><reference count:2 BE>, one per entry. <key> is the
+//	              8-byte big-endian Key. A string rather than a hash so that
+//	              Score reads many blocks with one MGET.
 //	P p:<pod id>  sorted set, one per pod: member <key:8><tier id:1>, score the
 //	              time (ms) of its last store. ClearPod and expiry walk it.
 //	P pods        hash pod name -> pod id, for pods holding at least one entry
@@ -63,17 +65,49 @@ local function call_chunked(cmd, key, list, step)
   return out
 end
 
+-- find returns the position of the record for pod+tier (5 bytes) in a
+-- block's value, or nil.
+local function find(v, field)
+  local i = 1
+  while true do
+    i = string.find(v, field, i, true)
+    if not i then return nil end
+    if (i - 1) % 7 == 0 then return i end
+    i = i + 1
+  end
+end
+
+-- unref drops one reference (all of them when all is true) to the entry
+-- field of block bk. Returns whether the entry went, and whether the block
+-- did.
+local function unref(bk, field, all)
+  local v = redis.call('GET', bk)
+  if not v then return false, false end
+  local i = find(v, field)
+  if not i then return false, false end
+  local n = string.byte(v, i + 5) * 256 + string.byte(v, i + 6)
+  if n > 1 and not all then
+    redis.call('SETRANGE', bk, i + 4, struct.pack('>I2', n - 1))
+    return false, false
+  end
+  v = string.sub(v, 1, i - 1) .. string.sub(v, i + 7)
+  if #v == 0 then
+    redis.call('DEL', bk)
+    return true, true
+  end
+  redis.call('SET', bk, v)
+  return true, false
+end
+
 -- drop_members deletes the entries a pod's set names (members <key><tier>)
 -- and the members themselves. Returns the entries and keys that went.
 local function drop_members(pid, members)
   local ppid = struct.pack('>I4', tonumber(pid))
   local entries, keys = 0, 0
   for _, m in ipairs(members) do
-    local bk = P .. 'b:' .. string.sub(m, 1, 8)
-    if redis.call('HDEL', bk, ppid .. string.sub(m, 9, 9)) == 1 then
-      entries = entries + 1
-      if redis.call('EXISTS', bk) == 0 then keys = keys + 1 end
-    end
+    local gone, blockgone = unref(P .. 'b:' .. string.sub(m, 1, 8), ppid .. string.sub(m, 9, 9), true)
+    if gone then entries = entries + 1 end
+    if blockgone then keys = keys + 1 end
   end
   if #members > 0 then call_chunked('ZREM', P .. 'p:' .. pid, members, 1000) end
   return entries, keys
@@ -118,9 +152,21 @@ local z = {}
 for i = 1, #blob, 8 do
   local k = string.sub(blob, i, i + 7)
   local bk = P .. 'b:' .. k
-  if redis.call('HINCRBY', bk, field, 1) == 1 then
-    added = added + 1
-    if redis.call('HLEN', bk) == 1 then newkeys = newkeys + 1 end
+  local v = redis.call('GET', bk)
+  if not v then
+    redis.call('SET', bk, field .. '\0\1')
+    added, newkeys = added + 1, newkeys + 1
+  else
+    local at = find(v, field)
+    if not at then
+      redis.call('APPEND', bk, field .. '\0\1')
+      added = added + 1
+    else
+      local n = string.byte(v, at + 5) * 256 + string.byte(v, at + 6)
+      if n < 65535 then -- saturates: a count that high is a runaway publisher
+        redis.call('SETRANGE', bk, at + 4, struct.pack('>I2', n + 1))
+      end
+    end
   end
   z[#z + 1] = now
   z[#z + 1] = k .. tb
@@ -173,17 +219,12 @@ local z = {}
 for i = 1, #blob, 8 do
   local k = string.sub(blob, i, i + 7)
   local bk = P .. 'b:' .. k
-  local n = redis.call('HGET', bk, field)
-  if n then
-    if tonumber(n) > 1 then
-      redis.call('HINCRBY', bk, field, -1)
-    else
-      redis.call('HDEL', bk, field)
-      removed = removed + 1
-      if redis.call('EXISTS', bk) == 0 then gone = gone + 1 end
-      z[#z + 1] = k .. tb
-    end
+  local entrygone, blockgone = unref(bk, field, false)
+  if entrygone then
+    removed = removed + 1
+    z[#z + 1] = k .. tb
   end
+  if blockgone then gone = gone + 1 end
 end
 if #z > 0 then call_chunked('ZREM', P .. 'p:' .. pid, z, 1000) end
 count('entries', -removed)
@@ -228,8 +269,14 @@ local nc = #names
 local ids = {}
 if nc > 0 then ids = call_chunked('HMGET', P .. 'pods', names, 1000) end
 
--- Candidates naming the same pod share a slot.
-local slot_of, slot, ns = {}, {}, 0
+-- Candidates naming the same pod share a slot. Every field a candidate can
+-- have (its pod id and a known tier id) maps to the slot and the tier's
+-- weight, so the walk does one table lookup per field it sees.
+local weight = {}
+local nw = tonumber(ARGV[4])
+for j = 1, nw do weight[ARGV[3 + 2 * j]] = tonumber(ARGV[4 + 2 * j]) end
+local tiers = redis.call('HGETALL', P .. 'tiers')
+local fslot, fweight, slot_of, slot, ns = {}, {}, {}, {}, 0
 for i = 1, nc do
   local id = ids[i]
   if id then
@@ -239,19 +286,13 @@ for i = 1, nc do
       ns = ns + 1
       s = ns
       slot_of[pk] = s
+      for t = 1, #tiers, 2 do
+        local f = tonumber(id) * 256 + tonumber(tiers[t + 1])
+        fslot[f] = s
+        fweight[f] = weight[tiers[t]] or 0
+      end
     end
     slot[i] = s
-  end
-end
-
-local nw = tonumber(ARGV[4])
-local weight = {}
-if nw > 0 then
-  local wn = {}
-  for j = 1, nw do wn[j] = ARGV[3 + 2 * j] end
-  local tids = call_chunked('HMGET', P .. 'tiers', wn, 1000)
-  for j = 1, nw do
-    if tids[j] then weight[string.char(tonumber(tids[j]))] = tonumber(ARGV[4 + 2 * j]) end
   end
 end
 
@@ -264,36 +305,53 @@ end
 local blob = ARGV[2]
 local walked, hits = 0, 0
 local i = 1
+-- Blocks are read 128 at a time: one MGET for most prompts, and not many
+-- wasted reads when the walk stops early.
+local vals, vi = {}, 1
 while #live > 0 and i <= #blob do
-  walked = walked + 1
-  local fields = redis.call('HKEYS', P .. 'b:' .. string.sub(blob, i, i + 7))
+  if vi > #vals then
+    local bks = {}
+    for j = i, math.min(i + 128 * 8 - 1, #blob), 8 do bks[#bks + 1] = P .. 'b:' .. string.sub(blob, j, j + 7) end
+    vals, vi = redis.call('MGET', unpack(bks)), 1
+  end
+  local v = vals[vi]
+  vi = vi + 1
   i = i + 8
+  walked = walked + 1
   local hit = false
-  for _, f in ipairs(fields) do
-    local s = slot_of[string.sub(f, 1, 4)]
+  for r = 1, (v and #v or 0), 7 do
+    local a, b, c, d, t = string.byte(v, r, r + 4)
+    local f = (((a * 256 + b) * 256 + c) * 256 + d) * 256 + t
+    local s = fslot[f]
     if s then
       hit = true
       if alive[s] then
-        local w = weight[string.sub(f, 5, 5)] or 0
+        local w = fweight[f]
         local b = best[s]
         if b == nil or w > b then best[s] = w end
       end
     end
   end
   if hit then hits = hits + 1 end
-  local still = {}
+  local dropped = false
   for _, s in ipairs(live) do
     local b = best[s]
     if b == nil then
       alive[s] = false
+      dropped = true
     else
       matched[s] = matched[s] + 1
       weighted[s] = weighted[s] + b
       best[s] = nil
-      still[#still + 1] = s
     end
   end
-  live = still
+  if dropped then
+    local still = {}
+    for _, s in ipairs(live) do
+      if alive[s] then still[#still + 1] = s end
+    end
+    live = still
+  end
 end
 
 local out = {walked, hits}

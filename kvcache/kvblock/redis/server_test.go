@@ -15,7 +15,7 @@ import (
 // server is a redis-server process owned by one test: loopback only, its own
 // temporary directory, no persistence. It is stopped in t.Cleanup.
 type server struct {
-	t    *testing.T
+	t    testing.TB
 	bin  string
 	dir  string
 	port int
@@ -25,7 +25,7 @@ type server struct {
 
 // startServer starts a redis-server on a free loopback port. Without
 // redis-server on PATH it skips, unless CI is set: there it fails.
-func startServer(t *testing.T) *server {
+func startServer(t testing.TB) *server {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -112,7 +112,7 @@ func (s *server) log() string {
 	return string(b)
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
