@@ -115,8 +115,11 @@ type MemIndex struct {
 	shift   uint // h>>shift picks the shard
 	cfg     MemIndexConfig
 	weights [MaxTiers]float64
-	pods    podRegistry
-	scratch sync.Pool // *scoreScratch
+	// topWeight is the largest of weights: the weight of a block on the
+	// best tier, which Score's accounting is relative to.
+	topWeight float64
+	pods      podRegistry
+	scratch   sync.Pool // *scoreScratch
 
 	// Score's counters; on their own line, away from the read-mostly
 	// fields above.
@@ -140,6 +143,7 @@ func NewMemIndex(cfg MemIndexConfig) (*MemIndex, error) {
 		cfg:     cfg,
 		weights: cfg.TierWeights.Table(),
 	}
+	x.topWeight = slices.Max(x.weights[:])
 	limit := (cfg.Capacity + cfg.Shards - 1) / cfg.Shards
 	for i := range x.shards {
 		x.shards[i].limit = limit
@@ -173,19 +177,10 @@ func (x *MemIndex) Add(_ context.Context, pod Pod, tier Tier, keys []Key) error 
 	if err != nil {
 		return fmt.Errorf("kvblock: add %d keys for %s: %w", len(keys), pod, err)
 	}
-	count := &x.pods.state(id).entries
 	e := entryOf(id, foldTier(tier))
 	for _, k := range keys {
 		h := mix(uint64(k))
-		s := x.shardOf(h)
-		s.mu.Lock()
-		if s.addLocked(h, e) {
-			count.Add(1)
-			if s.entries > s.limit {
-				s.evictLocked(&x.pods)
-			}
-		}
-		s.mu.Unlock()
+		x.shardOf(h).add(h, e, &x.pods)
 	}
 	return nil
 }
@@ -196,23 +191,17 @@ func (x *MemIndex) Remove(_ context.Context, pod Pod, tier Tier, keys []Key) err
 	if !ok {
 		return nil
 	}
-	count := &x.pods.state(id).entries
 	e := entryOf(id, foldTier(tier)) & entryIDMask
 	for _, k := range keys {
 		h := mix(uint64(k))
-		s := x.shardOf(h)
-		s.mu.Lock()
-		if s.removeLocked(h, e) {
-			count.Add(-1)
-		}
-		s.mu.Unlock()
+		x.shardOf(h).remove(h, e, &x.pods)
 	}
 	return nil
 }
 
 // ClearPod drops every entry of pod. It sweeps each shard in chunks of
-// sweepChunk slots, releasing the lock between chunks, and stops early once
-// the pod's entry count reaches zero. An Add for the same pod running
+// sweepChunk slots, releasing the shard between chunks, and stops early
+// once the pod's entry count reaches zero. An Add for the same pod running
 // concurrently may or may not survive.
 func (x *MemIndex) ClearPod(ctx context.Context, pod Pod) error {
 	id, ok := x.pods.lookup(pod)
@@ -227,19 +216,9 @@ func (x *MemIndex) ClearPod(ctx context.Context, pod Pod) error {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("kvblock: clear pod %s: %w", pod, err)
 		}
-		s := &x.shards[i]
 		pos, gen := 0, uint64(0)
 		for done := false; !done; {
-			s.mu.Lock()
-			if s.gen != gen {
-				// The table was replaced since the last chunk: start over.
-				// Only growth replaces it, so this ends.
-				pos, gen = 0, s.gen
-			}
-			var n int
-			n, done = s.sweepPodLocked(&pos, id)
-			count.Add(-int64(n))
-			s.mu.Unlock()
+			_, done = x.shards[i].sweepPod(&pos, &gen, id, &x.pods)
 		}
 	}
 	return nil
@@ -252,15 +231,7 @@ func (x *MemIndex) Clear(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("kvblock: clear: %w", err)
 		}
-		s := &x.shards[i]
-		s.mu.Lock()
-		// Pods interned before this lock are all the pods this shard
-		// can hold entries for.
-		if n := int(x.pods.n.Load()); len(dropped) < n {
-			dropped = append(dropped, make([]int64, n-len(dropped))...)
-		}
-		s.resetLocked(dropped)
-		s.mu.Unlock()
+		dropped = x.shards[i].reset(dropped, &x.pods)
 	}
 	for id, n := range dropped {
 		if n != 0 {
@@ -275,14 +246,7 @@ func (x *MemIndex) Clear(ctx context.Context) error {
 func (x *MemIndex) Stats(context.Context) (Stats, error) {
 	var st Stats
 	for i := range x.shards {
-		s := &x.shards[i]
-		s.mu.RLock()
-		st.Keys += int64(s.keys)
-		st.Entries += int64(s.entries)
-		st.Admissions += s.admissions
-		st.Evictions += s.evictions
-		st.Removals += s.removals
-		s.mu.RUnlock()
+		x.shards[i].stats(&st)
 	}
 	st.Pods = x.pods.liveCount()
 	st.Lookups = x.lookups.Load()
@@ -291,67 +255,123 @@ func (x *MemIndex) Stats(context.Context) (Stats, error) {
 }
 
 // scoreScratch is Score's working memory, pooled so that a warm Score
-// allocates nothing. Candidates are numbered by first appearance ("slots");
-// the walk keeps them as bitsets.
+// allocates nothing. Distinct known candidates are numbered by first
+// appearance ("slots"); the walk keeps sets of slots as bitsets.
 type scoreScratch struct {
-	ids      []int32   // per candidate: pod id, or -1 if never seen
-	slotOf   []int32   // per pod id: 1 + the candidate slot, 0 if not a candidate
-	uniq     []uint32  // pod id per slot, to reset slotOf
-	alive    []uint64  // slots still matching every key so far
-	present  []uint64  // slots holding the current key
-	cur      []float64 // per slot: best tier weight for the current key
-	weighted []float64 // per slot
-	matched  []int32   // per slot, set when the slot drops out
+	slotOfCand []int32   // per candidate: its slot, or -1 if the index never saw it
+	slotOf     []int32   // per pod id: 1 + its slot while it still matches, else 0
+	podOf      []uint32  // per slot: pod id
+	alive      []uint64  // slots matching every key so far
+	present    []uint64  // slots holding the current key
+	acc        []slotAcc // per slot
+	matched    []int32   // per slot, set when the slot drops out
+	entries    []uint64  // the current key's entries
+	sink       uint64    // keeps the walk's lookahead loads alive
 }
 
-// Score walks keys in order for the candidates; see Index.Score. With a dst
-// of sufficient capacity it allocates nothing.
+// slotAcc accumulates one candidate slot's weight. The walk does not add
+// a weight per matched key: it adds, for keys whose best tier weighs less
+// than the top weight, the shortfall, and finish computes the weight as
+// matched*top - deficit. Keys held on the top tier, the common case, cost
+// nothing.
+type slotAcc struct {
+	cur      float64 // best tier weight for the current key, if below top
+	deficit  float64 // sum of top - best over the keys matched so far
+	weighted float64 // set by finish
+}
+
+// Score walks keys in order for the candidates; see Index.Score. It takes
+// no lock: it reads each key's shard optimistically and retries if a writer
+// changed it meanwhile. With a dst of sufficient capacity it allocates
+// nothing.
 func (x *MemIndex) Score(_ context.Context, keys []Key, candidates []Pod, dst []PodScore) ([]PodScore, error) {
 	if len(candidates) == 0 {
 		return dst, nil
 	}
 	dst = slices.Grow(dst, len(candidates))
 	sc := x.scratch.Get().(*scoreScratch)
-	n := sc.prepare(x.pods.idMap(), candidates)
-	if n > 0 && len(keys) > 0 {
-		walked, hits := x.walk(keys, sc, n)
+	if known := sc.resolve(x.pods.idMap(), candidates); known > 0 && len(keys) > 0 {
+		// Only candidates holding the first key can match anything:
+		// number just those, so the walk usually fits walk64.
+		h := mix(uint64(keys[0]))
+		sc.entries = x.shardOf(h).lookup(h, sc.entries)
+		walked, hits := 1, 0
+		if n := sc.number(sc.entries); n > 0 {
+			walk := x.walk
+			if n <= 64 {
+				walk = x.walk64
+			}
+			walked, hits = walk(keys, sc, n)
+		}
 		x.lookups.Add(uint64(walked))
 		x.hits.Add(uint64(hits))
+	} else {
+		sc.number(nil)
 	}
+	sc.finish(len(keys), x.topWeight)
 	for i, p := range candidates {
 		ps := PodScore{Pod: p}
-		if id := sc.ids[i]; id >= 0 {
-			u := sc.slotOf[id] - 1
+		if u := sc.slotOfCand[i]; u >= 0 {
 			ps.Matched = int(sc.matched[u])
-			ps.Weighted = sc.weighted[u]
+			ps.Weighted = sc.acc[u].weighted
 		}
 		dst = append(dst, ps)
 	}
-	sc.reset()
 	x.scratch.Put(sc)
 	return dst, nil
 }
 
-// prepare resolves candidates against the id map and sizes the scratch for
-// them; it returns the number of distinct candidates the index knows.
-func (sc *scoreScratch) prepare(ids map[Pod]uint32, candidates []Pod) int {
-	sc.ids = slices.Grow(sc.ids[:0], len(candidates))[:len(candidates)]
+// resolve looks candidates up in the id map, leaving each one's pod id, or
+// -1, in slotOfCand; it returns how many the index knows.
+func (sc *scoreScratch) resolve(ids map[Pod]uint32, candidates []Pod) (known int) {
+	sc.slotOfCand = slices.Grow(sc.slotOfCand[:0], len(candidates))[:len(candidates)]
 	if len(sc.slotOf) < len(ids) {
 		sc.slotOf = make([]int32, len(ids)+len(ids)/4)
 	}
 	for i, p := range candidates {
 		id, ok := ids[p]
 		if !ok {
-			sc.ids[i] = -1
+			sc.slotOfCand[i] = -1
 			continue
 		}
-		sc.ids[i] = int32(id)
-		if sc.slotOf[id] == 0 {
-			sc.uniq = append(sc.uniq, id)
-			sc.slotOf[id] = int32(len(sc.uniq))
+		sc.slotOfCand[i] = int32(id)
+		known++
+	}
+	return known
+}
+
+// holdsFirst marks, in slotOf, a pod holding the first key while number
+// runs.
+const holdsFirst = -1
+
+// number gives a slot to each distinct resolved candidate among the pods of
+// the first key's entries, turning slotOfCand from pod ids into slots (-1
+// for candidates that score 0), and sizes the scratch for them. It returns
+// the number of slots.
+func (sc *scoreScratch) number(first []uint64) int {
+	slotOf := sc.slotOf
+	for _, e := range first {
+		if p := entryPod(e); int(p) < len(slotOf) {
+			slotOf[p] = holdsFirst
 		}
 	}
-	n := len(sc.uniq)
+	sc.podOf = sc.podOf[:0]
+	for i, id := range sc.slotOfCand {
+		if id < 0 {
+			continue
+		}
+		if slotOf[id] == holdsFirst {
+			sc.podOf = append(sc.podOf, uint32(id))
+			slotOf[id] = int32(len(sc.podOf))
+		}
+		sc.slotOfCand[i] = slotOf[id] - 1 // -1 unless it holds the first key
+	}
+	for _, e := range first {
+		if p := entryPod(e); int(p) < len(slotOf) && slotOf[p] == holdsFirst {
+			slotOf[p] = 0
+		}
+	}
+	n := len(sc.podOf)
 	words := (n + 63) / 64
 	sc.alive = slices.Grow(sc.alive[:0], words)[:words]
 	sc.present = slices.Grow(sc.present[:0], words)[:words]
@@ -362,31 +382,47 @@ func (sc *scoreScratch) prepare(ids map[Pod]uint32, candidates []Pod) int {
 	if n%64 != 0 {
 		sc.alive[words-1] = 1<<(n%64) - 1
 	}
-	sc.cur = slices.Grow(sc.cur[:0], n)[:n]
-	sc.weighted = slices.Grow(sc.weighted[:0], n)[:n]
+	sc.acc = slices.Grow(sc.acc[:0], n)[:n]
 	sc.matched = slices.Grow(sc.matched[:0], n)[:n]
-	clear(sc.weighted)
-	clear(sc.matched)
+	clear(sc.acc)
 	return n
 }
 
-func (sc *scoreScratch) reset() {
-	for _, id := range sc.uniq {
+// finish records matched = total for the slots still alive, computes the
+// weights, and clears slotOf for the next Score.
+func (sc *scoreScratch) finish(total int, top float64) {
+	for w, a := range sc.alive {
+		for ; a != 0; a &= a - 1 {
+			sc.matched[w<<6|bits.TrailingZeros64(a)] = int32(total)
+		}
+	}
+	for u := range sc.acc {
+		a := &sc.acc[u]
+		a.weighted = max(0, float64(sc.matched[u])*top-a.deficit)
+	}
+	for _, id := range sc.podOf {
 		sc.slotOf[id] = 0
 	}
-	sc.uniq = sc.uniq[:0]
 }
 
-// walk runs the longest-prefix walk over keys for the n prepared candidate
-// slots, leaving matched and weighted filled in. It returns how many keys it
-// looked up and how many of those extended at least one candidate's prefix.
-func (x *MemIndex) walk(keys []Key, sc *scoreScratch, n int) (walked, hits int) {
-	alive, present := sc.alive, sc.present
-	slotOf, cur, weighted, matched := sc.slotOf, sc.cur, sc.weighted, sc.matched
-	left := n
-	// see marks entry e's pod present for the current key if it is a
-	// candidate still alive, keeping its best tier weight.
-	see := func(e uint64) {
+// lookahead is how many keys ahead of the current one the walk touches.
+const lookahead = 4
+
+// walk64 is walk for at most 64 candidates, the common case. The candidate
+// sets live in registers, and each key's entries are read in place from the
+// shard under its sequence count: present is only trusted, and weights only
+// added, once the read validates.
+func (x *MemIndex) walk64(keys []Key, sc *scoreScratch, _ int) (walked, hits int) {
+	slotOf, podOf, acc, matched := sc.slotOf, sc.podOf, sc.acc, sc.matched
+	weights := &x.weights
+	top := x.topWeight
+	alive := sc.alive[0]
+	// present: candidates holding the current key; short: those of them
+	// whose best tier for it weighs less than top.
+	var present, short uint64
+	// visit marks entry e's pod present if it is a candidate still
+	// matching, keeping its best tier weight for this key.
+	visit := func(e uint64) {
 		pod := entryPod(e)
 		if int(pod) >= len(slotOf) {
 			return // interned after this Score began: not a candidate
@@ -395,64 +431,155 @@ func (x *MemIndex) walk(keys []Key, sc *scoreScratch, n int) (walked, hits int) 
 		if u < 0 {
 			return
 		}
-		w, b := u>>6, uint64(1)<<(u&63)
-		if alive[w]&b == 0 {
-			return
-		}
-		wt := x.weights[entryTier(e)]
-		if present[w]&b == 0 {
-			present[w] |= b
-			cur[u] = wt
-		} else if wt > cur[u] {
-			cur[u] = wt
+		b := uint64(1) << (u & 63)
+		wt := weights[entryTier(e)]
+		if present&b == 0 {
+			present |= b
+			if wt < top {
+				short |= b
+				acc[u].cur = wt
+			}
+		} else if short&b != 0 && wt > acc[u].cur {
+			acc[u].cur = wt
+			if wt == top {
+				short &^= b
+			}
 		}
 	}
+	var sink uint64
 	for i, k := range keys {
+		if i+lookahead < len(keys) {
+			ha := mix(uint64(keys[i+lookahead]))
+			sink += x.shardOf(ha).touch(ha)
+		}
 		h := mix(uint64(k))
 		s := x.shardOf(h)
-		s.mu.RLock()
-		if j, v := s.findShared(h); j >= 0 {
-			s.touchShared(j, v)
-			if v&runBit == 0 {
-				see(v & payloadMask)
-			} else {
-				for _, e := range s.runShared(v) {
-					see(e)
+		for attempt := 0; ; attempt++ {
+			present, short = 0, 0
+			if attempt == readRetries {
+				sc.entries = s.lookup(h, sc.entries)
+				for _, e := range sc.entries {
+					visit(e)
 				}
+				break
+			}
+			v, view, seq, ok := s.locate(h)
+			if !ok {
+				continue
+			}
+			if v&runBit == 0 {
+				if v != 0 {
+					visit(v & payloadMask)
+				}
+			} else {
+				run, ok := runIn(view, v)
+				if !ok {
+					continue
+				}
+				for j := range run {
+					visit(atomic.LoadUint64(&run[j]))
+				}
+			}
+			if s.unchanged(seq) {
+				break
 			}
 		}
-		s.mu.RUnlock()
+		walked++
+		if present != 0 {
+			hits++
+			for ; short != 0; short &= short - 1 {
+				a := &acc[bits.TrailingZeros64(short)]
+				a.deficit += top - a.cur
+			}
+		}
+		if gone := alive &^ present; gone != 0 {
+			alive = present
+			for ; gone != 0; gone &= gone - 1 {
+				u := bits.TrailingZeros64(gone)
+				matched[u] = int32(i)
+				slotOf[podOf[u]] = 0
+			}
+		}
+		if alive == 0 {
+			break
+		}
+	}
+	sc.sink = sink
+	sc.alive[0] = alive
+	return walked, hits
+}
+
+// walk runs the longest-prefix walk over keys for the n prepared candidate
+// slots, leaving matched and weighted filled in. It returns how many keys it
+// looked up and how many of those extended at least one candidate's prefix.
+func (x *MemIndex) walk(keys []Key, sc *scoreScratch, n int) (walked, hits int) {
+	alive, present := sc.alive, sc.present
+	slotOf, podOf, acc, matched := sc.slotOf, sc.podOf, sc.acc, sc.matched
+	weights, top := &x.weights, x.topWeight
+	entries := sc.entries
+	left := n
+	var sink uint64
+	for i, k := range keys {
+		if i+lookahead < len(keys) {
+			ha := mix(uint64(keys[i+lookahead]))
+			sink += x.shardOf(ha).touch(ha)
+		}
+		h := mix(uint64(k))
+		entries = x.shardOf(h).lookup(h, entries)
+		for _, e := range entries {
+			// Mark the entry's pod present if it is a candidate still
+			// matching, keeping its best tier weight for this key.
+			pod := entryPod(e)
+			if int(pod) >= len(slotOf) {
+				continue // interned after this Score began: not a candidate
+			}
+			u := slotOf[pod] - 1
+			if u < 0 {
+				continue
+			}
+			w, b := u>>6, uint64(1)<<(u&63)
+			a := &acc[u]
+			wt := weights[entryTier(e)]
+			if present[w]&b == 0 {
+				present[w] |= b
+				a.cur = wt
+			} else if wt > a.cur {
+				a.cur = wt
+			}
+		}
 		walked++
 		hit := false
-		for w := range alive {
-			p := present[w]
-			if gone := alive[w] &^ p; gone != 0 {
-				alive[w] = p
-				left -= bits.OnesCount64(gone)
-				for ; gone != 0; gone &= gone - 1 {
-					matched[w<<6|bits.TrailingZeros64(gone)] = int32(i)
-				}
+		for w, p := range present {
+			if p == 0 && alive[w] == 0 {
+				continue
 			}
+			present[w] = 0
 			if p != 0 {
 				hit = true
-				for ; p != 0; p &= p - 1 {
-					u := w<<6 | bits.TrailingZeros64(p)
-					weighted[u] += cur[u]
+				for q := p; q != 0; q &= q - 1 {
+					a := &acc[w<<6|bits.TrailingZeros64(q)]
+					a.deficit += top - a.cur
 				}
-				present[w] = 0
+			}
+			gone := alive[w] &^ p
+			if gone == 0 {
+				continue
+			}
+			alive[w] = p
+			left -= bits.OnesCount64(gone)
+			for ; gone != 0; gone &= gone - 1 {
+				u := w<<6 | bits.TrailingZeros64(gone)
+				matched[u] = int32(i)
+				slotOf[podOf[u]] = 0 // so later keys skip it
 			}
 		}
 		if hit {
 			hits++
 		}
 		if left == 0 {
-			return walked, hits
+			break
 		}
 	}
-	for w, a := range alive {
-		for ; a != 0; a &= a - 1 {
-			matched[w<<6|bits.TrailingZeros64(a)] = int32(len(keys))
-		}
-	}
+	sc.entries, sc.sink = entries, sink
 	return walked, hits
 }

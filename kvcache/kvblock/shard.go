@@ -10,6 +10,8 @@ import (
 // from a key to its set of (pod, tier, refcount) entries. Nothing in it holds
 // a pointer per key, so the garbage collector never scans it.
 //
+// # Layout
+//
 // Table: slots of two words, the mixed key and a value word. Linear probing,
 // at most 3/4 full, deletion by backward shift (no tombstones). The value
 // word of an empty slot is 0.
@@ -29,26 +31,46 @@ import (
 // class threaded through the first word of each free run, and compaction
 // once less than a quarter of it is live.
 //
-// The unsynchronised methods here are the core; MemIndex wraps them in the
-// shard's lock. Methods named ...Locked need s.mu held for writing; those
-// named ...Shared need it held at least for reading.
+// # Concurrency
+//
+// Writers serialise on mu. Readers take no lock: they read the published
+// view under a sequence count (a seqlock). A writer makes seq odd while it
+// changes the view's arrays in place and even again after; a reader that
+// saw seq change, or odd, retries, and after a failed retry takes mu. Work
+// that touches a whole shard — growing the table, compacting the slab,
+// clearing — builds new arrays on the side and publishes them in one atomic
+// store, so readers keep reading the old ones meanwhile and never wait for
+// it. Every word a reader may read is written with atomic stores, and slot
+// value words, which readers CAS to set the CLOCK bit, are also read
+// atomically by writers.
+//
+// Methods named ...Locked need mu held and, when they change the view in
+// place, seq odd; they say so.
 type shard struct {
-	mu sync.RWMutex
+	mu   sync.Mutex // serialises writers; readers take it only after a failed retry
+	seq  atomic.Uint64
+	view atomic.Pointer[shardView]
 
-	// mu guards everything below.
+	// mu guards the rest. slots and slab are the arrays of view.
 	slots    []slot
+	slab     []uint64
 	keys     int    // occupied slots
 	entries  int    // entries over all keys
 	limit    int    // entries allowed before the CLOCK hand evicts
 	hand     uint64 // CLOCK hand, an index into slots
-	gen      uint64 // bumped whenever slots is replaced, so sweeps can resume
-	slab     []uint64
-	slabLive int        // slab words inside allocated runs
-	free     [32]uint32 // per size class: 1 + offset of the first free run, 0 if none
+	gen      uint64 // bumped whenever slots is replaced by one of another size
+	slabLive int    // slab words inside allocated runs
+	free     [32]uint32
 
 	admissions, evictions, removals uint64
 
-	_ [64]byte // keep neighbouring shards' locks off each other's cache lines
+	_ [64]byte // keep neighbouring shards' hot words off each other's cache lines
+}
+
+// shardView is what readers see: the table and the whole slab backing array.
+type shardView struct {
+	slots []slot
+	slab  []uint64
 }
 
 type slot struct {
@@ -75,8 +97,9 @@ const (
 	runLenMask    = 1<<25 - 1
 
 	minSlots     = 8
-	sweepChunk   = 4096 // slots a ClearPod or Clear sweep visits per lock hold
+	sweepChunk   = 4096 // slots a ClearPod sweep visits per lock hold
 	minSlabWords = 1024 // below this the slab is never compacted
+	readRetries  = 2    // optimistic read attempts before a reader takes mu
 )
 
 // The entry layout gives tiers 5 bits; MaxTiers must match.
@@ -109,62 +132,217 @@ func runOf(v uint64) (off, class, n int) {
 	return int(v & runOffMask), int(v >> runClassShift & runClassMask), int(v >> runLenShift & runLenMask)
 }
 
-// findShared returns the slot index of h and its value word, or -1 and 0.
-// Readers load value words atomically because other readers may be setting
-// the CLOCK bit at the same time.
-func (s *shard) findShared(h uint64) (int, uint64) {
-	slots := s.slots
-	if len(slots) == 0 {
-		return -1, 0
+// lookup appends the entries of key h to buf and returns it. It sets the
+// key's CLOCK bit. It needs no lock.
+func (s *shard) lookup(h uint64, buf []uint64) []uint64 {
+	for range readRetries {
+		seq := s.seq.Load()
+		if seq&1 != 0 {
+			continue
+		}
+		out, ok := s.read(h, buf)
+		if ok && s.seq.Load() == seq {
+			return out
+		}
 	}
+	// A writer keeps changing this shard: wait for it.
+	s.mu.Lock()
+	out, _ := s.read(h, buf)
+	s.mu.Unlock()
+	return out
+}
+
+// read is one attempt of lookup. Under concurrent writes it may see a torn
+// state; it stays in bounds whatever it reads, reports a state it cannot
+// make sense of as !ok, and leaves validation to the caller.
+func (s *shard) read(h uint64, buf []uint64) ([]uint64, bool) {
+	buf = buf[:0]
+	view := s.view.Load()
+	if view == nil || len(view.slots) == 0 {
+		return buf, true
+	}
+	slots := view.slots
 	mask := uint64(len(slots) - 1)
-	for i := h & mask; ; i = (i + 1) & mask {
-		v := atomic.LoadUint64(&slots[i].v)
+	i := h & mask
+	for range len(slots) {
+		sl := &slots[i]
+		v := atomic.LoadUint64(&sl.v)
 		if v == 0 {
-			return -1, 0
+			return buf, true
 		}
-		if slots[i].h == h {
-			return int(i), v
+		if atomic.LoadUint64(&sl.h) != h {
+			i = (i + 1) & mask
+			continue
 		}
+		if v&clockBit == 0 {
+			// A failed CAS means a writer got there first; the bit is
+			// a hint, so losing it is fine.
+			atomic.CompareAndSwapUint64(&sl.v, v, v|clockBit)
+		}
+		if v&runBit == 0 {
+			return append(buf, v&payloadMask), true
+		}
+		off, _, n := runOf(v)
+		if off+n > len(view.slab) {
+			return buf, false
+		}
+		for j := off; j < off+n; j++ {
+			buf = append(buf, atomic.LoadUint64(&view.slab[j]))
+		}
+		return buf, true
 	}
+	return buf, false
 }
 
-// touchShared sets the CLOCK bit of slot i, whose value word was v.
-func (s *shard) touchShared(i int, v uint64) {
-	if v&clockBit == 0 {
-		atomic.OrUint64(&s.slots[i].v, clockBit)
+// locate starts an optimistic read of key h for a caller that reads the
+// key's entries itself: it returns the key's value word (0 when absent) and
+// the view its run lives in. The caller validates what it read with
+// unchanged(seq) and must not act on it before. ok is false while a writer
+// is changing the shard; the caller should retry, then fall back to lookup.
+// The run of a value word is runIn(view, v).
+func (s *shard) locate(h uint64) (v uint64, view *shardView, seq uint64, ok bool) {
+	seq = s.seq.Load()
+	if seq&1 != 0 {
+		return 0, nil, seq, false
 	}
+	view = s.view.Load()
+	if view == nil {
+		return 0, nil, seq, true
+	}
+	slots := view.slots
+	mask := uint64(len(slots) - 1)
+	i := h & mask
+	for range len(slots) {
+		sl := &slots[i]
+		v := atomic.LoadUint64(&sl.v)
+		if v == 0 {
+			return 0, view, seq, true
+		}
+		if atomic.LoadUint64(&sl.h) == h {
+			if v&clockBit == 0 {
+				atomic.CompareAndSwapUint64(&sl.v, v, v|clockBit)
+			}
+			return v, view, seq, true
+		}
+		i = (i + 1) & mask
+	}
+	return 0, nil, seq, false
 }
 
-// runShared returns the entries of the run with handle v.
-func (s *shard) runShared(v uint64) []uint64 {
+// touch loads the home slot of key h so that a locate of h shortly after
+// finds it in cache: the walk touches a few keys ahead, letting the CPU
+// overlap their cache misses with the current key's work. It returns the
+// slot's value word only so that the load is not optimised away.
+func (s *shard) touch(h uint64) uint64 {
+	view := s.view.Load()
+	if view == nil || len(view.slots) == 0 {
+		return 0
+	}
+	return atomic.LoadUint64(&view.slots[h&uint64(len(view.slots)-1)].v)
+}
+
+// unchanged reports whether no writer touched the shard since locate
+// returned seq.
+func (s *shard) unchanged(seq uint64) bool { return s.seq.Load() == seq }
+
+// runIn returns the run of value word v in view; its words must be read
+// with atomic loads. A torn read can produce a handle out of bounds: runIn
+// then returns ok false.
+func runIn(view *shardView, v uint64) (run []uint64, ok bool) {
 	off, _, n := runOf(v)
-	return s.slab[off : off+n : off+n]
+	if off+n > len(view.slab) {
+		return nil, false
+	}
+	return view.slab[off : off+n : off+n], true
 }
 
-// addLocked takes one reference on entry e (refcount 1) of key h and
-// reports whether that created the entry.
-func (s *shard) addLocked(h, e uint64) bool {
+// The write side. Callers hold mu. Changes to the published arrays happen
+// between beginChange and endChange.
+
+func (s *shard) beginChange() { s.seq.Add(1) }
+func (s *shard) endChange()   { s.seq.Add(1) }
+
+// checkChanges makes every in-place store check that seq is odd, that is,
+// that readers cannot trust what they read meanwhile. The package's tests
+// turn it on; it costs one predictable branch per store otherwise.
+var checkChanges bool
+
+func (s *shard) changing() {
+	if checkChanges && s.seq.Load()&1 == 0 {
+		panic("kvtrack: shard changed in place outside beginChange/endChange")
+	}
+}
+
+func (s *shard) loadV(i uint64) uint64 { return atomic.LoadUint64(&s.slots[i].v) }
+
+func (s *shard) storeV(i uint64, v uint64) {
+	s.changing()
+	atomic.StoreUint64(&s.slots[i].v, v)
+}
+
+func (s *shard) storeSlot(i uint64, sl slot) {
+	s.changing()
+	atomic.StoreUint64(&s.slots[i].h, sl.h)
+	atomic.StoreUint64(&s.slots[i].v, sl.v)
+}
+
+func (s *shard) storeWord(off int, w uint64) {
+	s.changing()
+	atomic.StoreUint64(&s.slab[off], w)
+}
+
+func (s *shard) copyWords(dst, src, n int) {
+	s.changing()
+	for j := range n {
+		atomic.StoreUint64(&s.slab[dst+j], s.slab[src+j])
+	}
+}
+
+func (s *shard) publish() {
+	s.view.Store(&shardView{slots: s.slots, slab: s.slab[:cap(s.slab)]})
+}
+
+// add takes one reference on entry e (refcount 1) of key h, evicting to
+// stay within the limit, and reports whether that created the entry. reg
+// receives the per-pod count changes.
+func (s *shard) add(h, e uint64, reg *podRegistry) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if (s.keys+1)*4 > len(s.slots)*3 {
 		s.growLocked()
 	}
+	s.beginChange()
+	created := s.addLocked(h, e)
+	if created {
+		reg.state(entryPod(e)).entries.Add(1)
+		if s.entries > s.limit {
+			s.evictLocked(reg)
+		}
+	}
+	s.endChange()
+	s.maybeCompactLocked()
+	return created
+}
+
+// addLocked is add's change; seq must be odd and the table must have room
+// for one more key.
+func (s *shard) addLocked(h, e uint64) bool {
 	mask := uint64(len(s.slots) - 1)
 	i := h & mask
-	for ; s.slots[i].v != 0; i = (i + 1) & mask {
+	for ; s.loadV(i) != 0; i = (i + 1) & mask {
 		if s.slots[i].h != h {
 			continue
 		}
-		sl := &s.slots[i]
-		v := sl.v | clockBit
+		v := s.loadV(i) | clockBit
 		if v&runBit == 0 {
 			if v&entryIDMask == e&entryIDMask {
-				sl.v = bumpRef(v)
+				s.storeV(i, bumpRef(v))
 				return false
 			}
 			off := s.allocLocked(1)
-			s.slab[off] = v & payloadMask
-			s.slab[off+1] = e
-			sl.v = clockBit | runHandle(off, 1, 2)
+			s.storeWord(int(off), v&payloadMask)
+			s.storeWord(int(off)+1, e)
+			s.storeV(i, clockBit|runHandle(off, 1, 2))
 			s.entries++
 			s.admissions++
 			return true
@@ -172,24 +350,24 @@ func (s *shard) addLocked(h, e uint64) bool {
 		off, class, n := runOf(v)
 		for j := off; j < off+n; j++ {
 			if s.slab[j]&entryIDMask == e&entryIDMask {
-				s.slab[j] = bumpRef(s.slab[j])
-				sl.v = v
+				s.storeWord(j, bumpRef(s.slab[j]))
+				s.storeV(i, v)
 				return false
 			}
 		}
 		if n == 1<<class {
-			noff := s.allocLocked(class + 1)
-			copy(s.slab[noff:], s.slab[off:off+n])
+			noff := int(s.allocLocked(class + 1))
+			s.copyWords(noff, off, n)
 			s.freeLocked(uint32(off), class)
-			off, class = int(noff), class+1
+			off, class = noff, class+1
 		}
-		s.slab[off+n] = e
-		sl.v = clockBit | runHandle(uint32(off), class, n+1)
+		s.storeWord(off+n, e)
+		s.storeV(i, clockBit|runHandle(uint32(off), class, n+1))
 		s.entries++
 		s.admissions++
 		return true
 	}
-	s.slots[i] = slot{h: h, v: clockBit | e}
+	s.storeSlot(i, slot{h: h, v: clockBit | e})
 	s.keys++
 	s.entries++
 	s.admissions++
@@ -205,122 +383,141 @@ func bumpRef(e uint64) uint64 {
 	return e
 }
 
-// removeLocked drops one reference to entry id (pod and tier) of key h and
-// reports whether that dropped the entry.
-func (s *shard) removeLocked(h, id uint64) bool {
-	if len(s.slots) == 0 {
+// remove drops one reference to entry id (pod and tier, no refcount) of key
+// h and reports whether that dropped the entry.
+func (s *shard) remove(h, id uint64, reg *podRegistry) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i, ok := s.findLocked(h)
+	if !ok {
 		return false
 	}
+	s.beginChange()
+	dropped := s.removeLocked(i, id)
+	s.endChange()
+	if dropped {
+		reg.state(entryPod(id)).entries.Add(-1)
+		s.maybeCompactLocked()
+	}
+	return dropped
+}
+
+// findLocked returns the slot of key h.
+func (s *shard) findLocked(h uint64) (uint64, bool) {
+	if len(s.slots) == 0 {
+		return 0, false
+	}
 	mask := uint64(len(s.slots) - 1)
-	for i := h & mask; s.slots[i].v != 0; i = (i + 1) & mask {
-		if s.slots[i].h != h {
+	for i := h & mask; s.loadV(i) != 0; i = (i + 1) & mask {
+		if s.slots[i].h == h {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// removeLocked is remove's change on slot i; seq must be odd.
+func (s *shard) removeLocked(i, id uint64) bool {
+	v := s.loadV(i)
+	if v&runBit == 0 {
+		switch {
+		case v&entryIDMask != id, v&refMask == refMask: // absent, or saturated (see bumpRef)
+			return false
+		case v&refMask > 1:
+			s.storeV(i, v-1)
+			return false
+		}
+		s.deleteSlotLocked(i)
+		s.entries--
+		s.removals++
+		return true
+	}
+	off, _, n := runOf(v)
+	for j := off; j < off+n; j++ {
+		ej := s.slab[j]
+		if ej&entryIDMask != id {
 			continue
 		}
-		v := s.slots[i].v
-		if v&runBit == 0 {
-			if v&entryIDMask != id {
-				return false
-			}
-			if v&refMask > 1 && v&refMask != refMask {
-				s.slots[i].v = v - 1
-				return false
-			}
-			if v&refMask == refMask {
-				return false // saturated: see bumpRef
-			}
-			s.deleteSlotLocked(int(i))
-			s.entries--
-			s.removals++
-			return true
+		switch {
+		case ej&refMask == refMask:
+			return false
+		case ej&refMask > 1:
+			s.storeWord(j, ej-1)
+			return false
 		}
-		off, _, n := runOf(v)
-		for j := off; j < off+n; j++ {
-			ej := s.slab[j]
-			if ej&entryIDMask != id {
-				continue
-			}
-			if ej&refMask == refMask {
-				return false
-			}
-			if ej&refMask > 1 {
-				s.slab[j] = ej - 1
-				return false
-			}
-			s.slab[j] = s.slab[off+n-1]
-			s.setRunLenLocked(int(i), n-1)
-			s.entries--
-			s.removals++
-			return true
-		}
-		return false
+		s.storeWord(j, s.slab[off+n-1])
+		s.setRunLenLocked(i, n-1)
+		s.entries--
+		s.removals++
+		return true
 	}
 	return false
 }
 
 // setRunLenLocked records that the run of slot i now holds its first n
 // entries (n >= 1), moving them inline or to a smaller run when that saves
-// room.
-func (s *shard) setRunLenLocked(i, n int) {
-	v := s.slots[i].v
+// room. seq must be odd.
+func (s *shard) setRunLenLocked(i uint64, n int) {
+	v := s.loadV(i)
 	off, class, _ := runOf(v)
 	switch {
 	case n == 1:
-		s.slots[i].v = v&clockBit | s.slab[off]
+		s.storeV(i, v&clockBit|s.slab[off])
 		s.freeLocked(uint32(off), class)
 	case class > 1 && n <= 1<<class/4:
 		noff := s.allocLocked(class - 1)
-		// alloc may have moved the slab but not our run's offset.
-		copy(s.slab[noff:], s.slab[off:off+n])
+		s.copyWords(int(noff), off, n)
 		s.freeLocked(uint32(off), class)
-		s.slots[i].v = v&clockBit | runHandle(noff, class-1, n)
+		s.storeV(i, v&clockBit|runHandle(noff, class-1, n))
 	default:
-		s.slots[i].v = v&clockBit | runHandle(uint32(off), class, n)
+		s.storeV(i, v&clockBit|runHandle(uint32(off), class, n))
 	}
-	s.maybeCompactLocked()
 }
 
 // deleteSlotLocked empties slot i, shifting later members of its probe
 // sequence back so that every key stays reachable from its home slot. The
-// slot's run, if any, must already be freed or moved.
-func (s *shard) deleteSlotLocked(i int) {
+// slot's run, if any, must already be freed or moved. seq must be odd.
+func (s *shard) deleteSlotLocked(i uint64) {
 	mask := uint64(len(s.slots) - 1)
-	hole := uint64(i)
-	for j := (hole + 1) & mask; s.slots[j].v != 0; j = (j + 1) & mask {
+	hole := i
+	for j := (hole + 1) & mask; s.loadV(j) != 0; j = (j + 1) & mask {
 		home := s.slots[j].h & mask
 		// Move j into the hole unless the hole lies before j's home on
 		// its probe path.
 		if (j-home)&mask >= (j-hole)&mask {
-			s.slots[hole] = s.slots[j]
+			s.storeSlot(hole, slot{h: s.slots[j].h, v: s.loadV(j)})
 			hole = j
 		}
 	}
-	s.slots[hole] = slot{}
+	s.storeSlot(hole, slot{})
 	s.keys--
 }
 
+// growLocked doubles the table on the side and publishes it.
 func (s *shard) growLocked() {
-	n := 2 * len(s.slots)
-	if n < minSlots {
-		n = minSlots
-	}
-	old := s.slots
-	s.slots = make([]slot, n)
+	n := max(2*len(s.slots), minSlots)
+	slots := make([]slot, n)
 	mask := uint64(n - 1)
-	for _, sl := range old {
-		if sl.v == 0 {
+	for i := range s.slots {
+		v := s.loadV(uint64(i))
+		if v == 0 {
 			continue
 		}
-		i := sl.h & mask
-		for s.slots[i].v != 0 {
-			i = (i + 1) & mask
+		h := s.slots[i].h
+		j := h & mask
+		for slots[j].v != 0 {
+			j = (j + 1) & mask
 		}
-		s.slots[i] = sl
+		slots[j] = slot{h: h, v: v}
 	}
+	s.slots = slots
 	s.hand = 0
 	s.gen++
+	s.publish()
 }
 
-// allocLocked returns the offset of a free run of 1<<class words.
+// allocLocked returns the offset of a free run of 1<<class words,
+// publishing the slab if it had to move.
 func (s *shard) allocLocked(class int) uint32 {
 	size := 1 << class
 	s.slabLive += size
@@ -335,44 +532,59 @@ func (s *shard) allocLocked(class int) uint32 {
 		// unreachable unless Capacity is set beyond physical memory.
 		panic(fmt.Sprintf("kvtrack: shard slab overflow at %d words", off))
 	}
-	s.slab = append(s.slab, make([]uint64, size)...)
+	if off+size > cap(s.slab) {
+		slab := make([]uint64, off, max(2*cap(s.slab), off+size, minSlabWords))
+		copy(slab, s.slab)
+		s.slab = slab
+		s.slab = s.slab[:off+size]
+		s.publish()
+	} else {
+		s.slab = s.slab[:off+size]
+	}
 	return uint32(off)
 }
 
 // freeLocked returns the run at off of 1<<class words to its free list.
+// seq must be odd.
 func (s *shard) freeLocked(off uint32, class int) {
 	s.slabLive -= 1 << class
-	s.slab[off] = uint64(s.free[class])
+	s.storeWord(int(off), uint64(s.free[class]))
 	s.free[class] = off + 1
 }
 
 // maybeCompactLocked rewrites the slab without its free runs once they make
-// up more than three quarters of it, so memory released by removals goes
-// back to the Go heap. The cost is one pass over the shard, paid for by the
-// removals that freed those runs.
+// up more than three quarters of it and outnumber half the table's slots,
+// so memory released by removals goes back to the Go heap. It builds a new
+// table and slab on the side and publishes them. The cost, one pass over
+// the table, is paid for by the removals that freed those words, which
+// number at least half the table's slots.
 func (s *shard) maybeCompactLocked() {
-	if len(s.slab) < minSlabWords || s.slabLive*4 > len(s.slab) {
+	waste := cap(s.slab) - s.slabLive
+	if cap(s.slab) < minSlabWords || waste*4 < cap(s.slab)*3 || waste < len(s.slots)/2 {
 		return
 	}
-	slab := make([]uint64, 0, s.slabLive+s.slabLive/4)
+	slots := make([]slot, len(s.slots))
+	slab := make([]uint64, 0, max(2*s.slabLive, minSlabWords))
 	for i := range s.slots {
-		v := s.slots[i].v
-		if v&runBit == 0 {
-			continue
+		v := s.loadV(uint64(i))
+		if v&runBit != 0 {
+			off, class, n := runOf(v)
+			noff := len(slab)
+			slab = append(slab, s.slab[off:off+1<<class]...)
+			v = v&clockBit | runHandle(uint32(noff), class, n)
 		}
-		off, class, n := runOf(v)
-		noff := len(slab)
-		slab = append(slab, s.slab[off:off+1<<class]...)
-		s.slots[i].v = v&clockBit | runHandle(uint32(noff), class, n)
+		slots[i] = slot{h: s.slots[i].h, v: v}
 	}
-	s.slab = slab
+	s.slots, s.slab = slots, slab
 	s.free = [32]uint32{}
+	s.publish()
 }
 
 // dropSlotLocked deletes the key in slot i with all its entries, taking
-// them off their pods' counts, and returns how many entries went.
-func (s *shard) dropSlotLocked(i int, reg *podRegistry) int {
-	v := s.slots[i].v
+// them off their pods' counts, and returns how many entries went. seq must
+// be odd.
+func (s *shard) dropSlotLocked(i uint64, reg *podRegistry) int {
+	v := s.loadV(i)
 	n := 1
 	if v&runBit == 0 {
 		reg.state(entryPod(v)).entries.Add(-1)
@@ -392,60 +604,63 @@ func (s *shard) dropSlotLocked(i int, reg *podRegistry) int {
 // evictLocked drops whole keys by CLOCK until the shard is within its limit:
 // the hand clears reference bits as it passes and evicts the first key whose
 // bit is already clear, i.e. one nobody stored or scored for a full turn.
+// seq must be odd.
 func (s *shard) evictLocked(reg *podRegistry) {
 	for s.entries > s.limit {
 		mask := uint64(len(s.slots) - 1)
 		i := s.hand & mask
-		v := s.slots[i].v
+		v := s.loadV(i)
 		switch {
 		case v == 0:
 			s.hand = i + 1
 		case v&clockBit != 0:
-			s.slots[i].v = v &^ clockBit
+			s.storeV(i, v&^clockBit)
 			s.hand = i + 1
 		default:
-			s.evictions += uint64(s.dropSlotLocked(int(i), reg))
+			s.evictions += uint64(s.dropSlotLocked(i, reg))
 			// The backward shift may have moved an unvisited key into i.
 			s.hand = i
 		}
 	}
-	s.maybeCompactLocked()
 }
 
-// sweepPodLocked removes every entry of pod from at most sweepChunk slots
-// starting at *pos, advancing *pos, and returns how many entries it removed
-// and whether the sweep reached the end of the table.
-func (s *shard) sweepPodLocked(pos *int, pod uint32) (removed int, done bool) {
-	drop := func(e uint64) bool { return entryPod(e) == pod }
+// sweepPod removes every entry of pod from at most sweepChunk slots from
+// *pos on, advancing *pos. It restarts from slot 0 when the table changed
+// size since *gen. It returns how many entries it removed and whether the
+// sweep reached the end of the table.
+func (s *shard) sweepPod(pos *int, gen *uint64, pod uint32, reg *podRegistry) (removed int, done bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gen != *gen {
+		// Only growth changes the size, so restarting terminates.
+		*pos, *gen = 0, s.gen
+	}
 	end := min(*pos+sweepChunk, len(s.slots))
 	i := *pos
+	s.beginChange()
 	for i < end {
-		v := s.slots[i].v
+		v := s.loadV(uint64(i))
 		if v == 0 {
 			i++
 			continue
 		}
 		if v&runBit == 0 {
-			e := v & payloadMask
-			if !drop(e) {
+			if entryPod(v) != pod {
 				i++
 				continue
 			}
 			removed++
-			s.deleteSlotLocked(i)
+			s.deleteSlotLocked(uint64(i))
 			s.entries--
-			s.removals++
 			continue // slot i now holds a shifted key, or is empty
 		}
 		off, class, n := runOf(v)
 		kept := 0
 		for j := off; j < off+n; j++ {
-			e := s.slab[j]
-			if drop(e) {
-				continue
+			if e := s.slab[j]; entryPod(e) != pod {
+				s.storeWord(off+kept, e)
+				kept++
 			}
-			s.slab[off+kept] = e
-			kept++
 		}
 		if kept == n {
 			i++
@@ -453,39 +668,64 @@ func (s *shard) sweepPodLocked(pos *int, pod uint32) (removed int, done bool) {
 		}
 		removed += n - kept
 		s.entries -= n - kept
-		s.removals += uint64(n - kept)
 		if kept == 0 {
 			s.freeLocked(uint32(off), class)
-			s.deleteSlotLocked(i)
+			s.deleteSlotLocked(uint64(i))
 			continue
 		}
-		s.setRunLenLocked(i, kept)
+		s.setRunLenLocked(uint64(i), kept)
 		i++
+	}
+	s.endChange()
+	s.removals += uint64(removed)
+	if removed > 0 {
+		reg.state(pod).entries.Add(-int64(removed))
+		s.maybeCompactLocked()
 	}
 	*pos = i
 	return removed, i >= len(s.slots)
 }
 
-// resetLocked empties the shard and releases its memory, taking its entries
-// off their pods' counts in dropped, indexed by pod id.
-func (s *shard) resetLocked(dropped []int64) {
-	for _, sl := range s.slots {
+// reset empties the shard, adding the entries it held per pod id to
+// dropped, which it extends as needed, and returns dropped.
+func (s *shard) reset(dropped []int64, reg *podRegistry) []int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Pods interned before this lock are all the pods this shard can hold
+	// entries for.
+	if n := int(reg.n.Load()); len(dropped) < n {
+		dropped = append(dropped, make([]int64, n-len(dropped))...)
+	}
+	for i := range s.slots {
+		v := s.loadV(uint64(i))
 		switch {
-		case sl.v == 0:
-		case sl.v&runBit == 0:
-			dropped[entryPod(sl.v)]++
+		case v == 0:
+		case v&runBit == 0:
+			dropped[entryPod(v)]++
 		default:
-			off, _, n := runOf(sl.v)
+			off, _, n := runOf(v)
 			for _, e := range s.slab[off : off+n] {
 				dropped[entryPod(e)]++
 			}
 		}
 	}
 	s.removals += uint64(s.entries)
-	s.slots = nil
-	s.slab = nil
+	s.slots, s.slab = nil, nil
 	s.free = [32]uint32{}
 	s.keys, s.entries, s.slabLive = 0, 0, 0
 	s.hand = 0
 	s.gen++
+	s.view.Store(nil)
+	return dropped
+}
+
+// stats adds the shard's numbers to st.
+func (s *shard) stats(st *Stats) {
+	s.mu.Lock()
+	st.Keys += int64(s.keys)
+	st.Entries += int64(s.entries)
+	st.Admissions += s.admissions
+	st.Evictions += s.evictions
+	st.Removals += s.removals
+	s.mu.Unlock()
 }

@@ -14,14 +14,14 @@ func (x *MemIndex) Verify() error {
 	perPod := make([]int64, x.pods.n.Load())
 	for si := range x.shards {
 		s := &x.shards[si]
-		s.mu.RLock()
-		if err := s.verifyShared(perPod); err != nil {
+		s.mu.Lock()
+		if err := s.verifyLocked(perPod); err != nil {
 			errs = append(errs, fmt.Errorf("shard %d: %w", si, err))
 		}
 		if s.entries > s.limit {
 			errs = append(errs, fmt.Errorf("shard %d: %d entries over its limit of %d", si, s.entries, s.limit))
 		}
-		s.mu.RUnlock()
+		s.mu.Unlock()
 	}
 	for id, n := range perPod {
 		if got := x.pods.state(uint32(id)).entries.Load(); got != n {
@@ -31,7 +31,15 @@ func (x *MemIndex) Verify() error {
 	return errors.Join(errs...)
 }
 
-func (s *shard) verifyShared(perPod []int64) error {
+func (s *shard) verifyLocked(perPod []int64) error {
+	if view := s.view.Load(); view == nil {
+		if s.slots != nil || s.slab != nil {
+			return errors.New("published no view but holds arrays")
+		}
+	} else if len(view.slots) != len(s.slots) || (len(s.slots) > 0 && &view.slots[0] != &s.slots[0]) ||
+		len(view.slab) != cap(s.slab) || (cap(s.slab) > 0 && &view.slab[0] != &s.slab[:1][0]) {
+		return errors.New("published view is not the shard's arrays")
+	}
 	if len(s.slots)&(len(s.slots)-1) != 0 {
 		return fmt.Errorf("%d slots, not a power of two", len(s.slots))
 	}

@@ -225,12 +225,12 @@ var cases = []struct {
 	{"RemoveOfUnknownEntriesIsIgnored", func(t *testing.T, idx kvblock.Index) {
 		x := tester{t, idx}
 		x.add(podA, kvblock.TierGPU, keys(1, 3)...)
-		x.remove(podA, kvblock.TierGPU, keys(100, 3)...)  // unknown keys
-		x.remove(podB, kvblock.TierGPU, keys(1, 3)...)    // pod without them
-		x.remove(podNew, kvblock.TierGPU, keys(1, 3)...)  // pod never seen
-		x.remove(podA, kvblock.TierCPU, keys(1, 3)...)    // other tier
-		x.remove(podA1, kvblock.TierGPU, keys(1, 3)...)   // other DP rank
-		x.remove(podA, kvblock.TierGPU /* no keys */)     // nothing
+		x.remove(podA, kvblock.TierGPU, keys(100, 3)...) // unknown keys
+		x.remove(podB, kvblock.TierGPU, keys(1, 3)...)   // pod without them
+		x.remove(podNew, kvblock.TierGPU, keys(1, 3)...) // pod never seen
+		x.remove(podA, kvblock.TierCPU, keys(1, 3)...)   // other tier
+		x.remove(podA1, kvblock.TierGPU, keys(1, 3)...)  // other DP rank
+		x.remove(podA, kvblock.TierGPU /* no keys */)    // nothing
 		x.wantScores(keys(1, 3), want{podA, 3, 3})
 		x.wantSize(3, 3, 1)
 	}},
