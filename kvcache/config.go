@@ -3,6 +3,7 @@ package kvcache
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"slices"
 	"strconv"
@@ -93,16 +94,15 @@ type IndexConfig struct {
 	// Backend is "memory" (default) or "redis".
 	Backend IndexBackend `json:"backend,omitempty" yaml:"backend,omitempty"`
 	// Capacity bounds the number of (block, pod, tier) entries the memory
-	// index holds; past it the least recently stored entries are evicted.
-	// Default 10,000,000 (roughly 10 GPU pods' worth of 16-token blocks at
-	// 1M tokens each, with room for CPU offload).
+	// index holds; past it the least recently stored or scored keys are
+	// evicted. Default 16M (100 pods of 160k blocks, about 0.5 GiB).
 	Capacity int `json:"capacity,omitempty" yaml:"capacity,omitempty"`
 	// Shards is the number of independently locked shards of the memory
-	// index; a power of two. Default 0 lets the index choose from
-	// GOMAXPROCS.
+	// index, a power of two. Default 0 lets the index choose (256).
 	Shards int `json:"shards,omitempty" yaml:"shards,omitempty"`
 	// TierWeights is the weight of a block held on each medium in the
-	// weighted score. Default GPU 1, CPU 0.8, STORAGE 0.5.
+	// weighted score (finite, >= 0). Default GPU 1, CPU 0.8, STORAGE 0.5.
+	// Speculative entries weigh SPECULATIVE, 1 unless set here.
 	TierWeights kvblock.TierWeights `json:"tierWeights,omitempty" yaml:"tierWeights,omitempty"`
 }
 
@@ -186,7 +186,7 @@ func (d *Duration) UnmarshalText(b []byte) error {
 const (
 	DefaultAlgorithm       = "sha256"
 	DefaultBlockSize       = 16
-	DefaultIndexCapacity   = 10_000_000
+	DefaultIndexCapacity   = 1 << 24
 	DefaultEventsPort      = 5557
 	DefaultTopicFilter     = "kv@"
 	DefaultEventWorkers    = 4
@@ -292,8 +292,9 @@ func (c Config) Validate() error {
 
 	oneOf("keyScheme", string(c.KeyScheme), string(KeySchemeVLLM), string(KeySchemeTokens))
 	if c.KeyScheme == KeySchemeVLLM {
-		algos := algorithmsPending()
-		oneOf("hash.algorithm", c.Hash.Algorithm, algos...)
+		if _, err := kvblock.ParseAlgorithm(c.Hash.Algorithm); err != nil {
+			bad("hash.algorithm", "%s", strings.TrimPrefix(err.Error(), "kvblock: "))
+		}
 		if c.Hash.Seed == "" {
 			bad("hash.seed", "required with keyScheme %q: set it to the engines' PYTHONHASHSEED "+
 				"(without one vLLM's hashes are random per process; use keyScheme %q then)",
@@ -305,8 +306,8 @@ func (c Config) Validate() error {
 	}
 
 	oneOf("index.backend", string(c.Index.Backend), string(IndexMemory), string(IndexRedis))
-	if c.Index.Capacity < 0 {
-		bad("index.capacity", "%d is negative (valid: a positive number of entries)", c.Index.Capacity)
+	if c.Index.Capacity < 0 || (c.Index.Capacity < c.Index.Shards) {
+		bad("index.capacity", "%d invalid (valid: a number of entries no smaller than index.shards)", c.Index.Capacity)
 	}
 	if c.Index.Shards < 0 || c.Index.Shards > maxShards || c.Index.Shards&(c.Index.Shards-1) != 0 {
 		bad("index.shards", "%d invalid (valid: 0 for automatic, or a power of two up to %d)", c.Index.Shards, maxShards)
@@ -315,8 +316,8 @@ func (c Config) Validate() error {
 		if name == "" {
 			bad("index.tierWeights", "empty medium name (valid: GPU, CPU, STORAGE or another medium the engines report)")
 		}
-		if !(w >= 0 && w <= 1) { // also catches NaN
-			bad("index.tierWeights."+name, "weight %v out of range (valid: 0 to 1)", w)
+		if !(w >= 0 && w <= math.MaxFloat64) { // also catches NaN and +Inf
+			bad("index.tierWeights."+name, "weight %v invalid (valid: a finite number >= 0)", w)
 		}
 	}
 

@@ -3,6 +3,7 @@ package kvcache
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -25,7 +26,7 @@ func TestDefaultConfigValues(t *testing.T) {
 		{"hash.algorithm", c.Hash.Algorithm, "sha256"},
 		{"hash.blockSize", c.Hash.BlockSize, 16},
 		{"index.backend", c.Index.Backend, IndexMemory},
-		{"index.capacity", c.Index.Capacity, 10_000_000},
+		{"index.capacity", c.Index.Capacity, 1 << 24},
 		{"index.shards", c.Index.Shards, 0},
 		{"index.tierWeights.GPU", c.Index.TierWeights["GPU"], 1.0},
 		{"index.tierWeights.CPU", c.Index.TierWeights["CPU"], 0.8},
@@ -92,9 +93,11 @@ func TestValidateRejects(t *testing.T) {
 		{"missing seed", func(c *Config) { c.Hash.Seed = "" }, "hash.seed", "PYTHONHASHSEED"},
 		{"block size", func(c *Config) { c.Hash.BlockSize = -16 }, "hash.blockSize", "valid: 1 to 65536"},
 		{"backend", func(c *Config) { c.Index.Backend = "etcd" }, "index.backend", "valid: memory, redis"},
-		{"capacity", func(c *Config) { c.Index.Capacity = -1 }, "index.capacity", "positive"},
+		{"capacity", func(c *Config) { c.Index.Capacity = -1 }, "index.capacity", "no smaller than index.shards"},
+		{"capacity below shards", func(c *Config) { c.Index.Capacity = 8; c.Index.Shards = 16 }, "index.capacity", "no smaller than index.shards"},
 		{"shards", func(c *Config) { c.Index.Shards = 12 }, "index.shards", "power of two"},
-		{"tier weight", func(c *Config) { c.Index.TierWeights = map[string]float64{"CPU": 1.5} }, "index.tierWeights.CPU", "valid: 0 to 1"},
+		{"tier weight", func(c *Config) { c.Index.TierWeights = map[string]float64{"CPU": -0.5} }, "index.tierWeights.CPU", "finite number >= 0"},
+		{"tier weight NaN", func(c *Config) { c.Index.TierWeights = map[string]float64{"GPU": math.NaN()} }, "index.tierWeights.GPU", "finite number >= 0"},
 		{"events mode", func(c *Config) { c.Events.Mode = "listen" }, "events.mode", "valid: connect, bind"},
 		{"bind without endpoint", func(c *Config) { c.Events.Mode = EventsBind }, "events.endpoint", "tcp://*:5557"},
 		{"bind bad transport", func(c *Config) { c.Events.Mode = EventsBind; c.Events.Endpoint = "udp://*:1" }, "events.endpoint", "tcp, ipc or inproc"},
