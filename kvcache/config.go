@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
+	"github.com/kvtrack/kvtrack/kvcache/kvblock/redis"
 )
 
 // KeyScheme says how block keys are derived; see the package doc.
@@ -63,6 +64,11 @@ type Config struct {
 	Hash HashConfig `json:"hash" yaml:"hash"`
 	// Index configures where the (block, pod) entries live.
 	Index IndexConfig `json:"index" yaml:"index"`
+	// Redis is the server of the redis index backend; used only with
+	// index.backend "redis". Left entirely empty, it takes
+	// redis.DefaultConfig() (localhost:6379, one-hour entry TTL); once any
+	// field is set, a zero ttl disables expiry.
+	Redis redis.Config `json:"redis,omitzero" yaml:"redis,omitempty"`
 	// Events configures the ZMQ subscription to the engines' KV events.
 	Events EventsConfig `json:"events" yaml:"events"`
 	// Tokenizer turns prompts into token IDs. It may be left empty when
@@ -228,6 +234,9 @@ func (c Config) WithDefaults() Config {
 	if c.Index.TierWeights == nil {
 		c.Index.TierWeights = kvblock.DefaultTierWeights()
 	}
+	if c.Index.Backend == IndexRedis && c.Redis == (redis.Config{}) {
+		c.Redis = redis.DefaultConfig()
+	}
 	if c.Events.Mode == "" {
 		c.Events.Mode = EventsConnect
 	}
@@ -318,6 +327,12 @@ func (c Config) Validate() error {
 		}
 		if !(w >= 0 && w <= math.MaxFloat64) { // also catches NaN and +Inf
 			bad("index.tierWeights."+name, "weight %v invalid (valid: a finite number >= 0)", w)
+		}
+	}
+
+	if c.Index.Backend == IndexRedis {
+		if err := c.Redis.Validate(); err != nil {
+			errs = append(errs, err)
 		}
 	}
 

@@ -132,6 +132,28 @@ func TestValidateRejects(t *testing.T) {
 	}
 }
 
+func TestRedisSection(t *testing.T) {
+	c := Config{Hash: HashConfig{Seed: "42"}, Index: IndexConfig{Backend: IndexRedis}}.WithDefaults()
+	if c.Redis.Addr != "localhost:6379" || c.Redis.TTL == 0 {
+		t.Errorf("empty redis section with the redis backend = %+v, want redis.DefaultConfig()", c.Redis)
+	}
+	c.Redis.Addr = "no-port"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "redis.addr") {
+		t.Errorf("Validate() = %v, want an error naming redis.addr", err)
+	}
+	c.Index.Backend = IndexMemory
+	if err := c.Validate(); err != nil {
+		t.Errorf("Validate() with the memory backend = %v, want the unused redis section ignored", err)
+	}
+	var d Config
+	if err := json.Unmarshal([]byte(`{"index": {"backend": "redis"}, "redis": {"addr": "10.0.0.9:6379", "keyPrefix": "a:"}}`), &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Redis.Addr != "10.0.0.9:6379" || d.Redis.KeyPrefix != "a:" {
+		t.Errorf("decoded redis section = %+v", d.Redis)
+	}
+}
+
 func TestValidateReportsEveryBadField(t *testing.T) {
 	c := Config{KeyScheme: "x", Hash: HashConfig{BlockSize: -1}, Events: EventsConfig{Workers: -1}}
 	err := c.Validate()

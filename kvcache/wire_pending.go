@@ -5,11 +5,13 @@ package kvcache
 import (
 	"errors"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
 var errPending = errors.New("kvcache: not wired yet")
 
-func newIndex(Config, options) (kvblock.Index, error)                    { return nil, errPending }
 func newTokenizer(Config, options) (Tokenizer, error)                    { return nil, nil }
 func newEventSource(Config, kvblock.Index, options) (eventSource, error) { return nil, nil }
+func newMemIndex(Config, prometheus.Registerer) (kvblock.Index, error)   { return nil, errPending }
