@@ -72,7 +72,7 @@ const baseParams = `{"hash": {"seed": "42", "blockSize": 16}}`
 func TestFactoryRejectsUnknownParameterByName(t *testing.T) {
 	for _, params := range []string{
 		`{"hash": {"seed": "42"}, "blockSize": 16}`,
-		`{"hash": {"seed": "42", "blocksize": 16}}`,
+		`{"hash": {"seed": "42", "blockSizeTokens": 16}}`,
 		`{"events": {"zmqEndpoint": "tcp://*:5557"}}`,
 	} {
 		_, err := Factory("p", json.RawMessage(params), nil)
@@ -81,7 +81,7 @@ func TestFactoryRejectsUnknownParameterByName(t *testing.T) {
 			continue
 		}
 		var field struct{ name string }
-		for _, f := range []string{"blockSize", "blocksize", "zmqEndpoint"} {
+		for _, f := range []string{"blockSize", "blockSizeTokens", "zmqEndpoint"} {
 			if strings.Contains(params, `"`+f+`"`) && strings.Contains(err.Error(), `"`+f+`"`) {
 				field.name = f
 			}
