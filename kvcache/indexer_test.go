@@ -3,58 +3,20 @@ package kvcache
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kvtrack/kvtrack/internal/testredis"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock/redis"
 )
-
-// startRedis runs a private redis-server on a free loopback port for the
-// test. Without redis-server it skips, except in CI (CI set), where it fails.
-func startRedis(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("redis-server not on PATH in CI: %v", err)
-		}
-		t.Skip("redis-server not on PATH; install the Debian package redis-server (make deps)")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	cmd := exec.Command(bin, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return addr
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server did not listen on %s", addr)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // backends returns the configurations of every index backend to run the
 // Indexer tests against.
 func backends(t *testing.T) map[string]Config {
 	return map[string]Config{
-		"redis": {Index: IndexConfig{Backend: IndexRedis}, Redis: redisConfig(startRedis(t))},
+		"redis": {Index: IndexConfig{Backend: IndexRedis}, Redis: redisConfig(testredis.Start(t))},
 	}
 }
 

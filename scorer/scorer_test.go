@@ -3,17 +3,18 @@ package scorer
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/types"
 	fwkdl "sigs.k8s.io/gateway-api-inference-extension/pkg/epp/framework/interface/datalayer"
 	fwkplugin "sigs.k8s.io/gateway-api-inference-extension/pkg/epp/framework/interface/plugin"
 	"sigs.k8s.io/gateway-api-inference-extension/pkg/epp/framework/interface/scheduling"
-	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/kvtrack/kvtrack/kvcache"
+	"github.com/kvtrack/kvtrack/internal/testredis"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
@@ -25,7 +26,7 @@ func newTestScorer(t testing.TB, params string, opts ...Option) *Scorer {
 	t.Cleanup(cancel)
 	handle := fwkplugin.NewEppHandle(ctx, func() []types.NamespacedName { return nil })
 	opts = append([]Option{WithRegisterer(prometheus.NewRegistry())}, opts...)
-	p, err := NewFactory(opts...)("precise", json.RawMessage(params), handle)
+	p, err := NewFactory(opts...)("precise", json.RawMessage(withIndex(t, params)), handle)
 	if err != nil {
 		t.Fatalf("factory(%s): %v", params, err)
 	}
@@ -68,6 +69,16 @@ func store(t testing.TB, s *Scorer, pod string, tokens []uint32) {
 }
 
 const baseParams = `{"hash": {"seed": "42", "blockSize": 16}}`
+
+// withIndex adds the index section the plugin tests run against to params:
+// the redis backend on a private redis-server. (The default memory backend
+// is wired once kvblock.NewMemIndex is on main.)
+func withIndex(t testing.TB, params string) string {
+	t.Helper()
+	addr := testredis.Start(t)
+	return strings.TrimSuffix(strings.TrimSpace(params), "}") +
+		fmt.Sprintf(`, "index": {"backend": "redis"}, "redis": {"addr": %q}}`, addr)
+}
 
 func TestFactoryRejectsUnknownParameterByName(t *testing.T) {
 	for _, params := range []string{
@@ -126,7 +137,7 @@ func TestRegisterAddsFactoryToRegistry(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	p, err := f("x", json.RawMessage(baseParams), fwkplugin.NewEppHandle(ctx, nil))
+	p, err := f("x", json.RawMessage(withIndex(t, baseParams)), fwkplugin.NewEppHandle(ctx, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,11 +186,11 @@ func TestScoreIsZeroForUnusableRequests(t *testing.T) {
 	store(t, s, "10.0.0.1:8000", seqTokens(1, 64))
 	a := endpoint("10.0.0.1", "8000")
 	for name, req := range map[string]*scheduling.LLMRequest{
-		"nil":             nil,
-		"no body":         {RequestId: "x"},
-		"embeddings":      {Body: &scheduling.LLMRequestBody{Embeddings: &scheduling.EmbeddingsRequest{Input: "hi"}}},
+		"nil":                nil,
+		"no body":            {RequestId: "x"},
+		"embeddings":         {Body: &scheduling.LLMRequestBody{Embeddings: &scheduling.EmbeddingsRequest{Input: "hi"}}},
 		"text, no tokenizer": {Body: &scheduling.LLMRequestBody{Completions: &scheduling.CompletionsRequest{Prompt: scheduling.Prompt{Raw: "hello"}}}},
-		"short prompt":    {TokenizedPrompt: &scheduling.TokenizedPrompt{TokenIDs: seqTokens(1, 15)}},
+		"short prompt":       {TokenizedPrompt: &scheduling.TokenizedPrompt{TokenIDs: seqTokens(1, 15)}},
 	} {
 		got := s.Score(context.Background(), nil, req, []scheduling.Endpoint{a})
 		if v, ok := got[a]; !ok || v != 0 {
@@ -242,5 +253,3 @@ func TestContentTextJoinsTextPartsLikeVLLM(t *testing.T) {
 		t.Errorf("contentText(raw) = %q", got)
 	}
 }
-
-var _ = kvcache.Request{}
