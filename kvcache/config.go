@@ -145,9 +145,12 @@ type TokenizerConfig struct {
 	// URL is a vLLM server (http://host:port) whose /tokenize endpoint
 	// tokenizes and renders chat for us.
 	URL string `json:"url,omitempty" yaml:"url,omitempty"`
-	// CacheSize is the number of prompts whose tokens (and block keys) are
-	// kept. Default 4096; -1 disables the cache.
-	CacheSize int `json:"cacheSize,omitempty" yaml:"cacheSize,omitempty"`
+	// Model is the model name sent to the remote tokenizer. Default: the
+	// request's model.
+	Model string `json:"model,omitempty" yaml:"model,omitempty"`
+	// CacheBytes bounds the cache of whole prompts and their tokens (prompt
+	// bytes plus 4 per token). Default 64 MiB; -1 disables the cache.
+	CacheBytes int `json:"cacheBytes,omitempty" yaml:"cacheBytes,omitempty"`
 }
 
 // SpeculativeConfig configures speculative entries: when a request is
@@ -197,7 +200,7 @@ const (
 	DefaultTopicFilter     = "kv@"
 	DefaultEventWorkers    = 4
 	DefaultEventQueueSize  = 4096
-	DefaultTokenCacheSize  = 4096
+	DefaultTokenCacheBytes = 64 << 20
 	DefaultSpeculativeTTL  = Duration(2 * time.Second)
 	maxSpeculativeTTL      = time.Minute
 	maxBlockSize           = 1 << 16
@@ -253,8 +256,8 @@ func (c Config) WithDefaults() Config {
 	if c.Events.QueueSize == 0 {
 		c.Events.QueueSize = DefaultEventQueueSize
 	}
-	if c.Tokenizer.CacheSize == 0 {
-		c.Tokenizer.CacheSize = DefaultTokenCacheSize
+	if c.Tokenizer.CacheBytes == 0 {
+		c.Tokenizer.CacheBytes = DefaultTokenCacheBytes
 	}
 	if c.Speculative.TTL == 0 {
 		c.Speculative.TTL = DefaultSpeculativeTTL
@@ -365,8 +368,8 @@ func (c Config) Validate() error {
 			bad("tokenizer.url", "%q is not an http(s) URL (valid: the base URL of a vLLM server, e.g. http://10.0.0.7:8000)", c.Tokenizer.URL)
 		}
 	}
-	if c.Tokenizer.CacheSize < -1 {
-		bad("tokenizer.cacheSize", "%d out of range (valid: a positive number of prompts, or -1 to disable the cache)", c.Tokenizer.CacheSize)
+	if c.Tokenizer.CacheBytes < -1 {
+		bad("tokenizer.cacheBytes", "%d out of range (valid: a positive number of bytes, or -1 to disable the cache)", c.Tokenizer.CacheBytes)
 	}
 
 	if ttl := time.Duration(c.Speculative.TTL); ttl <= 0 || ttl > maxSpeculativeTTL {

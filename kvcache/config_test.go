@@ -36,7 +36,7 @@ func TestDefaultConfigValues(t *testing.T) {
 		{"events.replayPort", c.Events.ReplayPort, 0},
 		{"events.workers", c.Events.Workers, 4},
 		{"events.queueSize", c.Events.QueueSize, 4096},
-		{"tokenizer.cacheSize", c.Tokenizer.CacheSize, 4096},
+		{"tokenizer.cacheBytes", c.Tokenizer.CacheBytes, 64 << 20},
 		{"speculative.enabled", c.Speculative.Enabled, false},
 		{"speculative.ttl", time.Duration(c.Speculative.TTL), 2 * time.Second},
 		{"metrics.enabled", *c.Metrics.Enabled, true},
@@ -73,7 +73,7 @@ func TestValidateAcceptsValid(t *testing.T) {
 		"remote tokenizer":    {Hash: HashConfig{Seed: "0"}, Tokenizer: TokenizerConfig{URL: "http://10.0.0.7:8000"}},
 		"every algorithm field": {Hash: HashConfig{Algorithm: "sha256_cbor", Seed: "42", BlockSize: 64},
 			Index: IndexConfig{Capacity: 1000, Shards: 64, TierWeights: map[string]float64{"GPU": 1, "CPU": 0}}},
-		"cache disabled": {KeyScheme: KeySchemeTokens, Tokenizer: TokenizerConfig{CacheSize: -1}},
+		"cache disabled": {KeyScheme: KeySchemeTokens, Tokenizer: TokenizerConfig{CacheBytes: -1}},
 	} {
 		if err := c.Validate(); err != nil {
 			t.Errorf("%s: Validate() = %v, want nil", name, err)
@@ -108,7 +108,7 @@ func TestValidateRejects(t *testing.T) {
 		{"queue size", func(c *Config) { c.Events.QueueSize = -5 }, "events.queueSize", "positive"},
 		{"tokenizer both", func(c *Config) { c.Tokenizer.Path = "/m/tokenizer.json"; c.Tokenizer.URL = "http://x:1" }, "tokenizer", "at most one"},
 		{"tokenizer url", func(c *Config) { c.Tokenizer.URL = "10.0.0.7:8000" }, "tokenizer.url", "http://10.0.0.7:8000"},
-		{"token cache", func(c *Config) { c.Tokenizer.CacheSize = -7 }, "tokenizer.cacheSize", "-1 to disable"},
+		{"token cache", func(c *Config) { c.Tokenizer.CacheBytes = -7 }, "tokenizer.cacheBytes", "-1 to disable"},
 		{"ttl negative", func(c *Config) { c.Speculative.TTL = Duration(-time.Second) }, "speculative.ttl", "at most 1m0s"},
 		{"ttl huge", func(c *Config) { c.Speculative.TTL = Duration(time.Hour) }, "speculative.ttl", "at most 1m0s"},
 		{"beat", func(c *Config) { c.Metrics.BeatInterval = Duration(-time.Second) }, "metrics.beatInterval", "0 to disable"},

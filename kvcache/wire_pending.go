@@ -1,3 +1,5 @@
+//go:build !kvtrack_wiring
+
 package kvcache
 
 // TEMPORARY: replaced as the hasher, index, events and tokenizer land.
