@@ -18,7 +18,7 @@ func TestChaos(t *testing.T) {
 	for _, seed := range []uint64{1, 2} {
 		t.Run("seed="+string(rune('0'+seed)), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 99))
-			idx := newRefIndex()
+			idx := newMemIndex(t)
 			p := connectPool(t, idx, testLogger(t))
 			pub := newGoPublisher(t, pubOpts{layout: []string{"array", "map"}[seed%2], replyTopic: seed%2 == 0, topic: "kv@chaos@model"})
 			addPub(t, p, pub)

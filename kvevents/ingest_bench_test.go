@@ -94,7 +94,7 @@ func BenchmarkIngestZMQ(b *testing.B) {
 	b.Run("pool", func(b *testing.B) {
 		pub, ep := benchPub(b)
 		defer pub.Close()
-		idx := newRefIndex()
+		idx := newMemIndex(b)
 		p, err := NewPool(Config{Mode: ModeConnect, Workers: 2, QueueSize: 1 << 16}, idx)
 		if err != nil {
 			b.Fatal(err)
@@ -153,7 +153,7 @@ func BenchmarkApplyBlockStored(b *testing.B) {
 				ev = batch3(mpArr(mpStr("BlockStored"), mpUints(sampleHash0), mpNil(), mpTokens(seqTokens(100, 16)), mpInt(16),
 					mpNil(), mpStr("GPU"), mpNil(), mpArr(mpNil()), mpInt(0), mpStr("full_attention"), mpNil()))
 			}
-			p, err := NewPool(cfg, newRefIndex())
+			p, err := NewPool(cfg, newMemIndex(b))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -43,7 +43,7 @@ func (p *Pool) streamStarted(pod kvblock.Pod) bool {
 func TestIngestConnectMode(t *testing.T) {
 	for _, layout := range []string{"array", "map"} {
 		t.Run(layout, func(t *testing.T) {
-			idx := newRefIndex()
+			idx := newMemIndex(t)
 			p := connectPool(t, idx)
 			pub := newGoPublisher(t, pubOpts{layout: layout})
 			addPub(t, p, pub)
@@ -61,7 +61,7 @@ func TestIngestConnectMode(t *testing.T) {
 
 func TestIngestBindModePodFromTopic(t *testing.T) {
 	port := freePort(t)
-	idx := newRefIndex()
+	idx := newMemIndex(t)
 	filter := "kv@"
 	p := startPool(t, Config{Mode: ModeBind, Endpoint: fmt.Sprintf("tcp://127.0.0.1:%d", port), DataParallelSize: 2, TopicFilter: &filter}, idx)
 	ep := fmt.Sprintf("tcp://127.0.0.1:%d", port)
@@ -106,7 +106,7 @@ func TestIngestBindModeUnknownTopicCounted(t *testing.T) {
 func TestReplayFillsGap(t *testing.T) {
 	for _, replyTopic := range []bool{false, true} {
 		t.Run(fmt.Sprintf("replyTopic=%v", replyTopic), func(t *testing.T) {
-			idx := newRefIndex()
+			idx := newMemIndex(t)
 			p := connectPool(t, idx)
 			pub := newGoPublisher(t, pubOpts{replyTopic: replyTopic, topic: "kv-events"})
 			addPub(t, p, pub)
@@ -128,7 +128,7 @@ func TestReplayFillsGap(t *testing.T) {
 // replay is in flight wait for it: applied first, the remove of a block the
 // lost message stored would be a no-op and the block would stay indexed.
 func TestLiveEventsHeldDuringReplay(t *testing.T) {
-	idx := newRefIndex()
+	idx := newMemIndex(t)
 	p := connectPool(t, idx)
 	pub := newGoPublisher(t, pubOpts{})
 	addPub(t, p, pub)
@@ -146,7 +146,8 @@ func TestLiveEventsHeldDuringReplay(t *testing.T) {
 	}
 	pub.publish(false, pub.removed(hashes(201, 1), "GPU"))
 	eventually(t, "live messages to be held", func() bool { return p.heldCount(pub.pod) == 22 })
-	if got := len(idx.snapshot()); got != 0 {
+	if st, _ := idx.Stats(context.Background()); st.Entries != 0 {
+		got := st.Entries
 		t.Errorf("index has %d entries while the replay is in flight, want 0 (live events held back)", got)
 	}
 	close(release)
@@ -163,7 +164,7 @@ func (p *Pool) heldCount(pod kvblock.Pod) int {
 }
 
 func TestRestartClearsPod(t *testing.T) {
-	idx := newRefIndex()
+	idx := newMemIndex(t)
 	p := connectPool(t, idx)
 	pub := newGoPublisher(t, pubOpts{})
 	addPub(t, p, pub)
@@ -182,7 +183,7 @@ func TestRestartClearsPod(t *testing.T) {
 }
 
 func TestAllBlocksClearedClearsOnlyThatRank(t *testing.T) {
-	idx := newRefIndex()
+	idx := newMemIndex(t)
 	p := connectPool(t, idx)
 	r0 := newGoPublisher(t, pubOpts{pod: kvblock.Pod{Addr: "10.0.0.9:8000", Rank: 0}})
 	r1 := newGoPublisher(t, pubOpts{pod: kvblock.Pod{Addr: "10.0.0.9:8000", Rank: 1}})
@@ -200,7 +201,7 @@ func TestAllBlocksClearedClearsOnlyThatRank(t *testing.T) {
 }
 
 func TestNoReplayEndpointDegraded(t *testing.T) {
-	idx := newRefIndex()
+	idx := newMemIndex(t)
 	reg := prometheus.NewPedanticRegistry()
 	p := connectPool(t, idx, WithRegisterer(reg))
 	pub := newGoPublisher(t, pubOpts{noReplay: true})
@@ -252,7 +253,7 @@ func TestMetricsRegistered(t *testing.T) {
 }
 
 func TestMalformedPayloadSkipped(t *testing.T) {
-	idx := newRefIndex()
+	idx := newMemIndex(t)
 	p := connectPool(t, idx)
 	pub := newGoPublisher(t, pubOpts{})
 	addPub(t, p, pub)
@@ -265,7 +266,7 @@ func TestMalformedPayloadSkipped(t *testing.T) {
 }
 
 func TestRemovePodClearsAndCloses(t *testing.T) {
-	idx := newRefIndex()
+	idx := newMemIndex(t)
 	p := connectPool(t, idx)
 	a := newGoPublisher(t, pubOpts{})
 	b := newGoPublisher(t, pubOpts{})
@@ -279,7 +280,7 @@ func TestRemovePodClearsAndCloses(t *testing.T) {
 	if err := p.RemovePod(context.Background(), a.pod); err != nil {
 		t.Fatal(err)
 	}
-	if d := diffEntries(idx.snapshot(), b.groundTruth()); d != "" {
+	if d := indexDiff(idx, b.groundTruth()); d != "" {
 		t.Fatalf("after RemovePod the index still holds the pod's blocks:\n%s", d)
 	}
 	eventually(t, "the SUB socket to disconnect from the publisher", monitor)
@@ -288,5 +289,23 @@ func TestRemovePodClearsAndCloses(t *testing.T) {
 	waitIndexEquals(t, idx, b.groundTruth)
 	if s := p.Stats(); s.Pods != 1 {
 		t.Errorf("Pods = %d, want 1", s.Pods)
+	}
+}
+
+// TestBindModeReplayPort checks that in bind mode a gap is replayed from the
+// pod's host (taken from the topic) at Config.ReplayPort.
+func TestBindModeReplayPort(t *testing.T) {
+	port := freePort(t)
+	ep := fmt.Sprintf("tcp://127.0.0.1:%d", port)
+	replayPort := freePort(t)
+	idx := newMemIndex(t)
+	p := startPool(t, Config{Endpoint: ep, ReplayPort: replayPort, ReplayTimeout: time.Second}, idx)
+	pub := newGoPublisher(t, pubOpts{connectTo: ep, topic: "kv@127.0.0.1:8000@model", pod: kvblock.Pod{Addr: "127.0.0.1:8000"}, replayPort: replayPort})
+	pub.waitSubscribed(func() bool { return p.streamStarted(pub.pod) })
+	pub.publish(true, pub.stored(hashes(100, 2), 0, seqTokens(0, 32), "GPU")) // lost on the wire
+	pub.publish(false, pub.stored(hashes(102, 1), 101, seqTokens(32, 16), "GPU"))
+	waitIndexEquals(t, idx, pub.groundTruth)
+	if s := p.Stats(); s.Replays != 1 || s.DegradedPods != 0 {
+		t.Errorf("replays, degraded = %d, %d; want 1, 0", s.Replays, s.DegradedPods)
 	}
 }

@@ -160,7 +160,8 @@ func (p *Pool) Run(ctx context.Context) error {
 // In connect mode endpoint is the engine's PUB endpoint for exactly this
 // (pod, rank) (see RankEndpoint) and the pool opens a SUB socket to it. In
 // bind mode endpoint must be empty: the pod's messages arrive on the bound
-// socket; AddPod only records its replay endpoint.
+// socket; AddPod only records its replay endpoint ("" keeps the one derived
+// from Config.ReplayPort).
 //
 // replayEndpoint is the engine's replay ROUTER for this rank, or "" if it
 // has none, in which case the pod is reported degraded: a gap in its
@@ -184,9 +185,13 @@ func (p *Pool) AddPod(ctx context.Context, pod kvblock.Pod, endpoint, replayEndp
 		if endpoint != "" {
 			return fmt.Errorf("kvevents: AddPod %s: endpoint %q given in bind mode, where pods connect to %s; pass \"\"", pod, endpoint, p.cfg.Endpoint)
 		}
-		p.replayEPs[pod] = replayEndpoint
+		if replayEndpoint == "" {
+			delete(p.replayEPs, pod) // back to Config.ReplayPort, if set
+		} else {
+			p.replayEPs[pod] = replayEndpoint
+		}
 		if s, ok := p.streams[pod]; ok {
-			s.setReplayEndpoint(replayEndpoint)
+			s.setReplayEndpoint(p.bindReplayLocked(pod))
 		}
 		return nil
 	}
@@ -242,11 +247,20 @@ func (p *Pool) streamFor(pod kvblock.Pod) *stream {
 	if s, ok := p.streams[pod]; ok {
 		return s
 	}
-	replay, ok := p.replayEPs[pod]
-	if !ok && p.cfg.ReplayPort > 0 {
-		replay = replayEndpointFor(pod.Addr, p.cfg.ReplayPort+pod.Rank)
+	return p.newStreamLocked(pod, "", p.bindReplayLocked(pod))
+}
+
+// bindReplayLocked returns a bind-mode pod's replay endpoint: the one AddPod
+// named, else the pod's host at Config.ReplayPort + rank, else none. p.mu
+// must be held.
+func (p *Pool) bindReplayLocked(pod kvblock.Pod) string {
+	if ep, ok := p.replayEPs[pod]; ok {
+		return ep
 	}
-	return p.newStreamLocked(pod, "", replay)
+	if p.cfg.ReplayPort > 0 {
+		return replayEndpointFor(pod.Addr, p.cfg.ReplayPort+pod.Rank)
+	}
+	return ""
 }
 
 // newStreamLocked creates and registers a stream. p.mu must be held.

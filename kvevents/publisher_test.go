@@ -50,6 +50,7 @@ type pubOpts struct {
 	connectTo  string // connect the PUB to this endpoint (the pool binds) instead of binding
 	topic      string
 	pod        kvblock.Pod
+	replayPort int // bind the replay ROUTER on this port (default: a free one)
 }
 
 func freePort(t *testing.T) int {
@@ -78,7 +79,10 @@ func newGoPublisher(t *testing.T, o pubOpts) *goPublisher {
 		p.pod.Addr = strings.TrimPrefix(p.pubEP, "tcp://")
 	}
 	if !o.noReplay {
-		p.replayEP = fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t))
+		if o.replayPort == 0 {
+			o.replayPort = freePort(t)
+		}
+		p.replayEP = fmt.Sprintf("tcp://127.0.0.1:%d", o.replayPort)
 	}
 	p.start()
 	t.Cleanup(p.close)
@@ -340,11 +344,11 @@ func eventually(t *testing.T, what string, cond func() bool) {
 
 // waitIndexEquals polls until the index holds exactly want for the pods in
 // it, then reports any difference.
-func waitIndexEquals(t *testing.T, idx *refIndex, want func() map[refEntry]int) {
+func waitIndexEquals(t *testing.T, idx kvblock.Index, want func() map[refEntry]int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		d := diffEntries(idx.snapshot(), want())
+		d := indexDiff(idx, want())
 		if d == "" {
 			return
 		}

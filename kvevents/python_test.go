@@ -46,7 +46,7 @@ func TestPythonPublisher(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.layout+"/"+tt.hashes, func(t *testing.T) {
-			idx := newRefIndex()
+			idx := newMemIndex(t)
 			p := connectPool(t, idx)
 			pubEP := fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t))
 			replayEP := fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t))

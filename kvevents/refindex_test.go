@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"sync"
+	"testing"
 
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
@@ -123,6 +125,59 @@ func diffEntries(got, want map[refEntry]int) string {
 	}
 	if n > 10 {
 		fmt.Fprintf(&b, "  ... %d differences in all\n", n)
+	}
+	return b.String()
+}
+
+// newMemIndex returns kvblock's in-memory index, the one kvtrack runs with.
+func newMemIndex(t testing.TB) *kvblock.MemIndex {
+	t.Helper()
+	x, err := kvblock.NewMemIndex(kvblock.MemIndexConfig{Shards: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return x
+}
+
+// indexDiff describes how idx differs from want, or returns "". A refIndex
+// is compared entry by entry with reference counts. Other indexes are
+// compared through the Index interface: their entry count must equal
+// want's, and every wanted (pod, key) must score on the best wanted tier's
+// weight (so a missing entry, an extra entry or a wrong tier shows).
+func indexDiff(idx kvblock.Index, want map[refEntry]int) string {
+	if r, ok := idx.(*refIndex); ok {
+		return diffEntries(r.snapshot(), want)
+	}
+	ctx := context.Background()
+	st, err := idx.Stats(ctx)
+	if err != nil {
+		return err.Error()
+	}
+	var b strings.Builder
+	if st.Entries != int64(len(want)) {
+		fmt.Fprintf(&b, "  index has %d entries, want %d\n", st.Entries, len(want))
+	}
+	weights := kvblock.DefaultTierWeights()
+	best := map[refEntry]float64{} // tier zeroed: (pod, key) -> best weight
+	for e := range want {
+		pk := refEntry{Pod: e.Pod, Key: e.Key}
+		best[pk] = max(best[pk], weights[e.Tier.String()])
+	}
+	n := 0
+	for pk, w := range best {
+		sc, err := idx.Score(ctx, []kvblock.Key{pk.Key}, []kvblock.Pod{pk.Pod}, nil)
+		if err != nil {
+			return err.Error()
+		}
+		if sc[0].Matched != 1 || math.Abs(sc[0].Weighted-w) > 1e-9 {
+			if n < 10 {
+				fmt.Fprintf(&b, "  %s key %#x: matched %d weighted %.2f, want 1 and %.2f\n", pk.Pod, uint64(pk.Key), sc[0].Matched, sc[0].Weighted, w)
+			}
+			n++
+		}
+	}
+	if n > 10 {
+		fmt.Fprintf(&b, "  ... %d keys differ in all\n", n)
 	}
 	return b.String()
 }
