@@ -533,6 +533,11 @@ func (d *Decoder) strBytes() (s []byte, ok bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
+	if c >= 0xa0 && c <= 0xbf { // fixstr: every key and tag vLLM sends
+		d.r.i++
+		s, err = d.r.next(int(c & 0x1f))
+		return s, err == nil, err
+	}
 	if !isStr(c) && !isBin(c) {
 		return nil, false, d.r.skip()
 	}
