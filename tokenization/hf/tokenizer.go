@@ -233,3 +233,17 @@ func (t *Tokenizer) AppendEncode(dst []uint32, text string, addSpecialTokens boo
 	}
 	return dst, nil
 }
+
+// TokenID returns the ID of a token given by its content: an added token's
+// ID, else the model vocabulary's.
+func (t *Tokenizer) TokenID(content string) (uint32, bool) {
+	for _, m := range []*matcher{t.rawTokens, t.normTokens} {
+		for i := len(m.tokens) - 1; i >= 0; i-- {
+			if m.tokens[i].content == content {
+				return m.tokens[i].id, true
+			}
+		}
+	}
+	id, ok := t.model.vocab[content]
+	return id, ok
+}
