@@ -2,16 +2,24 @@
 // tests with the real HuggingFace tokenizer (the npm `tokenizers` binding of
 // the Rust crate vLLM uses). Run it through hack/gen-tokenizer-goldens.sh.
 //
-//   node gen-tokenizer-goldens.js ORACLE_DIR FIXTURES_DIR OUT_DIR CORPUS_DIR
+//   node gen-tokenizer-goldens.js ORACLE_DIR FIXTURES_DIR OUT_DIR CORPUS_DIR SYNTHETIC_DIR
 //
 // Writes OUT_DIR/cases.jsonl (one JSON object per case: name and text) and
 // OUT_DIR/<model>.jsonl (line i: [ids without special tokens, ids with]).
 // The fuzz cases come from a seeded PRNG, so reruns are identical.
+//
+// It also writes small synthetic tokenizer.json files into SYNTHETIC_DIR
+// that exercise components the real models do not use (lstrip, rstrip and
+// single_word added tokens, normalized added tokens, Lowercase, NFKC, Strip,
+// Replace, Prepend, Metaspace, Digits, every Split behaviour and invert,
+// subword affixes, unk fusing, byte fallback, Roberta and template
+// post-processors, GPT-2 ByteLevel with add_prefix_space), and their
+// goldens as OUT_DIR/synthetic-<name>.jsonl.
 'use strict';
 const fs = require('fs');
 const path = require('path');
 
-const [oracleDir, fixtures, outDir, corpusDir] = process.argv.slice(2);
+const [oracleDir, fixtures, outDir, corpusDir, syntheticDir] = process.argv.slice(2);
 const { Tokenizer } = require(path.join(oracleDir, 'node_modules', 'tokenizers'));
 const models = ['qwen3', 'llama3_1', 'llama2', 'gemma3', 'deepseek_v3'];
 
@@ -110,6 +118,153 @@ function randomCodePoint(rnd) {
   }
 }
 
+// ---- synthetic tokenizers ----
+
+function addedToken(id, content, o = {}) {
+  return { id, content, single_word: !!o.single_word, lstrip: !!o.lstrip, rstrip: !!o.rstrip,
+    normalized: !!o.normalized, special: !!o.special };
+}
+
+function bpeModel(vocab, merges, o = {}) {
+  return { type: 'BPE', dropout: null, unk_token: o.unk ?? null, continuing_subword_prefix: o.prefix ?? null,
+    end_of_word_suffix: o.suffix ?? null, fuse_unk: !!o.fuse_unk, byte_fallback: !!o.byte_fallback,
+    ignore_merges: !!o.ignore_merges, vocab, merges };
+}
+
+// A vocabulary of single characters and their merges; merged tokens are
+// added as the merges make them.
+function charVocab(chars, mergeList, extra = []) {
+  const vocab = {};
+  const add = (t) => { if (!(t in vocab)) vocab[t] = Object.keys(vocab).length; };
+  extra.forEach(add);
+  chars.forEach(add);
+  for (const [a, b] of mergeList) { add(a); add(b); add(a + b); }
+  return vocab;
+}
+
+const lower = 'abcdefghijklmnopqrstuvwxyz'.split('');
+const ascii = []; for (let c = 0x20; c < 0x7f; c++) ascii.push(String.fromCharCode(c));
+const englishMerges = [['t', 'h'], ['th', 'e'], ['i', 'n'], ['a', 'n'], ['e', 'r'], ['o', 'n'], ['r', 'e'], ['e', 's'],
+  ['in', 'g'], ['a', 'a'], ['aa', 'aa'], ['=', '='], ['==', '=='], ['l', 'l'], ['o', 'r'], ['an', 'd']];
+
+function synthetic() {
+  const out = {};
+  // A: normalized added tokens, flags, NFKC+Lowercase, Split Removed, Digits.
+  {
+    const vocab = charVocab([...ascii, 'ł', 'é', 'ß'], englishMerges, ['<s>', '<pad>', '</s>', '<unk>']);
+    const n = Object.keys(vocab).length;
+    out.addedflags = {
+      version: '1.0', truncation: null, padding: null,
+      added_tokens: [addedToken(0, '<s>', { special: true }), addedToken(2, '</s>', { special: true }), addedToken(3, '<unk>', { special: true }),
+        addedToken(n, '<sp>', { special: true, lstrip: true, rstrip: true }),
+        addedToken(n + 1, '[word]', { single_word: true, normalized: true }),
+        addedToken(n + 2, 'ŁX', { normalized: true }),
+        addedToken(n + 3, 'the', { normalized: true, lstrip: true })],
+      normalizer: { type: 'Sequence', normalizers: [{ type: 'NFKC' }, { type: 'Lowercase' }] },
+      pre_tokenizer: { type: 'Sequence', pretokenizers: [
+        { type: 'Split', pattern: { Regex: '\\s+' }, behavior: 'Isolated', invert: false },
+        { type: 'Digits', individual_digits: true }] },
+      post_processor: { type: 'RobertaProcessing', sep: ['</s>', 2], cls: ['<s>', 0], trim_offsets: true, add_prefix_space: false },
+      decoder: null,
+      model: bpeModel(vocab, englishMerges.map(([a, b]) => `${a} ${b}`), { unk: '<unk>', fuse_unk: false }),
+    };
+  }
+  // B: Metaspace (prepend first), byte fallback, fused unk, pair merges, template.
+  {
+    const extra = ['<unk>', '<s>', '</s>'];
+    for (let b = 0; b < 256; b++) extra.push('<0x' + b.toString(16).toUpperCase().padStart(2, '0') + '>');
+    const merges = [['▁', 't'], ['▁t', 'h'], ['▁th', 'e'], ['▁', 'a'], ['e', 'r'], ['▁', '▁'], ['▁▁', '▁▁'], ['a', 'a']];
+    const vocab = charVocab([...lower, '▁', '.', ',', '!', 'é', '日'], merges, extra);
+    out.metaspace = {
+      version: '1.0', truncation: null, padding: null,
+      added_tokens: [addedToken(0, '<unk>', { special: true }), addedToken(1, '<s>', { special: true }), addedToken(2, '</s>', { special: true }),
+        addedToken(Object.keys(vocab).length, '<|x|>', { special: true })],
+      normalizer: null,
+      pre_tokenizer: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'first', split: true },
+      post_processor: { type: 'TemplateProcessing',
+        single: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '</s>', type_id: 0 } }],
+        pair: [{ Sequence: { id: 'A', type_id: 0 } }, { Sequence: { id: 'B', type_id: 1 } }],
+        special_tokens: { '<s>': { id: '<s>', ids: [1], tokens: ['<s>'] }, '</s>': { id: '</s>', ids: [2], tokens: ['</s>'] } } },
+      decoder: null,
+      model: bpeModel(vocab, merges, { unk: '<unk>', fuse_unk: true, byte_fallback: true }),
+    };
+  }
+  // C: Split behaviours and invert, Replace and Strip, subword affixes.
+  {
+    const chars = [...lower, '0', '1', '2', '3', '-', ',', ' ', '.'];
+    const vocab = { '<unk>': 0 };
+    const add = (t) => { if (!(t in vocab)) vocab[t] = Object.keys(vocab).length; };
+    for (const c of chars) { add(c); add('##' + c); add(c + '</w>'); add('##' + c + '</w>'); }
+    const merges = [];
+    for (const [a, b] of [['t', '##h'], ['th', '##e</w>'], ['i', '##n'], ['a', '##n'], ['##e', '##r</w>'], ['1', '##2']]) {
+      merges.push([a, b]); add(a); add(b); add(a + b.slice(2));
+    }
+    out.splits = {
+      version: '1.0', truncation: null, padding: null, added_tokens: [addedToken(0, '<unk>', { special: true })],
+      normalizer: { type: 'Sequence', normalizers: [{ type: 'Replace', pattern: { Regex: '\\t+' }, content: ' ' },
+        { type: 'Strip', strip_left: true, strip_right: true }, { type: 'Prepend', prepend: '-' },
+        { type: 'Replace', pattern: { String: 'qq' }, content: 'q' }] },
+      pre_tokenizer: { type: 'Sequence', pretokenizers: [
+        { type: 'Split', pattern: { String: '-' }, behavior: 'MergedWithPrevious', invert: false },
+        { type: 'Split', pattern: { Regex: '[0-9]+' }, behavior: 'MergedWithNext', invert: false },
+        { type: 'Split', pattern: { String: ',' }, behavior: 'Contiguous', invert: false },
+        { type: 'Split', pattern: { Regex: '[a-z]+' }, behavior: 'Isolated', invert: true },
+        { type: 'Split', pattern: { String: ' ' }, behavior: 'Removed', invert: false },
+        { type: 'Digits', individual_digits: false }] },
+      post_processor: null, decoder: null,
+      model: bpeModel(vocab, merges, { unk: '<unk>', fuse_unk: true, prefix: '##', suffix: '</w>' }),
+    };
+  }
+  // D: GPT-2 ByteLevel with add_prefix_space and the built-in regex.
+  {
+    const bytesToUnicode = () => {
+      const bs = []; const cs = [];
+      for (let b = 0; b < 256; b++) if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255)) { bs.push(b); cs.push(b); }
+      let n = 0; for (let b = 0; b < 256; b++) if (!bs.includes(b)) { bs.push(b); cs.push(256 + n++); }
+      const m = {}; bs.forEach((b, i) => { m[b] = String.fromCodePoint(cs[i]); }); return m;
+    };
+    const bu = bytesToUnicode();
+    const chars = []; for (let b = 0; b < 256; b++) chars.push(bu[b]);
+    const merges = [['Ġ', 't'], ['Ġt', 'h'], ['Ġth', 'e'], ['Ġ', 'a'], ['i', 'n'], ['Ġ', 'Ġ'], ['e', 'r'], ['Ġ', 'w'], ['o', 'r']];
+    const vocab = charVocab(chars, merges, ['<|endoftext|>']);
+    out.gpt2 = {
+      version: '1.0', truncation: null, padding: null,
+      added_tokens: [addedToken(0, '<|endoftext|>', { special: true })],
+      normalizer: { type: 'NFD' },
+      pre_tokenizer: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
+      post_processor: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: false, use_regex: true },
+      decoder: null,
+      model: bpeModel(vocab, merges.map(([a, b]) => `${a} ${b}`), {}),
+    };
+  }
+  return out;
+}
+
+const syntheticHand = [
+  'the <sp> the<sp>the  <sp>  x', '[word] a[word] [word]b x [word]. [WORD]', 'łx ŁX Łx ŁXŁX', 'The THE the  the',
+  'ﬁne ① ｆｕｌｌ', '12 345 6', 'aaaaaaaa ====== ====', 'hello world. the end!', 'é 日本 Ω ✓', '<|x|> <|x|>the', ' the ',
+  'a-b--c 12ab 3,,4,5 x-1', '\tqqq  tab\t\tbed ', 'the1 2the 12 in an', '<s></s><unk>', 'Hello  world\n\n  x', "I'm 's 'S",
+];
+
+async function synthGoldens(cases) {
+  fs.mkdirSync(syntheticDir, { recursive: true });
+  const sel = [...syntheticHand.map((text, i) => ({ name: `synthetic/${i}`, text })), ...cases.filter((c) => !c.name.startsWith('corpus/')).slice(0, 1200)];
+  fs.writeFileSync(path.join(outDir, 'synthetic-cases.jsonl'), sel.map((c) => JSON.stringify(c)).join('\n') + '\n');
+  for (const [name, json] of Object.entries(synthetic())) {
+    const file = path.join(syntheticDir, `${name}.json`);
+    fs.writeFileSync(file, JSON.stringify(json) + '\n');
+    const tok = Tokenizer.fromFile(file);
+    const lines = [];
+    for (const c of sel) {
+      const a = await tok.encode(c.text, null, { addSpecialTokens: false });
+      const b = await tok.encode(c.text, null, { addSpecialTokens: true });
+      lines.push(JSON.stringify([a.getIds(), b.getIds()]));
+    }
+    fs.writeFileSync(path.join(outDir, `synthetic-${name}.jsonl`), lines.join('\n') + '\n');
+    console.log(`gen-tokenizer-goldens: synthetic ${name}: ${sel.length} cases`);
+  }
+}
+
 async function main() {
   const cases = [
     ...hand.map((text, i) => ({ name: `hand/${i}`, text })),
@@ -128,6 +283,7 @@ async function main() {
     fs.writeFileSync(path.join(outDir, `${model}.jsonl`), lines.join('\n') + '\n');
     console.log(`gen-tokenizer-goldens: ${model}: ${cases.length} cases`);
   }
+  await synthGoldens(cases);
 }
 
 main().catch((e) => { console.error(e); process.exit(1); });

@@ -28,7 +28,7 @@ if [ ! -f "$oracle/node_modules/tokenizers/tokenizers.linux-x64-gnu.node" ]; the
 fi
 
 mkdir -p "$out"
-node "$root/hack/gen-tokenizer-goldens.js" "$oracle" "$fixtures" "$out" "$root/tokenization/testdata/corpus"
+node "$root/hack/gen-tokenizer-goldens.js" "$oracle" "$fixtures" "$out" "$root/tokenization/testdata/corpus" "$root/tokenization/testdata/synthetic"
 /usr/bin/python3 "$root/hack/gen-tokenizer-goldens-chat.py" "$fixtures" "$out/chat.json"
 node "$root/hack/gen-tokenizer-goldens-chat.js" "$oracle" "$fixtures" "$out/chat.json"
 gzip -9nf "$out"/*.jsonl

@@ -73,38 +73,59 @@ func loadModel(t testing.TB, model string, opts Options) *Tokenizer {
 }
 
 // TestGoldens compares every case with the IDs the Rust crate produced
-// (hack/gen-tokenizer-goldens.sh), with and without special tokens.
+// (hack/gen-tokenizer-goldens.sh), with and without special tokens, for the
+// real models' tokenizer.json files.
 func TestGoldens(t *testing.T) {
 	dir := filepath.Join(fixtures.TestdataDir(), "goldens")
 	cases := readJSONLines[goldenCase](t, filepath.Join(dir, "cases.jsonl.gz"))
 	for _, model := range fixtures.Models {
 		t.Run(model, func(t *testing.T) {
-			want := readJSONLines[[2][]uint32](t, filepath.Join(dir, model+".jsonl.gz"))
-			if len(want) != len(cases) {
-				t.Fatalf("%d golden lines for %d cases", len(want), len(cases))
-			}
-			tok := loadModel(t, model, Options{})
-			matched, failed := 0, 0
-			for i, c := range cases {
-				for k, special := range []bool{false, true} {
-					got, err := tok.Encode(c.Text, special)
-					if err != nil {
-						t.Fatalf("%s: %v", c.Name, err)
-					}
-					if slices.Equal(got, want[i][k]) {
-						matched++
-						continue
-					}
-					failed++
-					if failed <= 10 {
-						t.Errorf("%s (special=%v) %q:\n got %v\nwant %v", c.Name, special, c.Text, got, want[i][k])
-					}
-				}
-			}
-			t.Logf("%s: %d/%d encodings match the Rust tokenizer", model, matched, matched+failed)
-			if failed > 0 {
-				t.Errorf("%s: %d of %d encodings differ", model, failed, matched+failed)
-			}
+			checkGoldens(t, model, loadModel(t, model, Options{}), cases, filepath.Join(dir, model+".jsonl.gz"))
 		})
+	}
+}
+
+// TestSyntheticGoldens does the same for small synthetic tokenizer.json
+// files that exercise the components the real models leave out.
+func TestSyntheticGoldens(t *testing.T) {
+	dir := filepath.Join(fixtures.TestdataDir(), "goldens")
+	cases := readJSONLines[goldenCase](t, filepath.Join(dir, "synthetic-cases.jsonl.gz"))
+	for _, name := range []string{"addedflags", "metaspace", "splits", "gpt2"} {
+		t.Run(name, func(t *testing.T) {
+			tok, err := LoadFile(filepath.Join(fixtures.TestdataDir(), "synthetic", name+".json"), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkGoldens(t, name, tok, cases, filepath.Join(dir, "synthetic-"+name+".jsonl.gz"))
+		})
+	}
+}
+
+func checkGoldens(t *testing.T, model string, tok *Tokenizer, cases []goldenCase, goldens string) {
+	t.Helper()
+	want := readJSONLines[[2][]uint32](t, goldens)
+	if len(want) != len(cases) {
+		t.Fatalf("%d golden lines for %d cases", len(want), len(cases))
+	}
+	matched, failed := 0, 0
+	for i, c := range cases {
+		for k, special := range []bool{false, true} {
+			got, err := tok.Encode(c.Text, special)
+			if err != nil {
+				t.Fatalf("%s: %v", c.Name, err)
+			}
+			if slices.Equal(got, want[i][k]) {
+				matched++
+				continue
+			}
+			failed++
+			if failed <= 10 {
+				t.Errorf("%s (special=%v) %q:\n got %v\nwant %v", c.Name, special, c.Text, got, want[i][k])
+			}
+		}
+	}
+	t.Logf("%s: %d/%d encodings match the Rust tokenizer", model, matched, matched+failed)
+	if failed > 0 {
+		t.Errorf("%s: %d of %d encodings differ", model, failed, matched+failed)
 	}
 }
