@@ -1,0 +1,145 @@
+package hf
+
+import (
+	"bufio"
+	"compress/gzip"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/kvtrack/kvtrack/tokenization/internal/fixtures"
+)
+
+// regexSplit returns the matches regexp2 finds for expr in s, as byte
+// offsets.
+func regexSplit(t testing.TB, expr, s string) [][2]int {
+	t.Helper()
+	p, err := compileRegex(expr, &Options{NoFastPaths: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][2]int
+	if err := p.each(s, func(from, to int) { out = append(out, [2]int{from, to}) }); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func fastSplit(expr, s string) [][2]int {
+	f := fastMatcher(expr)
+	var out [][2]int
+	for i := 0; i < len(s); {
+		j := f(s, i)
+		out = append(out, [2]int{i, j})
+		i = j
+	}
+	return out
+}
+
+var fastExprs = []string{exprLlama3, exprQwen, exprGPT2}
+
+func checkFastSplit(t *testing.T, s string) {
+	t.Helper()
+	for _, expr := range fastExprs {
+		want := regexSplit(t, expr, s)
+		got := fastSplit(expr, s)
+		if len(got) != len(want) {
+			t.Fatalf("%q with %.30s…: fast matcher %v, regexp2 %v", s, expr, got, want)
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("%q with %.30s…: fast matcher %v, regexp2 %v", s, expr, got, want)
+			}
+		}
+	}
+}
+
+// TestFastSplitMatchesRegexp2 checks the hand-written matchers against the
+// original expressions on every golden input.
+func TestFastSplitMatchesRegexp2(t *testing.T) {
+	f, err := os.Open(filepath.Join(fixtures.TestdataDir(), "goldens", "cases.jsonl.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(zr)
+	sc.Buffer(nil, 16<<20)
+	n := 0
+	for sc.Scan() {
+		var c goldenCase
+		if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
+			t.Fatal(err)
+		}
+		checkFastSplit(t, c.Text)
+		n++
+	}
+	if n == 0 {
+		t.Fatal("no cases")
+	}
+}
+
+// FuzzFastSplit: the hand-written matchers agree with regexp2 on any input.
+func FuzzFastSplit(f *testing.F) {
+	for _, s := range []string{"", "a", "'s", "'LL", " 'Re", "  x", "\n\n  \n x", "x \t\ny", "123456", "٣٤٥x", " !!\n\n", "\u00a0\u00a0b", "a\u3000 b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !utf8.ValidString(s) {
+			s = validUTF8(s)
+		}
+		checkFastSplit(t, s)
+	})
+}
+
+// FuzzEncode: no input makes Encode fail, panic or run without bound, with
+// the fast matchers and with every regex run by regexp2.
+func FuzzEncode(f *testing.F) {
+	for _, s := range []string{"", "Hello world", "<|im_start|>user\nhi<|im_end|>", "<think>", "\xff\xfe", "aaaaaaaaaaaaaaaaaaaa", "e\u0301\u0301\u0301"} {
+		f.Add(s, true)
+	}
+	models := []*Tokenizer{
+		loadModel(f, "qwen3", Options{}),
+		mustLoad(f, "qwen3", Options{NoFastPaths: true, RegexTimeout: 100 * time.Millisecond}),
+	}
+	for _, name := range []string{"addedflags", "metaspace", "splits", "gpt2"} {
+		tok, err := LoadFile(filepath.Join(fixtures.TestdataDir(), "synthetic", name+".json"), Options{})
+		if err != nil {
+			f.Fatal(err)
+		}
+		models = append(models, tok)
+	}
+	f.Fuzz(func(t *testing.T, s string, special bool) {
+		for _, tok := range models {
+			if _, err := tok.Encode(s, special); err != nil {
+				t.Fatalf("Encode(%q): %v", s, err)
+			}
+		}
+		a, _ := models[0].Encode(s, special)
+		b, _ := models[1].Encode(s, special)
+		if len(a) != len(b) {
+			t.Fatalf("Encode(%q): fast matchers %v, regexp2 %v", s, a, b)
+		}
+		for i := range a {
+			if a[i] != b[i] {
+				t.Fatalf("Encode(%q): fast matchers %v, regexp2 %v", s, a, b)
+			}
+		}
+	})
+}
+
+func mustLoad(t testing.TB, model string, opts Options) *Tokenizer {
+	t.Helper()
+	tok, err := LoadFile(fixtures.File(t, model), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
