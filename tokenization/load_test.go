@@ -2,6 +2,7 @@ package tokenization
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -12,25 +13,45 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/kvtrack/kvtrack/tokenization/hf"
 	"github.com/kvtrack/kvtrack/tokenization/internal/fixtures"
 )
 
-// copyFixture copies model's tokenizer files into dir.
-func copyFixture(t *testing.T, model, dir string) {
+// tinyTemplate is the chat template of the tiny test tokenizer.
+const tinyTemplate = "{% for m in messages %}<|endoftext|>{{ m.role }}: {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}"
+
+// writeTiny writes a small real tokenizer (the synthetic GPT-2-style one of
+// the hf goldens) with a chat template into dir: the loading tests need
+// files, not a big vocabulary.
+func writeTiny(t *testing.T, dir string) {
 	t.Helper()
-	src := fixtures.Dir(t, model)
+	data, err := os.ReadFile(filepath.Join(fixtures.TestdataDir(), "synthetic", "gpt2.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
-		data, err := os.ReadFile(filepath.Join(src, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
+	cfg, _ := json.Marshal(map[string]any{"chat_template": tinyTemplate, "eos_token": "<|endoftext|>"})
+	for name, d := range map[string][]byte{"tokenizer.json": data, "tokenizer_config.json": cfg} {
+		if err := os.WriteFile(filepath.Join(dir, name), d, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// tinyHello is what the tiny tokenizer makes of "Hello world".
+func tinyHello(t *testing.T) []uint32 {
+	t.Helper()
+	enc, err := hf.LoadFile(filepath.Join(fixtures.TestdataDir(), "synthetic", "gpt2.json"), hf.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := enc.Encode("Hello world", false)
+	if err != nil || len(ids) == 0 {
+		t.Fatalf("tiny tokenizer: %v, %v", ids, err)
+	}
+	return ids
 }
 
 func encodeHello(t *testing.T, l *Local) []uint32 {
@@ -45,17 +66,20 @@ func encodeHello(t *testing.T, l *Local) []uint32 {
 var qwenHello = []uint32{9707, 1879}
 
 func TestLoadFileAndDirectory(t *testing.T) {
-	dir := fixtures.Dir(t, "qwen3")
+	dir := t.TempDir()
+	writeTiny(t, dir)
+	want := tinyHello(t)
 	for _, name := range []string{dir, filepath.Join(dir, "tokenizer.json")} {
 		l, err := Load(context.Background(), name, LoadOptions{Offline: true})
 		if err != nil {
 			t.Fatalf("Load(%s): %v", name, err)
 		}
-		if got := encodeHello(t, l); !slices.Equal(got, qwenHello) {
-			t.Errorf("Load(%s): Encode = %v, want %v", name, got, qwenHello)
+		if got := encodeHello(t, l); !slices.Equal(got, want) {
+			t.Errorf("Load(%s): Encode = %v, want %v", name, got, want)
 		}
-		if _, err := l.RenderChat(&ChatRequest{Messages: []byte(`[{"role":"user","content":"hi"}]`)}); err != nil {
-			t.Errorf("Load(%s): the chat template was not picked up: %v", name, err)
+		got, err := l.RenderChat(&ChatRequest{Messages: []byte(`[{"role":"user","content":"hi"}]`), AddGenerationPrompt: true})
+		if want := "<|endoftext|>user: hi\nassistant:"; err != nil || got != want {
+			t.Errorf("Load(%s): RenderChat = %q, %v; want %q from tokenizer_config.json", name, got, err, want)
 		}
 	}
 }
@@ -63,7 +87,8 @@ func TestLoadFileAndDirectory(t *testing.T) {
 func TestLoadFromHFCacheLayout(t *testing.T) {
 	cache := t.TempDir()
 	repo := filepath.Join(cache, "models--Qwen--Qwen3-0.6B")
-	copyFixture(t, "qwen3", filepath.Join(repo, "snapshots", "abc123"))
+	writeTiny(t, filepath.Join(repo, "snapshots", "abc123"))
+	want := tinyHello(t)
 	if err := os.MkdirAll(filepath.Join(repo, "refs"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -88,8 +113,8 @@ func TestLoadFromHFCacheLayout(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := encodeHello(t, l); !slices.Equal(got, qwenHello) {
-				t.Errorf("Encode = %v, want %v", got, qwenHello)
+			if got := encodeHello(t, l); !slices.Equal(got, want) {
+				t.Errorf("Encode = %v, want %v", got, want)
 			}
 		})
 	}
@@ -110,7 +135,9 @@ func TestLoadOfflineMissReportsNotFound(t *testing.T) {
 // TestLoadDownloadsFromHub serves a fixture as the hub would, checks the
 // bearer token, and checks that the second load is served from the cache.
 func TestLoadDownloadsFromHub(t *testing.T) {
-	src := fixtures.Dir(t, "qwen3")
+	src := t.TempDir()
+	writeTiny(t, src)
+	want := tinyHello(t)
 	var requests atomic.Int32
 	hub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		requests.Add(1)
@@ -142,8 +169,8 @@ func TestLoadDownloadsFromHub(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := encodeHello(t, l); !slices.Equal(got, qwenHello) {
-		t.Errorf("Encode = %v, want %v", got, qwenHello)
+	if got := encodeHello(t, l); !slices.Equal(got, want) {
+		t.Errorf("Encode = %v, want %v", got, want)
 	}
 	snap := filepath.Join(cache, "models--Qwen--Qwen3-0.6B", "snapshots", "0123abcd", "tokenizer.json")
 	if _, err := os.Stat(snap); err != nil {
@@ -191,7 +218,9 @@ func TestLoadAppliesTransformersSpecialTokens(t *testing.T) {
 }
 
 func TestLoadChatTemplateOverride(t *testing.T) {
-	l, err := Load(context.Background(), fixtures.Dir(t, "qwen3"), LoadOptions{ChatTemplate: "{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}"})
+	dir := t.TempDir()
+	writeTiny(t, dir)
+	l, err := Load(context.Background(), dir, LoadOptions{ChatTemplate: "{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}"})
 	if err != nil {
 		t.Fatal(err)
 	}

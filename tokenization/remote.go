@@ -122,4 +122,3 @@ func (r *Remote) post(ctx context.Context, body any) ([]uint32, error) {
 	}
 	return *out.Tokens, nil
 }
-

@@ -37,10 +37,11 @@ func newBPE(m *modelJSON) (*bpe, error) {
 	if m.Dropout != nil && *m.Dropout != 0 {
 		return nil, fmt.Errorf("%w: BPE dropout %v (non-deterministic)", ErrUnsupported, *m.Dropout)
 	}
-	b := &bpe{vocab: m.Vocab, unk: -1, fuseUnk: m.FuseUnk, byteFallback: m.ByteFallback, ignoreMerges: m.IgnoreMerges}
-	if b.vocab == nil {
-		b.vocab = map[string]uint32{}
+	vocab, err := parseVocab(m.Vocab)
+	if err != nil {
+		return nil, err
 	}
+	b := &bpe{vocab: vocab, unk: -1, fuseUnk: m.FuseUnk, byteFallback: m.ByteFallback, ignoreMerges: m.IgnoreMerges}
 	if m.ContinuingSubwordPrefix != nil {
 		b.prefix = *m.ContinuingSubwordPrefix
 	}

@@ -38,48 +38,56 @@ type patternJSON struct {
 }
 
 type modelJSON struct {
-	Type                    string            `json:"type"`
-	Vocab                   map[string]uint32 `json:"vocab"`
-	Merges                  json.RawMessage   `json:"merges"`
-	Dropout                 *float64          `json:"dropout"`
-	UnkToken                *string           `json:"unk_token"`
-	ContinuingSubwordPrefix *string           `json:"continuing_subword_prefix"`
-	EndOfWordSuffix         *string           `json:"end_of_word_suffix"`
-	FuseUnk                 bool              `json:"fuse_unk"`
-	ByteFallback            bool              `json:"byte_fallback"`
-	IgnoreMerges            bool              `json:"ignore_merges"`
+	Type                    string          `json:"type"`
+	Vocab                   json.RawMessage `json:"vocab"`
+	Merges                  json.RawMessage `json:"merges"`
+	Dropout                 *float64        `json:"dropout"`
+	UnkToken                *string         `json:"unk_token"`
+	ContinuingSubwordPrefix *string         `json:"continuing_subword_prefix"`
+	EndOfWordSuffix         *string         `json:"end_of_word_suffix"`
+	FuseUnk                 bool            `json:"fuse_unk"`
+	ByteFallback            bool            `json:"byte_fallback"`
+	IgnoreMerges            bool            `json:"ignore_merges"`
 }
 
 // parseMerges reads both merges formats: ["a b", ...] (the older one, split
 // at the first space as the Rust crate does) and [["a", "b"], ...].
 func parseMerges(raw json.RawMessage) ([][2]string, error) {
-	if len(raw) == 0 || string(raw) == "null" {
+	if isNull(raw) {
 		return nil, nil
 	}
-	// One decode for the whole list: per-element decoding doubles the load
-	// time of large vocabularies.
-	var lines []string
-	if err := json.Unmarshal(raw, &lines); err == nil {
-		out := make([][2]string, len(lines))
-		for i, s := range lines {
+	p := &jsonScanner{s: raw}
+	var out [][2]string
+	err := p.list('[', ']', func() error {
+		if p.peek() == '"' {
+			s, err := p.str()
+			if err != nil {
+				return err
+			}
 			a, b, ok := strings.Cut(s, " ")
 			if !ok {
-				return nil, fmt.Errorf("model.merges[%d]: %q is not two space-separated tokens", i, s)
+				return fmt.Errorf("merge %d: %q is not two space-separated tokens", len(out), s)
 			}
-			out[i] = [2]string{a, b}
+			out = append(out, [2]string{a, b})
+			return nil
 		}
-		return out, nil
-	}
-	var pairs [][]string
-	if err := json.Unmarshal(raw, &pairs); err != nil {
-		return nil, fmt.Errorf("model.merges: want strings \"a b\" or pairs [\"a\", \"b\"]: %w", err)
-	}
-	out := make([][2]string, len(pairs))
-	for i, p := range pairs {
-		if len(p) != 2 {
-			return nil, fmt.Errorf("model.merges[%d]: %d strings, want a pair", i, len(p))
+		var pair []string
+		err := p.list('[', ']', func() error {
+			s, err := p.str()
+			pair = append(pair, s)
+			return err
+		})
+		if err != nil {
+			return err
 		}
-		out[i] = [2]string{p[0], p[1]}
+		if len(pair) != 2 {
+			return fmt.Errorf("merge %d: %d strings, want a pair", len(out), len(pair))
+		}
+		out = append(out, [2]string{pair[0], pair[1]})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("model.merges: %w", err)
 	}
 	return out, nil
 }

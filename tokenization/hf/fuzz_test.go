@@ -142,4 +142,3 @@ func mustLoad(t testing.TB, model string, opts Options) *Tokenizer {
 	}
 	return tok
 }
-

@@ -1,7 +1,6 @@
 package hf
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -68,10 +67,18 @@ func LoadFile(path string, opts Options) (*Tokenizer, error) {
 
 // Load reads a tokenizer.json document.
 func Load(r io.Reader, opts Options) (*Tokenizer, error) {
-	var f fileJSON
-	if err := json.NewDecoder(r).Decode(&f); err != nil {
+	data, err := io.ReadAll(r)
+	if err != nil {
 		return nil, fmt.Errorf("tokenizer.json: %w", err)
 	}
+	var f fileJSON
+	// The model's vocabulary and merges are most of the file: they are
+	// set aside here and read by a dedicated scanner (jsonscan.go).
+	model, err := decodeMembers(data, &f, "model")
+	if err != nil {
+		return nil, fmt.Errorf("tokenizer.json: %w", err)
+	}
+	f.Model = model["model"]
 	return build(&f, &opts)
 }
 
@@ -80,9 +87,11 @@ func build(f *fileJSON, o *Options) (*Tokenizer, error) {
 		return nil, errors.New("tokenizer.json: no model")
 	}
 	var m modelJSON
-	if err := json.Unmarshal(f.Model, &m); err != nil {
+	big, err := decodeMembers(f.Model, &m, "vocab", "merges")
+	if err != nil {
 		return nil, fmt.Errorf("tokenizer.json: model: %w", err)
 	}
+	m.Vocab, m.Merges = big["vocab"], big["merges"]
 	model, err := newBPE(&m)
 	if err != nil {
 		return nil, err
