@@ -106,7 +106,7 @@ func FuzzEncode(f *testing.F) {
 	}
 	models := []*Tokenizer{
 		loadModel(f, "qwen3", Options{}),
-		mustLoad(f, "qwen3", Options{NoFastPaths: true, RegexTimeout: 100 * time.Millisecond}),
+		loadModel(f, "qwen3", Options{NoFastPaths: true, RegexTimeout: 100 * time.Millisecond}),
 	}
 	for _, name := range []string{"addedflags", "metaspace", "splits", "gpt2"} {
 		tok, err := LoadFile(filepath.Join(fixtures.TestdataDir(), "synthetic", name+".json"), Options{})
@@ -132,13 +132,4 @@ func FuzzEncode(f *testing.F) {
 			}
 		}
 	})
-}
-
-func mustLoad(t testing.TB, model string, opts Options) *Tokenizer {
-	t.Helper()
-	tok, err := LoadFile(fixtures.File(t, model), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
 }

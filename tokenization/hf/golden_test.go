@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"compress/gzip"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -50,13 +51,11 @@ var (
 	loaded   = map[string]*Tokenizer{}
 )
 
-// loadModel loads a fixture tokenizer once per test binary.
+// loadModel loads a fixture tokenizer once per test binary and options:
+// loading is the slow part of these tests under -race.
 func loadModel(t testing.TB, model string, opts Options) *Tokenizer {
 	t.Helper()
-	key := model
-	if opts != (Options{}) {
-		key = ""
-	}
+	key := fmt.Sprintf("%s %+v", model, opts)
 	loadedMu.Lock()
 	defer loadedMu.Unlock()
 	if tok := loaded[key]; tok != nil {
@@ -66,9 +65,7 @@ func loadModel(t testing.TB, model string, opts Options) *Tokenizer {
 	if err != nil {
 		t.Fatalf("load %s: %v", model, err)
 	}
-	if key != "" {
-		loaded[key] = tok
-	}
+	loaded[key] = tok
 	return tok
 }
 

@@ -136,8 +136,8 @@ func TestTokenID(t *testing.T) {
 // small enough to be emptied many times and compares with no cache.
 func TestWordCacheEvictionKeepsResults(t *testing.T) {
 	text := corpusText(t)
-	plain := mustLoad(t, "qwen3", Options{WordCacheBytes: -1})
-	small := mustLoad(t, "qwen3", Options{WordCacheBytes: 16 << 10})
+	plain := loadModel(t, "qwen3", Options{})
+	small := loadModel(t, "qwen3", Options{WordCacheBytes: 16 << 10})
 	want, _ := plain.Encode(text, false)
 	for range 3 {
 		got, _ := small.Encode(text, false)
@@ -149,7 +149,7 @@ func TestWordCacheEvictionKeepsResults(t *testing.T) {
 
 // TestEncodeConcurrent runs encodes from many goroutines (run with -race).
 func TestEncodeConcurrent(t *testing.T) {
-	tok := mustLoad(t, "qwen3", Options{WordCacheBytes: 64 << 10})
+	tok := loadModel(t, "qwen3", Options{WordCacheBytes: 16 << 10})
 	text := corpusText(t)
 	lines := strings.SplitAfter(text, "\n")
 	want := make([][]uint32, len(lines))
