@@ -109,18 +109,49 @@ func environment() (*exec.Environment, *config.Config) {
 		_ = filters.Replace("tojson", filterToJSON)
 		ctx := exec.EmptyContext().Update(builtins.GlobalFunctions).Update(builtins.GlobalVariables)
 		ctx.Set("raise_exception", raiseException)
+		methods := builtins.Methods
+		methods.Dict = orderedDictMethods(builtins.Methods.Dict)
 		env = &exec.Environment{
 			Context:           ctx,
 			Filters:           filters,
 			Tests:             builtins.Tests,
 			ControlStructures: builtins.ControlStructures,
-			Methods:           builtins.Methods,
+			Methods:           methods,
 		}
 		gonjaCf = config.New()
 		gonjaCf.TrimBlocks = true
 		gonjaCf.LeftStripBlocks = true
 	})
 	return env, gonjaCf
+}
+
+// orderedDictMethods returns gonja's dict methods with keys, values and
+// items in insertion order, as Python's dicts give them (gonja sorts).
+func orderedDictMethods(base *exec.MethodSet[map[string]any]) *exec.MethodSet[map[string]any] {
+	m := map[string]exec.Method[map[string]any]{}
+	for _, name := range []string{"get", "pop", "setdefault", "update", "copy", "clear"} {
+		if f, ok := base.Get(name); ok {
+			m[name] = f
+		}
+	}
+	ordered := func(name string, pick func(p *exec.Pair) any) {
+		orig, _ := base.Get(name)
+		m[name] = func(self map[string]any, selfValue *exec.Value, args *exec.VarArgs) (any, error) {
+			d, ok := selfValue.Interface().(*exec.Dict)
+			if !ok || len(args.Args) > 0 || len(args.KwArgs) > 0 {
+				return orig(self, selfValue, args)
+			}
+			out := make([]any, len(d.Pairs))
+			for i, p := range d.Pairs {
+				out[i] = pick(p)
+			}
+			return out, nil
+		}
+	}
+	ordered("keys", func(p *exec.Pair) any { return p.Key.Interface() })
+	ordered("values", func(p *exec.Pair) any { return p.Value.Interface() })
+	ordered("items", func(p *exec.Pair) any { return []any{p.Key.Interface(), p.Value.Interface()} })
+	return exec.NewMethodSet(m)
 }
 
 func parseTemplate(src string) (t *exec.Template, err error) {

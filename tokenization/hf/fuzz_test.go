@@ -2,10 +2,12 @@ package hf
 
 import (
 	"bufio"
+	"bytes"
 	"compress/gzip"
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -130,6 +132,29 @@ func FuzzEncode(f *testing.F) {
 			if a[i] != b[i] {
 				t.Fatalf("Encode(%q): fast matchers %v, regexp2 %v", s, a, b)
 			}
+		}
+	})
+}
+
+// FuzzLoad: malformed tokenizer.json documents give errors, never panics,
+// and whatever loads can encode.
+func FuzzLoad(f *testing.F) {
+	for _, name := range []string{"addedflags", "metaspace", "splits", "gpt2"} {
+		data, err := os.ReadFile(filepath.Join(fixtures.TestdataDir(), "synthetic", name+".json"))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Add([]byte(tinyJSON(nil)))
+	f.Add([]byte(`{"model": {"type": "BPE", "vocab": {"a\u0062": 0, "\\"": 1}, "merges": [["a", "b"]]}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		tok, err := Load(bytes.NewReader(data), Options{RegexTimeout: 50 * time.Millisecond})
+		if err != nil {
+			return
+		}
+		if _, err := tok.Encode("Hello <s> world 123 ab aab", true); err != nil && !strings.Contains(err.Error(), "timeout") {
+			t.Fatalf("Encode: %v", err)
 		}
 	})
 }
