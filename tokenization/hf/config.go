@@ -114,3 +114,27 @@ type unsupportedError struct {
 func (e *unsupportedError) Error() string {
 	return fmt.Sprintf("tokenizer.json: %s type %q is not supported", e.what, e.typ)
 }
+
+// parseSequence parses the member list of a Sequence component (held
+// under key) with parse, dropping members that parse to nothing.
+func parseSequence[T any](raw json.RawMessage, what, key string, parse func(json.RawMessage) (T, error)) ([]T, error) {
+	var v map[string]json.RawMessage
+	var members []json.RawMessage
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, fmt.Errorf("%s Sequence: %w", what, err)
+	}
+	if err := json.Unmarshal(v[key], &members); err != nil && !isNull(v[key]) {
+		return nil, fmt.Errorf("%s Sequence: %s: %w", what, key, err)
+	}
+	var out []T
+	for _, r := range members {
+		item, err := parse(r)
+		if err != nil {
+			return nil, err
+		}
+		if any(item) != nil {
+			out = append(out, item)
+		}
+	}
+	return out, nil
+}

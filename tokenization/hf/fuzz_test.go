@@ -1,10 +1,7 @@
 package hf
 
 import (
-	"bufio"
 	"bytes"
-	"compress/gzip"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,28 +59,12 @@ func checkFastSplit(t *testing.T, s string) {
 // TestFastSplitMatchesRegexp2 checks the hand-written matchers against the
 // original expressions on every golden input.
 func TestFastSplitMatchesRegexp2(t *testing.T) {
-	f, err := os.Open(filepath.Join(fixtures.TestdataDir(), "goldens", "cases.jsonl.gz"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(zr)
-	sc.Buffer(nil, 16<<20)
-	n := 0
-	for sc.Scan() {
-		var c goldenCase
-		if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
-			t.Fatal(err)
-		}
-		checkFastSplit(t, c.Text)
-		n++
-	}
-	if n == 0 {
+	cases := readJSONLines[goldenCase](t, filepath.Join(fixtures.TestdataDir(), "goldens", "cases.jsonl.gz"))
+	if len(cases) == 0 {
 		t.Fatal("no cases")
+	}
+	for _, c := range cases {
+		checkFastSplit(t, c.Text)
 	}
 }
 

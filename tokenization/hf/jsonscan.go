@@ -49,31 +49,20 @@ func (p *jsonScanner) expect(c byte) error {
 }
 
 func (p *jsonScanner) str() (string, error) {
-	if err := p.expect('"'); err != nil {
+	p.skipSpace()
+	start := p.i
+	escaped, err := p.skipString()
+	if err != nil {
 		return "", err
 	}
-	start := p.i
-	escaped := false
-	for p.i < len(p.s) {
-		switch p.s[p.i] {
-		case '\\':
-			escaped = true
-			p.i += 2
-			continue
-		case '"':
-			p.i++
-			if !escaped {
-				return string(p.s[start : p.i-1]), nil
-			}
-			var out string
-			if err := json.Unmarshal(p.s[start-1:p.i], &out); err != nil {
-				return "", p.errorf("%v", err)
-			}
-			return out, nil
-		}
-		p.i++
+	if !escaped {
+		return string(p.s[start+1 : p.i-1]), nil
 	}
-	return "", p.errorf("unterminated string")
+	var out string
+	if err := json.Unmarshal(p.s[start:p.i], &out); err != nil {
+		return "", p.errorf("%v", err)
+	}
+	return out, nil
 }
 
 func (p *jsonScanner) uint32() (uint32, error) {
@@ -115,13 +104,10 @@ func (p *jsonScanner) list(open, close byte, item func() error) error {
 	}
 }
 
-func parseVocab(raw json.RawMessage) (map[string]uint32, error) {
-	if isNull(raw) {
-		return map[string]uint32{}, nil
-	}
-	p := &jsonScanner{s: raw}
-	vocab := make(map[string]uint32, len(raw)/16)
-	err := p.list('{', '}', func() error {
+// members calls value for each member of a JSON object, positioned at the
+// member's value.
+func (p *jsonScanner) members(value func(key string) error) error {
+	return p.list('{', '}', func() error {
 		k, err := p.str()
 		if err != nil {
 			return err
@@ -129,6 +115,17 @@ func parseVocab(raw json.RawMessage) (map[string]uint32, error) {
 		if err := p.expect(':'); err != nil {
 			return err
 		}
+		return value(k)
+	})
+}
+
+func parseVocab(raw json.RawMessage) (map[string]uint32, error) {
+	if isNull(raw) {
+		return map[string]uint32{}, nil
+	}
+	p := &jsonScanner{s: raw}
+	vocab := make(map[string]uint32, len(raw)/16)
+	err := p.members(func(k string) error {
 		v, err := p.uint32()
 		if err != nil {
 			return err
@@ -146,23 +143,24 @@ func parseVocab(raw json.RawMessage) (map[string]uint32, error) {
 // stack.
 const maxJSONDepth = 256
 
-// skipString moves past a JSON string.
-func (p *jsonScanner) skipString() error {
+// skipString moves past a JSON string and tells whether it holds escapes.
+func (p *jsonScanner) skipString() (escaped bool, err error) {
 	if err := p.expect('"'); err != nil {
-		return err
+		return false, err
 	}
 	for p.i < len(p.s) {
 		switch p.s[p.i] {
 		case '\\':
+			escaped = true
 			p.i += 2
 			continue
 		case '"':
 			p.i++
-			return nil
+			return escaped, nil
 		}
 		p.i++
 	}
-	return p.errorf("unterminated string")
+	return false, p.errorf("unterminated string")
 }
 
 // skipValue moves past one JSON value.
@@ -172,10 +170,11 @@ func (p *jsonScanner) skipValue(depth int) error {
 	}
 	switch p.peek() {
 	case '"':
-		return p.skipString()
+		_, err := p.skipString()
+		return err
 	case '{':
 		return p.list('{', '}', func() error {
-			if err := p.skipString(); err != nil {
+			if _, err := p.skipString(); err != nil {
 				return err
 			}
 			if err := p.expect(':'); err != nil {
@@ -205,14 +204,7 @@ func (p *jsonScanner) skipValue(depth int) error {
 func rawObject(data []byte) (map[string]json.RawMessage, error) {
 	p := &jsonScanner{s: data}
 	out := map[string]json.RawMessage{}
-	err := p.list('{', '}', func() error {
-		k, err := p.str()
-		if err != nil {
-			return err
-		}
-		if err := p.expect(':'); err != nil {
-			return err
-		}
+	err := p.members(func(k string) error {
 		p.skipSpace()
 		start := p.i
 		if err := p.skipValue(1); err != nil {

@@ -142,29 +142,14 @@ func parseNormalizer(raw json.RawMessage, o *Options) (normalizer, error) {
 		}
 		return strip{v.Left, v.Right}, nil
 	case "Sequence":
-		var v struct {
-			Normalizers []json.RawMessage `json:"normalizers"`
+		seq, err := parseSequence(raw, "normalizer", "normalizers", func(r json.RawMessage) (normalizer, error) { return parseNormalizer(r, o) })
+		if err != nil || len(seq) == 0 {
+			return nil, err
 		}
-		if err := json.Unmarshal(raw, &v); err != nil {
-			return nil, fmt.Errorf("normalizer Sequence: %w", err)
-		}
-		var seq normalizerSeq
-		for _, r := range v.Normalizers {
-			n, err := parseNormalizer(r, o)
-			if err != nil {
-				return nil, err
-			}
-			if n != nil {
-				seq = append(seq, n)
-			}
-		}
-		switch len(seq) {
-		case 0:
-			return nil, nil
-		case 1:
+		if len(seq) == 1 {
 			return seq[0], nil
 		}
-		return seq, nil
+		return normalizerSeq(seq), nil
 	}
 	return nil, &unsupportedError{"normalizer", typ}
 }

@@ -96,29 +96,14 @@ func parsePostProcessor(raw json.RawMessage) (postProcessor, error) {
 		}
 		return template{{cls}, nil, {sep}}, nil
 	case "Sequence":
-		var v struct {
-			Processors []json.RawMessage `json:"processors"`
+		seq, err := parseSequence(raw, "post_processor", "processors", parsePostProcessor)
+		if err != nil || len(seq) == 0 {
+			return nil, err
 		}
-		if err := json.Unmarshal(raw, &v); err != nil {
-			return nil, fmt.Errorf("post_processor Sequence: %w", err)
-		}
-		var seq postSeq
-		for _, r := range v.Processors {
-			p, err := parsePostProcessor(r)
-			if err != nil {
-				return nil, err
-			}
-			if p != nil {
-				seq = append(seq, p)
-			}
-		}
-		switch len(seq) {
-		case 0:
-			return nil, nil
-		case 1:
+		if len(seq) == 1 {
 			return seq[0], nil
 		}
-		return seq, nil
+		return postSeq(seq), nil
 	}
 	return nil, &unsupportedError{"post_processor", typ}
 }

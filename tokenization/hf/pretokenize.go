@@ -371,29 +371,14 @@ func parsePreTokenizer(raw json.RawMessage, o *Options) (preTokenizer, error) {
 		}
 		return digitsPT{v.Individual}, nil
 	case "Sequence":
-		var v struct {
-			PreTokenizers []json.RawMessage `json:"pretokenizers"`
+		seq, err := parseSequence(raw, "pre_tokenizer", "pretokenizers", func(r json.RawMessage) (preTokenizer, error) { return parsePreTokenizer(r, o) })
+		if err != nil || len(seq) == 0 {
+			return nil, err
 		}
-		if err := json.Unmarshal(raw, &v); err != nil {
-			return nil, fmt.Errorf("pre_tokenizer Sequence: %w", err)
-		}
-		var seq preTokenizerSeq
-		for _, r := range v.PreTokenizers {
-			pt, err := parsePreTokenizer(r, o)
-			if err != nil {
-				return nil, err
-			}
-			if pt != nil {
-				seq = append(seq, pt)
-			}
-		}
-		switch len(seq) {
-		case 0:
-			return nil, nil
-		case 1:
+		if len(seq) == 1 {
 			return seq[0], nil
 		}
-		return seq, nil
+		return preTokenizerSeq(seq), nil
 	}
 	return nil, &unsupportedError{"pre_tokenizer", typ}
 }
