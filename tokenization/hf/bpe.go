@@ -25,6 +25,10 @@ type bpe struct {
 	// of the pre-tokenizer building mapped strings.
 	byteMode bool
 	byteIDs  [256]uint32
+	// bytePairs[a<<8|b] is the merge of the byte tokens of a and b
+	// (rank<<32 | newID), or noMerge: the first round of lookups of a word
+	// hits this 512 KiB table instead of the large merge map.
+	bytePairs []uint64
 	rawVocab map[string]uint32 // vocab keyed by the unmapped bytes
 
 	cache *wordCache
@@ -98,6 +102,13 @@ func (b *bpe) enableByteMode() bool {
 		}
 		b.byteIDs[i] = id
 	}
+	b.bytePairs = make([]uint64, 1<<16)
+	for i := range b.bytePairs {
+		b.bytePairs[i] = noMerge
+		if rank, id, ok := b.merges.get(b.byteIDs[i>>8], b.byteIDs[i&0xff]); ok {
+			b.bytePairs[i] = uint64(rank)<<32 | uint64(id)
+		}
+	}
 	if b.ignoreMerges {
 		b.rawVocab = make(map[string]uint32, len(b.vocab))
 		buf := make([]byte, 0, 64)
@@ -149,7 +160,7 @@ func (b *bpe) tokenize(dst []uint32, word string, st *scratch) []uint32 {
 	}
 	n := len(dst)
 	syms := b.initialSymbols(st.syms[:0], word)
-	syms = b.mergeAll(syms, st)
+	syms = b.mergeAll(syms, word, st)
 	for i := 0; i >= 0 && i < len(syms); i = int(syms[i].next) {
 		dst = append(dst, syms[i].id)
 	}
@@ -256,14 +267,22 @@ func (c candidate) less(d candidate) bool {
 // mergeAll applies merges lowest (rank, position) first, as Word::merge_all
 // does with its binary heap; stale queue entries are recognised by the ID
 // the pair would now merge into.
-func (b *bpe) mergeAll(syms []symbol, st *scratch) []symbol {
+func (b *bpe) mergeAll(syms []symbol, word string, st *scratch) []symbol {
 	if len(syms) < 2 {
 		return syms
 	}
 	h := st.heap[:0]
-	for i := 0; i+1 < len(syms); i++ {
-		if rank, id, ok := b.merges.get(syms[i].id, syms[i+1].id); ok {
-			h = heapPush(h, candidate{rank, uint32(i), id})
+	if b.byteMode {
+		for i := 0; i+1 < len(syms); i++ {
+			if v := b.bytePairs[int(word[i])<<8|int(word[i+1])]; v != noMerge {
+				h = heapPush(h, candidate{uint32(v >> 32), uint32(i), uint32(v)})
+			}
+		}
+	} else {
+		for i := 0; i+1 < len(syms); i++ {
+			if rank, id, ok := b.merges.get(syms[i].id, syms[i+1].id); ok {
+				h = heapPush(h, candidate{rank, uint32(i), id})
+			}
 		}
 	}
 	for len(h) > 0 {
@@ -350,6 +369,9 @@ type mergeSlot struct {
 }
 
 const emptyKey = ^uint64(0)
+
+// noMerge marks a byte pair without a merge.
+const noMerge = ^uint64(0)
 
 func newMergeMap(n int) mergeMap {
 	size := 16
