@@ -29,7 +29,7 @@ type bpe struct {
 	// (rank<<32 | newID), or noMerge: the first round of lookups of a word
 	// hits this 512 KiB table instead of the large merge map.
 	bytePairs []uint64
-	rawVocab map[string]uint32 // vocab keyed by the unmapped bytes
+	rawVocab  map[string]uint32 // vocab keyed by the unmapped bytes
 
 	cache *wordCache
 }
