@@ -20,14 +20,6 @@ import (
 	"github.com/kvtrack/kvtrack/tokenization"
 )
 
-func newMemIndex(cfg Config, reg prometheus.Registerer) (kvblock.Index, error) {
-	idx, err := kvblock.NewMemIndex(kvblock.MemIndexConfig{Capacity: cfg.Index.Capacity, Shards: cfg.Index.Shards, TierWeights: indexWeights(cfg)})
-	if err != nil {
-		return nil, fmt.Errorf("kvcache: memory index: %w", err)
-	}
-	return idx, nil
-}
-
 func newTokenizer(cfg Config, o options) (Tokenizer, error) {
 	var base tokenization.Tokenizer
 	switch {
