@@ -1,0 +1,298 @@
+//go:build kvtrack_wiring
+
+// Enabled once the tokenizer (tokenization) and the event pool (kvevents)
+// are on main and wired into kvcache: it needs both.
+
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/gateway-api-inference-extension/pkg/epp/config/loader"
+	"sigs.k8s.io/gateway-api-inference-extension/pkg/epp/datalayer"
+	fwkdl "sigs.k8s.io/gateway-api-inference-extension/pkg/epp/framework/interface/datalayer"
+	fwkplugin "sigs.k8s.io/gateway-api-inference-extension/pkg/epp/framework/interface/plugin"
+	fwksched "sigs.k8s.io/gateway-api-inference-extension/pkg/epp/framework/interface/scheduling"
+	extractormetrics "sigs.k8s.io/gateway-api-inference-extension/pkg/epp/framework/plugins/datalayer/extractor/metrics"
+	sourcemetrics "sigs.k8s.io/gateway-api-inference-extension/pkg/epp/framework/plugins/datalayer/source/metrics"
+	sourcenotifications "sigs.k8s.io/gateway-api-inference-extension/pkg/epp/framework/plugins/datalayer/source/notifications"
+	"sigs.k8s.io/gateway-api-inference-extension/pkg/epp/framework/plugins/flowcontrol/fairness"
+	"sigs.k8s.io/gateway-api-inference-extension/pkg/epp/framework/plugins/flowcontrol/ordering"
+	"sigs.k8s.io/gateway-api-inference-extension/pkg/epp/framework/plugins/flowcontrol/saturationdetector/utilization"
+	"sigs.k8s.io/gateway-api-inference-extension/pkg/epp/framework/plugins/flowcontrol/usagelimits"
+	"sigs.k8s.io/gateway-api-inference-extension/pkg/epp/framework/plugins/requesthandling/parsers/openai"
+	"sigs.k8s.io/gateway-api-inference-extension/pkg/epp/framework/plugins/scheduling/picker"
+	"sigs.k8s.io/gateway-api-inference-extension/pkg/epp/framework/plugins/scheduling/profile"
+	"sigs.k8s.io/gateway-api-inference-extension/pkg/epp/framework/plugins/scheduling/scorer/kvcacheutilization"
+	"sigs.k8s.io/gateway-api-inference-extension/pkg/epp/framework/plugins/scheduling/scorer/queuedepth"
+	"sigs.k8s.io/gateway-api-inference-extension/pkg/epp/scheduling"
+
+	"github.com/kvtrack/kvtrack/kvcache"
+	"github.com/kvtrack/kvtrack/scorer"
+)
+
+// registerInTreePlugins registers the upstream plugin types the example
+// configuration names or the loader adds by default, exactly as the runner's
+// own registerInTreePlugins does before it loads a configuration.
+func registerInTreePlugins() {
+	fwkplugin.Register(picker.MaxScorePickerType, picker.MaxScorePickerFactory)
+	fwkplugin.Register(profile.SingleProfileHandlerType, profile.SingleProfileHandlerFactory)
+	fwkplugin.Register(kvcacheutilization.KvCacheUtilizationScorerType, kvcacheutilization.KvCacheUtilizationScorerFactory)
+	fwkplugin.Register(queuedepth.QueueScorerType, queuedepth.QueueScorerFactory)
+	fwkplugin.Register(fairness.GlobalStrictFairnessPolicyType, fairness.GlobalStrictFairnessPolicyFactory)
+	fwkplugin.Register(ordering.FCFSOrderingPolicyType, ordering.FCFSOrderingPolicyFactory)
+	fwkplugin.Register(usagelimits.StaticUsageLimitPolicyType, usagelimits.StaticPolicyFactory)
+	fwkplugin.Register(sourcemetrics.MetricsDataSourceType, sourcemetrics.MetricsDataSourceFactory)
+	fwkplugin.Register(extractormetrics.MetricsExtractorType, extractormetrics.CoreMetricsExtractorFactory)
+	fwkplugin.Register(sourcenotifications.EndpointNotificationSourceType, sourcenotifications.EndpointSourceFactory)
+	fwkplugin.Register(openai.OpenAIParserType, openai.OpenAIParserPluginFactory)
+	fwkplugin.Register(utilization.UtilizationDetectorType, utilization.UtilizationDetectorFactory)
+}
+
+const (
+	publisherPy = "testdata/vllm_publisher.py"
+	python      = "/usr/bin/python3" // Debian's, with python3-zmq and python3-msgpack
+	model       = "Qwen/Qwen3-0.6B"
+)
+
+var qwen3Tokenizer = filepath.Join("..", "..", "tokenization", "testdata", "qwen3", "tokenizer.json.gz")
+
+// requirePublisher skips when Debian's python3 with zmq and msgpack is
+// genuinely absent on this machine; CI installs them (.ci/run).
+func requirePublisher(t *testing.T) {
+	t.Helper()
+	if err := exec.Command(python, "-c", "import zmq, msgpack").Run(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s with zmq and msgpack is required in CI: %v", python, err)
+		}
+		t.Skipf("skipping: %s with python3-zmq and python3-msgpack not installed (%v); run hack/install-deps.sh", python, err)
+	}
+}
+
+// freePort returns a TCP port nobody listens on at the moment.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// publish starts the vLLM stand-in on endpoint, publishing tokens' blocks
+// under topic until the test ends.
+func publish(t *testing.T, endpoint, topic, seed string, blockSize int, tokens []uint32) {
+	t.Helper()
+	cmd := exec.Command(python, publisherPy, endpoint, topic, seed, fmt.Sprint(blockSize))
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); _ = cmd.Wait() })
+	b, _ := json.Marshal(tokens)
+	if _, err := stdin.Write(append(b, '\n')); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || strings.TrimSpace(line) != "ready" {
+		t.Fatalf("publisher did not start: %q, %v", line, err)
+	}
+}
+
+// vllmMetrics serves a vLLM /metrics page with the given load.
+func vllmMetrics(t *testing.T, waiting int, kvUsage float64) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintf(w, "# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{model_name=%q} %d\n", model, waiting)
+		fmt.Fprintf(w, "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{model_name=%q} 1\n", model)
+		fmt.Fprintf(w, "# TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc{model_name=%q} %g\n", model, kvUsage)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// exampleConfig is epp-config.yaml with the two settings that name things on
+// a real cluster pointed at this machine: the tokenizer file and the
+// engines' event port.
+func exampleConfig(t *testing.T, eventsPort int) []byte {
+	t.Helper()
+	b, err := os.ReadFile("epp-config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := filepath.Abs(qwen3Tokenizer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	for old, repl := range map[string]string{
+		"path: /models/tokenizer.json": "path: " + tok,
+		"port: 5557":                   fmt.Sprintf("port: %d", eventsPort),
+	} {
+		if !strings.Contains(s, old) {
+			t.Fatalf("epp-config.yaml no longer contains %q", old)
+		}
+		s = strings.Replace(s, old, repl, 1)
+	}
+	return []byte(s)
+}
+
+func TestExampleConfigRoutesToPodHoldingPrefix(t *testing.T) {
+	requirePublisher(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	logger := testr.NewWithOptions(t, testr.Options{Verbosity: 0})
+
+	scorer.Register(scorer.WithRegisterer(prometheus.NewRegistry()))
+	registerInTreePlugins()
+	eventsPort := freePort(t)
+
+	raw, _, err := loader.LoadRawConfig(exampleConfig(t, eventsPort), logger)
+	if err != nil {
+		t.Fatalf("LoadRawConfig: %v", err)
+	}
+	handle := fwkplugin.NewEppHandle(ctx, func() []types.NamespacedName { return nil })
+	cfg, err := loader.InstantiateAndConfigure(raw, handle, logger)
+	if err != nil {
+		t.Fatalf("InstantiateAndConfigure: %v", err)
+	}
+	precise, err := fwkplugin.PluginByType[*scorer.Scorer](handle, scorer.PreciseScorerType)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The data layer as the runner drives it: pods join through the
+	// runtime, which polls their metrics and sends endpoint events to the
+	// scorer's extractor, which dials their event publishers.
+	rt := datalayer.NewRuntime(20 * time.Millisecond)
+	if err := rt.Configure(cfg.DataConfig, true, "", logger); err != nil {
+		t.Fatalf("datalayer Configure: %v", err)
+	}
+	defer rt.Stop()
+
+	// Three pods on distinct loopback addresses, so that each has its own
+	// event port like a real pod. The one holding the prefix (b) is also
+	// the most loaded, so the load scorers alone would never pick it.
+	type pod struct {
+		addr    string
+		waiting int
+		kvUsage float64
+	}
+	pods := []pod{{"127.0.0.1", 0, 0.1}, {"127.0.0.2", 6, 0.7}, {"127.0.0.3", 1, 0.2}}
+	holder := pods[1].addr
+
+	tok, err := loadTokenizer(qwen3Tokenizer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := strings.Repeat("You are a careful assistant for the kvtrack project. Answer from the manual. ", 20)
+	tokens, err := tok.Encode(prefix, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish(t, fmt.Sprintf("tcp://%s:%d", holder, eventsPort), "kv@"+holder+":8000@"+model, "42", 16, tokens)
+
+	dlEndpoints := make([]fwkdl.Endpoint, len(pods))
+	for i, p := range pods {
+		srv := vllmMetrics(t, p.waiting, p.kvUsage)
+		dlEndpoints[i] = rt.NewEndpoint(ctx, &fwkdl.EndpointMetadata{
+			NamespacedName: types.NamespacedName{Namespace: "default", Name: fmt.Sprintf("vllm-%d", i)},
+			PodName:        fmt.Sprintf("vllm-%d", i),
+			Address:        p.addr,
+			Port:           "8000",
+			MetricsHost:    strings.TrimPrefix(srv.URL, "http://"),
+		}, nil)
+		if dlEndpoints[i] == nil {
+			t.Fatalf("runtime refused endpoint %s", p.addr)
+		}
+	}
+
+	// Wait for the engine's events to reach the index and for every pod's
+	// metrics to be scraped once.
+	waitFor(t, "the holder's blocks to arrive over ZMQ", func() bool {
+		res, err := precise.Indexer().Score(ctx, kvcache.Request{Model: model, TokenIDs: tokens, Pods: []string{holder + ":8000"}})
+		return err == nil && res.Blocks > 0 && res.Pods[0].Matched == res.Blocks
+	})
+	waitFor(t, "metrics of every pod", func() bool {
+		for _, ep := range dlEndpoints {
+			if ep.GetMetrics().UpdateTime.IsZero() {
+				return false
+			}
+		}
+		return true
+	})
+
+	sched := scheduling.NewSchedulerWithConfig(cfg.SchedulerConfig)
+	pick := func(prompt string) string {
+		t.Helper()
+		candidates := make([]fwksched.Endpoint, len(dlEndpoints))
+		for i, ep := range dlEndpoints {
+			candidates[i] = fwksched.NewEndpoint(ep.GetMetadata(), ep.GetMetrics(), ep.GetAttributes())
+		}
+		req := &fwksched.LLMRequest{
+			RequestId:   fmt.Sprintf("req-%d", time.Now().UnixNano()),
+			TargetModel: model,
+			Body:        &fwksched.LLMRequestBody{Completions: &fwksched.CompletionsRequest{Prompt: fwksched.Prompt{Raw: prompt}}},
+		}
+		res, err := sched.Schedule(ctx, req, candidates)
+		if err != nil {
+			t.Fatalf("Schedule: %v", err)
+		}
+		targets := res.ProfileResults[res.PrimaryProfileName].TargetEndpoints
+		if len(targets) == 0 {
+			t.Fatal("Schedule picked no endpoint")
+		}
+		return targets[0].GetMetadata().Address
+	}
+
+	if got := pick(prefix + "How do I configure the scorer?"); got != holder {
+		t.Errorf("request sharing the cached prefix went to %s, want %s (the pod holding it)", got, holder)
+	}
+	// Control: a prompt nobody holds goes where the load scorers send it,
+	// which is not the loaded holder.
+	if got := pick(strings.Repeat("An unrelated question about gardening and tomatoes. ", 30)); got == holder {
+		t.Errorf("a prompt no pod holds went to the most loaded pod %s", got)
+	}
+
+	// The holder leaves the pool: its subscription stops and its blocks go.
+	rt.ReleaseEndpoint(dlEndpoints[1])
+	res, err := precise.Indexer().Score(ctx, kvcache.Request{Model: model, TokenIDs: tokens, Pods: []string{holder + ":8000"}})
+	if err != nil || res.Pods[0].Matched != 0 {
+		t.Errorf("after the holder left, it still matches %d blocks (err %v)", res.Pods[0].Matched, err)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

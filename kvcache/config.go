@@ -1,0 +1,407 @@
+package kvcache
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kvtrack/kvtrack/kvcache/kvblock"
+	"github.com/kvtrack/kvtrack/kvcache/kvblock/redis"
+)
+
+// KeyScheme says how block keys are derived; see the package doc.
+type KeyScheme string
+
+// The key schemes.
+const (
+	// KeySchemeVLLM uses the hash vLLM publishes as the key and recomputes it
+	// for requests with vLLM's algorithm, seed and block size.
+	KeySchemeVLLM KeyScheme = "vllm"
+	// KeySchemeTokens derives keys from the token IDs events carry, for
+	// engines whose hashes cannot be reproduced.
+	KeySchemeTokens KeyScheme = "tokens"
+)
+
+// IndexBackend names the Index implementation.
+type IndexBackend string
+
+// The index backends.
+const (
+	IndexMemory IndexBackend = "memory" // in-process, sharded
+	IndexRedis  IndexBackend = "redis"  // shared by several replicas
+)
+
+// EventsMode says who dials whom on the ZMQ event stream.
+type EventsMode string
+
+// The event subscription modes.
+const (
+	// EventsBind binds one SUB socket that every engine connects to; the
+	// pod is named by the topic (kv@<addr:port>@<model>).
+	EventsBind EventsMode = "bind"
+	// EventsConnect dials each pod's publisher at <pod ip>:<port> as pods are
+	// added; the pod is the one that was added.
+	EventsConnect EventsMode = "connect"
+)
+
+// Config is the whole configuration of an Indexer. The zero value is not
+// valid; start from DefaultConfig (or let New fill the zero fields with the
+// defaults through WithDefaults) and call Validate.
+//
+// The JSON form is what the EPP plugin takes as its parameters and what the
+// CLI reads with -config; field names are lowerCamelCase.
+type Config struct {
+	// KeyScheme is "vllm" (default) or "tokens".
+	KeyScheme KeyScheme `json:"keyScheme,omitempty" yaml:"keyScheme,omitempty"`
+	// Hash must match the engines' --prefix-caching-hash-algo,
+	// PYTHONHASHSEED and --block-size (the block size matters for both
+	// schemes).
+	Hash HashConfig `json:"hash" yaml:"hash"`
+	// Index configures where the (block, pod) entries live.
+	Index IndexConfig `json:"index" yaml:"index"`
+	// Redis is the server of the redis index backend; used only with
+	// index.backend "redis". Left entirely empty, it takes
+	// redis.DefaultConfig() (localhost:6379, one-hour entry TTL); once any
+	// field is set, a zero ttl disables expiry.
+	Redis redis.Config `json:"redis,omitzero" yaml:"redis,omitempty"`
+	// Events configures the ZMQ subscription to the engines' KV events.
+	Events EventsConfig `json:"events" yaml:"events"`
+	// Tokenizer turns prompts into token IDs. It may be left empty when
+	// every request carries token IDs.
+	Tokenizer TokenizerConfig `json:"tokenizer" yaml:"tokenizer"`
+	// Speculative configures the short-lived entries recorded for a routing
+	// decision before the engine's events confirm it.
+	Speculative SpeculativeConfig `json:"speculative" yaml:"speculative"`
+	// Metrics configures instrumentation.
+	Metrics MetricsConfig `json:"metrics" yaml:"metrics"`
+}
+
+// HashConfig is how the engines hash their blocks.
+type HashConfig struct {
+	// Algorithm is vLLM's --prefix-caching-hash-algo: sha256 (vLLM's
+	// default), sha256_cbor, xxhash, xxhash_cbor or the legacy
+	// sha256_cbor_64bit. Default sha256. Unused by the tokens scheme.
+	Algorithm string `json:"algorithm,omitempty" yaml:"algorithm,omitempty"`
+	// Seed is the engines' PYTHONHASHSEED string. vLLM seeds randomly when
+	// it is unset, and then its hashes cannot be reproduced: use the tokens
+	// scheme. Required by the vllm scheme.
+	Seed string `json:"seed,omitempty" yaml:"seed,omitempty"`
+	// BlockSize is the engines' --block-size in tokens. Default 16.
+	BlockSize int `json:"blockSize,omitempty" yaml:"blockSize,omitempty"`
+}
+
+// IndexConfig configures the block index.
+type IndexConfig struct {
+	// Backend is "memory" (default) or "redis".
+	Backend IndexBackend `json:"backend,omitempty" yaml:"backend,omitempty"`
+	// Capacity bounds the number of (block, pod, tier) entries the memory
+	// index holds; past it the least recently stored or scored keys are
+	// evicted. Default 16M (100 pods of 160k blocks, about 0.5 GiB).
+	Capacity int `json:"capacity,omitempty" yaml:"capacity,omitempty"`
+	// Shards is the number of independently locked shards of the memory
+	// index, a power of two. Default 0 lets the index choose (256).
+	Shards int `json:"shards,omitempty" yaml:"shards,omitempty"`
+	// TierWeights is the weight of a block held on each medium in the
+	// weighted score (finite, >= 0). Default GPU 1, CPU 0.8, STORAGE 0.5.
+	// Speculative entries weigh SPECULATIVE, 1 unless set here.
+	TierWeights kvblock.TierWeights `json:"tierWeights,omitempty" yaml:"tierWeights,omitempty"`
+}
+
+// EventsConfig configures the KV-event subscription.
+type EventsConfig struct {
+	// Mode is "connect" (default: dial each pod as it is added) or "bind".
+	Mode EventsMode `json:"mode,omitempty" yaml:"mode,omitempty"`
+	// Endpoint is the ZMQ endpoint the bind mode binds, e.g.
+	// "tcp://*:5557". Required in bind mode, unused in connect mode.
+	Endpoint string `json:"endpoint,omitempty" yaml:"endpoint,omitempty"`
+	// Port is the port of each pod's publisher in connect mode (vLLM's
+	// kv-events endpoint, default 5557). DP rank r publishes on Port+r.
+	Port int `json:"port,omitempty" yaml:"port,omitempty"`
+	// TopicFilter is the ZMQ subscription prefix. Default "kv@"; "" takes
+	// every topic.
+	TopicFilter *string `json:"topicFilter,omitempty" yaml:"topicFilter,omitempty"`
+	// ReplayPort is the port of each pod's replay (ROUTER) endpoint, used to
+	// fill sequence gaps. 0 (default) disables replay.
+	ReplayPort int `json:"replayPort,omitempty" yaml:"replayPort,omitempty"`
+	// Workers is the number of goroutines applying events to the index;
+	// events of one pod always go to the same worker. Default 4.
+	Workers int `json:"workers,omitempty" yaml:"workers,omitempty"`
+	// QueueSize is the number of messages each worker queues before new
+	// ones are dropped (and counted). Default 4096.
+	QueueSize int `json:"queueSize,omitempty" yaml:"queueSize,omitempty"`
+}
+
+// TokenizerConfig says where token IDs come from. At most one of Path and
+// URL may be set; with neither, requests must carry token IDs.
+type TokenizerConfig struct {
+	// Path is a local tokenizer.json, or a directory holding it and
+	// tokenizer_config.json (for the chat template).
+	Path string `json:"path,omitempty" yaml:"path,omitempty"`
+	// URL is a vLLM server (http://host:port) whose /tokenize endpoint
+	// tokenizes and renders chat for us.
+	URL string `json:"url,omitempty" yaml:"url,omitempty"`
+	// Model is the model name sent to the remote tokenizer. Default: the
+	// request's model.
+	Model string `json:"model,omitempty" yaml:"model,omitempty"`
+	// CacheBytes bounds the cache of whole prompts and their tokens (prompt
+	// bytes plus 4 per token). Default 64 MiB; -1 disables the cache.
+	CacheBytes int `json:"cacheBytes,omitempty" yaml:"cacheBytes,omitempty"`
+}
+
+// SpeculativeConfig configures speculative entries: when a request is
+// routed, its blocks are recorded on the chosen pod for TTL, so that a burst
+// of requests sharing a prefix follows the first one before the engine's
+// events (which lag by up to a second) arrive.
+type SpeculativeConfig struct {
+	// Enabled turns speculative recording on. Default false.
+	Enabled bool `json:"enabled,omitempty" yaml:"enabled,omitempty"`
+	// TTL is how long a speculative entry lives. Default 2s; at most 1m.
+	TTL Duration `json:"ttl,omitempty" yaml:"ttl,omitempty"`
+}
+
+// MetricsConfig configures instrumentation.
+type MetricsConfig struct {
+	// Enabled registers kvtrack's metrics on the Registerer given to New.
+	// Default true; it has no effect without a Registerer.
+	Enabled *bool `json:"enabled,omitempty" yaml:"enabled,omitempty"`
+	// BeatInterval is the period of the one-line summary log. 0 (default)
+	// disables it.
+	BeatInterval Duration `json:"beatInterval,omitempty" yaml:"beatInterval,omitempty"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("2s",
+// "500ms") in JSON and YAML.
+type Duration time.Duration
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q (want e.g. \"2s\" or \"500ms\")", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Defaults.
+const (
+	DefaultAlgorithm       = "sha256"
+	DefaultBlockSize       = 16
+	DefaultIndexCapacity   = 1 << 24
+	DefaultEventsPort      = 5557
+	DefaultTopicFilter     = "kv@"
+	DefaultEventWorkers    = 4
+	DefaultEventQueueSize  = 4096
+	DefaultTokenCacheBytes = 64 << 20
+	DefaultSpeculativeTTL  = Duration(2 * time.Second)
+	maxSpeculativeTTL      = time.Minute
+	maxBlockSize           = 1 << 16
+	maxEventWorkers        = 1024
+	maxShards              = 1 << 16
+	speculativeMediumName  = "SPECULATIVE"
+	defaultSpeculativeTier = 1.0
+)
+
+// DefaultConfig returns the configuration used for every field left at its
+// zero value. Its Hash.Seed is empty, which Validate rejects for the vllm
+// scheme: the seed cannot be guessed.
+func DefaultConfig() Config {
+	return Config{}.WithDefaults()
+}
+
+// WithDefaults returns c with every zero field set to its default.
+func (c Config) WithDefaults() Config {
+	if c.KeyScheme == "" {
+		c.KeyScheme = KeySchemeVLLM
+	}
+	if c.Hash.Algorithm == "" {
+		c.Hash.Algorithm = DefaultAlgorithm
+	}
+	if c.Hash.BlockSize == 0 {
+		c.Hash.BlockSize = DefaultBlockSize
+	}
+	if c.Index.Backend == "" {
+		c.Index.Backend = IndexMemory
+	}
+	if c.Index.Capacity == 0 {
+		c.Index.Capacity = DefaultIndexCapacity
+	}
+	if c.Index.TierWeights == nil {
+		c.Index.TierWeights = kvblock.DefaultTierWeights()
+	}
+	if c.Index.Backend == IndexRedis && c.Redis == (redis.Config{}) {
+		c.Redis = redis.DefaultConfig()
+	}
+	if c.Events.Mode == "" {
+		c.Events.Mode = EventsConnect
+	}
+	if c.Events.Port == 0 {
+		c.Events.Port = DefaultEventsPort
+	}
+	if c.Events.TopicFilter == nil {
+		f := DefaultTopicFilter
+		c.Events.TopicFilter = &f
+	}
+	if c.Events.Workers == 0 {
+		c.Events.Workers = DefaultEventWorkers
+	}
+	if c.Events.QueueSize == 0 {
+		c.Events.QueueSize = DefaultEventQueueSize
+	}
+	if c.Tokenizer.CacheBytes == 0 {
+		c.Tokenizer.CacheBytes = DefaultTokenCacheBytes
+	}
+	if c.Speculative.TTL == 0 {
+		c.Speculative.TTL = DefaultSpeculativeTTL
+	}
+	if c.Metrics.Enabled == nil {
+		on := true
+		c.Metrics.Enabled = &on
+	}
+	return c
+}
+
+// topicFilter returns the effective topic filter.
+func (c *EventsConfig) topicFilter() string {
+	if c.TopicFilter == nil {
+		return DefaultTopicFilter
+	}
+	return *c.TopicFilter
+}
+
+// FieldError is a configuration error: Field is the JSON path of the bad
+// field ("hash.algorithm"), Err says what is wrong and what is valid.
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return "kvcache config: " + e.Field + ": " + e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// Validate reports every invalid field of c (after defaults are applied),
+// joined with errors.Join; each is a *FieldError naming the field and the
+// valid values.
+func (c Config) Validate() error {
+	c = c.WithDefaults()
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Err: fmt.Errorf(format, args...)})
+	}
+	oneOf := func(field, got string, valid ...string) {
+		if !slices.Contains(valid, got) {
+			bad(field, "unknown value %q (valid: %s)", got, strings.Join(valid, ", "))
+		}
+	}
+
+	oneOf("keyScheme", string(c.KeyScheme), string(KeySchemeVLLM), string(KeySchemeTokens))
+	if c.KeyScheme == KeySchemeVLLM {
+		if _, err := kvblock.ParseAlgorithm(c.Hash.Algorithm); err != nil {
+			bad("hash.algorithm", "%s", strings.TrimPrefix(err.Error(), "kvblock: "))
+		}
+		if c.Hash.Seed == "" {
+			bad("hash.seed", "required with keyScheme %q: set it to the engines' PYTHONHASHSEED "+
+				"(without one vLLM's hashes are random per process; use keyScheme %q then)",
+				KeySchemeVLLM, KeySchemeTokens)
+		}
+	}
+	if c.Hash.BlockSize < 1 || c.Hash.BlockSize > maxBlockSize {
+		bad("hash.blockSize", "%d out of range (valid: 1 to %d, the engines' --block-size)", c.Hash.BlockSize, maxBlockSize)
+	}
+
+	oneOf("index.backend", string(c.Index.Backend), string(IndexMemory), string(IndexRedis))
+	if c.Index.Capacity < 0 || (c.Index.Capacity < c.Index.Shards) {
+		bad("index.capacity", "%d invalid (valid: a number of entries no smaller than index.shards)", c.Index.Capacity)
+	}
+	if c.Index.Shards < 0 || c.Index.Shards > maxShards || c.Index.Shards&(c.Index.Shards-1) != 0 {
+		bad("index.shards", "%d invalid (valid: 0 for automatic, or a power of two up to %d)", c.Index.Shards, maxShards)
+	}
+	for name, w := range c.Index.TierWeights {
+		if name == "" {
+			bad("index.tierWeights", "empty medium name (valid: GPU, CPU, STORAGE or another medium the engines report)")
+		}
+		if !(w >= 0 && w <= math.MaxFloat64) { // also catches NaN and +Inf
+			bad("index.tierWeights."+name, "weight %v invalid (valid: a finite number >= 0)", w)
+		}
+	}
+
+	if c.Index.Backend == IndexRedis {
+		if err := c.Redis.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+
+	oneOf("events.mode", string(c.Events.Mode), string(EventsConnect), string(EventsBind))
+	if c.Events.Mode == EventsBind {
+		if err := validZMQEndpoint(c.Events.Endpoint); err != nil {
+			bad("events.endpoint", "%v (valid: a ZMQ endpoint to bind such as tcp://*:5557 or ipc:///run/kv.sock)", err)
+		}
+	}
+	validPort := func(field string, p int, zeroOK bool) {
+		if (p == 0 && !zeroOK) || p < 0 || p > 65535 {
+			bad(field, "%d out of range (valid: 1 to 65535%s)", p, map[bool]string{true: ", or 0 to disable"}[zeroOK])
+		}
+	}
+	validPort("events.port", c.Events.Port, false)
+	validPort("events.replayPort", c.Events.ReplayPort, true)
+	if c.Events.Workers < 1 || c.Events.Workers > maxEventWorkers {
+		bad("events.workers", "%d out of range (valid: 1 to %d)", c.Events.Workers, maxEventWorkers)
+	}
+	if c.Events.QueueSize < 1 {
+		bad("events.queueSize", "%d out of range (valid: a positive number of messages)", c.Events.QueueSize)
+	}
+
+	if c.Tokenizer.Path != "" && c.Tokenizer.URL != "" {
+		bad("tokenizer", "both path and url are set (valid: at most one)")
+	}
+	if c.Tokenizer.URL != "" {
+		u, err := url.Parse(c.Tokenizer.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("tokenizer.url", "%q is not an http(s) URL (valid: the base URL of a vLLM server, e.g. http://10.0.0.7:8000)", c.Tokenizer.URL)
+		}
+	}
+	if c.Tokenizer.CacheBytes < -1 {
+		bad("tokenizer.cacheBytes", "%d out of range (valid: a positive number of bytes, or -1 to disable the cache)", c.Tokenizer.CacheBytes)
+	}
+
+	if ttl := time.Duration(c.Speculative.TTL); ttl <= 0 || ttl > maxSpeculativeTTL {
+		bad("speculative.ttl", "%v out of range (valid: above 0 and at most %v)", ttl, maxSpeculativeTTL)
+	}
+	if c.Metrics.BeatInterval < 0 {
+		bad("metrics.beatInterval", "%v is negative (valid: 0 to disable, or a period such as 30s)", time.Duration(c.Metrics.BeatInterval))
+	}
+	return errors.Join(errs...)
+}
+
+// validZMQEndpoint checks the shape transport://address of a bind endpoint.
+func validZMQEndpoint(ep string) error {
+	if ep == "" {
+		return errors.New("required in bind mode")
+	}
+	transport, addr, ok := strings.Cut(ep, "://")
+	if !ok || addr == "" {
+		return fmt.Errorf("%q is not transport://address", ep)
+	}
+	switch transport {
+	case "tcp":
+		i := strings.LastIndexByte(addr, ':')
+		if i < 0 {
+			return fmt.Errorf("%q has no port", ep)
+		}
+		if p, err := strconv.Atoi(addr[i+1:]); err != nil || p < 1 || p > 65535 {
+			return fmt.Errorf("%q has an invalid port", ep)
+		}
+	case "ipc", "inproc":
+	default:
+		return fmt.Errorf("%q has unknown transport %q (tcp, ipc or inproc)", ep, transport)
+	}
+	return nil
+}

@@ -1,0 +1,303 @@
+package kvcache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kvtrack/kvtrack/kvcache/kvblock"
+)
+
+// Tokenizer turns text into the token IDs the engine computes for it.
+// Implementations must be safe for concurrent use.
+type Tokenizer interface {
+	Encode(text string, addSpecialTokens bool) ([]uint32, error)
+}
+
+// ChatTokenizer is a Tokenizer that also renders chat requests with the
+// model's chat template and tokenizes the result.
+type ChatTokenizer interface {
+	Tokenizer
+	EncodeChat(ctx context.Context, model string, chat *ChatRequest) ([]uint32, error)
+}
+
+// eventSource feeds the index from the engines' KV events.
+type eventSource interface {
+	Run(ctx context.Context) error
+	AddPod(ctx context.Context, pod string) error
+	RemovePod(ctx context.Context, pod string) error
+}
+
+// Option configures New.
+type Option func(*options)
+
+type options struct {
+	log       logr.Logger
+	reg       prometheus.Registerer
+	index     kvblock.Index
+	tokenizer Tokenizer
+	clock     func() time.Time
+}
+
+// WithLogger sets the logger. The default discards.
+func WithLogger(l logr.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithRegisterer registers the Indexer's metrics (and those of its parts)
+// on reg. Without it nothing is registered.
+func WithRegisterer(reg prometheus.Registerer) Option { return func(o *options) { o.reg = reg } }
+
+// WithIndex uses idx instead of building the index Config.Index describes;
+// for a backend kvtrack does not ship.
+func WithIndex(idx kvblock.Index) Option { return func(o *options) { o.index = idx } }
+
+// WithTokenizer uses t instead of the tokenizer Config.Tokenizer describes.
+// If t is also a ChatTokenizer, chat requests are accepted.
+func WithTokenizer(t Tokenizer) Option { return func(o *options) { o.tokenizer = t } }
+
+// Indexer ties kvtrack together: it keeps the index fed from the engines'
+// KV events and scores requests against it. Its methods are safe for
+// concurrent use.
+type Indexer struct {
+	cfg     Config
+	log     logr.Logger
+	index   kvblock.Index
+	keys    keyer
+	tok     Tokenizer
+	events  eventSource // nil when the caller feeds the index itself
+	spec    *speculator // nil unless speculative recording is enabled
+	metrics *metrics
+
+	pool sync.Pool // *scratch
+
+	running atomic.Bool
+}
+
+type scratch struct {
+	pods   []kvblock.Pod
+	scores []kvblock.PodScore
+}
+
+// New builds an Indexer from cfg, which it validates (after applying the
+// defaults to its zero fields). Nothing runs until Run is called, but Score
+// works at once.
+func New(cfg Config, opts ...Option) (*Indexer, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	o := options{log: logr.Discard(), clock: time.Now}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	ix := &Indexer{cfg: cfg, log: o.log, index: o.index, tok: o.tokenizer}
+	ix.pool.New = func() any { return new(scratch) }
+
+	var err error
+	if ix.keys, err = newKeyer(cfg); err != nil {
+		return nil, err
+	}
+	if ix.index == nil {
+		if ix.index, err = newIndex(cfg, o); err != nil {
+			return nil, err
+		}
+	}
+	if ix.tok == nil {
+		if ix.tok, err = newTokenizer(cfg, o); err != nil {
+			return nil, err
+		}
+	}
+	if ix.events, err = newEventSource(cfg, ix.index, o); err != nil {
+		return nil, err
+	}
+	if cfg.Speculative.Enabled {
+		ix.spec = newSpeculator(ix.index, time.Duration(cfg.Speculative.TTL), o.clock)
+	}
+	ix.metrics = newMetrics()
+	if ix.spec != nil {
+		ix.metrics.specDrop = ix.spec.dropped.Load
+	}
+	if o.reg != nil && *cfg.Metrics.Enabled {
+		if err := o.reg.Register(ix.metrics); err != nil {
+			return nil, fmt.Errorf("kvcache: registering metrics: %w", err)
+		}
+	}
+	return ix, nil
+}
+
+// Config returns the configuration in effect, defaults applied.
+func (ix *Indexer) Config() Config { return ix.cfg }
+
+// Index returns the index the Indexer reads and its events write.
+func (ix *Indexer) Index() kvblock.Index { return ix.index }
+
+// Run consumes KV events and expires speculative entries until ctx is done.
+// It returns nil when ctx is cancelled, or the event subscription's error.
+// Run may be called once.
+func (ix *Indexer) Run(ctx context.Context) error {
+	if !ix.running.CompareAndSwap(false, true) {
+		return errors.New("kvcache: Indexer.Run called twice")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	if ix.spec != nil {
+		wg.Go(func() { ix.spec.run(ctx) })
+	}
+	if ix.events != nil {
+		wg.Go(func() {
+			if err := ix.events.Run(ctx); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("kvcache: events: %w", err)
+				cancel()
+			}
+		})
+	}
+	if beat := time.Duration(ix.cfg.Metrics.BeatInterval); beat > 0 {
+		wg.Go(func() { ix.beat(ctx, beat) })
+	}
+	<-ctx.Done()
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
+}
+
+// AddPod starts following pod ("address:port", what requests are routed
+// to). In connect mode it dials the pod's event publisher at
+// <address>:<events.port>; in bind mode the pod's events arrive by topic and
+// AddPod only notes it. Adding a pod twice is harmless.
+func (ix *Indexer) AddPod(ctx context.Context, pod string) error {
+	if ix.events == nil {
+		return nil
+	}
+	return ix.events.AddPod(ctx, pod)
+}
+
+// RemovePod stops following pod and forgets every block it held.
+func (ix *Indexer) RemovePod(ctx context.Context, pod string) error {
+	var err error
+	if ix.events != nil {
+		err = ix.events.RemovePod(ctx, pod)
+	}
+	return errors.Join(err, ix.index.ClearPod(ctx, kvblock.Pod{Addr: pod}))
+}
+
+// Score computes the request's block keys and scores every candidate pod by
+// the length of the prompt prefix it holds. An error means the prompt could
+// not be turned into keys or the index failed; the caller should then treat
+// every pod as scoring 0.
+func (ix *Indexer) Score(ctx context.Context, req Request) (Result, error) {
+	start := time.Now()
+	res, err := ix.score(ctx, &req)
+	ix.metrics.observeScore(start, len(res.Keys), err)
+	return res, err
+}
+
+func (ix *Indexer) score(ctx context.Context, req *Request) (Result, error) {
+	tokens, err := ix.tokens(ctx, req)
+	if err != nil {
+		return Result{}, err
+	}
+	keys, err := ix.keys.keys(nil, tokens, req.LoRA, req.CacheSalt)
+	if err != nil {
+		return Result{}, fmt.Errorf("kvcache: block keys: %w", err)
+	}
+	res := Result{Pods: make([]PodScore, len(req.Pods)), Blocks: len(keys), Keys: keys}
+	for i, p := range req.Pods {
+		res.Pods[i].Pod = p
+	}
+	if len(keys) == 0 || len(req.Pods) == 0 {
+		return res, nil
+	}
+
+	s := ix.pool.Get().(*scratch)
+	defer ix.pool.Put(s)
+	s.pods = s.pods[:0]
+	for _, p := range req.Pods {
+		s.pods = append(s.pods, kvblock.Pod{Addr: p})
+	}
+	s.scores, err = ix.index.Score(ctx, keys, s.pods, s.scores[:0])
+	if err != nil {
+		return Result{}, fmt.Errorf("kvcache: index: %w", err)
+	}
+	for i, ps := range s.scores {
+		res.Pods[i].Matched = ps.Matched
+		res.Pods[i].Weighted = ps.Weighted
+		res.Pods[i].Score = ps.Fraction(len(keys))
+	}
+	return res, nil
+}
+
+func (ix *Indexer) tokens(ctx context.Context, req *Request) ([]uint32, error) {
+	if err := req.validate(); err != nil {
+		return nil, err
+	}
+	switch {
+	case req.TokenIDs != nil:
+		return req.TokenIDs, nil
+	case req.Chat != nil:
+		ct, ok := ix.tok.(ChatTokenizer)
+		if !ok {
+			if ix.tok == nil {
+				return nil, ErrNoTokenizer
+			}
+			return nil, errors.New("kvcache: the configured tokenizer cannot render chat requests")
+		}
+		toks, err := ct.EncodeChat(ctx, req.Model, req.Chat)
+		if err != nil {
+			return nil, fmt.Errorf("kvcache: chat: %w", err)
+		}
+		return toks, nil
+	case req.Prompt == "":
+		return nil, nil
+	default:
+		if ix.tok == nil {
+			return nil, ErrNoTokenizer
+		}
+		toks, err := ix.tok.Encode(req.Prompt, true)
+		if err != nil {
+			return nil, fmt.Errorf("kvcache: tokenize: %w", err)
+		}
+		return toks, nil
+	}
+}
+
+// Speculate records that pod is about to hold keys (the Keys of a Result
+// just routed to it), for the configured TTL, so that requests sharing the
+// prefix follow before the engine's events arrive. It is a no-op unless
+// speculative recording is enabled.
+func (ix *Indexer) Speculate(ctx context.Context, pod string, keys []kvblock.Key) error {
+	if ix.spec == nil || len(keys) == 0 {
+		return nil
+	}
+	return ix.spec.record(ctx, pod, keys)
+}
+
+func (ix *Indexer) beat(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			st, err := ix.index.Stats(ctx)
+			if err != nil {
+				ix.log.Error(err, "index stats")
+				continue
+			}
+			ix.log.Info("kvtrack beat", "keys", st.Keys, "entries", st.Entries, "pods", st.Pods,
+				"lookups", st.Lookups, "hits", st.Hits, "evictions", st.Evictions,
+				"scores", ix.metrics.scores.Load(), "scoreErrors", ix.metrics.errors.Load())
+		}
+	}
+}

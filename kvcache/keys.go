@@ -1,0 +1,54 @@
+package kvcache
+
+import (
+	"fmt"
+
+	"github.com/kvtrack/kvtrack/kvcache/kvblock"
+)
+
+// keyer turns a prompt's tokens into its full blocks' keys.
+type keyer interface {
+	// keys appends the keys of tokens' full blocks to dst.
+	keys(dst []kvblock.Key, tokens []uint32, lora, salt string) ([]kvblock.Key, error)
+}
+
+func newKeyer(cfg Config) (keyer, error) {
+	switch cfg.KeyScheme {
+	case KeySchemeTokens:
+		h, err := kvblock.NewTokenHasher(cfg.Hash.BlockSize)
+		if err != nil {
+			return nil, fmt.Errorf("kvcache: %w", err)
+		}
+		return tokenKeyer{h}, nil
+	default:
+		h, err := kvblock.NewHasher(kvblock.HashConfig{
+			Algorithm: kvblock.Algorithm(cfg.Hash.Algorithm),
+			Seed:      cfg.Hash.Seed,
+			BlockSize: cfg.Hash.BlockSize,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("kvcache: %w", err)
+		}
+		return vllmKeyer{h, cfg.Hash.BlockSize}, nil
+	}
+}
+
+// vllmKeyer computes exactly the hashes vLLM publishes.
+type vllmKeyer struct {
+	h         *kvblock.Hasher
+	blockSize int
+}
+
+func (k vllmKeyer) keys(dst []kvblock.Key, tokens []uint32, lora, salt string) ([]kvblock.Key, error) {
+	extras := kvblock.RequestExtras{LoRAName: lora, CacheSalt: salt}
+	return k.h.BlockKeys(dst, tokens, extras.PerBlock(len(tokens)/k.blockSize))
+}
+
+// tokenKeyer chains the token-derived keys the event path computes from
+// each BlockStored's token IDs, with the same extra keys.
+type tokenKeyer struct{ h *kvblock.TokenHasher }
+
+func (k tokenKeyer) keys(dst []kvblock.Key, tokens []uint32, lora, salt string) ([]kvblock.Key, error) {
+	extras := kvblock.RequestExtras{LoRAName: lora, CacheSalt: salt}
+	return k.h.BlockKeys(dst, 0, tokens, extras.PerBlock(len(tokens)/k.h.BlockSize()))
+}

@@ -1,0 +1,12 @@
+//go:build !kvtrack_wiring
+
+package kvcache
+
+// TEMPORARY: replaced as the hasher, index, events and tokenizer land.
+
+import (
+	"github.com/kvtrack/kvtrack/kvcache/kvblock"
+)
+
+func newTokenizer(Config, options) (Tokenizer, error)                    { return nil, nil }
+func newEventSource(Config, kvblock.Index, options) (eventSource, error) { return nil, nil }
