@@ -8,5 +8,4 @@ import (
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
-func newTokenizer(Config, options) (Tokenizer, error)                    { return nil, nil }
 func newEventSource(Config, kvblock.Index, options) (eventSource, error) { return nil, nil }
