@@ -33,6 +33,25 @@ func newIndex(cfg Config, o options) (kvblock.Index, error) {
 		}
 		return idx, nil
 	default:
-		return newMemIndex(cfg, o.reg)
+		return newMemIndex(cfg, o)
 	}
+}
+
+func newMemIndex(cfg Config, o options) (kvblock.Index, error) {
+	idx, err := kvblock.NewMemIndex(kvblock.MemIndexConfig{
+		Capacity:    cfg.Index.Capacity,
+		Shards:      cfg.Index.Shards,
+		TierWeights: indexWeights(cfg),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kvcache: memory index: %w", err)
+	}
+	if o.reg == nil || !*cfg.Metrics.Enabled {
+		return idx, nil
+	}
+	m, err := kvblock.NewMeteredIndex(idx, o.reg)
+	if err != nil {
+		return nil, fmt.Errorf("kvcache: memory index metrics: %w", err)
+	}
+	return m, nil
 }

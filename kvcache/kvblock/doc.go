@@ -9,8 +9,34 @@
 //
 // The Index records (key, pod, tier) entries from the event path and answers
 // the read path's question: for a prompt's keys in order, how long a prefix
-// does each candidate pod hold?
+// does each candidate pod hold? MemIndex is the in-memory Index; the
+// indextest subpackage is the conformance suite every Index must pass, and
+// MeteredIndex adds the kvtrack_index_* Prometheus metrics to any Index.
+//
+// # The in-memory index
+//
+// MemIndex interns pods to 20-bit ids and splits keys over a fixed array of
+// shards (DefaultShards, 256). A shard is an open-addressing table of
+// two-word slots — the key and a value word — with no pointers, so the
+// garbage collector never scans the index. A key held by one pod keeps its
+// entry (pod id, tier, refcount packed in a word) inline in the slot; a key
+// held by several keeps a handle to a run of entry words in the shard's
+// slab. That is about 28-32 bytes of heap per (block, pod) entry, measured by
+// BenchmarkIndexMemory, against about 1,160 for llm-d's indexer.
+//
+// Capacity bounds the entries; past it each shard evicts whole keys by
+// CLOCK, an approximation of least recently stored or scored.
+//
+// # Concurrency
 //
 // Everything in this package is safe for concurrent use unless its doc says
-// otherwise. kvblock imports nothing else of kvtrack.
+// otherwise. In MemIndex, writers lock one shard per key. Score takes no
+// lock: it reads each shard under a sequence count and retries, or briefly
+// waits for the writer, if a write to that shard overlapped. Growing a
+// shard's table or compacting its slab happens on the side and is
+// published atomically, so readers never wait for it; ClearPod works through
+// a shard in bounded chunks. Score allocates nothing when the caller's dst
+// has room.
+//
+// kvblock imports nothing else of kvtrack.
 package kvblock

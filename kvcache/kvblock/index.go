@@ -32,8 +32,10 @@ type Index interface {
 	// Score walks keys in order and, for each candidate, counts the
 	// consecutive keys from the first one that the candidate holds on any
 	// tier. It appends one PodScore per candidate, in candidate order, to dst
-	// and returns the extended slice. Candidates the index has never seen
-	// score zero. dst is owned by the caller; Score keeps no reference to it.
+	// and returns the extended slice; a candidate listed twice is scored
+	// twice, alike. Candidates the index has never seen score zero, as do
+	// all candidates when keys is empty. dst is owned by the caller; Score
+	// keeps no reference to it.
 	Score(ctx context.Context, keys []Key, candidates []Pod, dst []PodScore) ([]PodScore, error)
 
 	// Stats reports the index's size and counters.
@@ -70,5 +72,5 @@ type Stats struct {
 	Evictions  uint64 // entries dropped by the capacity bound
 	Removals   uint64 // entries dropped by Remove, ClearPod or Clear
 	Lookups    uint64 // keys looked up by Score
-	Hits       uint64 // looked-up keys held by at least one candidate
+	Hits       uint64 // looked-up keys held by at least one candidate still matching
 }
