@@ -1,23 +1,15 @@
-//go:build kvtrack_wiring
-
-// The wiring of the memory index, tokenizer and event pool, built with
-// -tags kvtrack_wiring until kvblock.NewMemIndex, tokenization and kvevents
-// are on main; then the tag (and wire_pending.go) go.
-
 package kvcache
+
+// The event source: kvevents' ZMQ pool, translated from kvcache.Config.
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"strconv"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 	"github.com/kvtrack/kvtrack/kvevents"
-	"github.com/kvtrack/kvtrack/tokenization"
 )
 
 func newEventSource(cfg Config, idx kvblock.Index, o options) (eventSource, error) {
