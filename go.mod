@@ -8,6 +8,8 @@ require (
 )
 
 require (
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/hashicorp/golang-lru/v2 v2.0.7 // indirect
 	github.com/klauspost/cpuid/v2 v2.2.10 // indirect
 	github.com/pebbe/zmq4 v1.4.0 // indirect
 	github.com/x448/float16 v0.8.4 // indirect

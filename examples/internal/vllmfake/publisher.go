@@ -110,12 +110,31 @@ func (p *Publisher) WaitSubscribed(ctx context.Context) error {
 func (p *Publisher) Publish(ts float64, events []Event) (uint64, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.buf = AppendBatch(p.buf[:0], p.cfg.Layout, ts, p.cfg.Rank, events)
+	return p.sendLocked(p.buf)
+}
+
+// Encode returns the payload Publish would send for events, for a caller
+// that sends it later with SendPayload.
+func (p *Publisher) Encode(dst []byte, ts float64, events []Event) []byte {
+	return AppendBatch(dst, p.cfg.Layout, ts, p.cfg.Rank, events)
+}
+
+// SendPayload sends an encoded EventBatch as the next message and returns
+// its sequence number.
+func (p *Publisher) SendPayload(payload []byte) (uint64, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.sendLocked(payload)
+}
+
+// sendLocked sends payload under the next sequence number. p.mu must be held.
+func (p *Publisher) sendLocked(payload []byte) (uint64, error) {
 	if p.sock == nil {
 		return 0, errors.New("vllmfake: publish on a closed publisher")
 	}
 	seq := p.seq
 	p.seq++ // vLLM consumes the number even when sending fails
-	p.buf = AppendBatch(p.buf[:0], p.cfg.Layout, ts, p.cfg.Rank, events)
 	var seqb [8]byte
 	binary.BigEndian.PutUint64(seqb[:], seq)
 	if _, err := p.sock.Send(p.cfg.Topic, zmq.SNDMORE); err != nil {
@@ -124,7 +143,7 @@ func (p *Publisher) Publish(ts float64, events []Event) (uint64, error) {
 	if _, err := p.sock.SendBytes(seqb[:], zmq.SNDMORE); err != nil {
 		return seq, fmt.Errorf("vllmfake: publish: %w", err)
 	}
-	if _, err := p.sock.SendBytes(p.buf, 0); err != nil {
+	if _, err := p.sock.SendBytes(payload, 0); err != nil {
 		return seq, fmt.Errorf("vllmfake: publish: %w", err)
 	}
 	return seq, nil
