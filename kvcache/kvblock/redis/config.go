@@ -1,0 +1,223 @@
+package redis
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// Config selects and tunes the Redis (or Valkey) server that holds a shared
+// index. kvcache.Config embeds it as its "redis" section. Zero values mean
+// the documented default, except TTL, whose zero disables expiry: start from
+// DefaultConfig to get the default TTL.
+type Config struct {
+	// Addr is the server's host:port. Default "localhost:6379".
+	Addr string `json:"addr,omitempty"`
+	// DB is the logical database number. Default 0.
+	DB int `json:"db,omitempty"`
+	// Username and Password authenticate with AUTH (ACL user or legacy
+	// requirepass when Username is empty).
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+	// TLS configures an encrypted connection.
+	TLS TLSConfig `json:"tls,omitzero"`
+	// KeyPrefix starts every key the index writes, so several indexes (or
+	// other applications) can share one database. Default "kvtrack:".
+	KeyPrefix string `json:"keyPrefix,omitempty"`
+	// PoolSize is the maximum number of connections. Default 10 per CPU.
+	PoolSize int `json:"poolSize,omitempty"`
+	// TTL drops an entry that has not been stored again for this long: a
+	// safety net for removals that never arrived (lost events, pods that
+	// vanished). Expiry runs on the write path, a bounded amount per write.
+	// 0 disables it. DefaultConfig sets one hour.
+	TTL Duration `json:"ttl,omitempty"`
+	// DialTimeout bounds connecting. Default 1s.
+	DialTimeout Duration `json:"dialTimeout,omitempty"`
+	// ReadTimeout and WriteTimeout bound each socket read and write; a
+	// context deadline, when earlier, wins. Default 500ms each.
+	ReadTimeout  Duration `json:"readTimeout,omitempty"`
+	WriteTimeout Duration `json:"writeTimeout,omitempty"`
+}
+
+// TLSConfig configures TLS to the server.
+type TLSConfig struct {
+	// Enabled turns TLS on. The other fields require it.
+	Enabled bool `json:"enabled,omitempty"`
+	// CAFile is a PEM bundle of CAs to verify the server with, instead of
+	// the system pool.
+	CAFile string `json:"caFile,omitempty"`
+	// ServerName overrides the name verified in the server's certificate
+	// (default: the host part of Addr).
+	ServerName string `json:"serverName,omitempty"`
+	// InsecureSkipVerify accepts any server certificate. For tests only.
+	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+}
+
+// Defaults used for zero Config fields.
+const (
+	DefaultAddr         = "localhost:6379"
+	DefaultKeyPrefix    = "kvtrack:"
+	DefaultTTL          = time.Hour
+	DefaultDialTimeout  = time.Second
+	DefaultReadTimeout  = 500 * time.Millisecond
+	DefaultWriteTimeout = 500 * time.Millisecond
+)
+
+// DefaultConfig returns a Config with every default spelled out.
+func DefaultConfig() Config {
+	return Config{
+		Addr:         DefaultAddr,
+		KeyPrefix:    DefaultKeyPrefix,
+		TTL:          Duration(DefaultTTL),
+		DialTimeout:  Duration(DefaultDialTimeout),
+		ReadTimeout:  Duration(DefaultReadTimeout),
+		WriteTimeout: Duration(DefaultWriteTimeout),
+	}
+}
+
+// Validate reports every invalid field, each error naming the field (as
+// spelled in JSON, under "redis.") and what it accepts.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("redis.%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if c.Addr != "" {
+		if _, port, err := net.SplitHostPort(c.Addr); err != nil || port == "" {
+			bad("addr", "%q is not host:port (for example \"localhost:6379\")", c.Addr)
+		}
+	}
+	if c.DB < 0 {
+		bad("db", "%d is negative; want a database number >= 0", c.DB)
+	}
+	if c.Username != "" && c.Password == "" {
+		bad("password", "empty while username %q is set; ACL users need a password", c.Username)
+	}
+	if !c.TLS.Enabled && (c.TLS.CAFile != "" || c.TLS.ServerName != "" || c.TLS.InsecureSkipVerify) {
+		bad("tls.enabled", "false while other tls fields are set; set tls.enabled to true or drop them")
+	}
+	if c.TLS.CAFile != "" && c.TLS.InsecureSkipVerify {
+		bad("tls.insecureSkipVerify", "true together with tls.caFile; choose one")
+	}
+	if strings.ContainsAny(c.KeyPrefix, " \t\r\n") {
+		bad("keyPrefix", "%q contains whitespace; use letters, digits and punctuation such as ':'", c.KeyPrefix)
+	}
+	if c.PoolSize < 0 {
+		bad("poolSize", "%d is negative; want 0 (default: 10 per CPU) or more", c.PoolSize)
+	}
+	for _, d := range []struct {
+		field string
+		v     Duration
+	}{{"ttl", c.TTL}, {"dialTimeout", c.DialTimeout}, {"readTimeout", c.ReadTimeout}, {"writeTimeout", c.WriteTimeout}} {
+		if d.v < 0 {
+			bad(d.field, "%s is negative; want 0 (default or disabled) or a positive duration such as \"500ms\"", time.Duration(d.v))
+		}
+	}
+	if c.TTL > 0 && time.Duration(c.TTL) < time.Millisecond {
+		bad("ttl", "%s is below the 1ms resolution of expiry; want 0 (disabled) or >= 1ms", time.Duration(c.TTL))
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.Addr == "" {
+		c.Addr = d.Addr
+	}
+	if c.KeyPrefix == "" {
+		c.KeyPrefix = d.KeyPrefix
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = d.DialTimeout
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = d.ReadTimeout
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = d.WriteTimeout
+	}
+	return c
+}
+
+// clientOptions turns a validated, defaulted Config into go-redis options.
+func (c Config) clientOptions() (*goredis.Options, error) {
+	o := &goredis.Options{
+		Addr:                  c.Addr,
+		DB:                    c.DB,
+		Username:              c.Username,
+		Password:              c.Password,
+		PoolSize:              c.PoolSize,
+		DialTimeout:           time.Duration(c.DialTimeout),
+		ReadTimeout:           time.Duration(c.ReadTimeout),
+		WriteTimeout:          time.Duration(c.WriteTimeout),
+		ContextTimeoutEnabled: true,
+		// The write scripts are not idempotent (they count references): a
+		// retry after a lost reply could apply a store twice. A failure is
+		// reported to the caller instead; see Index.
+		MaxRetries:      -1,
+		DisableIdentity: true,
+	}
+	if c.TLS.Enabled {
+		host, _, _ := net.SplitHostPort(c.Addr)
+		tc := &tls.Config{
+			MinVersion:         tls.VersionTLS12,
+			ServerName:         host,
+			InsecureSkipVerify: c.TLS.InsecureSkipVerify, //nolint:gosec // opt-in, documented as test-only
+		}
+		if c.TLS.ServerName != "" {
+			tc.ServerName = c.TLS.ServerName
+		}
+		if c.TLS.CAFile != "" {
+			pem, err := os.ReadFile(c.TLS.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("redis.tls.caFile: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("redis.tls.caFile: %s holds no PEM certificate", c.TLS.CAFile)
+			}
+			tc.RootCAs = pool
+		}
+		o.TLSConfig = tc
+	}
+	return o, nil
+}
+
+// Duration is a time.Duration that JSON spells as a Go duration string
+// ("30s", "1h"); a JSON number is read as nanoseconds.
+type Duration time.Duration
+
+// MarshalJSON writes the duration as a string such as "1h0m0s".
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON reads a duration string or a number of nanoseconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		var n int64
+		if err := json.Unmarshal(b, &n); err != nil {
+			return fmt.Errorf("duration %s: want a string such as \"500ms\" or integer nanoseconds", b)
+		}
+		*d = Duration(n)
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: want a string such as \"500ms\", \"30s\" or \"1h\"", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// String formats like time.Duration.
+func (d Duration) String() string { return time.Duration(d).String() }
