@@ -29,8 +29,8 @@ bench: deps ## benchmarks into $(BENCHOUT), readable by benchstat
 	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) $(PKGS) | tee $(BENCHOUT)
 	@echo "wrote $(BENCHOUT); compare runs with: benchstat old.txt $(BENCHOUT)"
 
-demo: deps ## the main job on an embedded default
-	$(GO) run ./cmd/kvtrack demo
+demo: deps ## the main job: kvtrack simulate with its defaults
+	$(GO) run ./cmd/kvtrack simulate
 
 lint: ## gofmt check and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

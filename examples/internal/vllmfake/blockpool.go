@@ -1,0 +1,225 @@
+package vllmfake
+
+import (
+	"errors"
+
+	"github.com/kvtrack/kvtrack/kvcache/kvblock"
+)
+
+// BlockPool is a vLLM-like GPU block pool of fixed capacity: blocks held by
+// running requests are reference-counted; a full block that has been
+// computed is cached under its hash; cached blocks that no request holds sit
+// in an LRU free queue and are evicted, oldest first, when new blocks are
+// needed. Evictions and new cached blocks are reported as the events vLLM
+// would publish for them.
+//
+// The zero value is not usable; call NewBlockPool. Not safe for concurrent
+// use.
+type BlockPool struct {
+	capacity int
+	// held counts the physical blocks requests hold: cached ones with a
+	// reference (once, however many requests share them) plus unhashed ones.
+	// held + nlru <= capacity.
+	held int
+
+	slots []slot
+	free  []int32 // unused slot indexes
+	byKey map[kvblock.Key]int32
+	lru   int32 // sentinel slot 0 heads the circular LRU list of unreferenced cached blocks
+	nlru  int
+
+	events []Event // since the last TakeEvents
+}
+
+type slot struct {
+	key        kvblock.Key
+	ref        int32
+	prev, next int32
+}
+
+// ErrNoSpace reports an allocation larger than the blocks not held by
+// requests; the caller waits for running requests to finish.
+var ErrNoSpace = errors.New("vllmfake: not enough free KV-cache blocks")
+
+// NewBlockPool returns a pool of capacity blocks.
+func NewBlockPool(capacity int) *BlockPool {
+	p := &BlockPool{capacity: capacity, byKey: make(map[kvblock.Key]int32, capacity)}
+	p.slots = append(p.slots, slot{}) // sentinel
+	return p
+}
+
+// Capacity returns the pool's size in blocks.
+func (p *BlockPool) Capacity() int { return p.capacity }
+
+// Held returns the number of blocks held by requests.
+func (p *BlockPool) Held() int { return p.held }
+
+// Cached returns the number of cached blocks, held or not.
+func (p *BlockPool) Cached() int { return len(p.byKey) }
+
+// Contains reports whether key is cached.
+func (p *BlockPool) Contains(key kvblock.Key) bool {
+	_, ok := p.byKey[key]
+	return ok
+}
+
+// PrefixLen returns how many of keys, from the first, are cached: what
+// vLLM's prefix-cache lookup finds. It changes nothing.
+func (p *BlockPool) PrefixLen(keys []kvblock.Key) int {
+	for i, k := range keys {
+		if _, ok := p.byKey[k]; !ok {
+			return i
+		}
+	}
+	return len(keys)
+}
+
+// Allocation is what a request holds in the pool.
+type Allocation struct {
+	// Hit is the number of leading prompt blocks found in the cache.
+	Hit int
+	// keys held by reference (cached blocks), in order.
+	held []kvblock.Key
+	// anon is the number of blocks held without a hash.
+	anon int
+}
+
+// Allocate gives a request blocks for total blocks of KV cache, the first
+// len(keys) of which are its full prompt blocks with those keys. At most
+// maxHit leading keys are taken from the cache (vLLM always recomputes the
+// last prompt token). Cached blocks it does not need are evicted LRU-first
+// to make room, each reported as a BlockRemoved. It returns ErrNoSpace and
+// changes nothing when the blocks not held by requests are too few.
+func (p *BlockPool) Allocate(keys []kvblock.Key, maxHit, total int) (*Allocation, error) {
+	hit := min(p.PrefixLen(keys), maxHit, total)
+	// Hit blocks that sit in the free queue become held.
+	reclaim := 0
+	for _, k := range keys[:hit] {
+		if p.slots[p.byKey[k]].ref == 0 {
+			reclaim++
+		}
+	}
+	need := total - hit
+	if p.held+reclaim+need > p.capacity {
+		return nil, ErrNoSpace
+	}
+	a := &Allocation{Hit: hit, held: make([]kvblock.Key, 0, len(keys)), anon: need}
+	for _, k := range keys[:hit] {
+		i := p.byKey[k]
+		if p.slots[i].ref == 0 {
+			p.unlink(i)
+		}
+		p.slots[i].ref++
+		a.held = append(a.held, k)
+	}
+	p.held += reclaim + need
+	for p.held+p.nlru > p.capacity {
+		p.evictOldest()
+	}
+	return a, nil
+}
+
+func (p *BlockPool) evictOldest() {
+	i := p.slots[p.lru].next
+	p.unlink(i)
+	k := p.slots[i].key
+	delete(p.byKey, k)
+	p.free = append(p.free, i)
+	p.events = append(p.events, Event{Kind: BlockRemoved, Hashes: []kvblock.Key{k}})
+}
+
+// Cache registers computed full blocks of a request under their keys, in
+// chain order: keys[i] is the request's block first+i, and tokens holds
+// exactly their tokens. Blocks move from the allocation's unhashed ones to
+// cached ones and are reported in one BlockStored. A key already cached
+// (computed meanwhile by another request) stays a private copy, as in vLLM.
+func (p *BlockPool) Cache(a *Allocation, keys []kvblock.Key, parent kvblock.Key, hasParent bool, tokens []uint32, blockSize int) {
+	start := -1
+	flush := func(end int) {
+		if start < 0 {
+			return
+		}
+		e := Event{Kind: BlockStored, Hashes: keys[start:end], Tokens: tokens[start*blockSize : end*blockSize], BlockSize: blockSize}
+		if start > 0 {
+			e.Parent, e.HasParent = keys[start-1], true
+		} else {
+			e.Parent, e.HasParent = parent, hasParent
+		}
+		p.events = append(p.events, e)
+		start = -1
+	}
+	for j, k := range keys {
+		if a.anon == 0 {
+			break
+		}
+		if _, dup := p.byKey[k]; dup {
+			flush(j)
+			continue
+		}
+		var i int32
+		if n := len(p.free); n > 0 {
+			i, p.free = p.free[n-1], p.free[:n-1]
+		} else {
+			p.slots = append(p.slots, slot{})
+			i = int32(len(p.slots) - 1)
+		}
+		p.slots[i] = slot{key: k, ref: 1}
+		p.byKey[k] = i
+		a.held = append(a.held, k)
+		a.anon--
+		if start < 0 {
+			start = j
+		}
+	}
+	flush(len(keys))
+}
+
+// Release returns a finished request's blocks. Cached ones no other request
+// holds join the free queue, the request's last block first, so that its
+// tail is evicted before its prefix (vLLM frees in reverse order).
+func (p *BlockPool) Release(a *Allocation) {
+	for j := len(a.held) - 1; j >= 0; j-- {
+		i, ok := p.byKey[a.held[j]]
+		if !ok {
+			continue
+		}
+		if p.slots[i].ref--; p.slots[i].ref == 0 {
+			p.pushBack(i)
+			p.held--
+		}
+	}
+	p.held -= a.anon
+	a.held, a.anon = nil, 0
+}
+
+// TakeEvents returns the events since the last call, in order, and forgets
+// them. The slice is valid until the next call into the pool.
+func (p *BlockPool) TakeEvents() []Event {
+	ev := p.events
+	p.events = p.events[:0]
+	return ev
+}
+
+// Keys appends every cached key to dst.
+func (p *BlockPool) Keys(dst []kvblock.Key) []kvblock.Key {
+	for k := range p.byKey {
+		dst = append(dst, k)
+	}
+	return dst
+}
+
+func (p *BlockPool) unlink(i int32) {
+	s := &p.slots[i]
+	p.slots[s.prev].next = s.next
+	p.slots[s.next].prev = s.prev
+	s.prev, s.next = 0, 0
+	p.nlru--
+}
+
+func (p *BlockPool) pushBack(i int32) {
+	tail := p.slots[p.lru].prev
+	p.slots[i].prev, p.slots[i].next = tail, p.lru
+	p.slots[tail].next = i
+	p.slots[p.lru].prev = i
+	p.nlru++
+}

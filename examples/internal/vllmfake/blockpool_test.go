@@ -1,0 +1,164 @@
+package vllmfake
+
+import (
+	"errors"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/kvtrack/kvtrack/kvcache/kvblock"
+)
+
+func keys(ks ...uint64) []kvblock.Key {
+	out := make([]kvblock.Key, len(ks))
+	for i, k := range ks {
+		out[i] = kvblock.Key(k)
+	}
+	return out
+}
+
+func toks(nblocks, bs int) []uint32 { return make([]uint32, nblocks*bs) }
+
+// run allocates, caches every prompt block and releases, as one request.
+func run(t *testing.T, p *BlockPool, ks []kvblock.Key, total int) *Allocation {
+	t.Helper()
+	a, err := p.Allocate(ks, len(ks), total)
+	if err != nil {
+		t.Fatalf("Allocate(%v, %d): %v", ks, total, err)
+	}
+	p.Cache(a, ks[a.Hit:], 0, false, toks(len(ks)-a.Hit, 1), 1)
+	return a
+}
+
+func TestBlockPoolHitsCachedPrefix(t *testing.T) {
+	p := NewBlockPool(10)
+	p.Release(run(t, p, keys(1, 2, 3), 4))
+	a, err := p.Allocate(keys(1, 2, 9), 3, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Hit != 2 {
+		t.Errorf("hit = %d, want 2", a.Hit)
+	}
+}
+
+func TestBlockPoolMaxHitCapsReuse(t *testing.T) {
+	p := NewBlockPool(10)
+	p.Release(run(t, p, keys(1, 2, 3), 3))
+	a, _ := p.Allocate(keys(1, 2, 3), 2, 3)
+	if a.Hit != 2 {
+		t.Errorf("hit = %d, want 2 (capped)", a.Hit)
+	}
+}
+
+func TestBlockPoolEvictsLeastRecentlyFreedTailFirst(t *testing.T) {
+	p := NewBlockPool(4)
+	p.Release(run(t, p, keys(1, 2), 2))
+	p.Release(run(t, p, keys(3, 4), 2))
+	p.TakeEvents()
+	// Free queue: 2, 1, 4, 3 (each request's tail first). Two new blocks
+	// evict 2 then 1.
+	a, err := p.Allocate(keys(7, 8), 2, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var removed []kvblock.Key
+	for _, e := range p.TakeEvents() {
+		if e.Kind == BlockRemoved {
+			removed = append(removed, e.Hashes...)
+		}
+	}
+	if len(removed) != 2 || removed[0] != 2 || removed[1] != 1 {
+		t.Errorf("removed %v, want [2 1]", removed)
+	}
+	_ = a
+}
+
+func TestBlockPoolHeldBlocksAreNeverEvicted(t *testing.T) {
+	p := NewBlockPool(3)
+	run(t, p, keys(1, 2), 2) // still running
+	if _, err := p.Allocate(keys(5, 6), 2, 2); !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("err = %v, want ErrNoSpace", err)
+	}
+	if !p.Contains(1) || !p.Contains(2) {
+		t.Error("held blocks evicted")
+	}
+}
+
+func TestBlockPoolSharedBlocksCountOnce(t *testing.T) {
+	p := NewBlockPool(4)
+	a := run(t, p, keys(1, 2), 2)
+	b, err := p.Allocate(keys(1, 2), 2, 3) // shares 1, 2 and takes one more
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Held() != 3 {
+		t.Errorf("held = %d, want 3", p.Held())
+	}
+	p.Release(a)
+	p.Release(b)
+	if p.Held() != 0 || p.Cached() != 2 {
+		t.Errorf("after release held %d cached %d, want 0 and 2", p.Held(), p.Cached())
+	}
+}
+
+func TestBlockPoolStoredEventsChain(t *testing.T) {
+	p := NewBlockPool(10)
+	p.Release(run(t, p, keys(1, 2), 2))
+	p.TakeEvents()
+	a, _ := p.Allocate(keys(1, 2, 3, 4), 4, 4)
+	p.Cache(a, keys(3, 4), 2, true, toks(2, 1), 1)
+	ev := p.TakeEvents()
+	if len(ev) != 1 || ev[0].Kind != BlockStored || !ev[0].HasParent || ev[0].Parent != 2 || len(ev[0].Hashes) != 2 {
+		t.Errorf("events = %+v, want one BlockStored [3 4] with parent 2", ev)
+	}
+}
+
+// A random run against the invariants: capacity is never exceeded, and the
+// events replayed into a set reproduce the cache's contents.
+func TestBlockPoolEventsReproduceContents(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	p := NewBlockPool(64)
+	shadow := map[kvblock.Key]bool{}
+	var running []*Allocation
+	for range 5000 {
+		if len(running) > 0 && rng.IntN(2) == 0 {
+			i := rng.IntN(len(running))
+			p.Release(running[i])
+			running = append(running[:i], running[i+1:]...)
+		} else {
+			group := uint64(rng.IntN(8))
+			n := 1 + rng.IntN(12)
+			ks := make([]kvblock.Key, n)
+			for j := range ks {
+				ks[j] = kvblock.Key(group*1000 + uint64(j))
+				if j > 6 {
+					ks[j] = kvblock.Key(rng.Uint64())
+				}
+			}
+			a, err := p.Allocate(ks, n, n+rng.IntN(3))
+			if err == nil {
+				p.Cache(a, ks[a.Hit:], 0, false, toks(n-a.Hit, 1), 1)
+				running = append(running, a)
+			}
+		}
+		if p.Held()+p.nlru > p.Capacity() {
+			t.Fatalf("held %d + free cached %d > capacity %d", p.Held(), p.nlru, p.Capacity())
+		}
+		for _, e := range p.TakeEvents() {
+			for _, k := range e.Hashes {
+				shadow[k] = e.Kind == BlockStored
+				if e.Kind == BlockRemoved {
+					delete(shadow, k)
+				}
+			}
+		}
+	}
+	if len(shadow) != p.Cached() {
+		t.Fatalf("events say %d cached blocks, pool has %d", len(shadow), p.Cached())
+	}
+	for k := range shadow {
+		if !p.Contains(k) {
+			t.Fatalf("events say %d is cached, pool disagrees", k)
+		}
+	}
+}

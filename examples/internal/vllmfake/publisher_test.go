@@ -1,0 +1,56 @@
+package vllmfake
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"testing"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+
+	"github.com/kvtrack/kvtrack/kvcache/kvblock"
+)
+
+func TestPublisherSendsVLLMFrames(t *testing.T) {
+	pub, err := NewPublisher(PublisherConfig{Endpoint: "tcp://127.0.0.1:*", Topic: "kv@10.0.0.1:8000@m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	sub, err := zmq.NewSocket(zmq.SUB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	sub.SetLinger(0)
+	sub.SetRcvtimeo(5 * time.Second)
+	if err := sub.SetSubscribe("kv@"); err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Connect(pub.Endpoint()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := pub.WaitSubscribed(ctx); err != nil {
+		t.Fatal(err)
+	}
+	events := []Event{{Kind: BlockRemoved, Hashes: []kvblock.Key{42}}}
+	for want := range uint64(3) {
+		seq, err := pub.Publish(1.5, events)
+		if err != nil || seq != want {
+			t.Fatalf("Publish = %d, %v; want %d, nil", seq, err, want)
+		}
+		msg, err := sub.RecvMessageBytes(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msg) != 3 || string(msg[0]) != "kv@10.0.0.1:8000@m" || binary.BigEndian.Uint64(msg[1]) != want {
+			t.Fatalf("frames %q, want [topic, seq %d, payload]", msg, want)
+		}
+		if !bytes.Equal(msg[2], AppendBatch(nil, LayoutArray, 1.5, 0, events)) {
+			t.Errorf("payload %x is not the encoded batch", msg[2])
+		}
+	}
+}

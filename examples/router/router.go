@@ -1,0 +1,243 @@
+// Package router is an OpenAI-compatible HTTP reverse proxy that sends each
+// /v1/completions and /v1/chat/completions request to the vLLM pod with the
+// best mix of cached prompt prefix (from kvtrack) and low load (requests in
+// flight), for users without Kubernetes. Responses, streamed ones included,
+// pass through unchanged.
+//
+// A Router is safe for concurrent use.
+package router
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"sync"
+	"sync/atomic"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Prompt is what the prefix scorer needs from a request: exactly one of
+// Text (a completion prompt), Chat (chat messages) or TokenIDs.
+type Prompt struct {
+	Model    string
+	Text     string
+	Chat     []Message
+	TokenIDs []uint32
+}
+
+// Message is one chat message.
+type Message struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+// PrefixScorer scores each pod in [0, 1] by the share of the prompt's
+// prefix it holds in its KV cache. kvtrack's kvcache.Indexer does this
+// (adapted in cmd's wiring); implementations must be safe for concurrent
+// use. An error makes the router fall back to load alone.
+type PrefixScorer interface {
+	ScorePods(ctx context.Context, p Prompt, pods []string) ([]float64, error)
+}
+
+// Config configures a Router.
+type Config struct {
+	// Pods are the vLLM servers, each "host:port" of its OpenAI API.
+	Pods []string `json:"pods"`
+	// PrefixWeight and LoadWeight weigh the prefix score and the load score
+	// (1 for the pod with the fewest requests in flight, 0 for the most).
+	// Defaults 2 and 1, as the EPP example weighs its scorers.
+	PrefixWeight float64 `json:"prefixWeight,omitempty"`
+	LoadWeight   float64 `json:"loadWeight,omitempty"`
+	// MaxBodyBytes bounds a request body. Default 16 MiB.
+	MaxBodyBytes int64 `json:"maxBodyBytes,omitempty"`
+}
+
+// Router is the proxy. Create it with New.
+type Router struct {
+	cfg    Config
+	scorer PrefixScorer
+	log    logr.Logger
+	pods   []*backend
+
+	mu  sync.Mutex // guards rng
+	rng *rand.Rand
+
+	requests     *prometheus.CounterVec
+	scoreErrors  prometheus.Counter
+	badRequests  prometheus.Counter
+	inflightDesc *prometheus.Desc
+}
+
+type backend struct {
+	addr     string
+	proxy    *httputil.ReverseProxy
+	inflight atomic.Int64
+}
+
+// New validates cfg and returns a Router. Its metrics are registered on reg
+// when reg is not nil.
+func New(cfg Config, scorer PrefixScorer, log logr.Logger, reg prometheus.Registerer) (*Router, error) {
+	if len(cfg.Pods) == 0 {
+		return nil, errors.New("router: pods: at least one pod (host:port) is required")
+	}
+	if cfg.PrefixWeight == 0 && cfg.LoadWeight == 0 {
+		cfg.PrefixWeight, cfg.LoadWeight = 2, 1
+	}
+	if cfg.PrefixWeight < 0 || cfg.LoadWeight < 0 {
+		return nil, fmt.Errorf("router: prefixWeight %g, loadWeight %g: weights must be >= 0", cfg.PrefixWeight, cfg.LoadWeight)
+	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = 16 << 20
+	}
+	r := &Router{
+		cfg: cfg, scorer: scorer, log: log, rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kvtrack_router_requests_total", Help: "Requests proxied, by pod.",
+		}, []string{"pod"}),
+		scoreErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kvtrack_router_score_errors_total", Help: "Requests routed on load alone because prefix scoring failed.",
+		}),
+		badRequests: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kvtrack_router_bad_requests_total", Help: "Requests rejected before routing (unreadable body).",
+		}),
+		inflightDesc: prometheus.NewDesc("kvtrack_router_inflight_requests", "Requests in flight, by pod.", []string{"pod"}, nil),
+	}
+	for _, addr := range cfg.Pods {
+		u, err := url.Parse("http://" + addr)
+		if err != nil || u.Host == "" {
+			return nil, fmt.Errorf("router: pods: %q is not host:port", addr)
+		}
+		p := httputil.NewSingleHostReverseProxy(u)
+		p.FlushInterval = -1 // stream server-sent events as they come
+		r.pods = append(r.pods, &backend{addr: addr, proxy: p})
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{r.requests, r.scoreErrors, r.badRequests, inflightCollector{r}} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("router: registering metrics: %w", err)
+			}
+		}
+	}
+	return r, nil
+}
+
+type inflightCollector struct{ r *Router }
+
+func (c inflightCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.r.inflightDesc }
+func (c inflightCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, b := range c.r.pods {
+		ch <- prometheus.MustNewConstMetric(c.r.inflightDesc, prometheus.GaugeValue, float64(b.inflight.Load()), b.addr)
+	}
+}
+
+// openAIRequest is the part of a completions or chat-completions body the
+// router reads.
+type openAIRequest struct {
+	Model    string          `json:"model"`
+	Prompt   json.RawMessage `json:"prompt"`
+	Messages []Message       `json:"messages"`
+}
+
+// ServeHTTP routes POST /v1/completions and /v1/chat/completions by prompt
+// and proxies every other request to the least loaded pod.
+func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	var prompt *Prompt
+	if req.Method == http.MethodPost && (req.URL.Path == "/v1/completions" || req.URL.Path == "/v1/chat/completions") {
+		body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, r.cfg.MaxBodyBytes))
+		req.Body.Close()
+		if err != nil {
+			r.badRequests.Inc()
+			http.Error(w, "reading request body: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		req.ContentLength = int64(len(body))
+		prompt = parsePrompt(body)
+	}
+	b := r.pick(req.Context(), prompt)
+	r.requests.WithLabelValues(b.addr).Inc()
+	b.inflight.Add(1)
+	defer b.inflight.Add(-1)
+	b.proxy.ServeHTTP(w, req)
+}
+
+// parsePrompt extracts the prompt; nil when the body has none the scorer
+// can use (the request is then routed on load).
+func parsePrompt(body []byte) *Prompt {
+	var or openAIRequest
+	if json.Unmarshal(body, &or) != nil {
+		return nil
+	}
+	p := &Prompt{Model: or.Model, Chat: or.Messages}
+	if len(or.Prompt) > 0 {
+		var s string
+		var ids []uint32
+		switch {
+		case json.Unmarshal(or.Prompt, &s) == nil:
+			p.Text = s
+		case json.Unmarshal(or.Prompt, &ids) == nil:
+			p.TokenIDs = ids
+		default:
+			return nil // a batch of prompts: no single prefix to follow
+		}
+	}
+	if p.Text == "" && p.TokenIDs == nil && len(p.Chat) == 0 {
+		return nil
+	}
+	return p
+}
+
+// pick returns the pod with the highest PrefixWeight*prefix +
+// LoadWeight*load score, ties at random.
+func (r *Router) pick(ctx context.Context, p *Prompt) *backend {
+	n := len(r.pods)
+	var prefix []float64
+	if p != nil && r.scorer != nil && r.cfg.PrefixWeight > 0 {
+		var err error
+		if prefix, err = r.scorer.ScorePods(ctx, *p, r.cfg.Pods); err != nil || len(prefix) != n {
+			r.scoreErrors.Inc()
+			if r.log.V(1).Enabled() {
+				r.log.V(1).Info("prefix scoring failed; routing on load", "err", err)
+			}
+			prefix = nil
+		}
+	}
+	minL, maxL := r.pods[0].inflight.Load(), r.pods[0].inflight.Load()
+	loads := make([]int64, n)
+	for i, b := range r.pods {
+		loads[i] = b.inflight.Load()
+		minL, maxL = min(minL, loads[i]), max(maxL, loads[i])
+	}
+	best, bestScore, ties := 0, -1.0, 0
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := range n {
+		load := 1.0
+		if maxL > minL {
+			load = float64(maxL-loads[i]) / float64(maxL-minL)
+		}
+		s := r.cfg.LoadWeight * load
+		if prefix != nil {
+			s += r.cfg.PrefixWeight * prefix[i]
+		}
+		switch {
+		case s > bestScore:
+			best, bestScore, ties = i, s, 1
+		case s == bestScore:
+			ties++
+			if r.rng.IntN(ties) == 0 {
+				best = i
+			}
+		}
+	}
+	return r.pods[best]
+}

@@ -1,0 +1,190 @@
+package simulate
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/kvtrack/kvtrack/kvcache/kvblock"
+)
+
+// Workload kinds.
+const (
+	// WorkloadSharedPrefix is SGLang's generated-shared-prefix benchmark and
+	// llm-d's 150 x 6k-token case: Groups system prompts, each followed by one
+	// of PromptsPerGroup fixed questions; requests pick a prompt uniformly.
+	WorkloadSharedPrefix = "shared-prefix"
+	// WorkloadChat is multi-turn chat: each request continues one of Groups
+	// conversations with a new user message; the prompt carries the whole
+	// history, earlier answers included.
+	WorkloadChat = "chat"
+)
+
+// Config describes one simulation. DefaultConfig returns the settings
+// `kvtrack simulate` runs with; they put a pool of 8 pods near saturation
+// with the prompts' working set at about 70% of the pool's KV capacity, the
+// regime of llm-d's published benchmark, scaled down to run in seconds.
+type Config struct {
+	Seed uint64 `json:"seed"` // drives the workload, arrivals and random choices
+
+	// Pool.
+	Pods        int     `json:"pods"`
+	CacheBlocks int     `json:"cache_blocks"`     // KV-cache blocks per pod
+	BlockSize   int     `json:"block_size"`       // tokens per block (vLLM --block-size)
+	HashAlgo    string  `json:"hash_algo"`        // vLLM --prefix-caching-hash-algo
+	HashSeed    string  `json:"hash_seed"`        // PYTHONHASHSEED
+	PrefillRate float64 `json:"prefill_tokens_s"` // prompt tokens per second per pod
+	// StepOverhead is a fixed cost per prefill (scheduling, the first decode
+	// step).
+	StepOverhead time.Duration `json:"step_overhead"`
+	// DecodePerToken is the modelled time per output token; a request keeps
+	// its blocks for OutputTokens of it after its prefill.
+	DecodePerToken time.Duration `json:"decode_per_token"`
+
+	// Workload.
+	Workload        string  `json:"workload"`
+	Requests        int     `json:"requests"`
+	Rate            float64 `json:"rate"` // Poisson arrivals per second
+	Groups          int     `json:"groups"`
+	PromptsPerGroup int     `json:"prompts_per_group"` // shared-prefix only
+	SystemTokens    int     `json:"system_tokens"`
+	QuestionTokens  int     `json:"question_tokens"`
+	OutputTokens    int     `json:"output_tokens"`
+	// CharsPerToken is the average length of a token in the prompts' text
+	// form, which the approximate router hashes. Synthetic benchmark prompts
+	// (random token IDs, as here and in llm-d's and SGLang's benchmarks)
+	// decode to 6.4 characters per token with the Qwen3 and Llama-3.1
+	// tokenizers; English prose is nearer 4, which GIE's plugin assumes.
+	CharsPerToken float64 `json:"chars_per_token"`
+
+	// EventLag holds each KV-event batch back for this much modelled time
+	// before it is published. 0 publishes at once: kvtrack sees every event
+	// emitted before a routing decision.
+	EventLag time.Duration `json:"event_lag"`
+	// MapLayout publishes vLLM v0.24+ map-encoded events instead of v0.23's
+	// arrays.
+	MapLayout bool `json:"map_layout"`
+
+	// Weights of the affinity routers (precise, approximate, oracle): score =
+	// PrefixWeight*prefix + QueueWeight*queue, as an EPP config with the
+	// prefix scorer at 2 and the queue scorer at 1.
+	PrefixWeight float64 `json:"prefix_weight"`
+	QueueWeight  float64 `json:"queue_weight"`
+
+	// Routers lists the routers to run, in order; empty means all.
+	Routers []string `json:"routers,omitempty"`
+}
+
+// RouterNames are the routers a simulation compares, in report order.
+var RouterNames = []string{"precise", "approximate", "round_robin", "random", "least_loaded", "oracle"}
+
+// DefaultConfig returns the default simulation.
+func DefaultConfig() Config {
+	return Config{
+		Seed:            1,
+		Pods:            8,
+		CacheBlocks:     1600,
+		BlockSize:       16,
+		HashAlgo:        string(kvblock.SHA256),
+		HashSeed:        "42",
+		PrefillRate:     10_000,
+		StepOverhead:    2 * time.Millisecond,
+		DecodePerToken:  10 * time.Millisecond,
+		Workload:        WorkloadSharedPrefix,
+		Requests:        2000,
+		Rate:            30,
+		Groups:          24,
+		PromptsPerGroup: 5,
+		SystemTokens:    3000,
+		QuestionTokens:  600,
+		OutputTokens:    200,
+		CharsPerToken:   6.4,
+		PrefixWeight:    2,
+		QueueWeight:     1,
+	}
+}
+
+// Validate reports every invalid field, naming it and what is valid.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("simulate: %s: "+format, append([]any{field}, args...)...))
+	}
+	positive := func(field string, v int) {
+		if v <= 0 {
+			bad(field, "%d: must be > 0", v)
+		}
+	}
+	positive("pods", c.Pods)
+	positive("cache_blocks", c.CacheBlocks)
+	positive("block_size", c.BlockSize)
+	positive("requests", c.Requests)
+	positive("groups", c.Groups)
+	positive("system_tokens", c.SystemTokens)
+	positive("question_tokens", c.QuestionTokens)
+	positive("output_tokens", c.OutputTokens)
+	if c.Workload == WorkloadSharedPrefix {
+		positive("prompts_per_group", c.PromptsPerGroup)
+	}
+	if c.PrefillRate <= 0 {
+		bad("prefill_tokens_s", "%g: must be > 0", c.PrefillRate)
+	}
+	if c.CharsPerToken < 1 {
+		bad("chars_per_token", "%g: must be >= 1", c.CharsPerToken)
+	}
+	if c.Rate <= 0 {
+		bad("rate", "%g: must be > 0 requests per second", c.Rate)
+	}
+	if c.StepOverhead < 0 || c.DecodePerToken < 0 || c.EventLag < 0 {
+		bad("step_overhead/decode_per_token/event_lag", "durations must be >= 0")
+	}
+	if c.PrefixWeight < 0 || c.QueueWeight < 0 {
+		bad("prefix_weight/queue_weight", "must be >= 0")
+	}
+	if c.Workload != WorkloadSharedPrefix && c.Workload != WorkloadChat {
+		bad("workload", "%q: valid: %s, %s", c.Workload, WorkloadSharedPrefix, WorkloadChat)
+	}
+	if _, err := kvblock.ParseAlgorithm(c.HashAlgo); err != nil {
+		bad("hash_algo", "%v", err)
+	}
+	for _, r := range c.Routers {
+		if !validRouter(r) {
+			bad("routers", "%q: valid: %v", r, RouterNames)
+		}
+	}
+	if c.BlockSize > 0 && c.CacheBlocks > 0 {
+		// The longest request must fit an empty pod, or it would wait forever.
+		longest := c.SystemTokens + c.QuestionTokens + c.OutputTokens
+		if c.Workload == WorkloadChat {
+			longest = c.SystemTokens + c.turnsPerConversation()*(c.QuestionTokens+c.OutputTokens)
+		}
+		if need := (longest + c.BlockSize - 1) / c.BlockSize; need > c.CacheBlocks {
+			bad("cache_blocks", "%d: the longest request needs %d blocks", c.CacheBlocks, need)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// turnsPerConversation is the most turns one chat can reach.
+func (c Config) turnsPerConversation() int {
+	if c.Groups <= 0 {
+		return 0
+	}
+	return (c.Requests + c.Groups - 1) / c.Groups
+}
+
+func validRouter(name string) bool {
+	for _, n := range RouterNames {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (c Config) routers() []string {
+	if len(c.Routers) == 0 {
+		return RouterNames
+	}
+	return c.Routers
+}

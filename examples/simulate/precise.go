@@ -1,0 +1,35 @@
+package simulate
+
+import "context"
+
+// prefixIndex is what the precise router needs from kvtrack: for a prompt's
+// token IDs, how many leading blocks each candidate pod holds according to
+// the KV events it has indexed.
+type prefixIndex interface {
+	// score writes one entry per pod into matched and returns the number of
+	// full blocks in the prompt.
+	score(ctx context.Context, tokens []uint32, pods []string, matched []int) (blocks int, err error)
+}
+
+// precise routes with kvtrack's view of the pods' caches.
+type precise struct {
+	affinity
+	idx     prefixIndex
+	addrs   []string
+	matched []int
+	prefix  []float64
+}
+
+func (p *precise) route(ctx context.Context, r *request, c cluster) (int, error) {
+	blocks, err := p.idx.score(ctx, r.prompt, p.addrs, p.matched)
+	if err != nil {
+		return 0, err
+	}
+	for i, m := range p.matched {
+		p.prefix[i] = 0
+		if blocks > 0 {
+			p.prefix[i] = float64(m) / float64(blocks)
+		}
+	}
+	return p.pick(p.prefix, c), nil
+}

@@ -1,0 +1,462 @@
+package simulate
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/kvtrack/kvtrack/examples/internal/vllmfake"
+	"github.com/kvtrack/kvtrack/kvcache/kvblock"
+)
+
+// Result is one router's outcome. Times are modelled, not measured.
+type Result struct {
+	Name string `json:"name"`
+	// HitRate is the fraction of prompt tokens served from the prefix cache.
+	HitRate  float64 `json:"hit_rate"`
+	TTFTP50  float64 `json:"ttft_p50_ms"`
+	TTFTP90  float64 `json:"ttft_p90_ms"`
+	TTFTMean float64 `json:"ttft_mean_ms"`
+	// Throughput is completed requests per modelled second, from the first
+	// arrival to the last completion; OutputTPS the same in output tokens.
+	Throughput float64 `json:"throughput_rps"`
+	OutputTPS  float64 `json:"output_tokens_s"`
+	// LoadSpread is the busiest pod's share of requests over the mean share:
+	// 1 is perfectly even.
+	LoadSpread float64 `json:"load_spread"`
+	Requests   int     `json:"requests"`
+	// EvictedBlocks counts cache blocks the pods evicted.
+	EvictedBlocks int `json:"evicted_blocks"`
+	// EventBatches is the number of KV-event messages the pods published
+	// (0 for routers that do not read events).
+	EventBatches int `json:"event_batches"`
+}
+
+// Report is a whole simulation's outcome.
+type Report struct {
+	Config  Config   `json:"config"`
+	Routers []Result `json:"routers"`
+}
+
+// Progress is told how far each router's run has got.
+type Progress func(router string, done, total int)
+
+// Run simulates cfg's workload once per router and reports each. progress
+// may be nil.
+func Run(ctx context.Context, cfg Config, progress Progress) (*Report, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	hasher, err := kvblock.NewHasher(kvblock.HashConfig{Algorithm: kvblock.Algorithm(cfg.HashAlgo), Seed: cfg.HashSeed, BlockSize: cfg.BlockSize})
+	if err != nil {
+		return nil, fmt.Errorf("simulate: %w", err)
+	}
+	reqs, err := generate(cfg, hasher)
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{Config: cfg}
+	for i, name := range cfg.routers() {
+		res, err := runRouter(ctx, cfg, name, uint64(i), reqs, progress)
+		if err != nil {
+			return nil, fmt.Errorf("simulate: router %s: %w", name, err)
+		}
+		rep.Routers = append(rep.Routers, res)
+	}
+	return rep, nil
+}
+
+func runRouter(ctx context.Context, cfg Config, name string, stream uint64, reqs []*request, progress Progress) (Result, error) {
+	s := &sim{cfg: cfg, name: name, reqs: reqs, progress: progress}
+	s.pods = make([]*pod, cfg.Pods)
+	addrs := make([]string, cfg.Pods)
+	for i := range s.pods {
+		addrs[i] = fmt.Sprintf("10.0.0.%d:8000", i+1)
+		s.pods[i] = &pod{addr: addrs[i], pool: vllmfake.NewBlockPool(cfg.CacheBlocks)}
+	}
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0x726f75746572+stream))
+	aff := affinity{wPrefix: cfg.PrefixWeight, wQueue: cfg.QueueWeight, rng: rng}
+	switch name {
+	case "precise":
+		kt, err := startKVTrack(ctx, cfg, addrs)
+		if err != nil {
+			return Result{}, err
+		}
+		defer kt.close()
+		if err := s.connect(ctx, kt); err != nil {
+			return Result{}, err
+		}
+		s.router = &precise{affinity: aff, idx: kt, addrs: addrs, matched: make([]int, cfg.Pods), prefix: make([]float64, cfg.Pods)}
+	case "approximate":
+		ap, err := newApproximate(aff, cfg.Pods, cfg.CacheBlocks)
+		if err != nil {
+			return Result{}, err
+		}
+		s.router = ap
+	case "round_robin":
+		s.router = &roundRobin{}
+	case "random":
+		s.router = &randomRouter{rng: rng}
+	case "least_loaded":
+		s.router = &leastLoaded{rng: rng}
+	case "oracle":
+		s.router = &oracle{affinity: aff}
+	default:
+		return Result{}, fmt.Errorf("unknown router %q", name)
+	}
+	defer s.closePublishers()
+	if err := s.run(ctx); err != nil {
+		return Result{}, err
+	}
+	return s.result(), nil
+}
+
+// eventBarrier is the precise run's coupling between modelled time and
+// kvtrack's asynchronous ingestion.
+type eventBarrier interface {
+	endpoint() string
+	// waitApplied blocks until the index has applied stored block stores and
+	// removed block removals published since it started.
+	waitApplied(ctx context.Context, stored, removed uint64) error
+}
+
+type pod struct {
+	addr       string
+	pool       *vllmfake.BlockPool
+	queue      []*job
+	prefilling *job
+	running    int
+	served     int
+	pub        *vllmfake.Publisher
+}
+
+func (p *pod) load() int {
+	n := len(p.queue)
+	if p.prefilling != nil {
+		n++
+	}
+	return n
+}
+
+type job struct {
+	r     *request
+	pod   int
+	alloc *vllmfake.Allocation
+}
+
+const (
+	evPrefillDone = iota
+	evDecodeDone
+)
+
+type simEvent struct {
+	t    float64
+	seq  uint64 // ties in time keep scheduling order
+	kind int
+	job  *job
+}
+
+type eventHeap []simEvent
+
+func (h eventHeap) Len() int { return len(h) }
+func (h eventHeap) Less(i, j int) bool {
+	return h[i].t < h[j].t || (h[i].t == h[j].t && h[i].seq < h[j].seq)
+}
+func (h eventHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *eventHeap) Push(x any)   { *h = append(*h, x.(simEvent)) }
+func (h *eventHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// pending is a KV-event batch waiting for its modelled publication time.
+type pending struct {
+	at              float64
+	pod             int
+	payload         []byte
+	stored, removed uint64
+}
+
+type sim struct {
+	cfg      Config
+	name     string
+	reqs     []*request
+	pods     []*pod
+	router   router
+	progress Progress
+
+	events eventHeap
+	seq    uint64
+	now    float64
+
+	// Event publication (precise run only).
+	barrier   eventBarrier
+	outbox    []pending
+	published [2]uint64 // block stores, block removals
+	synced    [2]uint64
+	batches   int
+	tokbuf    []uint32
+
+	ttfts        []float64
+	hitTokens    int
+	promptTokens int
+	outputTokens int
+	evicted      int
+	lastDone     float64
+}
+
+// connect points every pod's publisher at kvtrack's endpoint and waits until
+// each subscription is live.
+func (s *sim) connect(ctx context.Context, b eventBarrier) error {
+	s.barrier = b
+	layout := vllmfake.LayoutArray
+	if s.cfg.MapLayout {
+		layout = vllmfake.LayoutMap
+	}
+	for _, p := range s.pods {
+		pub, err := vllmfake.NewPublisher(vllmfake.PublisherConfig{
+			Endpoint: b.endpoint(),
+			Topic:    "kv@" + p.addr + "@" + approxModel,
+			Layout:   layout,
+		})
+		if err != nil {
+			return err
+		}
+		p.pub = pub
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for _, p := range s.pods {
+		if err := p.pub.WaitSubscribed(wctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *sim) closePublishers() {
+	for _, p := range s.pods {
+		if p.pub != nil {
+			p.pub.Close()
+		}
+	}
+}
+
+func (s *sim) schedule(t float64, kind int, j *job) {
+	s.seq++
+	heap.Push(&s.events, simEvent{t: t, seq: s.seq, kind: kind, job: j})
+}
+
+func (s *sim) run(ctx context.Context) error {
+	next := 0
+	for next < len(s.reqs) || len(s.events) > 0 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if len(s.events) > 0 && (next == len(s.reqs) || s.events[0].t <= s.reqs[next].arrival) {
+			ev := heap.Pop(&s.events).(simEvent)
+			s.now = ev.t
+			var err error
+			if ev.kind == evPrefillDone {
+				err = s.prefillDone(ev.job)
+			} else {
+				err = s.decodeDone(ev.job)
+			}
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		r := s.reqs[next]
+		next++
+		s.now = r.arrival
+		if err := s.sync(ctx); err != nil {
+			return err
+		}
+		i, err := s.router.route(ctx, r, s)
+		if err != nil {
+			return err
+		}
+		p := s.pods[i]
+		p.served++
+		p.queue = append(p.queue, &job{r: r, pod: i})
+		if err := s.tryStart(i); err != nil {
+			return err
+		}
+		if s.progress != nil {
+			s.progress(s.name, next, len(s.reqs))
+		}
+	}
+	return s.flush(ctx, true)
+}
+
+// sync publishes the batches whose modelled time has come and waits until
+// kvtrack has applied everything published.
+func (s *sim) sync(ctx context.Context) error {
+	if s.barrier == nil {
+		return nil
+	}
+	if err := s.flush(ctx, false); err != nil {
+		return err
+	}
+	if s.published == s.synced {
+		return nil
+	}
+	if err := s.barrier.waitApplied(ctx, s.published[0], s.published[1]); err != nil {
+		return err
+	}
+	s.synced = s.published
+	return nil
+}
+
+func (s *sim) flush(_ context.Context, all bool) error {
+	lag := s.cfg.EventLag.Seconds()
+	n := 0
+	for _, b := range s.outbox {
+		if !all && b.at+lag > s.now {
+			break
+		}
+		if _, err := s.pods[b.pod].pub.SendPayload(b.payload); err != nil {
+			return err
+		}
+		s.published[0] += b.stored
+		s.published[1] += b.removed
+		s.batches++
+		n++
+	}
+	s.outbox = slices.Delete(s.outbox, 0, n)
+	return nil
+}
+
+// emit turns pod i's new cache events into one batch, as vLLM publishes one
+// per scheduler step.
+func (s *sim) emit(i int) {
+	p := s.pods[i]
+	evs := p.pool.TakeEvents()
+	var stored, removed uint64
+	for _, e := range evs {
+		if e.Kind == vllmfake.BlockStored {
+			stored += uint64(len(e.Hashes))
+		} else {
+			removed += uint64(len(e.Hashes))
+			s.evicted += len(e.Hashes)
+		}
+	}
+	if p.pub == nil || len(evs) == 0 {
+		return
+	}
+	payload := p.pub.Encode(nil, 1.7e9+s.now, evs)
+	s.outbox = append(s.outbox, pending{at: s.now, pod: i, payload: payload, stored: stored, removed: removed})
+}
+
+// tryStart begins the next prefill on pod i if it is idle and the head
+// request's blocks fit.
+func (s *sim) tryStart(i int) error {
+	p := s.pods[i]
+	if p.prefilling != nil || len(p.queue) == 0 {
+		return nil
+	}
+	j := p.queue[0]
+	r := j.r
+	bs := s.cfg.BlockSize
+	total := (len(r.prompt) + len(r.output) + bs - 1) / bs
+	a, err := p.pool.Allocate(r.keys[:r.promptBlocks], (len(r.prompt)-1)/bs, total)
+	if errors.Is(err, vllmfake.ErrNoSpace) {
+		if p.running == 0 {
+			return fmt.Errorf("request %d needs %d blocks, more than pod %s's %d", r.id, total, p.addr, p.pool.Capacity())
+		}
+		return nil // wait for a running request to free its blocks
+	}
+	if err != nil {
+		return err
+	}
+	p.queue = p.queue[1:]
+	j.alloc = a
+	p.prefilling = j
+	s.hitTokens += a.Hit * bs
+	s.promptTokens += len(r.prompt)
+	compute := float64(len(r.prompt)-a.Hit*bs) / s.cfg.PrefillRate
+	s.schedule(s.now+s.cfg.StepOverhead.Seconds()+compute, evPrefillDone, j)
+	s.emit(i)
+	return nil
+}
+
+func (s *sim) prefillDone(j *job) error {
+	p := s.pods[j.pod]
+	r := j.r
+	s.cache(p, j, j.alloc.Hit, r.promptBlocks)
+	s.ttfts = append(s.ttfts, s.now-r.arrival)
+	p.prefilling = nil
+	p.running++
+	s.schedule(s.now+float64(len(r.output))*s.cfg.DecodePerToken.Seconds(), evDecodeDone, j)
+	s.emit(j.pod)
+	return s.tryStart(j.pod)
+}
+
+func (s *sim) decodeDone(j *job) error {
+	p := s.pods[j.pod]
+	s.cache(p, j, j.r.promptBlocks, len(j.r.keys))
+	p.pool.Release(j.alloc)
+	p.running--
+	s.outputTokens += len(j.r.output)
+	s.lastDone = max(s.lastDone, s.now)
+	s.emit(j.pod)
+	return s.tryStart(j.pod)
+}
+
+// cache registers the request's computed blocks [from, to) in the pod's
+// pool.
+func (s *sim) cache(p *pod, j *job, from, to int) {
+	if from >= to {
+		return
+	}
+	bs := s.cfg.BlockSize
+	r := j.r
+	var parent kvblock.Key
+	if from > 0 {
+		parent = r.keys[from-1]
+	}
+	s.tokbuf = r.seq(s.tokbuf[:0], from*bs, to*bs)
+	p.pool.Cache(j.alloc, r.keys[from:to], parent, from > 0, s.tokbuf, bs)
+}
+
+func (s *sim) result() Result {
+	res := Result{Name: s.name, Requests: len(s.reqs), EvictedBlocks: s.evicted, EventBatches: s.batches}
+	if s.promptTokens > 0 {
+		res.HitRate = float64(s.hitTokens) / float64(s.promptTokens)
+	}
+	slices.Sort(s.ttfts)
+	sum := 0.0
+	for _, t := range s.ttfts {
+		sum += t
+	}
+	if len(s.ttfts) > 0 {
+		res.TTFTMean = 1000 * sum / float64(len(s.ttfts))
+	}
+	res.TTFTP50 = 1000 * percentile(s.ttfts, 50)
+	res.TTFTP90 = 1000 * percentile(s.ttfts, 90)
+	if s.lastDone > 0 {
+		res.Throughput = float64(len(s.reqs)) / s.lastDone
+		res.OutputTPS = float64(s.outputTokens) / s.lastDone
+	}
+	maxServed := 0
+	for _, p := range s.pods {
+		maxServed = max(maxServed, p.served)
+	}
+	res.LoadSpread = float64(maxServed) / (float64(len(s.reqs)) / float64(len(s.pods)))
+	return res
+}
+
+// The cluster view routers get.
+func (s *sim) numPods() int      { return len(s.pods) }
+func (s *sim) load(i int) int    { return s.pods[i].load() }
+func (s *sim) running(i int) int { return s.pods[i].running }
+func (s *sim) cachedPrefix(i int, keys []kvblock.Key) int {
+	return s.pods[i].pool.PrefixLen(keys)
+}

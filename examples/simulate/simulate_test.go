@@ -1,0 +1,170 @@
+package simulate
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/kvtrack/kvtrack/kvcache/kvblock"
+)
+
+// smallConfig is the default simulation cut down for tests that check
+// mechanics rather than outcomes.
+func smallConfig() Config {
+	cfg := DefaultConfig()
+	cfg.Requests = 300
+	return cfg
+}
+
+func TestRunIsDeterministicForASeed(t *testing.T) {
+	cfg := smallConfig()
+	first, err := Run(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := Run(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(first.Routers, second.Routers) {
+		t.Errorf("two runs with seed %d differ:\n%+v\n%+v", cfg.Seed, first.Routers, second.Routers)
+	}
+	cfg.Seed++
+	third, err := Run(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reflect.DeepEqual(first.Routers, third.Routers) {
+		t.Error("a different seed gave identical results")
+	}
+}
+
+func TestJSONHasEveryRouterAndField(t *testing.T) {
+	rep, err := Run(context.Background(), smallConfig(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := rep.WriteJSON(&buf); err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Routers []map[string]any `json:"routers"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, buf.String())
+	}
+	var names []string
+	for _, r := range got.Routers {
+		names = append(names, r["name"].(string))
+		for _, f := range []string{"hit_rate", "ttft_p50_ms", "ttft_p90_ms", "ttft_mean_ms", "throughput_rps", "load_spread"} {
+			if _, ok := r[f].(float64); !ok {
+				t.Errorf("router %v: field %q missing or not a number", r["name"], f)
+			}
+		}
+	}
+	if !reflect.DeepEqual(names, RouterNames) {
+		t.Errorf("routers %v, want %v", names, RouterNames)
+	}
+}
+
+// The product-quality claim of BENCHMARKS.md, on modelled numbers at the
+// default settings.
+func TestPreciseMatchesOracleAndBeatsApproximateAtDefaults(t *testing.T) {
+	rep, err := Run(context.Background(), DefaultConfig(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	by := map[string]Result{}
+	for _, r := range rep.Routers {
+		by[r.Name] = r
+	}
+	var table strings.Builder
+	rep.WriteTable(&table)
+	t.Logf("\n%s", table.String())
+	precise, oracle, approx, random := by["precise"], by["oracle"], by["approximate"], by["random"]
+	if precise.HitRate < oracle.HitRate-0.02 {
+		t.Errorf("precise hit rate %.3f is more than 2 points below the oracle's %.3f", precise.HitRate, oracle.HitRate)
+	}
+	if precise.HitRate <= approx.HitRate {
+		t.Errorf("precise hit rate %.3f is not ahead of approximate's %.3f", precise.HitRate, approx.HitRate)
+	}
+	for _, other := range []Result{approx, random} {
+		if precise.TTFTP90*5 > other.TTFTP90 {
+			t.Errorf("precise TTFT p90 %.0f ms is not far (5x) below %s's %.0f ms", precise.TTFTP90, other.Name, other.TTFTP90)
+		}
+	}
+}
+
+func TestValidateNamesBadFields(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Pods = 0
+	cfg.Workload = "batch"
+	cfg.Routers = []string{"precise", "magic"}
+	cfg.CacheBlocks = 10
+	err := cfg.Validate()
+	if err == nil {
+		t.Fatal("Validate accepted a bad config")
+	}
+	for _, want := range []string{"pods", "workload", `"batch"`, "routers", `"magic"`, "cache_blocks"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %s", err, want)
+		}
+	}
+}
+
+func TestApproximateHashesFullCharacterBlocksOnly(t *testing.T) {
+	ap, err := newApproximate(affinity{}, 2, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Repeat("x", 64*3+10)
+	if got := len(ap.hashPrompt(text)); got != 3 {
+		t.Errorf("%d hashes for 3 full blocks and a partial one, want 3", got)
+	}
+	if got := len(ap.hashPrompt(strings.Repeat("y", 64*300))); got != approxMaxBlocks {
+		t.Errorf("%d hashes for 300 blocks, want the cap %d", got, approxMaxBlocks)
+	}
+	a := append([]uint64(nil), ap.hashPrompt("a"+strings.Repeat("z", 127))...)
+	b := ap.hashPrompt("b" + strings.Repeat("z", 127))
+	if a[1] == b[1] {
+		t.Error("second block's hash ignores the first block: hashes are not chained")
+	}
+}
+
+func TestChatWorkloadReusesHistory(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Workload = WorkloadChat
+	cfg.Groups, cfg.Requests = 2, 6
+	hasher := mustHasher(t, cfg)
+	reqs, err := generate(cfg, hasher)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every later turn of a conversation starts with an earlier turn's
+	// prompt and answer.
+	for i, r := range reqs {
+		for _, prev := range reqs[:i] {
+			full := prev.seq(nil, 0, len(prev.prompt)+len(prev.output))
+			if len(r.prompt) > len(full) && reflect.DeepEqual(r.prompt[:len(full)], full) {
+				goto next
+			}
+		}
+		if len(r.prompt) != cfg.SystemTokens+cfg.QuestionTokens {
+			t.Errorf("request %d (%d tokens) continues no earlier turn", i, len(r.prompt))
+		}
+	next:
+	}
+}
+
+func mustHasher(t *testing.T, cfg Config) *kvblock.Hasher {
+	t.Helper()
+	h, err := kvblock.NewHasher(kvblock.HashConfig{Algorithm: kvblock.Algorithm(cfg.HashAlgo), Seed: cfg.HashSeed, BlockSize: cfg.BlockSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
