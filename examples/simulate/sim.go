@@ -9,7 +9,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/kvtrack/kvtrack/examples/internal/vllmfake"
+	"github.com/kvtrack/kvtrack/internal/vllmfake"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
