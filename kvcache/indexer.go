@@ -56,6 +56,19 @@ func WithRegisterer(reg prometheus.Registerer) Option { return func(o *options) 
 // for a backend kvtrack does not ship.
 func WithIndex(idx kvblock.Index) Option { return func(o *options) { o.index = idx } }
 
+// WithClock makes now the Indexer's clock, which times speculative
+// entries' TTL; the default is time.Now. A simulation passes its modelled
+// time. Score expires due entries itself, so with a clock that only moves
+// when its owner moves it, what Score sees is exactly the entries younger
+// than the TTL.
+func WithClock(now func() time.Time) Option {
+	return func(o *options) {
+		if now != nil {
+			o.clock = now
+		}
+	}
+}
+
 // WithTokenizer uses t instead of the tokenizer Config.Tokenizer describes.
 // If t is also a ChatTokenizer, chat requests are accepted.
 func WithTokenizer(t Tokenizer) Option { return func(o *options) { o.tokenizer = t } }
@@ -203,6 +216,9 @@ func (ix *Indexer) Score(ctx context.Context, req Request) (Result, error) {
 }
 
 func (ix *Indexer) score(ctx context.Context, req *Request) (Result, error) {
+	if ix.spec != nil {
+		ix.spec.expireDue(ctx)
+	}
 	tokens, err := ix.tokens(ctx, req)
 	if err != nil {
 		return Result{}, err

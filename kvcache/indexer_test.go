@@ -174,3 +174,41 @@ func redisConfig(addr string) redis.Config {
 	c.Addr = addr
 	return c
 }
+
+// With a clock of its own, speculative entries live exactly TTL of that
+// clock's time, with no Run and no ticker: Score expires what is due.
+func TestSpeculateFollowsTheGivenClock(t *testing.T) {
+	now := time.Unix(1000, 0)
+	cfg := Config{Speculative: SpeculativeConfig{Enabled: true, TTL: Duration(2 * time.Second)}}
+	cfg.Hash.Seed = "42"
+	ix, err := New(cfg, WithClock(func() time.Time { return now }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	req := Request{TokenIDs: seq(1, 64), Pods: []string{"a:1"}}
+	res, err := ix.Score(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.Speculate(ctx, "a:1", res.Keys); err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []struct {
+		advance time.Duration
+		want    int
+	}{
+		{0, 4},
+		{1999 * time.Millisecond, 4},
+		{time.Millisecond, 0}, // the deadline itself is past the TTL
+	} {
+		now = now.Add(step.advance)
+		res, err := ix.Score(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := res.Pods[0].Matched; got != step.want {
+			t.Errorf("at %v after Speculate: matched %d, want %d", now.Sub(time.Unix(1000, 0)), got, step.want)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package kvcache
 
 import (
 	"context"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,9 +28,16 @@ type speculator struct {
 	ttl   time.Duration
 	now   func() time.Time
 
-	mu      sync.Mutex // guards queue and pending
+	mu      sync.Mutex // guards queue and pending, and orders writes to due
 	queue   []specEntry
 	pending int // keys in queue
+
+	// expiring serialises expiry passes, their index removals included, so
+	// that a Score finding an entry due waits for a pass already removing it.
+	expiring sync.Mutex
+	// due is the earliest deadline (UnixNano) among entries queued or being
+	// removed, math.MaxInt64 when there are none: Score's cheap test.
+	due atomic.Int64
 
 	dropped atomic.Uint64
 }
@@ -41,7 +49,9 @@ type specEntry struct {
 }
 
 func newSpeculator(index kvblock.Index, ttl time.Duration, now func() time.Time) *speculator {
-	return &speculator{index: index, ttl: ttl, now: now}
+	s := &speculator{index: index, ttl: ttl, now: now}
+	s.due.Store(math.MaxInt64)
+	return s
 }
 
 func (s *speculator) record(ctx context.Context, pod string, keys []kvblock.Key) error {
@@ -53,15 +63,29 @@ func (s *speculator) record(ctx context.Context, pod string, keys []kvblock.Key)
 		return nil
 	}
 	// Own a copy: the caller's slice belongs to its Result.
-	s.queue = append(s.queue, specEntry{deadline: s.now().Add(s.ttl), pod: p, keys: append([]kvblock.Key(nil), keys...)})
+	deadline := s.now().Add(s.ttl)
+	s.queue = append(s.queue, specEntry{deadline: deadline, pod: p, keys: append([]kvblock.Key(nil), keys...)})
 	s.pending += len(keys)
+	if d := deadline.UnixNano(); d < s.due.Load() {
+		s.due.Store(d)
+	}
 	s.mu.Unlock()
 	return s.index.Add(ctx, p, speculativeTier, keys)
+}
+
+// expireDue expires entries if one is due: the request path calls it so
+// that no score counts an entry past its TTL, whenever the ticker runs.
+func (s *speculator) expireDue(ctx context.Context) {
+	if d := s.due.Load(); d != math.MaxInt64 && s.now().UnixNano() >= d {
+		s.expire(ctx)
+	}
 }
 
 // expire removes the entries whose deadline has passed and reports how long
 // until the next one is due (0 when none is queued).
 func (s *speculator) expire(ctx context.Context) time.Duration {
+	s.expiring.Lock()
+	defer s.expiring.Unlock()
 	now := s.now()
 	s.mu.Lock()
 	n := 0
@@ -84,6 +108,14 @@ func (s *speculator) expire(ctx context.Context) time.Duration {
 	for _, e := range due {
 		_ = s.index.Remove(ctx, e.pod, speculativeTier, e.keys)
 	}
+	// Only now that the removals are done may a Score skip waiting.
+	s.mu.Lock()
+	if len(s.queue) > 0 {
+		s.due.Store(s.queue[0].deadline.UnixNano())
+	} else {
+		s.due.Store(math.MaxInt64)
+	}
+	s.mu.Unlock()
 	return next
 }
 
@@ -99,9 +131,12 @@ func (s *speculator) run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			s.expiring.Lock()
+			defer s.expiring.Unlock()
 			s.mu.Lock()
 			rest := s.queue
 			s.queue, s.pending = nil, 0
+			s.due.Store(math.MaxInt64)
 			s.mu.Unlock()
 			for _, e := range rest {
 				_ = s.index.Remove(context.WithoutCancel(ctx), e.pod, speculativeTier, e.keys)

@@ -42,6 +42,8 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.IntVar(&cfg.OutputTokens, "output-tokens", cfg.OutputTokens, "tokens of each answer")
 	fs.Float64Var(&cfg.CharsPerToken, "chars-per-token", cfg.CharsPerToken, "characters per token of the text the approximate router hashes")
 	fs.DurationVar(&cfg.EventLag, "event-lag", cfg.EventLag, "modelled delay before a pod's KV events are published")
+	fs.BoolVar(&cfg.Speculative, "speculative", cfg.Speculative, "kvtrack records a routed request's blocks on its pod until its events arrive (speculative.enabled)")
+	fs.DurationVar(&cfg.SpeculativeTTL, "speculative-ttl", cfg.SpeculativeTTL, "modelled lifetime of kvtrack's speculative entries (speculative.ttl)")
 	fs.BoolVar(&cfg.MapLayout, "map-layout", cfg.MapLayout, "publish vLLM v0.24+ map-encoded events instead of v0.23 arrays")
 	fs.Float64Var(&cfg.PrefixWeight, "prefix-weight", cfg.PrefixWeight, "weight of the prefix score in the affinity routers")
 	fs.Float64Var(&cfg.QueueWeight, "queue-weight", cfg.QueueWeight, "weight of the queue score in the affinity routers")

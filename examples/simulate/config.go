@@ -61,6 +61,11 @@ type Config struct {
 	// before it is published. 0 publishes at once: kvtrack sees every event
 	// emitted before a routing decision.
 	EventLag time.Duration `json:"event_lag"`
+	// Speculative turns on kvtrack's speculative entries (kvcache's
+	// speculative.enabled): a routed request's blocks count as held by its
+	// pod for SpeculativeTTL of modelled time, until its events arrive.
+	Speculative    bool          `json:"speculative"`
+	SpeculativeTTL time.Duration `json:"speculative_ttl"`
 	// MapLayout publishes vLLM v0.24+ map-encoded events instead of v0.23's
 	// arrays.
 	MapLayout bool `json:"map_layout"`
@@ -99,6 +104,8 @@ func DefaultConfig() Config {
 		QuestionTokens:  600,
 		OutputTokens:    200,
 		CharsPerToken:   6.4,
+		Speculative:     true,
+		SpeculativeTTL:  2 * time.Second,
 		PrefixWeight:    2,
 		QueueWeight:     1,
 	}
@@ -137,6 +144,9 @@ func (c Config) Validate() error {
 	}
 	if c.StepOverhead < 0 || c.DecodePerToken < 0 || c.EventLag < 0 {
 		bad("step_overhead/decode_per_token/event_lag", "durations must be >= 0")
+	}
+	if c.Speculative && (c.SpeculativeTTL <= 0 || c.SpeculativeTTL > time.Minute) {
+		bad("speculative_ttl", "%v: must be above 0 and at most 1m (kvcache's speculative.ttl)", c.SpeculativeTTL)
 	}
 	if c.PrefixWeight < 0 || c.QueueWeight < 0 {
 		bad("prefix_weight/queue_weight", "must be >= 0")

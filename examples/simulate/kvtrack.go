@@ -2,24 +2,165 @@ package simulate
 
 import (
 	"context"
-	"errors"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/kvtrack/kvtrack/kvcache"
+	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
-// kvtrackRun is kvtrack running for one simulation: an Indexer bound to one
-// ZMQ endpoint that every simulated pod publishes to.
-type kvtrackRun struct{}
+// kvtrackRun is kvtrack running for one simulation: a kvcache.Indexer bound
+// to one ZMQ endpoint that every simulated pod's publisher connects to, as
+// llm-d deploys it, with its speculative entries on the modelled clock.
+type kvtrackRun struct {
+	ix     *kvcache.Indexer
+	idx    *countingIndex
+	ep     string
+	cancel context.CancelFunc
+	done   chan error
+	clock  *modelClock
+	res    kvcache.Result
+}
 
-var errNotLanded = errors.New("kvtrack's Indexer (kvcache) is not on this branch yet")
+// modelClock is the simulation's modelled time as a wall clock, for
+// kvtrack's speculative TTL: entries expire after TTL of modelled time.
+type modelClock struct{ ns atomic.Int64 }
+
+var epoch = time.Unix(1_700_000_000, 0)
+
+func (c *modelClock) set(seconds float64) { c.ns.Store(int64(seconds * 1e9)) }
+func (c *modelClock) now() time.Time      { return epoch.Add(time.Duration(c.ns.Load())) }
+
+// barrierTimeout bounds the wait for kvtrack to apply what was published;
+// exceeding it means events were lost, which must not pass silently.
+const barrierTimeout = 30 * time.Second
 
 func startKVTrack(ctx context.Context, cfg Config, pods []string) (*kvtrackRun, error) {
-	return nil, errNotLanded
+	// TCP on loopback, as engines reach kvtrack in a cluster (vLLM binds
+	// ipc endpoints itself, so an ipc endpoint cannot be kvtrack's).
+	port, err := freePort()
+	if err != nil {
+		return nil, fmt.Errorf("kvtrack: %w", err)
+	}
+	k := &kvtrackRun{ep: fmt.Sprintf("tcp://127.0.0.1:%d", port), clock: new(modelClock)}
+	inner, err := kvblock.NewMemIndex(kvblock.MemIndexConfig{TierWeights: kvblock.TierWeights{"GPU": 1, "CPU": 0.8, "STORAGE": 0.5, "SPECULATIVE": 1}})
+	if err != nil {
+		return nil, fmt.Errorf("kvtrack: %w", err)
+	}
+	k.idx = &countingIndex{Index: inner}
+	kcfg := kvcache.Config{
+		Hash:   kvcache.HashConfig{Algorithm: cfg.HashAlgo, Seed: cfg.HashSeed, BlockSize: cfg.BlockSize},
+		Events: kvcache.EventsConfig{Mode: kvcache.EventsBind, Endpoint: k.ep, Workers: 2},
+		Speculative: kvcache.SpeculativeConfig{
+			Enabled: cfg.Speculative,
+			TTL:     kvcache.Duration(cfg.SpeculativeTTL),
+		},
+	}
+	k.ix, err = kvcache.New(kcfg, kvcache.WithIndex(k.idx), kvcache.WithClock(k.clock.now))
+	if err != nil {
+		return nil, fmt.Errorf("kvtrack: %w", err)
+	}
+	for _, p := range pods {
+		if err := k.ix.AddPod(ctx, p); err != nil {
+			return nil, fmt.Errorf("kvtrack: %w", err)
+		}
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	k.cancel, k.done = cancel, make(chan error, 1)
+	go func() { k.done <- k.ix.Run(rctx) }()
+	return k, nil
 }
 
-func (k *kvtrackRun) endpoint() string { return "" }
+func (k *kvtrackRun) endpoint() string { return k.ep }
+
+// setTime moves kvtrack's clock to the modelled time.
+func (k *kvtrackRun) setTime(seconds float64) { k.clock.set(seconds) }
+
+// waitApplied polls the index until the event path has applied stored block
+// stores and removed block removals on the GPU tier.
 func (k *kvtrackRun) waitApplied(ctx context.Context, stored, removed uint64) error {
-	return errNotLanded
+	deadline := time.Now().Add(barrierTimeout)
+	for spins := 0; ; spins++ {
+		gs, gr := k.idx.stored.Load(), k.idx.removed.Load()
+		if gs == stored && gr == removed {
+			return nil
+		}
+		if gs > stored || gr > removed {
+			return fmt.Errorf("kvtrack applied more than was published: stores %d/%d, removals %d/%d", gs, stored, gr, removed)
+		}
+		select {
+		case err := <-k.done:
+			return fmt.Errorf("kvtrack stopped: %v", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("kvtrack applied stores %d/%d, removals %d/%d after %v: events lost", gs, stored, gr, removed, barrierTimeout)
+		}
+		if spins < 64 {
+			continue // the usual wait is a few microseconds of ZMQ and a worker
+		}
+		time.Sleep(20 * time.Microsecond)
+	}
 }
+
+// score asks kvtrack for each pod's cached prefix of tokens.
 func (k *kvtrackRun) score(ctx context.Context, tokens []uint32, pods []string, matched []int) (int, error) {
-	return 0, errNotLanded
+	res, err := k.ix.Score(ctx, kvcache.Request{TokenIDs: tokens, Pods: pods})
+	if err != nil {
+		return 0, err
+	}
+	for i, p := range res.Pods {
+		matched[i] = p.Matched
+	}
+	k.res = res
+	return res.Blocks, nil
 }
-func (k *kvtrackRun) close() {}
+
+// routed tells kvtrack where the last scored request went, as the EPP
+// plugin's PreRequest does: with speculative entries enabled, its blocks are
+// recorded on the pod until the TTL passes.
+func (k *kvtrackRun) routed(ctx context.Context, pod string) error {
+	return k.ix.Speculate(ctx, pod, k.res.Keys)
+}
+
+func (k *kvtrackRun) close() {
+	k.cancel()
+	<-k.done
+}
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// countingIndex counts the GPU-tier block stores and removals the event
+// path applies, for the simulation's barrier.
+type countingIndex struct {
+	kvblock.Index
+	stored, removed atomic.Uint64
+}
+
+func (c *countingIndex) Add(ctx context.Context, pod kvblock.Pod, tier kvblock.Tier, keys []kvblock.Key) error {
+	err := c.Index.Add(ctx, pod, tier, keys)
+	if tier == kvblock.TierGPU {
+		c.stored.Add(uint64(len(keys)))
+	}
+	return err
+}
+
+func (c *countingIndex) Remove(ctx context.Context, pod kvblock.Pod, tier kvblock.Tier, keys []kvblock.Key) error {
+	err := c.Index.Remove(ctx, pod, tier, keys)
+	if tier == kvblock.TierGPU {
+		c.removed.Add(uint64(len(keys)))
+	}
+	return err
+}

@@ -4,11 +4,14 @@ import "context"
 
 // prefixIndex is what the precise router needs from kvtrack: for a prompt's
 // token IDs, how many leading blocks each candidate pod holds according to
-// the KV events it has indexed.
+// the KV events it has indexed (and its speculative entries), and a way to
+// tell it where the request went.
 type prefixIndex interface {
 	// score writes one entry per pod into matched and returns the number of
 	// full blocks in the prompt.
 	score(ctx context.Context, tokens []uint32, pods []string, matched []int) (blocks int, err error)
+	// routed records that the last scored request went to pod.
+	routed(ctx context.Context, pod string) error
 }
 
 // precise routes with kvtrack's view of the pods' caches.
@@ -31,5 +34,6 @@ func (p *precise) route(ctx context.Context, r *request, c cluster) (int, error)
 			p.prefix[i] = float64(m) / float64(blocks)
 		}
 	}
-	return p.pick(p.prefix, c), nil
+	pod := p.pick(p.prefix, c)
+	return pod, p.idx.routed(ctx, p.addrs[pod])
 }

@@ -122,6 +122,8 @@ type eventBarrier interface {
 	// waitApplied blocks until the index has applied stored block stores and
 	// removed block removals published since it started.
 	waitApplied(ctx context.Context, stored, removed uint64) error
+	// setTime sets kvtrack's clock to the modelled time in seconds.
+	setTime(seconds float64)
 }
 
 type pod struct {
@@ -302,6 +304,7 @@ func (s *sim) sync(ctx context.Context) error {
 	if s.barrier == nil {
 		return nil
 	}
+	s.barrier.setTime(s.now)
 	if err := s.flush(ctx, false); err != nil {
 		return err
 	}
