@@ -125,11 +125,13 @@ func New(cfg Config, opts ...Option) (*Indexer, error) {
 			return nil, err
 		}
 	}
-	if ix.events, err = newEventSource(cfg, ix.index, o); err != nil {
-		return nil, err
-	}
+	events := ix.index
 	if cfg.Speculative.Enabled {
 		ix.spec = newSpeculator(ix.index, time.Duration(cfg.Speculative.TTL), o.clock)
+		events = confirmingIndex{ix.index, ix.spec}
+	}
+	if ix.events, err = newEventSource(cfg, events, o); err != nil {
+		return nil, err
 	}
 	ix.metrics = newMetrics()
 	if ix.spec != nil {

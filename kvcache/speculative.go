@@ -12,25 +12,31 @@ import (
 
 // speculativeMedium is the medium speculative entries are stored under. A
 // tier of their own keeps them out of the reference counts of the entries
-// the engine's events create: when a speculative entry expires it removes
-// only its own reference, whatever the events did meanwhile.
+// the engine's events create: a speculative reference is removed on its
+// own, whatever the events did meanwhile.
 var speculativeTier = kvblock.TierOf(speculativeMediumName)
 
 // maxSpeculativeKeys bounds the keys waiting to expire, so a request flood
 // cannot grow the queue without limit; past it new records are dropped.
 const maxSpeculativeKeys = 1 << 22
 
-// speculator records speculative entries and removes each after the TTL.
-// The TTL is the same for every entry, so expiry order is insertion order
-// and a FIFO queue suffices.
+// speculator records speculative entries and retires each when the engine
+// confirms the block (its BlockStored for that pod arrives: from then on the
+// index holds the truth, evictions included) or after the TTL, whichever
+// comes first. The TTL therefore bounds only requests that never ran, and
+// can be long enough to cover queueing and prefill. The TTL is the same for
+// every entry, so expiry order is insertion order and a FIFO queue suffices.
 type speculator struct {
 	index kvblock.Index
 	ttl   time.Duration
 	now   func() time.Time
 
-	mu      sync.Mutex // guards queue and pending, and orders writes to due
+	mu      sync.Mutex // guards queue, live and pending, and orders writes to due
 	queue   []specEntry
 	pending int // keys in queue
+	// live counts the speculative references in the index per (pod, key)
+	// that neither expired nor were confirmed.
+	live map[specKey]int32
 
 	// expiring serialises expiry passes, their index removals included, so
 	// that a Score finding an entry due waits for a pass already removing it.
@@ -38,8 +44,15 @@ type speculator struct {
 	// due is the earliest deadline (UnixNano) among entries queued or being
 	// removed, math.MaxInt64 when there are none: Score's cheap test.
 	due atomic.Int64
+	// nlive is len(live): the event path's cheap test.
+	nlive atomic.Int64
 
 	dropped atomic.Uint64
+}
+
+type specKey struct {
+	pod string
+	key kvblock.Key
 }
 
 type specEntry struct {
@@ -49,7 +62,7 @@ type specEntry struct {
 }
 
 func newSpeculator(index kvblock.Index, ttl time.Duration, now func() time.Time) *speculator {
-	s := &speculator{index: index, ttl: ttl, now: now}
+	s := &speculator{index: index, ttl: ttl, now: now, live: make(map[specKey]int32)}
 	s.due.Store(math.MaxInt64)
 	return s
 }
@@ -57,20 +70,62 @@ func newSpeculator(index kvblock.Index, ttl time.Duration, now func() time.Time)
 func (s *speculator) record(ctx context.Context, pod string, keys []kvblock.Key) error {
 	p := kvblock.Pod{Addr: pod}
 	s.mu.Lock()
-	if s.pending+len(keys) > maxSpeculativeKeys {
-		s.mu.Unlock()
+	full := s.pending+len(keys) > maxSpeculativeKeys
+	s.mu.Unlock()
+	if full {
 		s.dropped.Add(1)
 		return nil
 	}
-	// Own a copy: the caller's slice belongs to its Result.
+	// The index reference comes first and is counted live after: a
+	// confirmation racing in between finds nothing live and leaves the
+	// reference to expire, where the other order would leak it.
+	if err := s.index.Add(ctx, p, speculativeTier, keys); err != nil {
+		return err
+	}
 	deadline := s.now().Add(s.ttl)
+	s.mu.Lock()
+	// Own a copy: the caller's slice belongs to its Result.
 	s.queue = append(s.queue, specEntry{deadline: deadline, pod: p, keys: append([]kvblock.Key(nil), keys...)})
 	s.pending += len(keys)
+	for _, k := range keys {
+		s.live[specKey{pod, k}]++
+	}
+	s.nlive.Store(int64(len(s.live)))
 	if d := deadline.UnixNano(); d < s.due.Load() {
 		s.due.Store(d)
 	}
 	s.mu.Unlock()
-	return s.index.Add(ctx, p, speculativeTier, keys)
+	return nil
+}
+
+// confirm retires the speculative references to keys on pod: the engine
+// has stored them, so the index's own entries now say whether pod holds
+// them, and an eviction will show.
+func (s *speculator) confirm(ctx context.Context, pod kvblock.Pod, keys []kvblock.Key) {
+	if s.nlive.Load() == 0 {
+		return
+	}
+	var refs [][]kvblock.Key // refs[i]: keys with more than i references
+	s.mu.Lock()
+	for _, k := range keys {
+		sk := specKey{pod.Addr, k}
+		n := s.live[sk]
+		if n == 0 {
+			continue
+		}
+		delete(s.live, sk)
+		for i := range int(n) {
+			if i == len(refs) {
+				refs = append(refs, nil)
+			}
+			refs[i] = append(refs[i], k)
+		}
+	}
+	s.nlive.Store(int64(len(s.live)))
+	s.mu.Unlock()
+	for _, ks := range refs {
+		_ = s.index.Remove(ctx, kvblock.Pod{Addr: pod.Addr}, speculativeTier, ks)
+	}
 }
 
 // expireDue expires entries if one is due: the request path calls it so
@@ -92,21 +147,42 @@ func (s *speculator) expire(ctx context.Context) time.Duration {
 	for n < len(s.queue) && !s.queue[n].deadline.After(now) {
 		n++
 	}
-	due := append([]specEntry(nil), s.queue[:n]...)
+	type removal struct {
+		pod  kvblock.Pod
+		keys []kvblock.Key
+	}
+	var removals []removal
+	for _, e := range s.queue[:n] {
+		s.pending -= len(e.keys)
+		// Keys confirmed meanwhile hold no reference any more.
+		keep := e.keys[:0]
+		for _, k := range e.keys {
+			sk := specKey{e.pod.Addr, k}
+			if c := s.live[sk]; c > 0 {
+				if c == 1 {
+					delete(s.live, sk)
+				} else {
+					s.live[sk] = c - 1
+				}
+				keep = append(keep, k)
+			}
+		}
+		if len(keep) > 0 {
+			removals = append(removals, removal{e.pod, keep})
+		}
+	}
+	s.nlive.Store(int64(len(s.live)))
 	clear(s.queue[:n])
 	s.queue = s.queue[n:]
 	var next time.Duration
 	if len(s.queue) > 0 {
 		next = s.queue[0].deadline.Sub(now)
 	}
-	for _, e := range due {
-		s.pending -= len(e.keys)
-	}
 	s.mu.Unlock()
 	// Index calls happen outside the lock: a slow remote index must not
 	// block record.
-	for _, e := range due {
-		_ = s.index.Remove(ctx, e.pod, speculativeTier, e.keys)
+	for _, r := range removals {
+		_ = s.index.Remove(ctx, r.pod, speculativeTier, r.keys)
 	}
 	// Only now that the removals are done may a Score skip waiting.
 	s.mu.Lock()
@@ -119,8 +195,8 @@ func (s *speculator) expire(ctx context.Context) time.Duration {
 	return next
 }
 
-// run expires entries until ctx is done, then removes every entry still
-// queued so that nothing speculative outlives the Indexer.
+// run expires entries until ctx is done, then removes every reference
+// still live so that nothing speculative outlives the Indexer.
 func (s *speculator) run(ctx context.Context) {
 	tick := s.ttl / 8
 	if tick < 10*time.Millisecond {
@@ -134,16 +210,35 @@ func (s *speculator) run(ctx context.Context) {
 			s.expiring.Lock()
 			defer s.expiring.Unlock()
 			s.mu.Lock()
-			rest := s.queue
-			s.queue, s.pending = nil, 0
+			live := s.live
+			s.queue, s.pending, s.live = nil, 0, make(map[specKey]int32)
+			s.nlive.Store(0)
 			s.due.Store(math.MaxInt64)
 			s.mu.Unlock()
-			for _, e := range rest {
-				_ = s.index.Remove(context.WithoutCancel(ctx), e.pod, speculativeTier, e.keys)
+			bg := context.WithoutCancel(ctx)
+			for sk, n := range live {
+				for range n {
+					_ = s.index.Remove(bg, kvblock.Pod{Addr: sk.pod}, speculativeTier, []kvblock.Key{sk.key})
+				}
 			}
 			return
 		case <-t.C:
 			s.expire(ctx)
 		}
 	}
+}
+
+// confirmingIndex is the index as the event path sees it: every block the
+// engines store retires the speculative references to it on that pod.
+type confirmingIndex struct {
+	kvblock.Index
+	spec *speculator
+}
+
+func (c confirmingIndex) Add(ctx context.Context, pod kvblock.Pod, tier kvblock.Tier, keys []kvblock.Key) error {
+	err := c.Index.Add(ctx, pod, tier, keys)
+	if err == nil && tier != speculativeTier {
+		c.spec.confirm(ctx, pod, keys)
+	}
+	return err
 }

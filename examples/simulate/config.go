@@ -73,8 +73,21 @@ type Config struct {
 	// Weights of the affinity routers (precise, approximate, oracle): score =
 	// PrefixWeight*prefix + QueueWeight*queue, as an EPP config with the
 	// prefix scorer at 2 and the queue scorer at 1.
-	PrefixWeight float64 `json:"prefix_weight"`
-	QueueWeight  float64 `json:"queue_weight"`
+	PrefixWeight  float64 `json:"prefix_weight"`
+	KVUsageWeight float64 `json:"kv_usage_weight"`
+	QueueWeight   float64 `json:"queue_weight"`
+
+	// Replicas is the number of instances of each stateful router
+	// (precise, approximate, round_robin), as EPP replicas behind one
+	// Service: each request reaches one at random. Each approximate replica
+	// learns only from the requests it routes; each kvtrack replica
+	// subscribes to every pod's events (llm-d's active-active mode) and
+	// keeps its own speculative entries.
+	Replicas int `json:"replicas"`
+	// ApproxLRU is the approximate router's per-pod LRU capacity in
+	// character blocks; 0 is GIE's autoTune, which sizes it to the pod's
+	// KV blocks (vllm:cache_config_info num_gpu_blocks).
+	ApproxLRU int `json:"approx_lru"`
 
 	// Routers lists the routers to run, in order; empty means all.
 	Routers []string `json:"routers,omitempty"`
@@ -104,9 +117,11 @@ func DefaultConfig() Config {
 		QuestionTokens:  600,
 		OutputTokens:    200,
 		CharsPerToken:   6.4,
+		Replicas:        1,
 		Speculative:     true,
 		SpeculativeTTL:  2 * time.Second,
 		PrefixWeight:    2,
+		KVUsageWeight:   1,
 		QueueWeight:     1,
 	}
 }
@@ -126,6 +141,10 @@ func (c Config) Validate() error {
 	positive("cache_blocks", c.CacheBlocks)
 	positive("block_size", c.BlockSize)
 	positive("requests", c.Requests)
+	positive("replicas", c.Replicas)
+	if c.ApproxLRU < 0 {
+		bad("approx_lru", "%d: must be >= 0 (0 for autoTune)", c.ApproxLRU)
+	}
 	positive("groups", c.Groups)
 	positive("system_tokens", c.SystemTokens)
 	positive("question_tokens", c.QuestionTokens)
@@ -148,8 +167,8 @@ func (c Config) Validate() error {
 	if c.Speculative && (c.SpeculativeTTL <= 0 || c.SpeculativeTTL > time.Minute) {
 		bad("speculative_ttl", "%v: must be above 0 and at most 1m (kvcache's speculative.ttl)", c.SpeculativeTTL)
 	}
-	if c.PrefixWeight < 0 || c.QueueWeight < 0 {
-		bad("prefix_weight/queue_weight", "must be >= 0")
+	if c.PrefixWeight < 0 || c.KVUsageWeight < 0 || c.QueueWeight < 0 {
+		bad("prefix_weight/kv_usage_weight/queue_weight", "must be >= 0")
 	}
 	if c.Workload != WorkloadSharedPrefix && c.Workload != WorkloadChat {
 		bad("workload", "%q: valid: %s, %s", c.Workload, WorkloadSharedPrefix, WorkloadChat)
@@ -173,6 +192,14 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// approxLRU is the approximate router's per-pod LRU capacity.
+func (c Config) approxLRU() int {
+	if c.ApproxLRU > 0 {
+		return c.ApproxLRU
+	}
+	return c.CacheBlocks
 }
 
 // turnsPerConversation is the most turns one chat can reach.

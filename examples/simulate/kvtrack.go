@@ -73,10 +73,38 @@ func startKVTrack(ctx context.Context, cfg Config, pods []string) (*kvtrackRun, 
 	return k, nil
 }
 
-func (k *kvtrackRun) endpoint() string { return k.ep }
+// multiKVTrack is the replicas of kvtrack in one run, each subscribed to
+// every pod; together they are the run's event barrier.
+type multiKVTrack []*kvtrackRun
 
-// setTime moves kvtrack's clock to the modelled time.
-func (k *kvtrackRun) setTime(seconds float64) { k.clock.set(seconds) }
+func (m multiKVTrack) endpoints() []string {
+	eps := make([]string, len(m))
+	for i, k := range m {
+		eps[i] = k.ep
+	}
+	return eps
+}
+
+func (m multiKVTrack) setTime(seconds float64) {
+	for _, k := range m {
+		k.clock.set(seconds)
+	}
+}
+
+func (m multiKVTrack) waitApplied(ctx context.Context, stored, removed uint64) error {
+	for _, k := range m {
+		if err := k.waitApplied(ctx, stored, removed); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m multiKVTrack) close() {
+	for _, k := range m {
+		k.close()
+	}
+}
 
 // waitApplied polls the index until the event path has applied stored block
 // stores and removed block removals on the GPU tier.

@@ -15,9 +15,12 @@ type cluster interface {
 	load(i int) int
 	// running returns the number of requests pod i is decoding.
 	running(i int) int
-	// cachedPrefix returns how many of keys, from the first, pod i holds.
-	// Only the oracle may call it: it is the truth no real router sees.
-	cachedPrefix(i int, keys []kvblock.Key) int
+	// kvUsage returns the fraction of pod i's KV blocks held by requests.
+	kvUsage(i int) float64
+	// truePrefix returns how many of keys, from the first, pod i holds or
+	// is about to compute for a request in its queue or in prefill. Only the
+	// oracle may call it: it is the truth no real router sees.
+	truePrefix(i int, keys []kvblock.Key) int
 }
 
 // router picks a pod for each request.
@@ -65,13 +68,15 @@ func (l *leastLoaded) route(_ context.Context, _ *request, c cluster) (int, erro
 	return best, nil
 }
 
-// affinity is the scoring shared by the prefix-aware routers, as an EPP
-// configured with a prefix scorer and the queue scorer: score =
-// wPrefix*prefix[i] + wQueue*queue[i], with queue[i] GIE's min-max
-// normalised queue score (1 for the shortest queue); ties broken at random.
+// affinity is the scoring shared by the prefix-aware routers, as the EPP
+// of llm-d's precise-prefix-cache guide configures it: score =
+// wPrefix*prefix[i] + wKV*(1-kvUsage[i]) + wQueue*queue[i], with kvUsage
+// vLLM's kv_cache_usage (blocks held by requests over capacity, GIE's
+// kv-cache-utilization-scorer) and queue[i] GIE's min-max normalised
+// queue-scorer (1 for the shortest queue); ties broken at random.
 type affinity struct {
-	wPrefix, wQueue float64
-	rng             *rand.Rand
+	wPrefix, wKV, wQueue float64
+	rng                  *rand.Rand
 }
 
 func (a *affinity) pick(prefix []float64, c cluster) int {
@@ -85,7 +90,7 @@ func (a *affinity) pick(prefix []float64, c cluster) int {
 		if maxQ > minQ {
 			q = float64(maxQ-c.load(i)) / float64(maxQ-minQ)
 		}
-		s := a.wPrefix*prefix[i] + a.wQueue*q
+		s := a.wPrefix*prefix[i] + a.wKV*(1-c.kvUsage(i)) + a.wQueue*q
 		switch {
 		case s > bestScore:
 			best, bestScore, ties = i, s, 1
@@ -99,7 +104,9 @@ func (a *affinity) pick(prefix []float64, c cluster) int {
 	return best
 }
 
-// oracle scores each pod by the prompt prefix it really holds.
+// oracle scores each pod by the prompt prefix it really holds, counting the
+// blocks its queued and prefilling requests are about to compute: perfect
+// knowledge, the bar precise routing is measured against.
 type oracle struct {
 	affinity
 	prefix []float64
@@ -110,9 +117,23 @@ func (o *oracle) route(_ context.Context, r *request, c cluster) (int, error) {
 	for i := range c.numPods() {
 		f := 0.0
 		if r.promptBlocks > 0 {
-			f = float64(c.cachedPrefix(i, r.keys[:r.promptBlocks])) / float64(r.promptBlocks)
+			f = float64(c.truePrefix(i, r.keys[:r.promptBlocks])) / float64(r.promptBlocks)
 		}
 		o.prefix = append(o.prefix, f)
 	}
 	return o.pick(o.prefix, c), nil
+}
+
+// replicated is a router deployed as several replicas that share nothing
+// but what they observe; each request reaches one of them at random.
+type replicated struct {
+	replicas []router
+	rng      *rand.Rand
+}
+
+func (r *replicated) route(ctx context.Context, req *request, c cluster) (int, error) {
+	if len(r.replicas) == 1 {
+		return r.replicas[0].route(ctx, req, c)
+	}
+	return r.replicas[r.rng.IntN(len(r.replicas))].route(ctx, req, c)
 }

@@ -76,29 +76,40 @@ func runRouter(ctx context.Context, cfg Config, name string, stream uint64, reqs
 	addrs := make([]string, cfg.Pods)
 	for i := range s.pods {
 		addrs[i] = fmt.Sprintf("10.0.0.%d:8000", i+1)
-		s.pods[i] = &pod{addr: addrs[i], pool: vllmfake.NewBlockPool(cfg.CacheBlocks)}
+		s.pods[i] = &pod{addr: addrs[i], pool: vllmfake.NewBlockPool(cfg.CacheBlocks), coming: make(map[kvblock.Key]int32)}
 	}
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x726f75746572+stream))
-	aff := affinity{wPrefix: cfg.PrefixWeight, wQueue: cfg.QueueWeight, rng: rng}
+	aff := affinity{wPrefix: cfg.PrefixWeight, wKV: cfg.KVUsageWeight, wQueue: cfg.QueueWeight, rng: rng}
+	// Stateful routers run as cfg.Replicas independent instances, each
+	// request reaching one of them at random, as behind a Service.
+	var replicas []router
 	switch name {
 	case "precise":
-		kt, err := startKVTrack(ctx, cfg, addrs)
-		if err != nil {
+		kts := make(multiKVTrack, 0, cfg.Replicas)
+		defer func() { kts.close() }()
+		for range cfg.Replicas {
+			kt, err := startKVTrack(ctx, cfg, addrs)
+			if err != nil {
+				return Result{}, err
+			}
+			kts = append(kts, kt)
+			replicas = append(replicas, &precise{affinity: aff, idx: kt, addrs: addrs, matched: make([]int, cfg.Pods), prefix: make([]float64, cfg.Pods)})
+		}
+		if err := s.connect(ctx, kts); err != nil {
 			return Result{}, err
 		}
-		defer kt.close()
-		if err := s.connect(ctx, kt); err != nil {
-			return Result{}, err
-		}
-		s.router = &precise{affinity: aff, idx: kt, addrs: addrs, matched: make([]int, cfg.Pods), prefix: make([]float64, cfg.Pods)}
 	case "approximate":
-		ap, err := newApproximate(aff, cfg.Pods, cfg.CacheBlocks)
-		if err != nil {
-			return Result{}, err
+		for range cfg.Replicas {
+			ap, err := newApproximate(aff, cfg.Pods, cfg.approxLRU())
+			if err != nil {
+				return Result{}, err
+			}
+			replicas = append(replicas, ap)
 		}
-		s.router = ap
 	case "round_robin":
-		s.router = &roundRobin{}
+		for r := range cfg.Replicas {
+			replicas = append(replicas, &roundRobin{next: r})
+		}
 	case "random":
 		s.router = &randomRouter{rng: rng}
 	case "least_loaded":
@@ -107,6 +118,9 @@ func runRouter(ctx context.Context, cfg Config, name string, stream uint64, reqs
 		s.router = &oracle{affinity: aff}
 	default:
 		return Result{}, fmt.Errorf("unknown router %q", name)
+	}
+	if replicas != nil {
+		s.router = &replicated{replicas: replicas, rng: rng}
 	}
 	defer s.closePublishers()
 	if err := s.run(ctx); err != nil {
@@ -118,7 +132,8 @@ func runRouter(ctx context.Context, cfg Config, name string, stream uint64, reqs
 // eventBarrier is the precise run's coupling between modelled time and
 // kvtrack's asynchronous ingestion.
 type eventBarrier interface {
-	endpoint() string
+	// endpoints lists the endpoints every pod publishes to.
+	endpoints() []string
 	// waitApplied blocks until the index has applied stored block stores and
 	// removed block removals published since it started.
 	waitApplied(ctx context.Context, stored, removed uint64) error
@@ -134,6 +149,10 @@ type pod struct {
 	running    int
 	served     int
 	pub        *vllmfake.Publisher
+	// coming counts, per block key, the queued and prefilling requests whose
+	// prompt holds it: blocks the pod is about to compute, which only the
+	// oracle reads.
+	coming map[kvblock.Key]int32
 }
 
 func (p *pod) load() int {
@@ -221,9 +240,11 @@ func (s *sim) connect(ctx context.Context, b eventBarrier) error {
 	if s.cfg.MapLayout {
 		layout = vllmfake.LayoutMap
 	}
+	eps := b.endpoints()
 	for _, p := range s.pods {
 		pub, err := vllmfake.NewPublisher(vllmfake.PublisherConfig{
-			Endpoint: b.endpoint(),
+			Endpoint: eps[0],
+			Also:     eps[1:],
 			Topic:    "kv@" + p.addr + "@" + approxModel,
 			Layout:   layout,
 		})
@@ -235,7 +256,7 @@ func (s *sim) connect(ctx context.Context, b eventBarrier) error {
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	for _, p := range s.pods {
-		if err := p.pub.WaitSubscribed(wctx); err != nil {
+		if err := p.pub.WaitSubscribers(wctx, len(eps)); err != nil {
 			return err
 		}
 	}
@@ -288,6 +309,9 @@ func (s *sim) run(ctx context.Context) error {
 		p := s.pods[i]
 		p.served++
 		p.queue = append(p.queue, &job{r: r, pod: i})
+		for _, k := range r.keys[:r.promptBlocks] {
+			p.coming[k]++
+		}
 		if err := s.tryStart(i); err != nil {
 			return err
 		}
@@ -394,6 +418,11 @@ func (s *sim) prefillDone(j *job) error {
 	p := s.pods[j.pod]
 	r := j.r
 	s.cache(p, j, j.alloc.Hit, r.promptBlocks)
+	for _, k := range r.keys[:r.promptBlocks] {
+		if p.coming[k]--; p.coming[k] == 0 {
+			delete(p.coming, k)
+		}
+	}
 	s.ttfts = append(s.ttfts, s.now-r.arrival)
 	p.prefilling = nil
 	p.running++
@@ -460,6 +489,16 @@ func (s *sim) result() Result {
 func (s *sim) numPods() int      { return len(s.pods) }
 func (s *sim) load(i int) int    { return s.pods[i].load() }
 func (s *sim) running(i int) int { return s.pods[i].running }
-func (s *sim) cachedPrefix(i int, keys []kvblock.Key) int {
-	return s.pods[i].pool.PrefixLen(keys)
+func (s *sim) kvUsage(i int) float64 {
+	p := s.pods[i].pool
+	return float64(p.Held()) / float64(p.Capacity())
+}
+func (s *sim) truePrefix(i int, keys []kvblock.Key) int {
+	p := s.pods[i]
+	for n, k := range keys {
+		if !p.pool.Contains(k) && p.coming[k] == 0 {
+			return n
+		}
+	}
+	return len(keys)
 }

@@ -20,6 +20,9 @@ type PublisherConfig struct {
 	// inproc:// (vLLM's rule), and connected to otherwise: a consumer that
 	// binds one SUB socket lets every engine connect to it.
 	Endpoint string
+	// Also lists further endpoints to connect to, for several consumers
+	// that each bind their own (every message goes to each of them).
+	Also []string
 	// Topic is the first frame of every message, e.g. "kv@10.0.0.7:8000@m".
 	Topic string
 	// Layout is the events' msgpack layout; the zero value is vLLM v0.23's
@@ -40,10 +43,11 @@ type PublisherConfig struct {
 type Publisher struct {
 	cfg PublisherConfig
 
-	mu   sync.Mutex // guards sock, seq, buf
+	mu   sync.Mutex // guards sock, seq, buf, subs
 	sock *zmq.Socket
 	seq  uint64
 	buf  []byte
+	subs int // subscriptions seen by WaitSubscribers
 }
 
 // NewPublisher opens the socket.
@@ -53,12 +57,19 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 		return nil, fmt.Errorf("vllmfake: publisher socket: %w", err)
 	}
 	// vLLM's defaults: hwm 100,000; closing must not hang on a gone peer.
-	err = errors.Join(sock.SetSndhwm(100_000), sock.SetLinger(0))
+	// Verbose: every subscriber's subscription reaches WaitSubscribed, not
+	// only the first one for a topic.
+	err = errors.Join(sock.SetSndhwm(100_000), sock.SetLinger(0), sock.SetXpubVerbose(1))
 	if err == nil {
 		if bindsEndpoint(cfg.Endpoint) {
 			err = sock.Bind(cfg.Endpoint)
 		} else {
 			err = sock.Connect(cfg.Endpoint)
+		}
+	}
+	for _, ep := range cfg.Also {
+		if err == nil {
+			err = sock.Connect(ep)
 		}
 	}
 	if err != nil {
@@ -87,19 +98,33 @@ func (p *Publisher) Endpoint() string {
 // WaitSubscribed blocks until a subscriber's subscription has reached the
 // socket, so that what is published next is delivered, or ctx is done.
 func (p *Publisher) WaitSubscribed(ctx context.Context) error {
+	return p.WaitSubscribers(ctx, 1)
+}
+
+// WaitSubscribers blocks until n subscriptions have reached the socket
+// since it opened (one per subscriber, each subscribing once), or ctx is
+// done.
+func (p *Publisher) WaitSubscribers(ctx context.Context, n int) error {
 	for {
 		p.mu.Lock()
 		msg, err := p.sock.RecvBytes(zmq.DONTWAIT)
-		p.mu.Unlock()
 		if err == nil && len(msg) > 0 && msg[0] == 1 {
+			p.subs++
+		}
+		subs := p.subs
+		p.mu.Unlock()
+		if subs >= n {
 			return nil
 		}
-		if err != nil && zmq.AsErrno(err) != zmq.Errno(syscall.EAGAIN) {
+		if err == nil {
+			continue
+		}
+		if zmq.AsErrno(err) != zmq.Errno(syscall.EAGAIN) {
 			return fmt.Errorf("vllmfake: waiting for a subscriber: %w", err)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("vllmfake: no subscriber on %s: %w", p.cfg.Endpoint, ctx.Err())
+			return fmt.Errorf("vllmfake: %d of %d subscribers on %s: %w", subs, n, p.cfg.Endpoint, ctx.Err())
 		case <-time.After(time.Millisecond):
 		}
 	}

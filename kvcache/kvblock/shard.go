@@ -559,8 +559,11 @@ func (s *shard) freeLocked(off uint32, class int) {
 // the table, is paid for by the removals that freed those words, which
 // number at least half the table's slots.
 func (s *shard) maybeCompactLocked() {
-	waste := cap(s.slab) - s.slabLive
-	if cap(s.slab) < minSlabWords || waste*4 < cap(s.slab)*3 || waste < len(s.slots)/2 {
+	// Waste is words handed out and freed since; capacity never handed out
+	// does not count, or a small slab would be rewritten on every removal
+	// (right after a compaction, capacity alone is over three quarters).
+	waste := len(s.slab) - s.slabLive
+	if len(s.slab) < minSlabWords || waste*4 < len(s.slab)*3 || waste < len(s.slots)/2 {
 		return
 	}
 	slots := make([]slot, len(s.slots))
