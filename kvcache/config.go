@@ -154,13 +154,19 @@ type TokenizerConfig struct {
 }
 
 // SpeculativeConfig configures speculative entries: when a request is
-// routed, its blocks are recorded on the chosen pod for TTL, so that a burst
-// of requests sharing a prefix follows the first one before the engine's
-// events (which lag by up to a second) arrive.
+// routed, its blocks are recorded on the chosen pod, so that a burst of
+// requests sharing a prefix follows the first one before the engine's
+// events arrive. Those come only once the engine has computed the blocks,
+// after the request's wait in the engine's queue and its prefill, which
+// under load take seconds. An entry ends when the engine's BlockStored
+// confirms the block on that pod (the index's own entry then tells the
+// truth, evictions included) or after TTL, which thus bounds only requests
+// that never ran.
 type SpeculativeConfig struct {
 	// Enabled turns speculative recording on. Default false.
 	Enabled bool `json:"enabled,omitempty" yaml:"enabled,omitempty"`
-	// TTL is how long a speculative entry lives. Default 2s; at most 1m.
+	// TTL is how long an unconfirmed speculative entry lives: longer than a
+	// request's queueing and prefill. Default 10s; at most 1m.
 	TTL Duration `json:"ttl,omitempty" yaml:"ttl,omitempty"`
 }
 
@@ -201,7 +207,7 @@ const (
 	DefaultEventWorkers    = 4
 	DefaultEventQueueSize  = 4096
 	DefaultTokenCacheBytes = 64 << 20
-	DefaultSpeculativeTTL  = Duration(2 * time.Second)
+	DefaultSpeculativeTTL  = Duration(10 * time.Second)
 	maxSpeculativeTTL      = time.Minute
 	maxBlockSize           = 1 << 16
 	maxEventWorkers        = 1024

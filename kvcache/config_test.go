@@ -38,7 +38,7 @@ func TestDefaultConfigValues(t *testing.T) {
 		{"events.queueSize", c.Events.QueueSize, 4096},
 		{"tokenizer.cacheBytes", c.Tokenizer.CacheBytes, 64 << 20},
 		{"speculative.enabled", c.Speculative.Enabled, false},
-		{"speculative.ttl", time.Duration(c.Speculative.TTL), 2 * time.Second},
+		{"speculative.ttl", time.Duration(c.Speculative.TTL), 10 * time.Second},
 		{"metrics.enabled", *c.Metrics.Enabled, true},
 	}
 	for _, c := range checks {

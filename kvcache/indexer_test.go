@@ -212,3 +212,53 @@ func TestSpeculateFollowsTheGivenClock(t *testing.T) {
 		}
 	}
 }
+
+// Once the engine's BlockStored confirms a speculative block, the index's
+// own entry speaks for it: an eviction shows at once, long before the TTL.
+func TestSpeculationEndsWhenTheEngineConfirms(t *testing.T) {
+	now := time.Unix(1000, 0)
+	cfg := Config{Speculative: SpeculativeConfig{Enabled: true, TTL: Duration(time.Minute)}}
+	cfg.Hash.Seed = "42"
+	ix, err := New(cfg, WithClock(func() time.Time { return now }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	req := Request{TokenIDs: seq(1, 64), Pods: []string{"a:1"}}
+	res, err := ix.Score(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.Speculate(ctx, "a:1", res.Keys); err != nil {
+		t.Fatal(err)
+	}
+	// What the event path does for the engine's BlockStored of the first
+	// three blocks, then its BlockRemoved of them.
+	events := confirmingIndex{ix.index, ix.spec}
+	pod := kvblock.Pod{Addr: "a:1"}
+	if err := events.Add(ctx, pod, kvblock.TierGPU, res.Keys[:3]); err != nil {
+		t.Fatal(err)
+	}
+	if err := events.Remove(ctx, pod, kvblock.TierGPU, res.Keys[:3]); err != nil {
+		t.Fatal(err)
+	}
+	res, err = ix.Score(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Pods[0].Matched; got != 0 {
+		t.Errorf("after the engine stored and evicted blocks 0-2: matched %d, want 0 (speculation on them retired)", got)
+	}
+	// The unconfirmed fourth block still expires with the TTL, once.
+	now = now.Add(time.Minute)
+	if _, err := ix.Score(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	st, err := ix.Index().Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Entries != 0 {
+		t.Errorf("%d index entries left after confirmation and expiry, want 0", st.Entries)
+	}
+}

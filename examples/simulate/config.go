@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/kvtrack/kvtrack/kvcache"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
@@ -101,7 +102,7 @@ func DefaultConfig() Config {
 	return Config{
 		Seed:            1,
 		Pods:            8,
-		CacheBlocks:     1600,
+		CacheBlocks:     4110,
 		BlockSize:       16,
 		HashAlgo:        string(kvblock.SHA256),
 		HashSeed:        "42",
@@ -109,17 +110,17 @@ func DefaultConfig() Config {
 		StepOverhead:    2 * time.Millisecond,
 		DecodePerToken:  10 * time.Millisecond,
 		Workload:        WorkloadSharedPrefix,
-		Requests:        2000,
+		Requests:        3000,
 		Rate:            30,
-		Groups:          24,
+		Groups:          32,
 		PromptsPerGroup: 5,
-		SystemTokens:    3000,
-		QuestionTokens:  600,
-		OutputTokens:    200,
+		SystemTokens:    6000,
+		QuestionTokens:  1200,
+		OutputTokens:    250,
 		CharsPerToken:   6.4,
-		Replicas:        1,
+		Replicas:        2,
 		Speculative:     true,
-		SpeculativeTTL:  2 * time.Second,
+		SpeculativeTTL:  time.Duration(kvcache.DefaultSpeculativeTTL),
 		PrefixWeight:    2,
 		KVUsageWeight:   1,
 		QueueWeight:     1,

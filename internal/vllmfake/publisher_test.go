@@ -54,3 +54,46 @@ func TestPublisherSendsVLLMFrames(t *testing.T) {
 		}
 	}
 }
+
+func TestPublisherFansOutToEveryEndpoint(t *testing.T) {
+	var subs []*zmq.Socket
+	var eps []string
+	for range 2 {
+		sub, err := zmq.NewSocket(zmq.SUB)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Close()
+		sub.SetLinger(0)
+		sub.SetRcvtimeo(5 * time.Second)
+		if err := sub.SetSubscribe("kv@"); err != nil {
+			t.Fatal(err)
+		}
+		if err := sub.Bind("tcp://127.0.0.1:*"); err != nil {
+			t.Fatal(err)
+		}
+		ep, err := sub.GetLastEndpoint()
+		if err != nil {
+			t.Fatal(err)
+		}
+		subs, eps = append(subs, sub), append(eps, ep)
+	}
+	pub, err := NewPublisher(PublisherConfig{Endpoint: eps[0], Also: eps[1:], Topic: "kv@10.0.0.1:8000@m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := pub.WaitSubscribers(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.Publish(1, []Event{{Kind: BlockRemoved, Hashes: []kvblock.Key{7}}}); err != nil {
+		t.Fatal(err)
+	}
+	for i, sub := range subs {
+		if msg, err := sub.RecvMessageBytes(0); err != nil || len(msg) != 3 {
+			t.Errorf("subscriber %d: %d frames, %v; want the message", i, len(msg), err)
+		}
+	}
+}
