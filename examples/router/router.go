@@ -1,11 +1,4 @@
-// Package router is an OpenAI-compatible HTTP reverse proxy that sends each
-// /v1/completions and /v1/chat/completions request to the vLLM pod with the
-// best mix of cached prompt prefix (from kvtrack) and low load (requests in
-// flight), for users without Kubernetes. Responses, streamed ones included,
-// pass through unchanged.
-//
-// A Router is safe for concurrent use.
-package router
+package main
 
 import (
 	"bytes"
@@ -41,11 +34,13 @@ type Message struct {
 }
 
 // PrefixScorer scores each pod in [0, 1] by the share of the prompt's
-// prefix it holds in its KV cache. kvtrack's kvcache.Indexer does this
-// (adapted in cmd's wiring); implementations must be safe for concurrent
-// use. An error makes the router fall back to load alone.
+// prefix it holds in its KV cache; indexerScorer adapts kvtrack's
+// kvcache.Indexer. picked, when not nil, is called with the pod the request
+// goes to (kvtrack records speculative entries there). Implementations must
+// be safe for concurrent use. An error makes the router fall back to load
+// alone.
 type PrefixScorer interface {
-	ScorePods(ctx context.Context, p Prompt, pods []string) ([]float64, error)
+	ScorePods(ctx context.Context, p Prompt, pods []string) (scores []float64, picked func(ctx context.Context, pod string), err error)
 }
 
 // Config configures a Router.
@@ -163,7 +158,10 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		req.ContentLength = int64(len(body))
 		prompt = parsePrompt(body)
 	}
-	b := r.pick(req.Context(), prompt)
+	b, picked := r.pick(req.Context(), prompt)
+	if picked != nil {
+		picked(req.Context(), b.addr)
+	}
 	r.requests.WithLabelValues(b.addr).Inc()
 	b.inflight.Add(1)
 	defer b.inflight.Add(-1)
@@ -197,13 +195,15 @@ func parsePrompt(body []byte) *Prompt {
 }
 
 // pick returns the pod with the highest PrefixWeight*prefix +
-// LoadWeight*load score, ties at random.
-func (r *Router) pick(ctx context.Context, p *Prompt) *backend {
+// LoadWeight*load score, ties at random, and the scorer's callback.
+func (r *Router) pick(ctx context.Context, p *Prompt) (*backend, func(context.Context, string)) {
 	n := len(r.pods)
 	var prefix []float64
+	var picked func(context.Context, string)
 	if p != nil && r.scorer != nil && r.cfg.PrefixWeight > 0 {
 		var err error
-		if prefix, err = r.scorer.ScorePods(ctx, *p, r.cfg.Pods); err != nil || len(prefix) != n {
+		if prefix, picked, err = r.scorer.ScorePods(ctx, *p, r.cfg.Pods); err != nil || len(prefix) != n {
+			picked = nil
 			r.scoreErrors.Inc()
 			if r.log.V(1).Enabled() {
 				r.log.V(1).Info("prefix scoring failed; routing on load", "err", err)
@@ -239,5 +239,5 @@ func (r *Router) pick(ctx context.Context, p *Prompt) *backend {
 			}
 		}
 	}
-	return r.pods[best]
+	return r.pods[best], picked
 }

@@ -1,4 +1,4 @@
-package router
+package main
 
 import (
 	"context"
@@ -48,9 +48,9 @@ type fixedScorer struct {
 	got    []Prompt
 }
 
-func (f *fixedScorer) ScorePods(_ context.Context, p Prompt, pods []string) ([]float64, error) {
+func (f *fixedScorer) ScorePods(_ context.Context, p Prompt, pods []string) ([]float64, func(context.Context, string), error) {
 	f.got = append(f.got, p)
-	return f.scores, f.err
+	return f.scores, nil, f.err
 }
 
 func post(t *testing.T, h http.Handler, path, body string) string {

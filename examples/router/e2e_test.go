@@ -1,0 +1,270 @@
+package main
+
+import (
+	"bufio"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/kvtrack/kvtrack/internal/vllmfake"
+	"github.com/kvtrack/kvtrack/kvcache/kvblock"
+	"github.com/kvtrack/kvtrack/tokenization"
+)
+
+// qwen3Dir unpacks the project's Qwen3 tokenizer into a temporary
+// directory.
+func qwen3Dir(t *testing.T) string {
+	t.Helper()
+	const src = "../../tokenization/testdata/qwen3"
+	dir := t.TempDir()
+	f, err := os.Open(filepath.Join(src, "tokenizer.json.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.Create(filepath.Join(dir, "tokenizer.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, zr); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := os.ReadFile(filepath.Join(src, "tokenizer_config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+type e2e struct {
+	url   string // the router's
+	names map[string]string // pod address -> fake pod name
+}
+
+// startE2E runs the router (as main runs it, bound for KV events) in front
+// of n fake vLLM pods that publish real KV events over ZMQ to it.
+func startE2E(t *testing.T, n int) *e2e {
+	t.Helper()
+	tokDir := qwen3Dir(t)
+	tok, err := tokenization.Load(context.Background(), tokDir, tokenization.LoadOptions{Offline: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hasher, err := kvblock.NewHasher(kvblock.HashConfig{Algorithm: kvblock.SHA256, Seed: "42", BlockSize: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	eventsEP := fmt.Sprintf("tcp://127.0.0.1:%d", port)
+
+	env := &e2e{names: map[string]string{}}
+	var pods []string
+	var pubs []*vllmfake.Publisher
+	for i := range n {
+		name := fmt.Sprintf("pod-%d", i)
+		hs := httptest.NewUnstartedServer(nil)
+		addr := hs.Listener.Addr().String()
+		pub, err := vllmfake.NewPublisher(vllmfake.PublisherConfig{Endpoint: eventsEP, Topic: "kv@" + addr + "@qwen3"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pub.Close() })
+		srv, err := vllmfake.NewServer(vllmfake.ServerConfig{Name: name, Tokenizer: tok, Hasher: hasher, Blocks: 4096, Publisher: pub})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs.Config.Handler = srv
+		hs.Start()
+		t.Cleanup(hs.Close)
+		pods, pubs = append(pods, addr), append(pubs, pub)
+		env.names[addr] = name
+	}
+
+	cfg, err := parseArgs([]string{
+		"-pods", strings.Join(pods, ","), "-events-bind", eventsEP,
+		"-hash-seed", "42", "-tokenizer", filepath.Join(tokDir, "tokenizer.json"),
+	}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No speculative entries: what routes the repeated prefix here must be
+	// the pods' own events.
+	cfg.KVCache.Speculative.Enabled = false
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, ln, logr.Discard()) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	env.url = "http://" + ln.Addr().String()
+
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	for _, pub := range pubs {
+		if err := pub.WaitSubscribed(wctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return env
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+type completion struct {
+	pod    string
+	cached int
+	body   string
+}
+
+func (e *e2e) post(t *testing.T, path, body string) completion {
+	t.Helper()
+	resp, err := http.Post(e.url+path, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST %s: %d %s", path, resp.StatusCode, raw)
+	}
+	var out struct {
+		Usage struct {
+			Details struct {
+				Cached int `json:"cached_tokens"`
+			} `json:"prompt_tokens_details"`
+		} `json:"usage"`
+	}
+	json.Unmarshal(raw, &out)
+	return completion{pod: resp.Header.Get(vllmfake.PodHeader), cached: out.Usage.Details.Cached, body: string(raw)}
+}
+
+// metric returns the value of an unlabelled series on /metrics.
+func (e *e2e) metric(t *testing.T, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(e.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			var f float64
+			fmt.Sscan(v, &f)
+			return f
+		}
+	}
+	return -1
+}
+
+// waitApplied waits until kvtrack has applied at least n KV events.
+func (e *e2e) waitApplied(t *testing.T, n float64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for e.metric(t, "kvtrack_events_applied_total") < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("kvtrack applied %v KV events after 10s, want %v", e.metric(t, "kvtrack_events_applied_total"), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// longPrompt is a few hundred tokens of text, many full blocks.
+func longPrompt(topic string) string {
+	return strings.Repeat("You are a support agent for "+topic+". Answer politely, cite the manual, and never invent part numbers. ", 12)
+}
+
+func TestEndToEndRepeatedPrefixGoesToThePodHoldingIt(t *testing.T) {
+	env := startE2E(t, 3)
+	prefix := longPrompt("the Acme 3000 espresso machine")
+	first := env.post(t, "/v1/completions", fmt.Sprintf(`{"model":"qwen3","prompt":%q,"max_tokens":8}`, prefix+"Question: how do I descale it?"))
+	if first.cached != 0 {
+		t.Fatalf("first request found %d tokens cached on a fresh pod", first.cached)
+	}
+	env.waitApplied(t, 1)
+	for i, q := range []string{"Where is the drip tray?", "What does the red light mean?", "How hot is the steam wand?", "Can I use oat milk?", "How do I replace the gasket?"} {
+		got := env.post(t, "/v1/completions", fmt.Sprintf(`{"model":"qwen3","prompt":%q,"max_tokens":8}`, prefix+"Question: "+q))
+		if got.pod != first.pod {
+			t.Errorf("request %d with the same prefix went to %s, want %s, which holds it", i, got.pod, first.pod)
+		}
+		if got.cached < 16*10 {
+			t.Errorf("request %d: %d prompt tokens cached, want the shared prefix (>= 160)", i, got.cached)
+		}
+	}
+	if errs := env.metric(t, "kvtrack_router_score_errors_total"); errs != 0 {
+		t.Errorf("%v score errors, want 0", errs)
+	}
+}
+
+func TestEndToEndChatFollowsItsPrefixAndStreams(t *testing.T) {
+	env := startE2E(t, 3)
+	system := longPrompt("a bank's mortgage desk")
+	chat := func(q string, stream bool) string {
+		msgs, _ := json.Marshal([]map[string]string{{"role": "system", "content": system}, {"role": "user", "content": q}})
+		return fmt.Sprintf(`{"model":"qwen3","messages":%s,"stream":%t}`, msgs, stream)
+	}
+	first := env.post(t, "/v1/chat/completions", chat("What is a fixed rate?", false))
+	env.waitApplied(t, 1)
+
+	resp, err := http.Post(env.url+"/v1/chat/completions", "application/json", strings.NewReader(chat("And a variable one?", true)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if pod := resp.Header.Get(vllmfake.PodHeader); pod != first.pod {
+		t.Errorf("streamed chat went to %s, want %s, which holds the system prompt", pod, first.pod)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Errorf("Content-Type %q, want text/event-stream", ct)
+	}
+	var events []string
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+			events = append(events, data)
+		}
+	}
+	if len(events) != 8+2 || events[len(events)-1] != "[DONE]" {
+		t.Errorf("%d server-sent events ending %q, want 8 tokens, the usage and [DONE]", len(events), events[len(events)-1:])
+	}
+	if !strings.Contains(events[len(events)-2], `"cached_tokens":`) || strings.Contains(events[len(events)-2], `"cached_tokens":0`) {
+		t.Errorf("usage event %s: want the system prompt's tokens cached", events[len(events)-2])
+	}
+}
