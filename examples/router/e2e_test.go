@@ -59,7 +59,7 @@ func qwen3Dir(t *testing.T) string {
 }
 
 type e2e struct {
-	url   string // the router's
+	url   string            // the router's
 	names map[string]string // pod address -> fake pod name
 }
 

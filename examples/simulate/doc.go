@@ -1,7 +1,7 @@
 // Package simulate compares request routers on a simulated vLLM pool, with
 // kvtrack as the precise router.
 //
-// Each simulated pod is a vLLM-like engine (examples/internal/vllmfake): a
+// Each simulated pod is a vLLM-like engine (internal/vllmfake): a
 // finite KV cache of blocks hashed with vLLM's own hash (kvblock.Hasher),
 // reference-counted while a request runs, cached blocks evicted
 // least-recently-freed first; a FIFO queue; a prefill rate. Time is
@@ -10,8 +10,9 @@
 // of traffic takes seconds.
 //
 // In the precise router's run every pod publishes its KV events in vLLM's
-// wire format over a real ZMQ socket, and kvtrack (a kvcache.Indexer bound
-// to one endpoint, as llm-d deploys it) indexes them asynchronously. The two
+// wire format over a real ZMQ socket, and kvtrack (one kvcache.Indexer per
+// router replica, each bound to its own endpoint, as llm-d deploys it)
+// indexes them asynchronously; kvtrack's clock is the modelled one. The two
 // clocks are coupled by a barrier: before each routing decision the
 // simulation waits until kvtrack reports that it has applied every block the
 // pods have published so far, so results do not depend on machine speed. An
@@ -19,8 +20,10 @@
 // modelled time before it is published, to show routing on stale state.
 //
 // The other routers (GIE's approximate prefix plugin, round robin, random,
-// least loaded, and an oracle that reads every pod's true cache) run on
-// identical pods and the identical request stream.
+// least loaded, and an oracle that reads every pod's true cache and the
+// blocks its queued requests are about to compute) run on identical pods
+// and the identical request stream. Stateful routers run as Config.Replicas
+// instances that share only what they observe.
 //
 // Run is not safe to call concurrently with itself on the same Config's
 // endpoints; everything else is plain data.

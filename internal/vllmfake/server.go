@@ -173,8 +173,8 @@ func (s *Server) run(prompt []uint32) (int, error) {
 		}
 		s.pool.Cache(a, keys[from:to], parent, from > 0, seq[from*bs:to*bs], bs)
 	}
-	cache(a.Hit, promptBlocks)      // prefill
-	cache(promptBlocks, len(keys))  // decode
+	cache(a.Hit, promptBlocks)     // prefill
+	cache(promptBlocks, len(keys)) // decode
 	s.pool.Release(a)
 	if events := s.pool.TakeEvents(); s.cfg.Publisher != nil && len(events) > 0 {
 		if _, err := s.cfg.Publisher.Publish(float64(time.Now().UnixNano())/1e9, events); err != nil {
