@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/kvtrack/kvtrack/kvcache"
 )
 
 // object is one parsed manifest document.
@@ -281,5 +283,53 @@ func TestDockerfileBuildsTheEPPExample(t *testing.T) {
 		if !want.Match(data) {
 			t.Errorf("Dockerfile lacks %s", want)
 		}
+	}
+}
+
+// The scorer's parameters are a kvcache.Config: they must decode strictly
+// (a misspelt field is an error, not a silent default) and validate, as the
+// plugin decodes them.
+func TestEPPScorerParametersAreAValidKVCacheConfig(t *testing.T) {
+	objs := loadManifests(t)
+	_, _, raw := readEPPConfig(t, mustObject(t, objs, "ConfigMap/kvtrack-epp-config"))
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	var cfg kvcache.Config
+	if err := dec.Decode(&cfg); err != nil {
+		t.Fatalf("scorer parameters %s: %v", raw, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("scorer parameters do not validate: %v", err)
+	}
+	if cfg.Tokenizer.Path == "" && cfg.Tokenizer.URL == "" {
+		t.Error("no tokenizer: the gateway's text prompts could not be scored")
+	}
+}
+
+// The ConfigMap follows examples/epp's EndpointPickerConfig: the same
+// plugins, data layer and scheduling profile; only the scorer's parameters
+// may differ (here the tokenizer is the pods' /tokenize).
+func TestEPPConfigHasTheEPPExampleShape(t *testing.T) {
+	objs := loadManifests(t)
+	got, _, _ := readEPPConfig(t, mustObject(t, objs, "ConfigMap/kvtrack-epp-config"))
+	data, err := os.ReadFile("../epp/epp-config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want object
+	if err := yaml.Unmarshal(data, &want); err != nil {
+		t.Fatal(err)
+	}
+	shape := func(o object) string {
+		var types []string
+		for _, p := range o.get("plugins").([]any) {
+			types = append(types, object(p.(map[string]any)).str("type"))
+		}
+		rest, _ := json.Marshal(map[string]any{"apiVersion": o.get("apiVersion"), "kind": o.get("kind"),
+			"dataLayer": o.get("dataLayer"), "schedulingProfiles": o.get("schedulingProfiles")})
+		return strings.Join(types, ",") + " " + string(rest)
+	}
+	if g, w := shape(got), shape(want); g != w {
+		t.Errorf("ConfigMap's EndpointPickerConfig:\n%s\nexamples/epp/epp-config.yaml:\n%s", g, w)
 	}
 }
