@@ -93,6 +93,11 @@ type HashConfig struct {
 	Seed string `json:"seed,omitempty" yaml:"seed,omitempty"`
 	// BlockSize is the engines' --block-size in tokens. Default 16.
 	BlockSize int `json:"blockSize,omitempty" yaml:"blockSize,omitempty"`
+	// KeyCacheBytes bounds kvtrack's cache of recent requests' block keys
+	// (8 bytes per block plus about 64 per request), which lets a request
+	// seen again skip tokenization and hashing. Default 16 MiB, about 4,000
+	// prompts of 32k characters; -1 disables the cache.
+	KeyCacheBytes int `json:"keyCacheBytes,omitempty" yaml:"keyCacheBytes,omitempty"`
 }
 
 // IndexConfig configures the block index.
@@ -114,7 +119,19 @@ type IndexConfig struct {
 
 // EventsConfig configures the KV-event subscription.
 type EventsConfig struct {
-	// Mode is "connect" (default: dial each pod as it is added) or "bind".
+	// Enabled makes this Indexer apply the engines' KV events to its index.
+	// Default true. Set it false on every replica but one when several
+	// share one redis index: each replica that applies a pod's events takes
+	// its own reference on every block it stores, so two appliers double
+	// the counts and blocks outlive their removal. A replica with events
+	// disabled opens no socket, only reads the index (plus its own
+	// speculative entries), and leaves clearing departed pods to the
+	// replica that applies events.
+	Enabled *bool `json:"enabled,omitempty" yaml:"enabled,omitempty"`
+	// Mode is "connect" (default) or "bind". In connect mode nothing is
+	// opened until AddPod, which dials that pod's publisher at
+	// <pod address>:Port; New and Run alone open no socket. In bind mode Run
+	// binds Endpoint, and engines connect to it.
 	Mode EventsMode `json:"mode,omitempty" yaml:"mode,omitempty"`
 	// Endpoint is the ZMQ endpoint the bind mode binds, e.g.
 	// "tcp://*:5557". Required in bind mode, unused in connect mode.
@@ -201,6 +218,7 @@ const (
 	DefaultEventWorkers    = 4
 	DefaultEventQueueSize  = 4096
 	DefaultTokenCacheBytes = 64 << 20
+	DefaultKeyCacheBytes   = 16 << 20
 	DefaultSpeculativeTTL  = Duration(2 * time.Second)
 	maxSpeculativeTTL      = time.Minute
 	maxBlockSize           = 1 << 16
@@ -228,6 +246,9 @@ func (c Config) WithDefaults() Config {
 	if c.Hash.BlockSize == 0 {
 		c.Hash.BlockSize = DefaultBlockSize
 	}
+	if c.Hash.KeyCacheBytes == 0 {
+		c.Hash.KeyCacheBytes = DefaultKeyCacheBytes
+	}
 	if c.Index.Backend == "" {
 		c.Index.Backend = IndexMemory
 	}
@@ -239,6 +260,10 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Index.Backend == IndexRedis && c.Redis == (redis.Config{}) {
 		c.Redis = redis.DefaultConfig()
+	}
+	if c.Events.Enabled == nil {
+		on := true
+		c.Events.Enabled = &on
 	}
 	if c.Events.Mode == "" {
 		c.Events.Mode = EventsConnect
@@ -315,6 +340,10 @@ func (c Config) Validate() error {
 	}
 	if c.Hash.BlockSize < 1 || c.Hash.BlockSize > maxBlockSize {
 		bad("hash.blockSize", "%d out of range (valid: 1 to %d, the engines' --block-size)", c.Hash.BlockSize, maxBlockSize)
+	}
+
+	if c.Hash.KeyCacheBytes < -1 {
+		bad("hash.keyCacheBytes", "%d out of range (valid: a positive number of bytes, or -1 to disable the cache)", c.Hash.KeyCacheBytes)
 	}
 
 	oneOf("index.backend", string(c.Index.Backend), string(IndexMemory), string(IndexRedis))

@@ -45,6 +45,9 @@ func newSpeculator(index kvblock.Index, ttl time.Duration, now func() time.Time)
 }
 
 func (s *speculator) record(ctx context.Context, pod string, keys []kvblock.Key) error {
+	// Expire what is due first: with a modelled clock (WithClock) the
+	// ticker in run is not what moves time forward.
+	s.expire(ctx)
 	p := kvblock.Pod{Addr: pod}
 	s.mu.Lock()
 	if s.pending+len(keys) > maxSpeculativeKeys {
