@@ -139,8 +139,9 @@ type EventsConfig struct {
 	// Port is the port of each pod's publisher in connect mode (vLLM's
 	// kv-events endpoint, default 5557). DP rank r publishes on Port+r.
 	Port int `json:"port,omitempty" yaml:"port,omitempty"`
-	// TopicFilter is the ZMQ subscription prefix. Default "kv@"; "" takes
-	// every topic.
+	// TopicFilter is the ZMQ subscription prefix; "" takes every topic.
+	// Default "kv@" in bind mode, where the topic must name the pod, and ""
+	// in connect mode, where the socket does (vLLM's default topic is "").
 	TopicFilter *string `json:"topicFilter,omitempty" yaml:"topicFilter,omitempty"`
 	// ReplayPort is the port of each pod's replay (ROUTER) endpoint, used to
 	// fill sequence gaps. 0 (default) disables replay.
@@ -214,7 +215,7 @@ const (
 	DefaultBlockSize       = 16
 	DefaultIndexCapacity   = 1 << 24
 	DefaultEventsPort      = 5557
-	DefaultTopicFilter     = "kv@"
+	DefaultTopicFilter     = "kv@" // in bind mode
 	DefaultEventWorkers    = 4
 	DefaultEventQueueSize  = 4096
 	DefaultTokenCacheBytes = 64 << 20
@@ -272,7 +273,10 @@ func (c Config) WithDefaults() Config {
 		c.Events.Port = DefaultEventsPort
 	}
 	if c.Events.TopicFilter == nil {
-		f := DefaultTopicFilter
+		f := "" // connect mode: the socket names the pod, any topic will do
+		if c.Events.Mode == EventsBind {
+			f = DefaultTopicFilter
+		}
 		c.Events.TopicFilter = &f
 	}
 	if c.Events.Workers == 0 {
@@ -292,14 +296,6 @@ func (c Config) WithDefaults() Config {
 		c.Metrics.Enabled = &on
 	}
 	return c
-}
-
-// topicFilter returns the effective topic filter.
-func (c *EventsConfig) topicFilter() string {
-	if c.TopicFilter == nil {
-		return DefaultTopicFilter
-	}
-	return *c.TopicFilter
 }
 
 // FieldError is a configuration error: Field is the JSON path of the bad

@@ -34,7 +34,7 @@ func TestDefaultConfigValues(t *testing.T) {
 		{"events.enabled", *c.Events.Enabled, true},
 		{"events.mode", c.Events.Mode, EventsConnect},
 		{"events.port", c.Events.Port, 5557},
-		{"events.topicFilter", *c.Events.TopicFilter, "kv@"},
+		{"events.topicFilter", *c.Events.TopicFilter, ""},
 		{"events.replayPort", c.Events.ReplayPort, 0},
 		{"events.workers", c.Events.Workers, 4},
 		{"events.queueSize", c.Events.QueueSize, 4096},
@@ -46,6 +46,15 @@ func TestDefaultConfigValues(t *testing.T) {
 	for _, c := range checks {
 		if c.got != c.want {
 			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestDefaultTopicFilterFollowsMode(t *testing.T) {
+	for mode, want := range map[EventsMode]string{EventsConnect: "", EventsBind: "kv@"} {
+		c := Config{Events: EventsConfig{Mode: mode}}.WithDefaults()
+		if got := *c.Events.TopicFilter; got != want {
+			t.Errorf("events.topicFilter default in %s mode = %q, want %q", mode, got, want)
 		}
 	}
 }

@@ -193,6 +193,22 @@ func TestSharedRedisIndexersSeeEachOthersEvents(t *testing.T) {
 	}
 }
 
+// TestConnectModeDefaultsAcceptVLLMDefaultTopic feeds an Indexer with
+// default events settings from an engine publishing under vLLM's default
+// empty topic: in connect mode the socket, not the topic, names the pod.
+func TestConnectModeDefaultsAcceptVLLMDefaultTopic(t *testing.T) {
+	const pod = "127.0.0.1:8000"
+	eng, port := newEngine(t, "")
+	ix := start(t, kvcache.Config{Events: kvcache.EventsConfig{Port: port}})
+	if err := ix.AddPod(context.Background(), pod); err != nil {
+		t.Fatal(err)
+	}
+	eng.waitSubscribed()
+	prompt := tokens(3, 2*16)
+	eng.store(prompt)
+	waitMatched(t, ix, pod, prompt, 2)
+}
+
 // TestBindModeNamesPodByTopic has the engine connect to the Indexer's bound
 // endpoint; the pod is the one its topic names.
 func TestBindModeNamesPodByTopic(t *testing.T) {
