@@ -275,7 +275,8 @@ func (ix *Indexer) blockKeys(ctx context.Context, s *scratch, req *Request) ([]k
 	if err != nil {
 		return nil, err
 	}
-	keys, err := ix.keys.keys(nil, tokens, req.LoRA, req.CacheSalt)
+	keys := make([]kvblock.Key, 0, len(tokens)/ix.cfg.Hash.BlockSize)
+	keys, err = ix.keys.keys(keys, tokens, req.LoRA, req.CacheSalt)
 	if err != nil {
 		return nil, fmt.Errorf("kvcache: block keys: %w", err)
 	}
