@@ -51,12 +51,12 @@ type PublisherConfig struct {
 type Publisher struct {
 	cfg PublisherConfig
 
-	mu   sync.Mutex // guards sock, seq, buf, sent
-	sock *zmq.Socket
-	seq  uint64
-	buf  []byte
-	sent []sentMsg // replay buffer, oldest first; only with a replay endpoint
-	replayEP string // the bound replay endpoint; "" without one
+	mu       sync.Mutex // guards sock, seq, buf, sent
+	sock     *zmq.Socket
+	seq      uint64
+	buf      []byte
+	sent     []sentMsg // replay buffer, oldest first; only with a replay endpoint
+	replayEP string    // the bound replay endpoint; "" without one
 
 	replayStop chan struct{} // closed by Close; nil without a replay endpoint
 	replayDone chan struct{}
