@@ -237,6 +237,13 @@ func (ix *Indexer) score(ctx context.Context, req *Request) (Result, error) {
 	return res, nil
 }
 
+// Tokens returns the token IDs Score derives from req's prompt (Prompt,
+// Chat or TokenIDs): the IDs the engine must compute for the same request
+// for its block hashes to equal the keys Score looks up.
+func (ix *Indexer) Tokens(ctx context.Context, req Request) ([]uint32, error) {
+	return ix.tokens(ctx, &req)
+}
+
 func (ix *Indexer) tokens(ctx context.Context, req *Request) ([]uint32, error) {
 	if err := req.validate(); err != nil {
 		return nil, err
