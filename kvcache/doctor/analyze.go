@@ -41,7 +41,8 @@ func (a *analyzer) hashConfig() kvblock.HashConfig {
 
 func (a *analyzer) streamChecks(c *checklist, s *stream) {
 	at := func(name string, st Status, reason, fix string) {
-		c.add(Check{Name: name, Pod: s.Pod, Rank: s.Rank, Status: st, Reason: reason, Fix: fix})
+		rank := s.Rank
+		c.add(Check{Name: name, Pod: s.Pod, Rank: &rank, Status: st, Reason: reason, Fix: fix})
 	}
 	if s.Messages == 0 {
 		reason, fix := a.silence(s)

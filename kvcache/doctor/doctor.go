@@ -30,9 +30,10 @@ type Check struct {
 	// topic, media, block-size, hashing, seed-agreement, probe-completion,
 	// probe-chat.
 	Name string `json:"name"`
-	// Pod and Rank say where; Pod is "" for deployment-wide checks.
+	// Pod says where, "" for deployment-wide checks; Rank is the DP rank
+	// for checks of one event stream, nil for the others.
 	Pod    string `json:"pod,omitempty"`
-	Rank   int    `json:"rank"`
+	Rank   *int   `json:"rank,omitempty"`
 	Status Status `json:"status"`
 	// Reason says what was seen and what it means.
 	Reason string `json:"reason"`

@@ -309,6 +309,10 @@ func (p *prober) compare(pr *Probe, ch chain, ours []uint32, completion *Probe) 
 		pr.FirstDifferingBlock = max(d.FirstMismatch, 0)
 		pr.Reason, pr.Fix = hashExplanation(hcfg, d, ch.tokens, ch.extra, ch.hashes)
 		pr.Reason = "the pod's hashes of its own tokens differ from kvtrack's: " + pr.Reason
+		if i := commonPrefix(ch.tokens, ours); i < len(ch.tokens) {
+			pr.FirstDifferingToken = i
+			pr.Reason += fmt.Sprintf("; the tokens differ too, from token %d (block %d): check the tokenizer once the hashes match", i, i/max(ch.blockSize, 1))
+		}
 		return
 	}
 	i := commonPrefix(ch.tokens, ours)

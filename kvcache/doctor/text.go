@@ -14,8 +14,8 @@ func WriteText(w io.Writer, r *Report) error {
 	for _, c := range r.Checks {
 		counts[c.Status]++
 		where := c.Pod
-		if where != "" {
-			where = fmt.Sprintf("%s r%d", c.Pod, c.Rank)
+		if c.Rank != nil {
+			where = fmt.Sprintf("%s r%d", c.Pod, *c.Rank)
 		}
 		fmt.Fprintf(&b, "%-4s  %-16s %-24s %s\n", strings.ToUpper(string(c.Status)), c.Name, where, c.Reason)
 		if c.Fix != "" {
