@@ -386,7 +386,10 @@ func podFromTopic(topic string) (string, bool) {
 		return "", false
 	}
 	pod, _, ok := strings.Cut(rest, "@")
-	return pod, ok && pod != ""
+	if !ok || pod == "" {
+		return "", false
+	}
+	return pod, true
 }
 
 // streams returns a copy of every stream's facts, in plan order.

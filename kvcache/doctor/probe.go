@@ -243,13 +243,22 @@ func (p *prober) waitChain(ctx context.Context, sent time.Time, ours []uint32, b
 }
 
 func pickChain(stores []stored, ours []uint32) chain {
-	best, bestLen := -1, -1
+	// Score a root store by its common prefix with kvtrack's tokens, then
+	// by how many of kvtrack's tokens it holds at all: a tokenizer that
+	// adds or splits a token early shares no prefix with kvtrack's, but
+	// still far more tokens than another request's prompt does.
+	have := make(map[uint32]int, len(ours))
+	for _, t := range ours {
+		have[t]++
+	}
+	best, bestPrefix, bestShared := -1, -1, -1
 	for i, st := range stores {
 		if st.hasParent || len(st.tokens) == 0 || len(st.hashes) == 0 {
 			continue
 		}
-		if n := commonPrefix(st.tokens, ours); n > bestLen {
-			best, bestLen = i, n
+		n, shared := commonPrefix(st.tokens, ours), sharedTokens(st.tokens, have)
+		if n > bestPrefix || (n == bestPrefix && shared > bestShared) {
+			best, bestPrefix, bestShared = i, n, shared
 		}
 	}
 	if best < 0 {
@@ -285,6 +294,19 @@ func pickChain(stores []stored, ours []uint32) chain {
 		ch.extra = nil
 	}
 	return ch
+}
+
+// sharedTokens counts the tokens of a that have holds, as a multiset.
+func sharedTokens(a []uint32, have map[uint32]int) int {
+	used := make(map[uint32]int, len(have))
+	n := 0
+	for _, t := range a {
+		if used[t] < have[t] {
+			used[t]++
+			n++
+		}
+	}
+	return n
 }
 
 func commonPrefix(a, b []uint32) int {
