@@ -74,3 +74,30 @@ func TestLayoutRejectsMalformed(t *testing.T) {
 		}
 	}
 }
+
+// FuzzLayout checks that Layout never panics, accepts every payload Decode
+// accepts, and reports no more elements than the payload has bytes.
+func FuzzLayout(f *testing.F) {
+	files, _ := filepath.Glob("testdata/*.msgpack")
+	for _, name := range files {
+		p, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(p)
+	}
+	f.Add([]byte(mpMap(mpStr("ts"), mpF64(1), mpStr("events"), mpArr(mpMap(mpStr("type"), mpStr("BlockRemoved"))))))
+	d := NewDecoder()
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		l, lerr := d.Layout(payload)
+		if lerr != nil && !errors.Is(lerr, ErrMalformed) {
+			t.Fatalf("Layout error %v does not wrap ErrMalformed", lerr)
+		}
+		if _, err := d.Decode(payload); err == nil && lerr != nil {
+			t.Fatalf("Decode accepts the payload, Layout does not: %v", lerr)
+		}
+		if l.BatchFields+l.Stored.Fields+l.Removed.Fields > len(payload) {
+			t.Fatalf("layout %+v claims more elements than %d bytes", l, len(payload))
+		}
+	})
+}
