@@ -520,3 +520,66 @@ func TestOptionsErrors(t *testing.T) {
 		})
 	}
 }
+
+// dpPublishers binds publishers for ranks 0 and 1 on consecutive ports, as
+// a vLLM engine with two data-parallel ranks does ("*" makes them bind), and
+// returns them with their loopback endpoints.
+func dpPublishers(t *testing.T, topic string) ([]*vllmfake.Publisher, []string) {
+	t.Helper()
+	for range 20 {
+		base := freePort(t)
+		var pubs []*vllmfake.Publisher
+		for r := range 2 {
+			pub, err := vllmfake.NewPublisher(vllmfake.PublisherConfig{Endpoint: "tcp://*:" + strconv.Itoa(base+r), Topic: topic, Rank: r})
+			if err != nil {
+				break
+			}
+			pubs = append(pubs, pub)
+		}
+		if len(pubs) == 2 {
+			t.Cleanup(func() { pubs[0].Close(); pubs[1].Close() })
+			return pubs, []string{"tcp://127.0.0.1:" + strconv.Itoa(base), "tcp://127.0.0.1:" + strconv.Itoa(base+1)}
+		}
+		for _, p := range pubs {
+			p.Close()
+		}
+	}
+	t.Fatal("no two consecutive free ports")
+	return nil, nil
+}
+
+func TestDataParallelRanksAreCheckedSeparately(t *testing.T) {
+	tok, _ := qwen3(t)
+	pubs, eps := dpPublishers(t, "")
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	for r, seed := range []string{"42", "1337"} { // rank 1 runs with another PYTHONHASHSEED
+		srv, err := vllmfake.NewServer(vllmfake.ServerConfig{Model: model, Hash: kvblock.HashConfig{Seed: seed, BlockSize: 16}, Tokenizer: tok, Publisher: pubs[r]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() { traffic(ctx, srv, pubs[r], 0) })
+	}
+	addr := "127.0.0.1:8000"
+	rep, err := doctor.Run(context.Background(), doctor.Options{Config: config("42"), Pods: []string{addr}, Events: eps[:1],
+		DataParallelSize: 2, Duration: 1500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hashing []doctor.Check
+	for _, c := range rep.Checks {
+		if c.Name == "hashing" {
+			hashing = append(hashing, c)
+		}
+	}
+	if len(hashing) != 2 || *hashing[0].Rank != 0 || hashing[0].Status != doctor.Pass || *hashing[1].Rank != 1 || hashing[1].Status != doctor.Fail {
+		t.Fatalf("hashing checks %+v; want rank 0 pass, rank 1 fail\n%s", hashing, text(rep))
+	}
+	if !strings.Contains(hashing[1].Fix, `hash.seed: "1337"`) {
+		t.Errorf("rank 1 fix %q does not name its seed", hashing[1].Fix)
+	}
+	if len(rep.Streams) != 2 || rep.Streams[1].Endpoint != eps[1] || rep.Streams[1].Messages == 0 {
+		t.Errorf("streams %+v; want rank 1 on %s with messages", rep.Streams, eps[1])
+	}
+}
