@@ -82,7 +82,8 @@ type Options struct {
 	HTTPClient *http.Client
 	// Tokenizer, when set, replaces the one Config.Tokenizer describes.
 	Tokenizer kvcache.Tokenizer
-	// Progress, when set, receives a one-line status about twice a second.
+	// Progress, when set, receives a one-line status about twice a second
+	// and at each step; calls never overlap.
 	Progress func(line string)
 }
 
@@ -102,6 +103,14 @@ func (o *Options) withDefaults() {
 	}
 	if o.HTTPClient == nil {
 		o.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	if report := o.Progress; report != nil {
+		var mu sync.Mutex // the listener and the probe both report
+		o.Progress = func(line string) {
+			mu.Lock()
+			defer mu.Unlock()
+			report(line)
+		}
 	}
 }
 
