@@ -286,6 +286,16 @@ func (ix *Indexer) blockKeys(ctx context.Context, s *scratch, req *Request) ([]k
 	return keys, nil
 }
 
+// Tokens returns the token IDs Score derives from req's prompt (Prompt,
+// Chat or TokenIDs): the IDs the engine must compute for the same request
+// for its block hashes to equal the keys Score looks up.
+func (ix *Indexer) Tokens(ctx context.Context, req Request) ([]uint32, error) {
+	if err := req.validate(); err != nil {
+		return nil, err
+	}
+	return ix.tokens(ctx, &req)
+}
+
 func (ix *Indexer) tokens(ctx context.Context, req *Request) ([]uint32, error) {
 	switch {
 	case req.TokenIDs != nil:
