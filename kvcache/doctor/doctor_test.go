@@ -316,7 +316,8 @@ func TestWrongBlockSizeAlsoFailsHashing(t *testing.T) {
 
 func TestTopicFilteredOutByRouter(t *testing.T) {
 	f := startPod(t, pod{hash: kvblock.HashConfig{Seed: "42"}, topic: "kv-events"})
-	rep := run(t, config("42", func(c *kvcache.Config) { c.Events.TopicFilter = nil }), false, f)
+	filter := kvcache.DefaultTopicFilter
+	rep := run(t, config("42", func(c *kvcache.Config) { c.Events.TopicFilter = &filter }), false, f)
 	want(t, rep, "topic", f.addr, doctor.Fail, `topic "kv-events", which the router's filter "kv@" drops`, `"kv@`+f.addr+`@<model>"`)
 }
 
