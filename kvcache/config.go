@@ -93,6 +93,11 @@ type HashConfig struct {
 	Seed string `json:"seed,omitempty" yaml:"seed,omitempty"`
 	// BlockSize is the engines' --block-size in tokens. Default 16.
 	BlockSize int `json:"blockSize,omitempty" yaml:"blockSize,omitempty"`
+	// KeyCacheBytes bounds kvtrack's cache of recent requests' block keys
+	// (8 bytes per block plus about 64 per request), which lets a request
+	// seen again skip tokenization and hashing. Default 16 MiB, about 4,000
+	// prompts of 32k characters; -1 disables the cache.
+	KeyCacheBytes int `json:"keyCacheBytes,omitempty" yaml:"keyCacheBytes,omitempty"`
 }
 
 // IndexConfig configures the block index.
@@ -114,7 +119,19 @@ type IndexConfig struct {
 
 // EventsConfig configures the KV-event subscription.
 type EventsConfig struct {
-	// Mode is "connect" (default: dial each pod as it is added) or "bind".
+	// Enabled makes this Indexer apply the engines' KV events to its index.
+	// Default true. Set it false on every replica but one when several
+	// share one redis index: each replica that applies a pod's events takes
+	// its own reference on every block it stores, so two appliers double
+	// the counts and blocks outlive their removal. A replica with events
+	// disabled opens no socket, only reads the index (plus its own
+	// speculative entries), and leaves clearing departed pods to the
+	// replica that applies events.
+	Enabled *bool `json:"enabled,omitempty" yaml:"enabled,omitempty"`
+	// Mode is "connect" (default) or "bind". In connect mode nothing is
+	// opened until AddPod, which dials that pod's publisher at
+	// <pod address>:Port; New and Run alone open no socket. In bind mode Run
+	// binds Endpoint, and engines connect to it.
 	Mode EventsMode `json:"mode,omitempty" yaml:"mode,omitempty"`
 	// Endpoint is the ZMQ endpoint the bind mode binds, e.g.
 	// "tcp://*:5557". Required in bind mode, unused in connect mode.
@@ -122,8 +139,9 @@ type EventsConfig struct {
 	// Port is the port of each pod's publisher in connect mode (vLLM's
 	// kv-events endpoint, default 5557). DP rank r publishes on Port+r.
 	Port int `json:"port,omitempty" yaml:"port,omitempty"`
-	// TopicFilter is the ZMQ subscription prefix. Default "kv@"; "" takes
-	// every topic.
+	// TopicFilter is the ZMQ subscription prefix; "" takes every topic.
+	// Default "kv@" in bind mode, where the topic must name the pod, and ""
+	// in connect mode, where the socket does (vLLM's default topic is "").
 	TopicFilter *string `json:"topicFilter,omitempty" yaml:"topicFilter,omitempty"`
 	// ReplayPort is the port of each pod's replay (ROUTER) endpoint, used to
 	// fill sequence gaps. 0 (default) disables replay.
@@ -203,10 +221,11 @@ const (
 	DefaultBlockSize       = 16
 	DefaultIndexCapacity   = 1 << 24
 	DefaultEventsPort      = 5557
-	DefaultTopicFilter     = "kv@"
+	DefaultTopicFilter     = "kv@" // in bind mode
 	DefaultEventWorkers    = 4
 	DefaultEventQueueSize  = 4096
 	DefaultTokenCacheBytes = 64 << 20
+	DefaultKeyCacheBytes   = 16 << 20
 	DefaultSpeculativeTTL  = Duration(10 * time.Second)
 	maxSpeculativeTTL      = time.Minute
 	maxBlockSize           = 1 << 16
@@ -234,6 +253,9 @@ func (c Config) WithDefaults() Config {
 	if c.Hash.BlockSize == 0 {
 		c.Hash.BlockSize = DefaultBlockSize
 	}
+	if c.Hash.KeyCacheBytes == 0 {
+		c.Hash.KeyCacheBytes = DefaultKeyCacheBytes
+	}
 	if c.Index.Backend == "" {
 		c.Index.Backend = IndexMemory
 	}
@@ -246,6 +268,10 @@ func (c Config) WithDefaults() Config {
 	if c.Index.Backend == IndexRedis && c.Redis == (redis.Config{}) {
 		c.Redis = redis.DefaultConfig()
 	}
+	if c.Events.Enabled == nil {
+		on := true
+		c.Events.Enabled = &on
+	}
 	if c.Events.Mode == "" {
 		c.Events.Mode = EventsConnect
 	}
@@ -253,7 +279,10 @@ func (c Config) WithDefaults() Config {
 		c.Events.Port = DefaultEventsPort
 	}
 	if c.Events.TopicFilter == nil {
-		f := DefaultTopicFilter
+		f := "" // connect mode: the socket names the pod, any topic will do
+		if c.Events.Mode == EventsBind {
+			f = DefaultTopicFilter
+		}
 		c.Events.TopicFilter = &f
 	}
 	if c.Events.Workers == 0 {
@@ -273,14 +302,6 @@ func (c Config) WithDefaults() Config {
 		c.Metrics.Enabled = &on
 	}
 	return c
-}
-
-// topicFilter returns the effective topic filter.
-func (c *EventsConfig) topicFilter() string {
-	if c.TopicFilter == nil {
-		return DefaultTopicFilter
-	}
-	return *c.TopicFilter
 }
 
 // FieldError is a configuration error: Field is the JSON path of the bad
@@ -321,6 +342,10 @@ func (c Config) Validate() error {
 	}
 	if c.Hash.BlockSize < 1 || c.Hash.BlockSize > maxBlockSize {
 		bad("hash.blockSize", "%d out of range (valid: 1 to %d, the engines' --block-size)", c.Hash.BlockSize, maxBlockSize)
+	}
+
+	if c.Hash.KeyCacheBytes < -1 {
+		bad("hash.keyCacheBytes", "%d out of range (valid: a positive number of bytes, or -1 to disable the cache)", c.Hash.KeyCacheBytes)
 	}
 
 	oneOf("index.backend", string(c.Index.Backend), string(IndexMemory), string(IndexRedis))

@@ -25,14 +25,16 @@ func TestDefaultConfigValues(t *testing.T) {
 		{"keyScheme", c.KeyScheme, KeySchemeVLLM},
 		{"hash.algorithm", c.Hash.Algorithm, "sha256"},
 		{"hash.blockSize", c.Hash.BlockSize, 16},
+		{"hash.keyCacheBytes", c.Hash.KeyCacheBytes, 16 << 20},
 		{"index.backend", c.Index.Backend, IndexMemory},
 		{"index.capacity", c.Index.Capacity, 1 << 24},
 		{"index.shards", c.Index.Shards, 0},
 		{"index.tierWeights.GPU", c.Index.TierWeights["GPU"], 1.0},
 		{"index.tierWeights.CPU", c.Index.TierWeights["CPU"], 0.8},
+		{"events.enabled", *c.Events.Enabled, true},
 		{"events.mode", c.Events.Mode, EventsConnect},
 		{"events.port", c.Events.Port, 5557},
-		{"events.topicFilter", *c.Events.TopicFilter, "kv@"},
+		{"events.topicFilter", *c.Events.TopicFilter, ""},
 		{"events.replayPort", c.Events.ReplayPort, 0},
 		{"events.workers", c.Events.Workers, 4},
 		{"events.queueSize", c.Events.QueueSize, 4096},
@@ -44,6 +46,15 @@ func TestDefaultConfigValues(t *testing.T) {
 	for _, c := range checks {
 		if c.got != c.want {
 			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestDefaultTopicFilterFollowsMode(t *testing.T) {
+	for mode, want := range map[EventsMode]string{EventsConnect: "", EventsBind: "kv@"} {
+		c := Config{Events: EventsConfig{Mode: mode}}.WithDefaults()
+		if got := *c.Events.TopicFilter; got != want {
+			t.Errorf("events.topicFilter default in %s mode = %q, want %q", mode, got, want)
 		}
 	}
 }
@@ -92,6 +103,7 @@ func TestValidateRejects(t *testing.T) {
 		{"algorithm", func(c *Config) { c.Hash.Algorithm = "md5" }, "hash.algorithm", "sha256_cbor"},
 		{"missing seed", func(c *Config) { c.Hash.Seed = "" }, "hash.seed", "PYTHONHASHSEED"},
 		{"block size", func(c *Config) { c.Hash.BlockSize = -16 }, "hash.blockSize", "valid: 1 to 65536"},
+		{"key cache", func(c *Config) { c.Hash.KeyCacheBytes = -2 }, "hash.keyCacheBytes", "-1 to disable"},
 		{"backend", func(c *Config) { c.Index.Backend = "etcd" }, "index.backend", "valid: memory, redis"},
 		{"capacity", func(c *Config) { c.Index.Capacity = -1 }, "index.capacity", "no smaller than index.shards"},
 		{"capacity below shards", func(c *Config) { c.Index.Capacity = 8; c.Index.Shards = 16 }, "index.capacity", "no smaller than index.shards"},
@@ -166,9 +178,9 @@ func TestValidateReportsEveryBadField(t *testing.T) {
 
 const jsonConfig = `{
   "keyScheme": "vllm",
-  "hash": {"algorithm": "sha256_cbor", "seed": "42", "blockSize": 64},
+  "hash": {"algorithm": "sha256_cbor", "seed": "42", "blockSize": 64, "keyCacheBytes": 1048576},
   "index": {"capacity": 5000000, "shards": 32, "tierWeights": {"GPU": 1, "CPU": 0.5}},
-  "events": {"mode": "bind", "endpoint": "tcp://*:5557", "topicFilter": "", "replayPort": 5558, "workers": 8, "queueSize": 100},
+  "events": {"enabled": false, "mode": "bind", "endpoint": "tcp://*:5557", "topicFilter": "", "replayPort": 5558, "workers": 8, "queueSize": 100},
   "tokenizer": {"path": "/models/qwen3/tokenizer.json"},
   "speculative": {"enabled": true, "ttl": "1500ms"},
   "metrics": {"beatInterval": "30s"}
@@ -176,12 +188,12 @@ const jsonConfig = `{
 
 const yamlConfig = `
 keyScheme: vllm
-hash: {algorithm: sha256_cbor, seed: "42", blockSize: 64}
+hash: {algorithm: sha256_cbor, seed: "42", blockSize: 64, keyCacheBytes: 1048576}
 index:
   capacity: 5000000
   shards: 32
   tierWeights: {GPU: 1, CPU: 0.5}
-events: {mode: bind, endpoint: "tcp://*:5557", topicFilter: "", replayPort: 5558, workers: 8, queueSize: 100}
+events: {enabled: false, mode: bind, endpoint: "tcp://*:5557", topicFilter: "", replayPort: 5558, workers: 8, queueSize: 100}
 tokenizer: {path: /models/qwen3/tokenizer.json}
 speculative: {enabled: true, ttl: 1500ms}
 metrics: {beatInterval: 30s}
@@ -192,13 +204,13 @@ func checkDecoded(t *testing.T, c Config) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("Validate() = %v", err)
 	}
-	if c.Hash != (HashConfig{Algorithm: "sha256_cbor", Seed: "42", BlockSize: 64}) {
+	if c.Hash != (HashConfig{Algorithm: "sha256_cbor", Seed: "42", BlockSize: 64, KeyCacheBytes: 1 << 20}) {
 		t.Errorf("hash = %+v", c.Hash)
 	}
 	if c.Index.Capacity != 5_000_000 || c.Index.Shards != 32 || c.Index.TierWeights["CPU"] != 0.5 {
 		t.Errorf("index = %+v", c.Index)
 	}
-	if c.Events.Mode != EventsBind || c.Events.Endpoint != "tcp://*:5557" || c.Events.TopicFilter == nil ||
+	if c.Events.Enabled == nil || *c.Events.Enabled || c.Events.Mode != EventsBind || c.Events.Endpoint != "tcp://*:5557" || c.Events.TopicFilter == nil ||
 		*c.Events.TopicFilter != "" || c.Events.ReplayPort != 5558 || c.Events.Workers != 8 || c.Events.QueueSize != 100 {
 		t.Errorf("events = %+v", c.Events)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/zeebo/xxh3"
 
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
@@ -56,11 +57,10 @@ func WithRegisterer(reg prometheus.Registerer) Option { return func(o *options) 
 // for a backend kvtrack does not ship.
 func WithIndex(idx kvblock.Index) Option { return func(o *options) { o.index = idx } }
 
-// WithClock makes now the Indexer's clock, which times speculative
-// entries' TTL; the default is time.Now. A simulation passes its modelled
-// time. Score expires due entries itself, so with a clock that only moves
-// when its owner moves it, what Score sees is exactly the entries younger
-// than the TTL.
+// WithClock sets the clock that speculative entries' TTL is measured by
+// (default time.Now). Entries expire on Run's ticker and also, when due,
+// at every Score and Speculate, so a simulation that advances a modelled
+// clock sees exactly the entries younger than the TTL of modelled time.
 func WithClock(now func() time.Time) Option {
 	return func(o *options) {
 		if now != nil {
@@ -82,8 +82,9 @@ type Indexer struct {
 	index   kvblock.Index
 	keys    keyer
 	tok     Tokenizer
-	events  eventSource // nil when the caller feeds the index itself
+	events  eventSource // nil when events are disabled
 	spec    *speculator // nil unless speculative recording is enabled
+	kcache  *keyCache   // nil when hash.keyCacheBytes is -1
 	metrics *metrics
 
 	pool sync.Pool // *scratch
@@ -94,6 +95,7 @@ type Indexer struct {
 type scratch struct {
 	pods   []kvblock.Pod
 	scores []kvblock.PodScore
+	hasher *xxh3.Hasher128
 }
 
 // New builds an Indexer from cfg, which it validates (after applying the
@@ -109,7 +111,10 @@ func New(cfg Config, opts ...Option) (*Indexer, error) {
 		opt(&o)
 	}
 	ix := &Indexer{cfg: cfg, log: o.log, index: o.index, tok: o.tokenizer}
-	ix.pool.New = func() any { return new(scratch) }
+	ix.pool.New = func() any { return &scratch{hasher: xxh3.New128()} }
+	if cfg.Hash.KeyCacheBytes > 0 {
+		ix.kcache = newKeyCache(cfg.Hash.KeyCacheBytes)
+	}
 
 	var err error
 	if ix.keys, err = newKeyer(cfg); err != nil {
@@ -130,12 +135,17 @@ func New(cfg Config, opts ...Option) (*Indexer, error) {
 		ix.spec = newSpeculator(ix.index, time.Duration(cfg.Speculative.TTL), o.clock)
 		events = confirmingIndex{ix.index, ix.spec}
 	}
-	if ix.events, err = newEventSource(cfg, events, o); err != nil {
-		return nil, err
+	if *cfg.Events.Enabled {
+		if ix.events, err = newEventSource(cfg, events, o); err != nil {
+			return nil, err
+		}
 	}
 	ix.metrics = newMetrics()
 	if ix.spec != nil {
 		ix.metrics.specDrop = ix.spec.dropped.Load
+	}
+	if ix.kcache != nil {
+		ix.metrics.keyHits, ix.metrics.keyMisses = ix.kcache.hits.Load, ix.kcache.misses.Load
 	}
 	if o.reg != nil && *cfg.Metrics.Enabled {
 		if err := o.reg.Register(ix.metrics); err != nil {
@@ -151,9 +161,10 @@ func (ix *Indexer) Config() Config { return ix.cfg }
 // Index returns the index the Indexer reads and its events write.
 func (ix *Indexer) Index() kvblock.Index { return ix.index }
 
-// Run consumes KV events and expires speculative entries until ctx is done.
-// It returns nil when ctx is cancelled, or the event subscription's error.
-// Run may be called once.
+// Run consumes KV events, expires speculative entries and logs the metrics
+// beat (when metrics.beatInterval is set) until ctx is done. It returns nil
+// when ctx is cancelled, or the event subscription's error. Run may be
+// called once.
 func (ix *Indexer) Run(ctx context.Context) error {
 	if !ix.running.CompareAndSwap(false, true) {
 		return errors.New("kvcache: Indexer.Run called twice")
@@ -174,7 +185,7 @@ func (ix *Indexer) Run(ctx context.Context) error {
 		})
 	}
 	if beat := time.Duration(ix.cfg.Metrics.BeatInterval); beat > 0 {
-		wg.Go(func() { ix.beat(ctx, beat) })
+		wg.Go(func() { _ = kvblock.RunMetricsBeat(ctx, ix.log, ix.index, beat) })
 	}
 	<-ctx.Done()
 	wg.Wait()
@@ -189,7 +200,8 @@ func (ix *Indexer) Run(ctx context.Context) error {
 // AddPod starts following pod ("address:port", what requests are routed
 // to). In connect mode it dials the pod's event publisher at
 // <address>:<events.port>; in bind mode the pod's events arrive by topic and
-// AddPod only notes it. Adding a pod twice is harmless.
+// AddPod only notes it. Adding a pod twice is harmless. With events
+// disabled it does nothing.
 func (ix *Indexer) AddPod(ctx context.Context, pod string) error {
 	if ix.events == nil {
 		return nil
@@ -197,13 +209,15 @@ func (ix *Indexer) AddPod(ctx context.Context, pod string) error {
 	return ix.events.AddPod(ctx, pod)
 }
 
-// RemovePod stops following pod and forgets every block it held.
+// RemovePod stops following pod and clears every block it held from the
+// index; no event of the pod is applied after it returns. With events
+// disabled it does nothing: the index's entries belong to whoever applies
+// the events (another replica sharing a redis index, or the caller).
 func (ix *Indexer) RemovePod(ctx context.Context, pod string) error {
-	var err error
-	if ix.events != nil {
-		err = ix.events.RemovePod(ctx, pod)
+	if ix.events == nil {
+		return nil
 	}
-	return errors.Join(err, ix.index.ClearPod(ctx, kvblock.Pod{Addr: pod}))
+	return ix.events.RemovePod(ctx, pod)
 }
 
 // Score computes the request's block keys and scores every candidate pod by
@@ -221,13 +235,15 @@ func (ix *Indexer) score(ctx context.Context, req *Request) (Result, error) {
 	if ix.spec != nil {
 		ix.spec.expireDue(ctx)
 	}
-	tokens, err := ix.tokens(ctx, req)
-	if err != nil {
+	if err := req.validate(); err != nil {
 		return Result{}, err
 	}
-	keys, err := ix.keys.keys(nil, tokens, req.LoRA, req.CacheSalt)
+	s := ix.pool.Get().(*scratch)
+	defer ix.pool.Put(s)
+
+	keys, err := ix.blockKeys(ctx, s, req)
 	if err != nil {
-		return Result{}, fmt.Errorf("kvcache: block keys: %w", err)
+		return Result{}, err
 	}
 	res := Result{Pods: make([]PodScore, len(req.Pods)), Blocks: len(keys), Keys: keys}
 	for i, p := range req.Pods {
@@ -237,8 +253,6 @@ func (ix *Indexer) score(ctx context.Context, req *Request) (Result, error) {
 		return res, nil
 	}
 
-	s := ix.pool.Get().(*scratch)
-	defer ix.pool.Put(s)
 	s.pods = s.pods[:0]
 	for _, p := range req.Pods {
 		s.pods = append(s.pods, kvblock.Pod{Addr: p})
@@ -255,10 +269,45 @@ func (ix *Indexer) score(ctx context.Context, req *Request) (Result, error) {
 	return res, nil
 }
 
-func (ix *Indexer) tokens(ctx context.Context, req *Request) ([]uint32, error) {
+// blockKeys returns req's block keys: from the key cache when the same
+// request was keyed recently, else tokenized and hashed (and cached).
+func (ix *Indexer) blockKeys(ctx context.Context, s *scratch, req *Request) ([]kvblock.Key, error) {
+	var id requestID
+	cacheable := ix.kcache != nil
+	if cacheable {
+		id, cacheable = ix.kcache.id(s.hasher, req)
+		if cacheable {
+			if keys, ok := ix.kcache.get(id); ok {
+				return keys, nil
+			}
+		}
+	}
+	tokens, err := ix.tokens(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]kvblock.Key, 0, len(tokens)/ix.cfg.Hash.BlockSize)
+	keys, err = ix.keys.keys(keys, tokens, req.LoRA, req.CacheSalt)
+	if err != nil {
+		return nil, fmt.Errorf("kvcache: block keys: %w", err)
+	}
+	if cacheable && len(keys) > 0 {
+		ix.kcache.put(id, keys)
+	}
+	return keys, nil
+}
+
+// Tokens returns the token IDs Score derives from req's prompt (Prompt,
+// Chat or TokenIDs): the IDs the engine must compute for the same request
+// for its block hashes to equal the keys Score looks up.
+func (ix *Indexer) Tokens(ctx context.Context, req Request) ([]uint32, error) {
 	if err := req.validate(); err != nil {
 		return nil, err
 	}
+	return ix.tokens(ctx, &req)
+}
+
+func (ix *Indexer) tokens(ctx context.Context, req *Request) ([]uint32, error) {
 	switch {
 	case req.TokenIDs != nil:
 		return req.TokenIDs, nil
@@ -298,24 +347,4 @@ func (ix *Indexer) Speculate(ctx context.Context, pod string, keys []kvblock.Key
 		return nil
 	}
 	return ix.spec.record(ctx, pod, keys)
-}
-
-func (ix *Indexer) beat(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			st, err := ix.index.Stats(ctx)
-			if err != nil {
-				ix.log.Error(err, "index stats")
-				continue
-			}
-			ix.log.Info("kvtrack beat", "keys", st.Keys, "entries", st.Entries, "pods", st.Pods,
-				"lookups", st.Lookups, "hits", st.Hits, "evictions", st.Evictions,
-				"scores", ix.metrics.scores.Load(), "scoreErrors", ix.metrics.errors.Load())
-		}
-	}
 }

@@ -3,20 +3,25 @@ package kvcache
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/zeebo/xxh3"
 
 	"github.com/kvtrack/kvtrack/internal/testredis"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock/redis"
 )
 
-// backends returns the configurations of every index backend to run the
-// Indexer tests against.
+// backends returns a configuration for every index backend, for the tests
+// that show the Indexer behaves alike over each. The others run on the
+// default memory backend.
 func backends(t *testing.T) map[string]Config {
 	return map[string]Config{
-		"redis": {Index: IndexConfig{Backend: IndexRedis}, Redis: redisConfig(testredis.Start(t))},
+		"memory": {},
+		"redis":  {Index: IndexConfig{Backend: IndexRedis}, Redis: redisConfig(testredis.Start(t))},
 	}
 }
 
@@ -28,10 +33,10 @@ func seq(from, n int) []uint32 {
 	return out
 }
 
-func newIndexer(t *testing.T, cfg Config) *Indexer {
+func newIndexer(t *testing.T, cfg Config, opts ...Option) *Indexer {
 	t.Helper()
 	cfg.Hash.Seed = "42"
-	ix, err := New(cfg)
+	ix, err := New(cfg, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +91,7 @@ func TestIndexerScore(t *testing.T) {
 }
 
 func TestIndexerScoreRejectsAmbiguousAndUntokenizable(t *testing.T) {
-	ix := newIndexer(t, backends(t)["redis"])
+	ix := newIndexer(t, Config{})
 	ctx := context.Background()
 	if _, err := ix.Score(ctx, Request{Prompt: "hi", TokenIDs: []uint32{1}}); err == nil {
 		t.Error("Score with both Prompt and TokenIDs = nil error")
@@ -104,7 +109,7 @@ func TestIndexerScoreRejectsAmbiguousAndUntokenizable(t *testing.T) {
 }
 
 func TestIndexerRemovePodForgetsBlocks(t *testing.T) {
-	ix := newIndexer(t, backends(t)["redis"])
+	ix := newIndexer(t, Config{})
 	ctx := context.Background()
 	storeKeys(t, ix, "a:1", seq(1, 32), "", "")
 	if err := ix.RemovePod(ctx, "a:1"); err != nil {
@@ -117,8 +122,7 @@ func TestIndexerRemovePodForgetsBlocks(t *testing.T) {
 }
 
 func TestSpeculateExpiresAfterTTL(t *testing.T) {
-	cfg := backends(t)["redis"]
-	cfg.Speculative = SpeculativeConfig{Enabled: true, TTL: Duration(100 * time.Millisecond)}
+	cfg := Config{Speculative: SpeculativeConfig{Enabled: true, TTL: Duration(100 * time.Millisecond)}}
 	ix := newIndexer(t, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
@@ -154,7 +158,7 @@ func TestSpeculateExpiresAfterTTL(t *testing.T) {
 }
 
 func TestRunTwiceIsAnError(t *testing.T) {
-	ix := newIndexer(t, backends(t)["redis"])
+	ix := newIndexer(t, Config{})
 	ctx, cancel := context.WithCancel(context.Background())
 	errs := make(chan error, 2)
 	go func() { errs <- ix.Run(ctx) }()
@@ -173,6 +177,209 @@ func redisConfig(addr string) redis.Config {
 	c := redis.DefaultConfig()
 	c.Addr = addr
 	return c
+}
+
+// TestWithClockExpiresSpeculativeEntriesInModelledTime runs without Run:
+// the entries expire as the modelled clock passes their deadline and the
+// next Speculate call comes, as a simulation drives them.
+func TestWithClockExpiresSpeculativeEntriesInModelledTime(t *testing.T) {
+	now := time.Unix(1000, 0)
+	clock := func() time.Time { return now }
+	cfg := Config{Speculative: SpeculativeConfig{Enabled: true, TTL: Duration(2 * time.Second)}}
+	ix := newIndexer(t, cfg, WithClock(clock))
+	ctx := context.Background()
+	first, second := Request{TokenIDs: seq(1, 32), Pods: []string{"a:1"}}, Request{TokenIDs: seq(500, 32), Pods: []string{"a:1"}}
+	matched := func(req Request) int {
+		t.Helper()
+		res, err := ix.Score(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Pods[0].Matched
+	}
+	speculate := func(req Request) {
+		t.Helper()
+		res, err := ix.Score(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ix.Speculate(ctx, "a:1", res.Keys); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	speculate(first)
+	now = now.Add(1999 * time.Millisecond)
+	speculate(second)
+	if got := matched(first); got != 2 {
+		t.Fatalf("first request's blocks 1.999s into a 2s TTL: matched %d, want 2", got)
+	}
+	now = now.Add(2 * time.Millisecond)
+	speculate(second) // the next routing decision, in modelled time
+	if got := matched(first); got != 0 {
+		t.Errorf("first request's blocks 2.001s into a 2s TTL: matched %d, want 0 (expired)", got)
+	}
+	if got := matched(second); got != 2 {
+		t.Errorf("second request's blocks: matched %d, want 2 (still live)", got)
+	}
+}
+
+func TestKeyCacheServesRepeatedRequest(t *testing.T) {
+	ix := newIndexer(t, Config{})
+	ctx := context.Background()
+	req := Request{TokenIDs: seq(1, 100), LoRA: "x", Pods: []string{"a:1"}}
+	want, err := ix.keys.keys(nil, req.TokenIDs, "x", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		res, err := ix.Score(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(res.Keys, want) {
+			t.Fatalf("call %d: keys %v, want %v", i, res.Keys, want)
+		}
+	}
+	if h, m := ix.kcache.hits.Load(), ix.kcache.misses.Load(); h != 1 || m != 1 {
+		t.Errorf("key cache hits %d, misses %d; want 1 and 1", h, m)
+	}
+}
+
+func TestKeyCacheIDSeparatesEveryField(t *testing.T) {
+	c := newKeyCache(1 << 20)
+	h := xxh3.New128()
+	chat := func(edit func(*ChatRequest)) Request {
+		ch := &ChatRequest{Messages: []ChatMessage{{"system", "be brief"}, {"user", "hi"}}, AddGenerationPrompt: true}
+		if edit != nil {
+			edit(ch)
+		}
+		return Request{Chat: ch}
+	}
+	reqs := map[string]Request{
+		"prompt":               {Prompt: "hello world"},
+		"prompt, model":        {Prompt: "hello world", Model: "m2"},
+		"prompt, lora":         {Prompt: "hello world", LoRA: "a"},
+		"prompt, salt":         {Prompt: "hello world", CacheSalt: "a"},
+		"prompt split":         {Prompt: "hello worl"},
+		"tokens":               {TokenIDs: []uint32{1, 2, 3}},
+		"tokens, other":        {TokenIDs: []uint32{1, 2, 4}},
+		"tokens, empty":        {TokenIDs: []uint32{}},
+		"chat":                 chat(nil),
+		"chat, no gen prompt":  chat(func(c *ChatRequest) { c.AddGenerationPrompt = false }),
+		"chat, continue":       chat(func(c *ChatRequest) { c.ContinueFinalMessage = true }),
+		"chat, roles swapped":  chat(func(c *ChatRequest) { c.Messages[0].Role, c.Messages[1].Role = "user", "system" }),
+		"chat, split content":  chat(func(c *ChatRequest) { c.Messages[0].Content, c.Messages[1].Content = "be brie", "fhi" }),
+		"chat, template":       chat(func(c *ChatRequest) { c.ChatTemplate = "{{ messages }}" }),
+		"chat, tools":          chat(func(c *ChatRequest) { c.Tools = []any{map[string]any{"type": "function"}} }),
+		"chat, empty tools":    chat(func(c *ChatRequest) { c.Tools = []any{} }),
+		"chat, documents":      chat(func(c *ChatRequest) { c.Documents = []any{"doc"} }),
+		"chat, template kwarg": chat(func(c *ChatRequest) { c.TemplateKWArgs = map[string]any{"enable_thinking": false} }),
+	}
+	seen := map[requestID]string{}
+	for name, req := range reqs {
+		id, ok := c.id(h, &req)
+		if !ok {
+			t.Fatalf("%s: not cacheable", name)
+		}
+		if again, _ := c.id(h, &req); again != id {
+			t.Errorf("%s: id changed between calls", name)
+		}
+		if other, dup := seen[id]; dup {
+			t.Errorf("%s and %s share an id", name, other)
+		}
+		seen[id] = name
+	}
+	bad := chat(func(c *ChatRequest) { c.Tools = []any{func() {}} })
+	if _, ok := c.id(h, &bad); ok {
+		t.Error("a request whose tools do not encode as JSON is cacheable")
+	}
+}
+
+func TestKeyCacheStaysWithinBudget(t *testing.T) {
+	const budget = 64 << 10
+	c := newKeyCache(budget)
+	keys := make([]kvblock.Key, 100) // 864 bytes an entry
+	for i := range 10_000 {
+		c.put(requestID{uint64(i), uint64(i) * 7919}, keys)
+	}
+	total, entries := 0, 0
+	for i := range c.shards {
+		sh := &c.shards[i]
+		for _, m := range []map[requestID][]kvblock.Key{sh.cur, sh.old} {
+			for _, k := range m {
+				total += 8*len(k) + keyEntryOverhead
+				entries++
+			}
+		}
+	}
+	if total > budget {
+		t.Errorf("cache holds %d bytes, budget %d", total, budget)
+	}
+	if entries < budget/2/864 {
+		t.Errorf("cache holds %d entries, want at least half the budget's worth", entries)
+	}
+	// The most recent entry survives; a long-evicted one does not.
+	if _, ok := c.get(requestID{9999, 9999 * 7919}); !ok {
+		t.Error("the newest entry was evicted")
+	}
+	if _, ok := c.get(requestID{0, 0}); ok {
+		t.Error("the oldest entry is still cached")
+	}
+}
+
+func TestKeyCacheDisabled(t *testing.T) {
+	ix := newIndexer(t, Config{Hash: HashConfig{KeyCacheBytes: -1}})
+	if ix.kcache != nil {
+		t.Fatal("hash.keyCacheBytes -1 built a key cache")
+	}
+	res, err := ix.Score(context.Background(), Request{TokenIDs: seq(1, 32), Pods: []string{"a:1"}})
+	if err != nil || res.Blocks != 2 {
+		t.Errorf("Score without a key cache = %+v, %v; want 2 blocks", res, err)
+	}
+}
+
+// TestEventsDisabledOnlyReads is the read-only replica: no event source, and
+// AddPod and RemovePod leave the index to whoever applies the events.
+func TestEventsDisabledOnlyReads(t *testing.T) {
+	off := false
+	ix := newIndexer(t, Config{Events: EventsConfig{Enabled: &off}})
+	if ix.events != nil {
+		t.Fatal("events.enabled false built an event source")
+	}
+	ctx := context.Background()
+	storeKeys(t, ix, "a:1", seq(1, 32), "", "")
+	if err := ix.AddPod(ctx, "a:1"); err != nil {
+		t.Errorf("AddPod = %v, want nil", err)
+	}
+	if err := ix.RemovePod(ctx, "a:1"); err != nil {
+		t.Errorf("RemovePod = %v, want nil", err)
+	}
+	res, err := ix.Score(ctx, Request{TokenIDs: seq(1, 32), Pods: []string{"a:1"}})
+	if err != nil || res.Pods[0].Matched != 2 {
+		t.Errorf("after RemovePod on a read-only Indexer: %+v, %v; want the 2 blocks kept", res.Pods, err)
+	}
+}
+
+// TestDefaultConfigBindsNothing runs two Indexers with the default events
+// configuration side by side: had either bound a port, the other's Run
+// would fail. Connect mode opens sockets only as pods are added.
+func TestDefaultConfigBindsNothing(t *testing.T) {
+	a, b := newIndexer(t, Config{}), newIndexer(t, Config{})
+	if a.Config().Events.Mode != EventsConnect {
+		t.Fatalf("default events.mode = %q, want connect", a.Config().Events.Mode)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errs := make(chan error, 2)
+	go func() { errs <- a.Run(ctx) }()
+	go func() { errs <- b.Run(ctx) }()
+	time.Sleep(100 * time.Millisecond) // long enough for a bind to fail
+	cancel()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Errorf("Run with the default config = %v, want nil", err)
+		}
+	}
 }
 
 // With a clock of its own, speculative entries live exactly TTL of that

@@ -15,8 +15,10 @@ type metrics struct {
 	blocks   atomic.Uint64
 	latency  prometheus.Histogram
 	specDrop func() uint64
+	// key cache counters; nil when the cache is disabled
+	keyHits, keyMisses func() uint64
 
-	scoresDesc, errorsDesc, blocksDesc, specDropDesc *prometheus.Desc
+	scoresDesc, errorsDesc, blocksDesc, specDropDesc, keyHitsDesc, keyMissesDesc *prometheus.Desc
 }
 
 func newMetrics() *metrics {
@@ -28,10 +30,12 @@ func newMetrics() *metrics {
 			// 32k-character prompt tokenizes in milliseconds.
 			Buckets: prometheus.ExponentialBuckets(10e-6, 2, 14),
 		}),
-		scoresDesc:   prometheus.NewDesc("kvtrack_indexer_scores_total", "Requests scored.", nil, nil),
-		errorsDesc:   prometheus.NewDesc("kvtrack_indexer_score_errors_total", "Requests that could not be scored (tokenization, key or index errors).", nil, nil),
-		blocksDesc:   prometheus.NewDesc("kvtrack_indexer_score_blocks_total", "Prompt blocks looked up by scored requests.", nil, nil),
-		specDropDesc: prometheus.NewDesc("kvtrack_indexer_speculative_dropped_total", "Speculative records dropped because too many were pending.", nil, nil),
+		scoresDesc:    prometheus.NewDesc("kvtrack_indexer_scores_total", "Requests scored.", nil, nil),
+		errorsDesc:    prometheus.NewDesc("kvtrack_indexer_score_errors_total", "Requests that could not be scored (tokenization, key or index errors).", nil, nil),
+		blocksDesc:    prometheus.NewDesc("kvtrack_indexer_score_blocks_total", "Prompt blocks looked up by scored requests.", nil, nil),
+		specDropDesc:  prometheus.NewDesc("kvtrack_indexer_speculative_dropped_total", "Speculative records dropped because too many were pending.", nil, nil),
+		keyHitsDesc:   prometheus.NewDesc("kvtrack_indexer_key_cache_hits_total", "Scored requests whose block keys came from the key cache.", nil, nil),
+		keyMissesDesc: prometheus.NewDesc("kvtrack_indexer_key_cache_misses_total", "Scored requests that were tokenized and hashed.", nil, nil),
 	}
 }
 
@@ -52,6 +56,8 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.errorsDesc
 	ch <- m.blocksDesc
 	ch <- m.specDropDesc
+	ch <- m.keyHitsDesc
+	ch <- m.keyMissesDesc
 }
 
 // Collect implements prometheus.Collector.
@@ -60,9 +66,15 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.scoresDesc, prometheus.CounterValue, float64(m.scores.Load()))
 	ch <- prometheus.MustNewConstMetric(m.errorsDesc, prometheus.CounterValue, float64(m.errors.Load()))
 	ch <- prometheus.MustNewConstMetric(m.blocksDesc, prometheus.CounterValue, float64(m.blocks.Load()))
-	var dropped uint64
-	if m.specDrop != nil {
-		dropped = m.specDrop()
+	ch <- prometheus.MustNewConstMetric(m.specDropDesc, prometheus.CounterValue, float64(load(m.specDrop)))
+	ch <- prometheus.MustNewConstMetric(m.keyHitsDesc, prometheus.CounterValue, float64(load(m.keyHits)))
+	ch <- prometheus.MustNewConstMetric(m.keyMissesDesc, prometheus.CounterValue, float64(load(m.keyMisses)))
+}
+
+// load reads an optional counter; nil reads 0.
+func load(f func() uint64) uint64 {
+	if f == nil {
+		return 0
 	}
-	ch <- prometheus.MustNewConstMetric(m.specDropDesc, prometheus.CounterValue, float64(dropped))
+	return f()
 }

@@ -59,6 +59,8 @@ type Result struct {
 	// every score. A trailing partial block is never cached by vLLM.
 	Blocks int
 	// Keys are the prompt's block keys, in order; pass them to Speculate.
+	// They may be shared with the Indexer's key cache: read them, do not
+	// modify them (appending is safe; it copies).
 	Keys []kvblock.Key
 }
 

@@ -68,6 +68,9 @@ func newSpeculator(index kvblock.Index, ttl time.Duration, now func() time.Time)
 }
 
 func (s *speculator) record(ctx context.Context, pod string, keys []kvblock.Key) error {
+	// Expire what is due first: with a modelled clock (WithClock) the
+	// ticker in run is not what moves time forward.
+	s.expireDue(ctx)
 	p := kvblock.Pod{Addr: pod}
 	s.mu.Lock()
 	full := s.pending+len(keys) > maxSpeculativeKeys

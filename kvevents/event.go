@@ -1,5 +1,7 @@
 package kvevents
 
+import "github.com/kvtrack/kvtrack/kvcache/kvblock"
+
 // Kind is the type of a KV-cache event, vLLM's msgspec tag.
 type Kind uint8
 
@@ -106,4 +108,21 @@ func (e *Event) reset() {
 		TokenIDs:    e.TokenIDs[:0],
 		ExtraKeys:   e.ExtraKeys[:0:0],
 	}
+}
+
+// Block returns the item as a kvblock.ExtraKey, for recomputing block
+// hashes; ok is false for an ExtraUnknown item, which no hasher can
+// reproduce.
+func (k ExtraKey) Block() (_ kvblock.ExtraKey, ok bool) {
+	switch k.Kind {
+	case ExtraStr:
+		return kvblock.ExtraString(k.Str), true
+	case ExtraInt:
+		return kvblock.ExtraInt(k.Int), true
+	case ExtraMM:
+		return kvblock.ExtraMM(k.Str, k.Int), true
+	case ExtraBytes:
+		return kvblock.ExtraBytes(k.Bytes), true
+	}
+	return kvblock.ExtraKey{}, false
 }

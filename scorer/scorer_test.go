@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/gateway-api-inference-extension/pkg/epp/framework/interface/scheduling"
 
 	"github.com/kvtrack/kvtrack/internal/testredis"
+	"github.com/kvtrack/kvtrack/internal/vllmfake"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
@@ -26,7 +27,7 @@ func newTestScorer(t testing.TB, params string, opts ...Option) *Scorer {
 	t.Cleanup(cancel)
 	handle := fwkplugin.NewEppHandle(ctx, func() []types.NamespacedName { return nil })
 	opts = append([]Option{WithRegisterer(prometheus.NewRegistry())}, opts...)
-	p, err := NewFactory(opts...)("precise", json.RawMessage(withIndex(t, params)), handle)
+	p, err := NewFactory(opts...)("precise", json.RawMessage(params), handle)
 	if err != nil {
 		t.Fatalf("factory(%s): %v", params, err)
 	}
@@ -50,9 +51,10 @@ func seqTokens(from, n int) []uint32 {
 	return out
 }
 
-// store records tokens' blocks on pod the way the event path would, with
-// keys from the scorer's own configuration.
-func store(t testing.TB, s *Scorer, pod string, tokens []uint32) {
+// vllmKeys returns the hashes vLLM publishes for tokens' full blocks under
+// the scorer's hash configuration (kvblock's Hasher is checked against
+// vLLM's reference vectors).
+func vllmKeys(t testing.TB, s *Scorer, tokens []uint32) []kvblock.Key {
 	t.Helper()
 	cfg := s.Indexer().Config()
 	h, err := kvblock.NewHasher(kvblock.HashConfig{Algorithm: kvblock.Algorithm(cfg.Hash.Algorithm), Seed: cfg.Hash.Seed, BlockSize: cfg.Hash.BlockSize})
@@ -63,22 +65,29 @@ func store(t testing.TB, s *Scorer, pod string, tokens []uint32) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Indexer().Index().Add(context.Background(), kvblock.Pod{Addr: pod}, kvblock.TierGPU, keys); err != nil {
+	return keys
+}
+
+// store records tokens' blocks on pod the way the event path would.
+func store(t testing.TB, s *Scorer, pod string, tokens []uint32) {
+	t.Helper()
+	if err := s.Indexer().Index().Add(context.Background(), kvblock.Pod{Addr: pod}, kvblock.TierGPU, vllmKeys(t, s, tokens)); err != nil {
 		t.Fatal(err)
 	}
 }
 
-const baseParams = `{"hash": {"seed": "42", "blockSize": 16}}`
-
-// withIndex adds the index section the plugin tests run against to params:
-// the redis backend on a private redis-server. (The default memory backend
-// is wired once kvblock.NewMemIndex is on main.)
-func withIndex(t testing.TB, params string) string {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	addr := testredis.Start(t)
-	return strings.TrimSuffix(strings.TrimSpace(params), "}") +
-		fmt.Sprintf(`, "index": {"backend": "redis"}, "redis": {"addr": %q}}`, addr)
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after 10s waiting for %s", what)
+		}
+	}
 }
+
+// baseParams configure the tests that feed the (default, in-memory) index
+// directly: events are disabled, so no socket dials the made-up pods.
+const baseParams = `{"hash": {"seed": "42", "blockSize": 16}, "events": {"enabled": false}}`
 
 func TestFactoryRejectsUnknownParameterByName(t *testing.T) {
 	for _, params := range []string{
@@ -137,7 +146,7 @@ func TestRegisterAddsFactoryToRegistry(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	p, err := f("x", json.RawMessage(withIndex(t, baseParams)), fwkplugin.NewEppHandle(ctx, nil))
+	p, err := f("x", json.RawMessage(baseParams), fwkplugin.NewEppHandle(ctx, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,26 +208,69 @@ func TestScoreIsZeroForUnusableRequests(t *testing.T) {
 	}
 }
 
-func TestExtractEndpointDeleteForgetsPod(t *testing.T) {
-	s := newTestScorer(t, baseParams)
-	prompt := seqTokens(1, 64)
-	store(t, s, "10.0.0.1:8000", prompt)
-	a := endpoint("10.0.0.1", "8000")
-	req := &scheduling.LLMRequest{TokenizedPrompt: &scheduling.TokenizedPrompt{TokenIDs: prompt}}
-	if got := s.Score(context.Background(), nil, req, []scheduling.Endpoint{a})[a]; got != 1 {
-		t.Fatalf("score before delete = %v, want 1", got)
-	}
-	ep := fwkdl.NewEndpoint(a.GetMetadata(), nil)
-	if err := s.ExtractEndpoint(context.Background(), fwkdl.EndpointEvent{Type: fwkdl.EventDelete, Endpoint: ep}); err != nil {
+// TestExtractEndpointFollowsPodEvents drives the extractor as the data
+// layer does: an endpoint joining the pool makes the scorer dial its event
+// publisher (a real libzmq PUB speaking vLLM's wire format), its stored
+// blocks raise its score, and its leaving clears them.
+func TestExtractEndpointFollowsPodEvents(t *testing.T) {
+	pub, err := vllmfake.NewPublisher(vllmfake.PublisherConfig{Endpoint: "tcp://127.0.0.1:*", Topic: "kv@127.0.0.1:8000@m"})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if got := s.Score(context.Background(), nil, req, []scheduling.Endpoint{a})[a]; got != 0 {
-		t.Errorf("score after delete = %v, want 0", got)
+	defer pub.Close()
+	_, port, _ := strings.Cut(strings.TrimPrefix(pub.Endpoint(), "tcp://"), ":")
+	s := newTestScorer(t, fmt.Sprintf(`{"hash": {"seed": "42", "blockSize": 16}, "events": {"port": %s}}`, port))
+
+	a := endpoint("127.0.0.1", "8000")
+	ctx := context.Background()
+	if err := s.ExtractEndpoint(ctx, fwkdl.EndpointEvent{Type: fwkdl.EventAddOrUpdate, Endpoint: fwkdl.NewEndpoint(a.GetMetadata(), nil)}); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := pub.WaitSubscribed(wctx); err != nil {
+		t.Fatalf("the scorer did not subscribe to the added endpoint: %v", err)
+	}
+
+	prompt := seqTokens(1, 64)
+	keys := vllmKeys(t, s, prompt)
+	if _, err := pub.Publish(1, []vllmfake.Event{{Kind: vllmfake.BlockStored, Hashes: keys, Tokens: prompt, BlockSize: 16}}); err != nil {
+		t.Fatal(err)
+	}
+	req := &scheduling.LLMRequest{TokenizedPrompt: &scheduling.TokenizedPrompt{TokenIDs: prompt}}
+	waitFor(t, "the stored blocks to reach the index", func() bool {
+		return s.Score(ctx, nil, req, []scheduling.Endpoint{a})[a] == 1
+	})
+
+	if err := s.ExtractEndpoint(ctx, fwkdl.EndpointEvent{Type: fwkdl.EventDelete, Endpoint: fwkdl.NewEndpoint(a.GetMetadata(), nil)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Score(ctx, nil, req, []scheduling.Endpoint{a})[a]; got != 0 {
+		t.Errorf("score after the endpoint left = %v, want 0", got)
+	}
+}
+
+// TestFactoryBuildsRedisBackedScorer checks that the parameters select the
+// redis backend and that scores are read from the server.
+func TestFactoryBuildsRedisBackedScorer(t *testing.T) {
+	addr := testredis.Start(t)
+	s := newTestScorer(t, fmt.Sprintf(`{"hash": {"seed": "42"}, "events": {"enabled": false},
+		"index": {"backend": "redis"}, "redis": {"addr": %q}}`, addr))
+	prompt := seqTokens(1, 64)
+	store(t, s, "10.0.0.1:8000", prompt[:32])
+	a, b := endpoint("10.0.0.1", "8000"), endpoint("10.0.0.2", "8000")
+	req := &scheduling.LLMRequest{TokenizedPrompt: &scheduling.TokenizedPrompt{TokenIDs: prompt}}
+	if got := s.Score(context.Background(), nil, req, []scheduling.Endpoint{a, b}); got[a] != 0.5 || got[b] != 0 {
+		t.Errorf("scores = %v, want a 0.5, b 0", got)
+	}
+	st, err := s.Indexer().Index().Stats(context.Background())
+	if err != nil || st.Keys != 2 {
+		t.Errorf("redis index stats = %+v, %v; want the 2 stored keys", st, err)
 	}
 }
 
 func TestPreRequestRecordsSpeculativelyUntilTTL(t *testing.T) {
-	s := newTestScorer(t, `{"hash": {"seed": "42"}, "speculative": {"enabled": true, "ttl": "200ms"}}`)
+	s := newTestScorer(t, `{"hash": {"seed": "42"}, "events": {"enabled": false}, "speculative": {"enabled": true, "ttl": "200ms"}}`)
 	a, b := endpoint("10.0.0.1", "8000"), endpoint("10.0.0.2", "8000")
 	req := &scheduling.LLMRequest{RequestId: "r1", TokenizedPrompt: &scheduling.TokenizedPrompt{TokenIDs: seqTokens(1, 64)}}
 	eps := []scheduling.Endpoint{a, b}

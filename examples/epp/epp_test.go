@@ -1,8 +1,3 @@
-//go:build kvtrack_wiring
-
-// Enabled once the tokenizer (tokenization) and the event pool (kvevents)
-// are on main and wired into kvcache: it needs both.
-
 package main
 
 import (
@@ -42,8 +37,10 @@ import (
 	"sigs.k8s.io/gateway-api-inference-extension/pkg/epp/framework/plugins/scheduling/scorer/queuedepth"
 	"sigs.k8s.io/gateway-api-inference-extension/pkg/epp/scheduling"
 
+	"github.com/kvtrack/kvtrack/internal/testtokenizer"
 	"github.com/kvtrack/kvtrack/kvcache"
 	"github.com/kvtrack/kvtrack/scorer"
+	"github.com/kvtrack/kvtrack/tokenization"
 )
 
 // registerInTreePlugins registers the upstream plugin types the example
@@ -70,8 +67,6 @@ const (
 	model       = "Qwen/Qwen3-0.6B"
 )
 
-var qwen3Tokenizer = filepath.Join("..", "..", "tokenization", "testdata", "qwen3", "tokenizer.json.gz")
-
 // requirePublisher skips when Debian's python3 with zmq and msgpack is
 // genuinely absent on this machine; CI installs them (.ci/run).
 func requirePublisher(t *testing.T) {
@@ -95,9 +90,10 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// publish starts the vLLM stand-in on endpoint, publishing tokens' blocks
-// under topic until the test ends.
-func publish(t *testing.T, endpoint, topic, seed string, blockSize int, tokens []uint32) {
+// publish starts the vLLM stand-in on endpoint, which publishes one
+// BlockStored per token sequence under topic as soon as a subscriber joins.
+// The returned function waits until it has published.
+func publish(t *testing.T, endpoint, topic, seed string, blockSize int, sequences ...[]uint32) (waitPublished func()) {
 	t.Helper()
 	cmd := exec.Command(python, publisherPy, endpoint, topic, seed, fmt.Sprint(blockSize))
 	stdin, err := cmd.StdinPipe()
@@ -113,13 +109,29 @@ func publish(t *testing.T, endpoint, topic, seed string, blockSize int, tokens [
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { stdin.Close(); _ = cmd.Wait() })
-	b, _ := json.Marshal(tokens)
+	b, _ := json.Marshal(sequences)
 	if _, err := stdin.Write(append(b, '\n')); err != nil {
 		t.Fatal(err)
 	}
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil || strings.TrimSpace(line) != "ready" {
+	out := bufio.NewReader(stdout)
+	if line, err := out.ReadString('\n'); err != nil || strings.TrimSpace(line) != "ready" {
 		t.Fatalf("publisher did not start: %q, %v", line, err)
+	}
+	published := make(chan string, 1)
+	go func() {
+		line, _ := out.ReadString('\n')
+		published <- strings.TrimSpace(line)
+	}()
+	return func() {
+		t.Helper()
+		select {
+		case line := <-published:
+			if line != "published" {
+				t.Fatalf("publisher said %q, want \"published\"", line)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("no subscriber reached the publisher in 30s")
+		}
 	}
 }
 
@@ -144,10 +156,7 @@ func exampleConfig(t *testing.T, eventsPort int) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := filepath.Abs(qwen3Tokenizer)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := filepath.Join(testtokenizer.Qwen3Dir(t), "tokenizer.json")
 	s := string(b)
 	for old, repl := range map[string]string{
 		"path: /models/tokenizer.json": "path: " + tok,
@@ -205,16 +214,24 @@ func TestExampleConfigRoutesToPodHoldingPrefix(t *testing.T) {
 	pods := []pod{{"127.0.0.1", 0, 0.1}, {"127.0.0.2", 6, 0.7}, {"127.0.0.3", 1, 0.2}}
 	holder := pods[1].addr
 
-	tok, err := loadTokenizer(qwen3Tokenizer)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// What the holder's engine has cached: a completion prompt and a chat
+	// conversation, tokenized by the real Qwen3 tokenizer as vLLM would
+	// (completions with special tokens, chat through the template).
+	tok := testtokenizer.Qwen3(t)
 	prefix := strings.Repeat("You are a careful assistant for the kvtrack project. Answer from the manual. ", 20)
 	tokens, err := tok.Encode(prefix, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	publish(t, fmt.Sprintf("tcp://%s:%d", holder, eventsPort), "kv@"+holder+":8000@"+model, "42", 16, tokens)
+	system := strings.Repeat("You route requests for the kvtrack project; quote the manual verbatim. ", 20)
+	chatTokens, err := tok.EncodeChat(&tokenization.ChatRequest{
+		Messages:            json.RawMessage(fmt.Sprintf(`[{"role":"system","content":%q},{"role":"user","content":"What is a block?"}]`, system)),
+		AddGenerationPrompt: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	published := publish(t, fmt.Sprintf("tcp://%s:%d", holder, eventsPort), "kv@"+holder+":8000@"+model, "42", 16, tokens, chatTokens)
 
 	dlEndpoints := make([]fwkdl.Endpoint, len(pods))
 	for i, p := range pods {
@@ -233,6 +250,7 @@ func TestExampleConfigRoutesToPodHoldingPrefix(t *testing.T) {
 
 	// Wait for the engine's events to reach the index and for every pod's
 	// metrics to be scraped once.
+	published()
 	waitFor(t, "the holder's blocks to arrive over ZMQ", func() bool {
 		res, err := precise.Indexer().Score(ctx, kvcache.Request{Model: model, TokenIDs: tokens, Pods: []string{holder + ":8000"}})
 		return err == nil && res.Blocks > 0 && res.Pods[0].Matched == res.Blocks
@@ -247,7 +265,7 @@ func TestExampleConfigRoutesToPodHoldingPrefix(t *testing.T) {
 	})
 
 	sched := scheduling.NewSchedulerWithConfig(cfg.SchedulerConfig)
-	pick := func(prompt string) string {
+	pick := func(body *fwksched.LLMRequestBody) string {
 		t.Helper()
 		candidates := make([]fwksched.Endpoint, len(dlEndpoints))
 		for i, ep := range dlEndpoints {
@@ -256,7 +274,7 @@ func TestExampleConfigRoutesToPodHoldingPrefix(t *testing.T) {
 		req := &fwksched.LLMRequest{
 			RequestId:   fmt.Sprintf("req-%d", time.Now().UnixNano()),
 			TargetModel: model,
-			Body:        &fwksched.LLMRequestBody{Completions: &fwksched.CompletionsRequest{Prompt: fwksched.Prompt{Raw: prompt}}},
+			Body:        body,
 		}
 		res, err := sched.Schedule(ctx, req, candidates)
 		if err != nil {
@@ -269,13 +287,28 @@ func TestExampleConfigRoutesToPodHoldingPrefix(t *testing.T) {
 		return targets[0].GetMetadata().Address
 	}
 
-	if got := pick(prefix + "How do I configure the scorer?"); got != holder {
-		t.Errorf("request sharing the cached prefix went to %s, want %s (the pod holding it)", got, holder)
+	completion := func(prompt string) *fwksched.LLMRequestBody {
+		return &fwksched.LLMRequestBody{Completions: &fwksched.CompletionsRequest{Prompt: fwksched.Prompt{Raw: prompt}}}
 	}
-	// Control: a prompt nobody holds goes where the load scorers send it,
+	chat := func(system, user string) *fwksched.LLMRequestBody {
+		return &fwksched.LLMRequestBody{ChatCompletions: &fwksched.ChatCompletionsRequest{AddGenerationPrompt: true, Messages: []fwksched.Message{
+			{Role: "system", Content: fwksched.Content{Raw: system}},
+			{Role: "user", Content: fwksched.Content{Raw: user}},
+		}}}
+	}
+	if got := pick(completion(prefix + "How do I configure the scorer?")); got != holder {
+		t.Errorf("completion sharing the cached prefix went to %s, want %s (the pod holding it)", got, holder)
+	}
+	if got := pick(chat(system, "And how are pods named?")); got != holder {
+		t.Errorf("chat sharing the cached system prompt went to %s, want %s (the pod holding it)", got, holder)
+	}
+	// Controls: prompts nobody holds go where the load scorers send them,
 	// which is not the loaded holder.
-	if got := pick(strings.Repeat("An unrelated question about gardening and tomatoes. ", 30)); got == holder {
-		t.Errorf("a prompt no pod holds went to the most loaded pod %s", got)
+	if got := pick(completion(strings.Repeat("An unrelated question about gardening and tomatoes. ", 30))); got == holder {
+		t.Errorf("a completion no pod holds went to the most loaded pod %s", got)
+	}
+	if got := pick(chat(strings.Repeat("You are a gardener. ", 60), "What is a block?")); got == holder {
+		t.Errorf("a chat no pod holds went to the most loaded pod %s", got)
 	}
 
 	// The holder leaves the pool: its subscription stops and its blocks go.

@@ -72,10 +72,6 @@ func startE2E(t *testing.T, n int) *e2e {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hasher, err := kvblock.NewHasher(kvblock.HashConfig{Algorithm: kvblock.SHA256, Seed: "42", BlockSize: 16})
-	if err != nil {
-		t.Fatal(err)
-	}
 	port := freePort(t)
 	eventsEP := fmt.Sprintf("tcp://127.0.0.1:%d", port)
 
@@ -91,7 +87,10 @@ func startE2E(t *testing.T, n int) *e2e {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { pub.Close() })
-		srv, err := vllmfake.NewServer(vllmfake.ServerConfig{Name: name, Tokenizer: tok, Hasher: hasher, Blocks: 4096, Publisher: pub})
+		srv, err := vllmfake.NewServer(vllmfake.ServerConfig{
+			Name: name, Model: "qwen3", Hash: kvblock.HashConfig{Algorithm: kvblock.SHA256, Seed: "42", BlockSize: 16},
+			Tokenizer: tok, Publisher: pub, OutputTokens: 8,
+		})
 		if err != nil {
 			t.Fatal(err)
 		}

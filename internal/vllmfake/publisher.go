@@ -30,6 +30,17 @@ type PublisherConfig struct {
 	Layout Layout
 	// Rank is the engine's data-parallel rank, written into every batch.
 	Rank int
+	// ReplayEndpoint, when set, is bound by a ROUTER socket that answers
+	// vLLM's replay requests from the last BufferSteps messages; empty
+	// means no replay endpoint (vLLM's default).
+	ReplayEndpoint string
+	// BufferSteps is the number of sent messages kept for replay (vLLM's
+	// buffer_steps). Default 10000.
+	BufferSteps int
+	// ReplayTopicFrame makes replay replies carry the topic frame, as vLLM
+	// does since about v0.25 ([topic, seq, payload]); false sends the
+	// older [seq, payload].
+	ReplayTopicFrame bool
 }
 
 // Publisher sends KV-event batches as a vLLM engine does: frames
@@ -43,11 +54,21 @@ type PublisherConfig struct {
 type Publisher struct {
 	cfg PublisherConfig
 
-	mu   sync.Mutex // guards sock, seq, buf, subs
-	sock *zmq.Socket
-	seq  uint64
-	buf  []byte
-	subs int // subscriptions seen by WaitSubscribers
+	mu       sync.Mutex // guards sock, seq, buf, sent, subs
+	sock     *zmq.Socket
+	seq      uint64
+	buf      []byte
+	subs     int       // subscriptions seen by WaitSubscribers
+	sent     []sentMsg // replay buffer, oldest first; only with a replay endpoint
+	replayEP string    // the bound replay endpoint; "" without one
+
+	replayStop chan struct{} // closed by Close; nil without a replay endpoint
+	replayDone chan struct{}
+}
+
+type sentMsg struct {
+	seq     uint64
+	payload []byte
 }
 
 // NewPublisher opens the socket.
@@ -76,7 +97,90 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 		sock.Close()
 		return nil, fmt.Errorf("vllmfake: publisher on %s: %w", cfg.Endpoint, err)
 	}
-	return &Publisher{cfg: cfg, sock: sock}, nil
+	p := &Publisher{cfg: cfg, sock: sock}
+	if cfg.ReplayEndpoint != "" {
+		if p.cfg.BufferSteps <= 0 {
+			p.cfg.BufferSteps = 10_000
+		}
+		router, err := zmq.NewSocket(zmq.ROUTER)
+		if err == nil {
+			err = errors.Join(router.SetLinger(0), router.SetRcvtimeo(20*time.Millisecond))
+			if err == nil {
+				err = router.Bind(cfg.ReplayEndpoint)
+			}
+			if err != nil {
+				router.Close()
+			}
+		}
+		if err != nil {
+			sock.Close()
+			return nil, fmt.Errorf("vllmfake: replay endpoint %s: %w", cfg.ReplayEndpoint, err)
+		}
+		p.replayEP, _ = router.GetLastEndpoint()
+		p.replayStop, p.replayDone = make(chan struct{}), make(chan struct{})
+		go p.serveReplay(router) // router belongs to serveReplay from here on
+	}
+	return p, nil
+}
+
+// ReplayEndpoint returns the endpoint the replay ROUTER is bound to, with a
+// wildcard port resolved, or "" without one.
+func (p *Publisher) ReplayEndpoint() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.replayEP
+}
+
+// serveReplay answers replay requests as vLLM's publisher thread does:
+// a request is [identity, "", start_seq]; the reply is every buffered
+// message from start_seq on, then the END marker. It owns router.
+func (p *Publisher) serveReplay(router *zmq.Socket) {
+	defer close(p.replayDone)
+	defer router.Close()
+	for {
+		select {
+		case <-p.replayStop:
+			return
+		default:
+		}
+		frames, err := router.RecvMessageBytes(0)
+		if err != nil || len(frames) != 3 || len(frames[1]) != 0 || len(frames[2]) != 8 {
+			continue // a timeout, or vLLM's "Invalid replay request"
+		}
+		from := binary.BigEndian.Uint64(frames[2])
+		p.mu.Lock()
+		var msgs []sentMsg
+		for _, m := range p.sent {
+			if m.seq >= from {
+				msgs = append(msgs, m)
+			}
+		}
+		p.mu.Unlock()
+		var seqb [8]byte
+		for _, m := range msgs {
+			binary.BigEndian.PutUint64(seqb[:], m.seq)
+			p.reply(router, frames[0], seqb[:], m.payload)
+		}
+		p.reply(router, frames[0], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, nil)
+	}
+}
+
+// reply sends one replay reply; router belongs to serveReplay.
+func (p *Publisher) reply(router *zmq.Socket, id, seq, payload []byte) {
+	parts := []any{id, []byte{}}
+	if p.cfg.ReplayTopicFrame {
+		parts = append(parts, p.cfg.Topic)
+	}
+	parts = append(parts, seq, payload)
+	_, _ = router.SendMessage(parts...)
+}
+
+// SkipSequence consumes n sequence numbers without sending anything, as
+// vLLM does for a batch it failed to encode: subscribers see a gap.
+func (p *Publisher) SkipSequence(n uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.seq += n
 }
 
 func bindsEndpoint(ep string) bool {
@@ -171,6 +275,12 @@ func (p *Publisher) sendLocked(payload []byte) (uint64, error) {
 	if _, err := p.sock.SendBytes(payload, 0); err != nil {
 		return seq, fmt.Errorf("vllmfake: publish: %w", err)
 	}
+	if p.replayStop != nil {
+		if len(p.sent) >= p.cfg.BufferSteps {
+			p.sent = append(p.sent[:0], p.sent[1:]...)
+		}
+		p.sent = append(p.sent, sentMsg{seq: seq, payload: append([]byte(nil), payload...)})
+	}
 	return seq, nil
 }
 
@@ -183,5 +293,11 @@ func (p *Publisher) Close() error {
 	}
 	err := p.sock.Close()
 	p.sock = nil
+	if p.replayStop != nil {
+		close(p.replayStop)
+		p.mu.Unlock()
+		<-p.replayDone // serveReplay takes mu
+		p.mu.Lock()
+	}
 	return err
 }

@@ -13,173 +13,189 @@ import (
 	"github.com/kvtrack/kvtrack/tokenization"
 )
 
-// Tokenizer is what a Server needs to turn prompts into token IDs as vLLM
-// does; *tokenization.Local is one.
+// Tokenizer renders and tokenizes prompts for a Server;
+// *tokenization.Local satisfies it.
 type Tokenizer interface {
 	Encode(text string, addSpecialTokens bool) ([]uint32, error)
 	EncodeChat(req *tokenization.ChatRequest) ([]uint32, error)
 }
 
-// ServerConfig configures a Server.
+// ServerConfig configures a Server: the engine flags that decide which
+// hashes it publishes, and where it publishes them.
 type ServerConfig struct {
-	// Name is sent back in the PodHeader of every response, so tests can
-	// tell which pod served a request.
-	Name      string
+	// Model is the served model name; requests naming another get 404.
+	Model string
+	// Hash is the engine's --prefix-caching-hash-algo, PYTHONHASHSEED and
+	// --block-size.
+	Hash kvblock.HashConfig
+	// Tokenizer tokenizes completion prompts (with special tokens) and
+	// renders chat requests with its template (add_generation_prompt on,
+	// vLLM's default).
 	Tokenizer Tokenizer
-	Hasher    *kvblock.Hasher
-	// Blocks is the KV-cache size in blocks of Hasher's block size.
-	Blocks int
-	// OutputTokens is the number of tokens every request generates.
-	// Default 8.
-	OutputTokens int
-	// Publisher, if set, receives the pool's KV events after each request.
+	// Publisher sends the KV events; nil runs with events disabled.
 	Publisher *Publisher
+	// Blocks is the KV-cache capacity in blocks. Default 4096.
+	Blocks int
+	// Name is sent back in the PodHeader of every response, so that a test
+	// behind a router can tell which pod answered.
+	Name string
+	// OutputTokens is the number of tokens each answer has (" ok" each;
+	// their KV blocks are not cached). Default 1.
+	OutputTokens int
 }
 
-// PodHeader is the response header naming the Server that answered.
+// PodHeader is the response header carrying ServerConfig.Name.
 const PodHeader = "X-Vllmfake-Pod"
 
-// Server is a vLLM-like OpenAI server for tests: /v1/completions and
-// /v1/chat/completions (streamed or not) over a BlockPool, publishing the
-// pool's KV events in vLLM's format. Requests run one at a time, each to
-// completion, and report the prefix-cache hit in
-// usage.prompt_tokens_details.cached_tokens as vLLM does. It is safe for
-// concurrent use.
+// Server is a vLLM engine without a model: its OpenAI endpoints
+// (/v1/completions, /v1/chat/completions, /v1/models) tokenize the prompt
+// (or take its token IDs), prefill it through a BlockPool and publish the
+// KV events vLLM would, then answer with OutputTokens fixed tokens, as
+// server-sent events when the request asks to stream. The usage reports
+// the prefix-cache hit in prompt_tokens_details.cached_tokens, as vLLM
+// does. It is safe for concurrent use.
 type Server struct {
 	cfg ServerConfig
+	h   *kvblock.Hasher
 
-	mu   sync.Mutex // guards pool and the order of published batches
+	mu   sync.Mutex // guards pool
 	pool *BlockPool
 }
 
-// NewServer returns a Server with an empty cache.
+// NewServer validates cfg and returns a Server.
 func NewServer(cfg ServerConfig) (*Server, error) {
-	if cfg.Tokenizer == nil || cfg.Hasher == nil || cfg.Blocks <= 0 {
-		return nil, errors.New("vllmfake: server needs a tokenizer, a hasher and a positive block count")
+	if cfg.Tokenizer == nil {
+		return nil, errors.New("vllmfake: server needs a tokenizer")
+	}
+	h, err := kvblock.NewHasher(cfg.Hash)
+	if err != nil {
+		return nil, fmt.Errorf("vllmfake: server: %w", err)
+	}
+	if cfg.Blocks <= 0 {
+		cfg.Blocks = 4096
 	}
 	if cfg.OutputTokens <= 0 {
-		cfg.OutputTokens = 8
+		cfg.OutputTokens = 1
 	}
-	return &Server{cfg: cfg, pool: NewBlockPool(cfg.Blocks)}, nil
+	return &Server{cfg: cfg, h: h, pool: NewBlockPool(cfg.Blocks)}, nil
 }
 
-type openAIRequest struct {
-	Model    string          `json:"model"`
-	Prompt   json.RawMessage `json:"prompt"`
-	Messages json.RawMessage `json:"messages"`
-	Stream   bool            `json:"stream"`
+// Prefill runs a prompt of tokens through the prefix cache as a request
+// that generates one token, and publishes the events it causes. It
+// returns the number of leading blocks that were already cached.
+func (s *Server) Prefill(tokens []uint32) (hit int, err error) {
+	keys, err := s.h.BlockKeys(nil, tokens, nil)
+	if err != nil {
+		return 0, fmt.Errorf("vllmfake: hashing the prompt: %w", err)
+	}
+	bs := s.h.Config().BlockSize
+	s.mu.Lock()
+	a, err := s.pool.Allocate(keys, (len(tokens)-1)/bs, (len(tokens)+1+bs-1)/bs)
+	if err != nil {
+		s.mu.Unlock()
+		return 0, err
+	}
+	var parent kvblock.Key
+	if a.Hit > 0 {
+		parent = keys[a.Hit-1]
+	}
+	s.pool.Cache(a, keys[a.Hit:], parent, a.Hit > 0, tokens[a.Hit*bs:len(keys)*bs], bs)
+	s.pool.Release(a)
+	events := s.pool.TakeEvents()
+	if s.cfg.Publisher != nil && len(events) > 0 {
+		ts := float64(time.Now().UnixNano()) / 1e9
+		_, err = s.cfg.Publisher.Publish(ts, events)
+	}
+	s.mu.Unlock()
+	return a.Hit, err
 }
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set(PodHeader, s.cfg.Name)
+	if s.cfg.Name != "" {
+		w.Header().Set(PodHeader, s.cfg.Name)
+	}
+	if r.URL.Path == "/v1/models" {
+		writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": []map[string]string{{"id": s.cfg.Model, "object": "model"}}})
+		return
+	}
 	chat := r.URL.Path == "/v1/chat/completions"
-	if r.Method != http.MethodPost || (!chat && r.URL.Path != "/v1/completions") {
-		http.Error(w, "not found", http.StatusNotFound)
+	if !chat && r.URL.Path != "/v1/completions" {
+		writeJSON(w, http.StatusNotFound, errorBody("Not Found"))
 		return
 	}
-	var req openAIRequest
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
+	if r.Method != http.MethodPost {
+		writeJSON(w, http.StatusMethodNotAllowed, errorBody("Method Not Allowed"))
 		return
 	}
-	prompt, err := s.tokenize(&req, chat)
-	if err != nil {
-		http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
+	var req struct {
+		Model    string          `json:"model"`
+		Prompt   json.RawMessage `json:"prompt"`
+		Messages json.RawMessage `json:"messages"`
+		Stream   bool            `json:"stream"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
+		writeJSON(w, http.StatusBadRequest, errorBody(err.Error()))
 		return
 	}
-	cached, err := s.run(prompt)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+	if req.Model != s.cfg.Model {
+		writeJSON(w, http.StatusNotFound, errorBody(fmt.Sprintf("The model `%s` does not exist.", req.Model)))
 		return
 	}
-	usage := map[string]any{
-		"prompt_tokens": len(prompt), "completion_tokens": s.cfg.OutputTokens,
-		"prompt_tokens_details": map[string]int{"cached_tokens": cached},
-	}
-	if !req.Stream {
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{
-			"model": req.Model, "choices": []map[string]any{{"index": 0, "text": s.text(), "finish_reason": "length"}},
-			"usage": usage,
-		})
-		return
-	}
-	w.Header().Set("Content-Type", "text/event-stream")
-	fl, _ := w.(http.Flusher)
-	for i := range s.cfg.OutputTokens {
-		chunk, _ := json.Marshal(map[string]any{"model": req.Model, "choices": []map[string]any{{"index": 0, "text": fmt.Sprintf(" t%d", i)}}})
-		fmt.Fprintf(w, "data: %s\n\n", chunk)
-		if fl != nil {
-			fl.Flush()
-		}
-	}
-	last, _ := json.Marshal(map[string]any{"model": req.Model, "choices": []any{}, "usage": usage})
-	fmt.Fprintf(w, "data: %s\n\ndata: [DONE]\n\n", last)
-}
-
-func (s *Server) text() string {
-	var b strings.Builder
-	for i := range s.cfg.OutputTokens {
-		fmt.Fprintf(&b, " t%d", i)
-	}
-	return b.String()
-}
-
-// tokenize does what vLLM does: a completion prompt is tokenized with
-// special tokens, chat messages are rendered with the chat template and a
-// generation prompt and tokenized without; token IDs are used as given.
-func (s *Server) tokenize(req *openAIRequest, chat bool) ([]uint32, error) {
-	if chat {
-		return s.cfg.Tokenizer.EncodeChat(&tokenization.ChatRequest{Messages: req.Messages, AddGenerationPrompt: true})
-	}
+	var tokens []uint32
+	var err error
 	var text string
-	if err := json.Unmarshal(req.Prompt, &text); err == nil {
-		return s.cfg.Tokenizer.Encode(text, true)
+	switch {
+	case chat:
+		tokens, err = s.cfg.Tokenizer.EncodeChat(&tokenization.ChatRequest{Messages: req.Messages, AddGenerationPrompt: true})
+	case json.Unmarshal(req.Prompt, &text) == nil:
+		tokens, err = s.cfg.Tokenizer.Encode(text, true)
+	case json.Unmarshal(req.Prompt, &tokens) != nil:
+		err = errors.New("prompt must be a string or an array of token IDs")
 	}
-	var ids []uint32
-	if err := json.Unmarshal(req.Prompt, &ids); err != nil {
-		return nil, errors.New("prompt must be a string or an array of token IDs")
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, errorBody(err.Error()))
+		return
 	}
-	return ids, nil
+	hit, err := s.Prefill(tokens)
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, errorBody(err.Error()))
+		return
+	}
+	n := s.cfg.OutputTokens
+	usage := map[string]any{"prompt_tokens": len(tokens), "completion_tokens": n, "total_tokens": len(tokens) + n,
+		"prompt_tokens_details": map[string]int{"cached_tokens": hit * s.h.Config().BlockSize}}
+	object, piece := "text_completion", func(text string) map[string]any { return map[string]any{"index": 0, "text": text} }
+	if chat {
+		object, piece = "chat.completion", func(text string) map[string]any {
+			return map[string]any{"index": 0, "message": map[string]string{"role": "assistant", "content": text}}
+		}
+	}
+	if req.Stream {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fl, _ := w.(http.Flusher)
+		for range n {
+			chunk, _ := json.Marshal(map[string]any{"object": object + ".chunk", "model": s.cfg.Model, "choices": []any{piece("ok")}})
+			fmt.Fprintf(w, "data: %s\n\n", chunk)
+			if fl != nil {
+				fl.Flush()
+			}
+		}
+		last, _ := json.Marshal(map[string]any{"object": object + ".chunk", "model": s.cfg.Model, "choices": []any{}, "usage": usage})
+		fmt.Fprintf(w, "data: %s\n\ndata: [DONE]\n\n", last)
+		return
+	}
+	choice := piece(strings.TrimPrefix(strings.Repeat(" ok", n), " "))
+	choice["finish_reason"] = "length"
+	writeJSON(w, http.StatusOK, map[string]any{"object": object, "model": s.cfg.Model, "usage": usage, "choices": []any{choice}})
 }
 
-// run serves one request to completion in the cache and publishes what
-// changed; it returns the number of prompt tokens found cached.
-func (s *Server) run(prompt []uint32) (int, error) {
-	bs := s.cfg.Hasher.Config().BlockSize
-	seq := append([]uint32(nil), prompt...)
-	for i := range s.cfg.OutputTokens {
-		seq = append(seq, uint32(1000+i))
-	}
-	keys, err := s.cfg.Hasher.BlockKeys(nil, seq, nil)
-	if err != nil {
-		return 0, err
-	}
-	promptBlocks := len(prompt) / bs
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	a, err := s.pool.Allocate(keys[:promptBlocks], max(len(prompt)-1, 0)/bs, (len(seq)+bs-1)/bs)
-	if err != nil {
-		return 0, err
-	}
-	cache := func(from, to int) {
-		if from >= to {
-			return
-		}
-		var parent kvblock.Key
-		if from > 0 {
-			parent = keys[from-1]
-		}
-		s.pool.Cache(a, keys[from:to], parent, from > 0, seq[from*bs:to*bs], bs)
-	}
-	cache(a.Hit, promptBlocks)     // prefill
-	cache(promptBlocks, len(keys)) // decode
-	s.pool.Release(a)
-	if events := s.pool.TakeEvents(); s.cfg.Publisher != nil && len(events) > 0 {
-		if _, err := s.cfg.Publisher.Publish(float64(time.Now().UnixNano())/1e9, events); err != nil {
-			return 0, err
-		}
-	}
-	return a.Hit * bs, nil
+func errorBody(msg string) map[string]any {
+	return map[string]any{"error": map[string]any{"message": msg, "type": "BadRequestError"}}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
 }

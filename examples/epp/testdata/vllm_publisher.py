@@ -1,19 +1,20 @@
 #!/usr/bin/env python3
 """A stand-in for one vLLM engine's KV-event publisher, for kvtrack's tests.
 
-It hashes a token sequence the way vLLM (v0.10.2+) does with
+It hashes token sequences the way vLLM (v0.10.2+) does with
 --prefix-caching-hash-algo sha256 -- SHA-256 over pickle protocol 5 of
 (parent, tuple(block_tokens), None), chained from NONE_HASH = sha256(pickle(seed)),
-published as the low 64 bits -- and publishes one BlockStored batch in vLLM's
-v0.23 array layout on a ZMQ PUB socket with vLLM's 3-frame message
+published as the low 64 bits -- and publishes one batch, a BlockStored per
+sequence in vLLM's v0.23 array layout, with vLLM's 3-frame message
 [topic, seq (8 bytes big-endian), msgpack(EventBatch)].
 
-PUB/SUB drops messages sent before a subscriber has joined, so the batch is
-re-sent, with a new sequence number each time as vLLM would, every interval
-until stdin is closed. Prints "ready" once bound.
+The socket is an XPUB (a PUB on the wire) so the batch can wait until a
+subscriber has joined: a PUB drops what is sent before that. It is sent
+once, as vLLM would: every BlockStored takes a reference in the index.
 
-Usage: vllm_publisher.py ENDPOINT TOPIC SEED BLOCK_SIZE < tokens.json
-(tokens.json: a JSON array of token IDs, read as the first line of stdin).
+Usage: vllm_publisher.py ENDPOINT TOPIC SEED BLOCK_SIZE < sequences.json
+(sequences.json: one line, a JSON array of token-ID arrays). Prints "ready"
+once bound and "published" once the batch is sent; exits when stdin closes.
 Needs Debian's python3-zmq and python3-msgpack.
 """
 import hashlib
@@ -40,28 +41,33 @@ def block_hashes(tokens, seed, block_size):
     return out
 
 
+def block_stored(tokens, seed, block_size):
+    n = len(tokens) // block_size
+    return ["BlockStored", block_hashes(tokens, seed, block_size), None, tokens[: n * block_size],
+            block_size, None, "GPU", None, [None] * n, 0, "full_attention", None]
+
+
 def main():
     endpoint, topic, seed, block_size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-    tokens = json.loads(sys.stdin.readline())
-    n = len(tokens) // block_size
-    hashes = block_hashes(tokens, seed, block_size)
-    stored = ["BlockStored", hashes, None, tokens[: n * block_size], block_size,
-              None, "GPU", None, [None] * n, 0, "full_attention", None]
+    sequences = json.loads(sys.stdin.readline())
+    events = [block_stored(toks, seed, block_size) for toks in sequences]
 
     ctx = zmq.Context()
-    pub = ctx.socket(zmq.PUB)
+    pub = ctx.socket(zmq.XPUB)
+    pub.setsockopt(zmq.LINGER, 0)
     pub.bind(endpoint)
     print("ready", flush=True)
 
     done = threading.Event()
     threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
-    seq = 0
     while not done.is_set():
-        batch = msgpack.packb([time.time(), [stored], 0], use_bin_type=True)
-        pub.send_multipart([topic.encode(), seq.to_bytes(8, "big"), batch])
-        seq += 1
-        done.wait(0.05)
-    pub.close(linger=0)
+        if pub.poll(50) and pub.recv()[:1] == b"\x01":  # a subscription
+            batch = msgpack.packb([time.time(), events, 0], use_bin_type=True)
+            pub.send_multipart([topic.encode(), (0).to_bytes(8, "big"), batch])
+            print("published", flush=True)
+            break
+    done.wait()
+    pub.close()
     ctx.term()
 
 

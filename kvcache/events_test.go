@@ -1,0 +1,322 @@
+package kvcache_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/funcr"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kvtrack/kvtrack/internal/testredis"
+	"github.com/kvtrack/kvtrack/internal/vllmfake"
+	"github.com/kvtrack/kvtrack/kvcache"
+	"github.com/kvtrack/kvtrack/kvcache/kvblock"
+	"github.com/kvtrack/kvtrack/kvcache/kvblock/redis"
+)
+
+// These tests feed Indexers through real libzmq sockets from vllmfake's
+// publisher, which speaks vLLM's wire format.
+
+const seed = "42"
+
+func tokens(from, n int) []uint32 {
+	out := make([]uint32, n)
+	for i := range out {
+		out[i] = uint32(from + i)
+	}
+	return out
+}
+
+// vllmKeys are the hashes vLLM publishes for tokens' full blocks with
+// PYTHONHASHSEED=42, sha256 and block size 16.
+func vllmKeys(t *testing.T, toks []uint32) []kvblock.Key {
+	t.Helper()
+	h, err := kvblock.NewHasher(kvblock.HashConfig{Algorithm: kvblock.SHA256, Seed: seed, BlockSize: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := h.BlockKeys(nil, toks, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+// engine is one fake vLLM engine's event publisher.
+type engine struct {
+	t   *testing.T
+	pub *vllmfake.Publisher
+}
+
+// newEngine binds a publisher on a free loopback port (as vLLM binds
+// tcp://*:5557) and returns it with the port.
+func newEngine(t *testing.T, topic string) (*engine, int) {
+	t.Helper()
+	pub, err := vllmfake.NewPublisher(vllmfake.PublisherConfig{Endpoint: "tcp://127.0.0.1:*", Topic: topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pub.Close() })
+	var port int
+	if _, err := fmt.Sscanf(pub.Endpoint()[strings.LastIndexByte(pub.Endpoint(), ':')+1:], "%d", &port); err != nil {
+		t.Fatalf("publisher endpoint %q: %v", pub.Endpoint(), err)
+	}
+	return &engine{t, pub}, port
+}
+
+// connectEngine connects a publisher to a consumer that binds endpoint.
+func connectEngine(t *testing.T, endpoint, topic string) *engine {
+	t.Helper()
+	pub, err := vllmfake.NewPublisher(vllmfake.PublisherConfig{Endpoint: endpoint, Topic: topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pub.Close() })
+	return &engine{t, pub}
+}
+
+func (e *engine) waitSubscribed() {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.pub.WaitSubscribed(ctx); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *engine) store(toks []uint32) {
+	e.t.Helper()
+	ev := vllmfake.Event{Kind: vllmfake.BlockStored, Hashes: vllmKeys(e.t, toks), Tokens: toks, BlockSize: 16}
+	if _, err := e.pub.Publish(1, []vllmfake.Event{ev}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *engine) remove(keys []kvblock.Key) {
+	e.t.Helper()
+	if _, err := e.pub.Publish(2, []vllmfake.Event{{Kind: vllmfake.BlockRemoved, Hashes: keys}}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// start builds an Indexer and runs it until the test ends.
+func start(t *testing.T, cfg kvcache.Config, opts ...kvcache.Option) *kvcache.Indexer {
+	t.Helper()
+	cfg.Hash.Seed = seed
+	ix, err := kvcache.New(cfg, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ix.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run = %v", err)
+		}
+	})
+	return ix
+}
+
+func matched(t *testing.T, ix *kvcache.Indexer, pod string, toks []uint32) int {
+	t.Helper()
+	res, err := ix.Score(context.Background(), kvcache.Request{TokenIDs: toks, Pods: []string{pod}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Pods[0].Matched
+}
+
+func waitMatched(t *testing.T, ix *kvcache.Indexer, pod string, toks []uint32, want int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := matched(t, ix, pod, toks)
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s matches %d blocks after 10s, want %d", pod, got, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestSharedRedisIndexersSeeEachOthersEvents is two EPP replicas over one
+// redis: the one with events enabled applies a pod's events, and the
+// read-only one (events.enabled false) scores from them at once.
+func TestSharedRedisIndexersSeeEachOthersEvents(t *testing.T) {
+	const pod = "127.0.0.1:8000"
+	eng, port := newEngine(t, "kv@"+pod+"@m")
+	rc := redis.DefaultConfig()
+	rc.Addr = testredis.Start(t)
+	off := false
+	writer := start(t, kvcache.Config{Index: kvcache.IndexConfig{Backend: kvcache.IndexRedis}, Redis: rc,
+		Events: kvcache.EventsConfig{Port: port}})
+	reader := start(t, kvcache.Config{Index: kvcache.IndexConfig{Backend: kvcache.IndexRedis}, Redis: rc,
+		Events: kvcache.EventsConfig{Enabled: &off}})
+
+	ctx := context.Background()
+	// Both replicas see the pod join; only the writer subscribes.
+	for _, ix := range []*kvcache.Indexer{writer, reader} {
+		if err := ix.AddPod(ctx, pod); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eng.waitSubscribed()
+
+	prompt := tokens(1, 4*16)
+	eng.store(prompt)
+	waitMatched(t, reader, pod, prompt, 4)
+	eng.remove(vllmKeys(t, prompt)[2:])
+	waitMatched(t, reader, pod, prompt, 2)
+
+	// The pod leaves: the read-only replica leaves the entries alone, the
+	// writer clears them, and the reader sees that.
+	if err := reader.RemovePod(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	if got := matched(t, writer, pod, prompt); got != 2 {
+		t.Fatalf("after the read-only replica removed the pod, it matches %d, want 2", got)
+	}
+	if err := writer.RemovePod(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	if got := matched(t, reader, pod, prompt); got != 0 {
+		t.Errorf("after the writer removed the pod, the reader sees %d blocks, want 0", got)
+	}
+}
+
+// TestConnectModeDefaultsAcceptVLLMDefaultTopic feeds an Indexer with
+// default events settings from an engine publishing under vLLM's default
+// empty topic: in connect mode the socket, not the topic, names the pod.
+func TestConnectModeDefaultsAcceptVLLMDefaultTopic(t *testing.T) {
+	const pod = "127.0.0.1:8000"
+	eng, port := newEngine(t, "")
+	ix := start(t, kvcache.Config{Events: kvcache.EventsConfig{Port: port}})
+	if err := ix.AddPod(context.Background(), pod); err != nil {
+		t.Fatal(err)
+	}
+	eng.waitSubscribed()
+	prompt := tokens(3, 2*16)
+	eng.store(prompt)
+	waitMatched(t, ix, pod, prompt, 2)
+}
+
+// TestBindModeNamesPodByTopic has the engine connect to the Indexer's bound
+// endpoint; the pod is the one its topic names.
+func TestBindModeNamesPodByTopic(t *testing.T) {
+	endpoint := fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t))
+	ix := start(t, kvcache.Config{Events: kvcache.EventsConfig{Mode: kvcache.EventsBind, Endpoint: endpoint}})
+	eng := connectEngine(t, endpoint, "kv@10.1.2.3:8000@m")
+	eng.waitSubscribed()
+	prompt := tokens(7, 3*16)
+	eng.store(prompt)
+	waitMatched(t, ix, "10.1.2.3:8000", prompt, 3)
+	if got := matched(t, ix, "10.1.2.4:8000", prompt); got != 0 {
+		t.Errorf("another pod matches %d blocks, want 0", got)
+	}
+}
+
+// TestMetricsShareOneRegistry registers everything an Indexer has (the
+// index's, the event pool's and its own metrics) on one registry, feeds it
+// through a real socket and checks each family reports what happened; the
+// beat logs the index line when configured.
+func TestMetricsShareOneRegistry(t *testing.T) {
+	const pod = "127.0.0.1:8000"
+	eng, port := newEngine(t, "kv@"+pod+"@m")
+	reg := prometheus.NewRegistry()
+	var mu sync.Mutex
+	var logs []string
+	log := funcr.New(func(prefix, args string) {
+		mu.Lock()
+		logs = append(logs, prefix+" "+args)
+		mu.Unlock()
+	}, funcr.Options{})
+	ix := start(t, kvcache.Config{
+		Events:      kvcache.EventsConfig{Port: port},
+		Speculative: kvcache.SpeculativeConfig{Enabled: true},
+		Metrics:     kvcache.MetricsConfig{BeatInterval: kvcache.Duration(20 * time.Millisecond)},
+	}, kvcache.WithRegisterer(reg), kvcache.WithLogger(log))
+
+	ctx := context.Background()
+	if err := ix.AddPod(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	eng.waitSubscribed()
+	prompt := tokens(1, 4*16)
+	eng.store(prompt)
+	waitMatched(t, ix, pod, prompt, 4) // one score, a key-cache miss, then hits
+
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("Gather: %v", err)
+	}
+	values := map[string]float64{}
+	for _, f := range families {
+		if !strings.HasPrefix(f.GetName(), "kvtrack_") {
+			t.Errorf("metric %s lacks the kvtrack_ prefix", f.GetName())
+		}
+		m := f.GetMetric()[0]
+		switch {
+		case m.GetCounter() != nil:
+			values[f.GetName()] = m.GetCounter().GetValue()
+		case m.GetGauge() != nil:
+			values[f.GetName()] = m.GetGauge().GetValue()
+		case m.GetHistogram() != nil:
+			values[f.GetName()] = float64(m.GetHistogram().GetSampleCount())
+		}
+	}
+	for name, atLeast := range map[string]float64{
+		"kvtrack_index_entries":                  4,
+		"kvtrack_index_admissions_total":         4,
+		"kvtrack_events_received_total":          1,
+		"kvtrack_events_applied_total":           1,
+		"kvtrack_indexer_scores_total":           1,
+		"kvtrack_indexer_score_blocks_total":     4,
+		"kvtrack_indexer_score_duration_seconds": 1,
+		"kvtrack_indexer_key_cache_misses_total": 1,
+	} {
+		got, ok := values[name]
+		if !ok {
+			t.Errorf("%s not registered", name)
+		} else if got < atLeast {
+			t.Errorf("%s = %v, want at least %v", name, got, atLeast)
+		}
+	}
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		var beat string
+		for _, l := range logs {
+			if strings.Contains(l, `"msg"="index"`) && strings.Contains(l, `"entries"=4`) {
+				beat = l
+			}
+		}
+		mu.Unlock()
+		if beat != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no metrics beat line with entries=4 after 10s; logged:\n%s", strings.Join(logs, "\n"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
