@@ -382,25 +382,39 @@ func TestDefaultConfigBindsNothing(t *testing.T) {
 	}
 }
 
+// speculated returns an Indexer on a clock the test moves, with a prompt
+// of four blocks speculated on pod a:1.
+func speculated(t *testing.T, ttl time.Duration) (ix *Indexer, now *time.Time, req Request, keys []kvblock.Key) {
+	t.Helper()
+	now = new(time.Time)
+	*now = time.Unix(1000, 0)
+	cfg := Config{Speculative: SpeculativeConfig{Enabled: true, TTL: Duration(ttl)}}
+	ix = newIndexer(t, cfg, WithClock(func() time.Time { return *now }))
+	req = Request{TokenIDs: seq(1, 64), Pods: []string{"a:1"}}
+	res, err := ix.Score(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.Speculate(context.Background(), "a:1", res.Keys); err != nil {
+		t.Fatal(err)
+	}
+	return ix, now, req, res.Keys
+}
+
+func matchedOn(t *testing.T, ix *Indexer, req Request) int {
+	t.Helper()
+	res, err := ix.Score(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Pods[0].Matched
+}
+
 // With a clock of its own, speculative entries live exactly TTL of that
 // clock's time, with no Run and no ticker: Score expires what is due.
-func TestSpeculateFollowsTheGivenClock(t *testing.T) {
-	now := time.Unix(1000, 0)
-	cfg := Config{Speculative: SpeculativeConfig{Enabled: true, TTL: Duration(2 * time.Second)}}
-	cfg.Hash.Seed = "42"
-	ix, err := New(cfg, WithClock(func() time.Time { return now }))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	req := Request{TokenIDs: seq(1, 64), Pods: []string{"a:1"}}
-	res, err := ix.Score(ctx, req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ix.Speculate(ctx, "a:1", res.Keys); err != nil {
-		t.Fatal(err)
-	}
+func TestScoreExpiresSpeculationOnTheGivenClock(t *testing.T) {
+	ix, now, req, _ := speculated(t, 2*time.Second)
+	start := *now
 	for _, step := range []struct {
 		advance time.Duration
 		want    int
@@ -409,13 +423,9 @@ func TestSpeculateFollowsTheGivenClock(t *testing.T) {
 		{1999 * time.Millisecond, 4},
 		{time.Millisecond, 0}, // the deadline itself is past the TTL
 	} {
-		now = now.Add(step.advance)
-		res, err := ix.Score(ctx, req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := res.Pods[0].Matched; got != step.want {
-			t.Errorf("at %v after Speculate: matched %d, want %d", now.Sub(time.Unix(1000, 0)), got, step.want)
+		*now = now.Add(step.advance)
+		if got := matchedOn(t, ix, req); got != step.want {
+			t.Errorf("at %v after Speculate: matched %d, want %d", now.Sub(start), got, step.want)
 		}
 	}
 }
@@ -423,44 +433,24 @@ func TestSpeculateFollowsTheGivenClock(t *testing.T) {
 // Once the engine's BlockStored confirms a speculative block, the index's
 // own entry speaks for it: an eviction shows at once, long before the TTL.
 func TestSpeculationEndsWhenTheEngineConfirms(t *testing.T) {
-	now := time.Unix(1000, 0)
-	cfg := Config{Speculative: SpeculativeConfig{Enabled: true, TTL: Duration(time.Minute)}}
-	cfg.Hash.Seed = "42"
-	ix, err := New(cfg, WithClock(func() time.Time { return now }))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ix, now, req, keys := speculated(t, time.Minute)
 	ctx := context.Background()
-	req := Request{TokenIDs: seq(1, 64), Pods: []string{"a:1"}}
-	res, err := ix.Score(ctx, req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ix.Speculate(ctx, "a:1", res.Keys); err != nil {
-		t.Fatal(err)
-	}
 	// What the event path does for the engine's BlockStored of the first
 	// three blocks, then its BlockRemoved of them.
 	events := confirmingIndex{ix.index, ix.spec}
 	pod := kvblock.Pod{Addr: "a:1"}
-	if err := events.Add(ctx, pod, kvblock.TierGPU, res.Keys[:3]); err != nil {
+	if err := events.Add(ctx, pod, kvblock.TierGPU, keys[:3]); err != nil {
 		t.Fatal(err)
 	}
-	if err := events.Remove(ctx, pod, kvblock.TierGPU, res.Keys[:3]); err != nil {
+	if err := events.Remove(ctx, pod, kvblock.TierGPU, keys[:3]); err != nil {
 		t.Fatal(err)
 	}
-	res, err = ix.Score(ctx, req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := res.Pods[0].Matched; got != 0 {
+	if got := matchedOn(t, ix, req); got != 0 {
 		t.Errorf("after the engine stored and evicted blocks 0-2: matched %d, want 0 (speculation on them retired)", got)
 	}
 	// The unconfirmed fourth block still expires with the TTL, once.
-	now = now.Add(time.Minute)
-	if _, err := ix.Score(ctx, req); err != nil {
-		t.Fatal(err)
-	}
+	*now = now.Add(time.Minute)
+	matchedOn(t, ix, req)
 	st, err := ix.Index().Stats(ctx)
 	if err != nil {
 		t.Fatal(err)

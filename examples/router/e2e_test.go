@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,45 +16,10 @@ import (
 
 	"github.com/go-logr/logr"
 
+	"github.com/kvtrack/kvtrack/internal/testtokenizer"
 	"github.com/kvtrack/kvtrack/internal/vllmfake"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
-	"github.com/kvtrack/kvtrack/tokenization"
 )
-
-// qwen3Dir unpacks the project's Qwen3 tokenizer into a temporary
-// directory.
-func qwen3Dir(t *testing.T) string {
-	t.Helper()
-	const src = "../../tokenization/testdata/qwen3"
-	dir := t.TempDir()
-	f, err := os.Open(filepath.Join(src, "tokenizer.json.gz"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := os.Create(filepath.Join(dir, "tokenizer.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, zr); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := os.ReadFile(filepath.Join(src, "tokenizer_config.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), cfg, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
 
 type e2e struct {
 	url   string            // the router's
@@ -67,11 +30,8 @@ type e2e struct {
 // of n fake vLLM pods that publish real KV events over ZMQ to it.
 func startE2E(t *testing.T, n int) *e2e {
 	t.Helper()
-	tokDir := qwen3Dir(t)
-	tok, err := tokenization.Load(context.Background(), tokDir, tokenization.LoadOptions{Offline: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tokDir := testtokenizer.Qwen3Dir(t)
+	tok := testtokenizer.Qwen3(t)
 	port := freePort(t)
 	eventsEP := fmt.Sprintf("tcp://127.0.0.1:%d", port)
 
