@@ -1,0 +1,219 @@
+package kvevents
+
+// Who may publish, and how much: the bind-mode source allowlist (a ZAP
+// handler plus a per-message peer check), the per-message limits and the
+// per-pod rate of applied events.
+
+import (
+	"net"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+)
+
+// RejectReason is why a message was refused.
+type RejectReason uint8
+
+// The reasons a message or connection is rejected.
+const (
+	// RejectUnknownPeer: the sender's IP is not the IP of a known pod
+	// (bind mode): its connection was refused, or it was removed since.
+	RejectUnknownPeer RejectReason = iota
+	// RejectPeerMismatch: the topic names a pod at another IP than the
+	// sender's, or names none that can be checked (bind mode).
+	RejectPeerMismatch
+	// RejectBlocks: an event carries more than Limits.MaxBlocksPerEvent hashes.
+	RejectBlocks
+	// RejectTokens: an event carries more than Limits.MaxTokensPerEvent tokens.
+	RejectTokens
+	// RejectEvents: a batch carries more than Limits.MaxEventsPerBatch events.
+	RejectEvents
+	// RejectRate: the pod is over Limits.EventsPerSecond.
+	RejectRate
+
+	numRejectReasons
+)
+
+// String returns the reason's metric label.
+func (r RejectReason) String() string {
+	switch r {
+	case RejectUnknownPeer:
+		return "unknown_peer"
+	case RejectPeerMismatch:
+		return "peer_mismatch"
+	case RejectBlocks:
+		return "blocks"
+	case RejectTokens:
+		return "tokens"
+	case RejectEvents:
+		return "events"
+	case RejectRate:
+		return "rate"
+	}
+	return "unknown"
+}
+
+// zapDomain is the ZAP domain of the bound SUB sockets. A domain is what
+// makes libzmq consult the ZAP handler for NULL-mechanism connections.
+const zapDomain = "kvtrack-events"
+
+// zapEndpoint is where libzmq sends ZAP requests, per context (RFC 27).
+const zapEndpoint = "inproc://zeromq.zap.01"
+
+// allowlist is the set of pod IPs that may publish in bind mode, rebuilt
+// by AddPod and RemovePod and read without locks by the receiver.
+type allowlist struct {
+	ips atomic.Pointer[map[netip.Addr]struct{}]
+}
+
+func (a *allowlist) set(m map[netip.Addr]struct{}) { a.ips.Store(&m) }
+
+func (a *allowlist) allows(ip netip.Addr) bool {
+	m := a.ips.Load()
+	if m == nil {
+		return false
+	}
+	_, ok := (*m)[ip]
+	return ok
+}
+
+// podIP returns the IP of a pod address "ip:port", "[v6]:port" or a bare
+// IP, with IPv4-mapped IPv6 addresses unmapped.
+func podIP(addr string) (netip.Addr, bool) {
+	host := addr
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		host = h
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return ip.Unmap().WithZone(""), true
+}
+
+// peerIP parses libzmq's Peer-Address or ZAP address (an IP, without port).
+func peerIP(addr string) (netip.Addr, bool) {
+	ip, err := netip.ParseAddr(addr)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return ip.Unmap().WithZone(""), true
+}
+
+// rebuildAllowlistLocked publishes the IPs of the bind-mode pods. p.mu must
+// be held.
+func (p *Pool) rebuildAllowlistLocked() {
+	m := make(map[netip.Addr]struct{}, len(p.bindPods))
+	for _, ip := range p.bindPods {
+		m[ip] = struct{}{}
+	}
+	p.allowed.set(m)
+}
+
+// serveZAP answers one ZAP request (RFC 27) on the handler socket: NULL
+// connections from the IP of a known pod are accepted, all others refused
+// and counted.
+func (p *Pool) serveZAP(sock *zmq.Socket) {
+	frames, err := sock.RecvMessageBytes(zmq.DONTWAIT)
+	if err != nil {
+		return
+	}
+	// [version, request_id, domain, address, identity, mechanism, credentials...]
+	if len(frames) < 6 || string(frames[0]) != "1.0" {
+		id := []byte{}
+		if len(frames) > 1 {
+			id = frames[1]
+		}
+		_, _ = sock.SendMessage("1.0", id, "500", "malformed ZAP request", "", "")
+		return
+	}
+	ip, ok := peerIP(string(frames[3]))
+	if ok && p.allowed.allows(ip) {
+		_, _ = sock.SendMessage("1.0", frames[1], "200", "OK", "", "")
+		return
+	}
+	_, _ = sock.SendMessage("1.0", frames[1], "400", "not a known pod", "", "")
+	p.reject(nil, RejectUnknownPeer, "refused a publisher connection: its IP is not a known pod's", "peer", string(frames[3]))
+}
+
+// checkPeer reports whether a bind-mode message from peer (libzmq's
+// Peer-Address) naming pod addr in its topic may be applied; if not it is
+// counted and logged.
+func (p *Pool) checkPeer(peer, addr string, topic []byte) bool {
+	ip, ok := peerIP(peer)
+	if !ok || !p.allowed.allows(ip) {
+		p.reject(nil, RejectUnknownPeer, "dropped a message from a peer that is not a known pod", "peer", peer, "topic", string(topic))
+		return false
+	}
+	if len(peer) > 0 && strings.HasPrefix(addr, peer) && (len(addr) == len(peer) || addr[len(peer)] == ':') {
+		return true // the common case, "ip:port" with the peer's IPv4, without parsing
+	}
+	if named, ok := podIP(addr); ok && named == ip {
+		return true
+	}
+	p.reject(nil, RejectPeerMismatch, "dropped a message whose topic names another pod than its sender", "peer", peer, "topic", string(topic))
+	return false
+}
+
+// reject counts a rejection (per pod too when s is not nil) and logs it,
+// at most once per reason per second, with how many went unlogged.
+func (p *Pool) reject(s *stream, r RejectReason, msg string, kv ...any) {
+	p.c.rejected[r].Add(1)
+	if s != nil {
+		s.rejected[r].Add(1)
+	}
+	now := time.Now().UnixNano()
+	last := p.rejectLogged[r].Load()
+	if now-last < int64(time.Second) || !p.rejectLogged[r].CompareAndSwap(last, now) {
+		p.rejectQuiet[r].Add(1)
+		return
+	}
+	kv = append(kv, "reason", r.String(), "unlogged", p.rejectQuiet[r].Swap(0))
+	if s != nil {
+		kv = append(kv, "pod", s.label)
+	}
+	p.log.Info(msg, kv...)
+}
+
+// bucket is a (pod, rank)'s token bucket of applied events, used by its
+// worker under the stream's mutex.
+type bucket struct {
+	tokens float64
+	last   int64 // unix nanoseconds of the last refill; 0 before the first
+}
+
+// take removes n tokens if the bucket holds them after refilling at rate
+// per second up to burst.
+func (b *bucket) take(n int, rate float64, burst int, now int64) bool {
+	if b.last == 0 {
+		b.tokens = float64(burst)
+	} else if now > b.last {
+		b.tokens = min(float64(burst), b.tokens+float64(now-b.last)*rate/1e9)
+	}
+	b.last = now
+	if float64(n) > b.tokens {
+		return false
+	}
+	b.tokens -= float64(n)
+	return true
+}
+
+// overLimits reports the first limit b exceeds.
+func (l *Limits) overLimits(b *Batch) (RejectReason, bool) {
+	if len(b.Events) > l.MaxEventsPerBatch {
+		return RejectEvents, true
+	}
+	for i := range b.Events {
+		ev := &b.Events[i]
+		if len(ev.BlockHashes) > l.MaxBlocksPerEvent {
+			return RejectBlocks, true
+		}
+		if len(ev.TokenIDs) > l.MaxTokensPerEvent {
+			return RejectTokens, true
+		}
+	}
+	return 0, false
+}
