@@ -53,6 +53,7 @@ const (
 	DefaultEventsPerSecond   = 100000
 	DefaultEventsBurst       = 1000000
 	DefaultMaxQueuedBytes    = 256 << 20
+	DefaultMaxReplayBytes    = 256 << 20
 )
 
 // Limits bound what one publisher can make the pool hold and do. A message
@@ -87,9 +88,11 @@ type Limits struct {
 	// MaxQueuedBytes bounds the payload bytes received and not yet applied
 	// (queued for the workers or held during a replay), over all pods
 	// (default 256 MiB); a message that would exceed it is dropped and
-	// counted (kvtrack_events_dropped_total{reason="queue_full"}). One
-	// replay collects at most this many bytes as well.
+	// counted (kvtrack_events_dropped_total{reason="queue_full"}).
 	MaxQueuedBytes int64 `json:"maxQueuedBytes,omitempty"`
+	// MaxReplayBytes bounds the payload bytes one replay collects (default
+	// 256 MiB); a larger replay is abandoned and its messages counted lost.
+	MaxReplayBytes int64 `json:"maxReplayBytes,omitempty"`
 }
 
 // Security says who may publish in bind mode.
@@ -299,6 +302,9 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxQueuedBytes == 0 {
 		l.MaxQueuedBytes = DefaultMaxQueuedBytes
 	}
+	if l.MaxReplayBytes == 0 {
+		l.MaxReplayBytes = DefaultMaxReplayBytes
+	}
 	return l
 }
 
@@ -326,6 +332,9 @@ func (l Limits) validate() []error {
 	}
 	if l.MaxQueuedBytes < 1 {
 		bad("maxQueuedBytes %d: must be a positive number of bytes", l.MaxQueuedBytes)
+	}
+	if l.MaxReplayBytes < 1 {
+		bad("maxReplayBytes %d: must be a positive number of bytes", l.MaxReplayBytes)
 	}
 	return errs
 }

@@ -90,8 +90,8 @@ func fetchReplay(ctx context.Context, endpoint string, from uint64, timeout time
 		if len(out) >= maxReplay {
 			return out, fmt.Errorf("%w: more than %d messages from %s", ErrReplay, maxReplay, endpoint)
 		}
-		if size += int64(len(payload)); size > lim.MaxQueuedBytes {
-			return out, fmt.Errorf("%w: more than limits.maxQueuedBytes (%d) from %s", ErrReplay, lim.MaxQueuedBytes, endpoint)
+		if size += int64(len(payload)); size > lim.MaxReplayBytes {
+			return out, fmt.Errorf("%w: more than limits.maxReplayBytes (%d) from %s", ErrReplay, lim.MaxReplayBytes, endpoint)
 		}
 		out = append(out, replayed{seq: binary.BigEndian.Uint64(seq), payload: payload})
 	}
