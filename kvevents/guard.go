@@ -66,17 +66,38 @@ const zapEndpoint = "inproc://zeromq.zap.01"
 // allowlist is the set of pod IPs that may publish in bind mode, rebuilt
 // by AddPod and RemovePod and read without locks by the receiver.
 type allowlist struct {
-	ips atomic.Pointer[map[netip.Addr]struct{}]
+	set atomic.Pointer[allowSet]
 }
 
-func (a *allowlist) set(m map[netip.Addr]struct{}) { a.ips.Store(&m) }
+type allowSet struct {
+	ips  map[netip.Addr]struct{}
+	strs map[string]struct{} // the same IPs as libzmq prints them: most lookups need no parsing
+}
+
+func (a *allowlist) store(ips map[netip.Addr]struct{}) {
+	set := &allowSet{ips: ips, strs: make(map[string]struct{}, len(ips))}
+	for ip := range ips {
+		set.strs[ip.String()] = struct{}{}
+	}
+	a.set.Store(set)
+}
 
 func (a *allowlist) allows(ip netip.Addr) bool {
-	m := a.ips.Load()
-	if m == nil {
+	_, ok := a.set.Load().ips[ip]
+	return ok
+}
+
+// allowsPeer reports whether a Peer-Address is an allowed IP.
+func (a *allowlist) allowsPeer(peer string) bool {
+	set := a.set.Load()
+	if _, ok := set.strs[peer]; ok {
+		return true
+	}
+	ip, ok := peerIP(peer)
+	if !ok {
 		return false
 	}
-	_, ok := (*m)[ip]
+	_, ok = set.ips[ip]
 	return ok
 }
 
@@ -110,7 +131,7 @@ func (p *Pool) rebuildAllowlistLocked() {
 	for _, ip := range p.bindPods {
 		m[ip] = struct{}{}
 	}
-	p.allowed.set(m)
+	p.allowed.store(m)
 }
 
 // serveZAP answers one ZAP request (RFC 27) on the handler socket: NULL
@@ -143,14 +164,14 @@ func (p *Pool) serveZAP(sock *zmq.Socket) {
 // Peer-Address) naming pod addr in its topic may be applied; if not it is
 // counted and logged.
 func (p *Pool) checkPeer(peer, addr string, topic []byte) bool {
-	ip, ok := peerIP(peer)
-	if !ok || !p.allowed.allows(ip) {
+	if !p.allowed.allowsPeer(peer) {
 		p.reject(nil, RejectUnknownPeer, "dropped a message from a peer that is not a known pod", "peer", peer, "topic", string(topic))
 		return false
 	}
 	if len(peer) > 0 && strings.HasPrefix(addr, peer) && (len(addr) == len(peer) || addr[len(peer)] == ':') {
 		return true // the common case, "ip:port" with the peer's IPv4, without parsing
 	}
+	ip, _ := peerIP(peer)
 	if named, ok := podIP(addr); ok && named == ip {
 		return true
 	}

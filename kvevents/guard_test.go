@@ -320,3 +320,105 @@ kvtrack_events_pod_rejected_total{pod="127.0.0.2:8000",reason="blocks"} 1
 		t.Error(err)
 	}
 }
+
+// BenchmarkMessageChecks is the per-message cost of the checks on a
+// 1-block batch: the limits, the rate bucket and the bind-mode peer check
+// (a cached topic, the peer's IPv4 matching it).
+func BenchmarkMessageChecks(b *testing.B) {
+	p, err := NewPool(Config{}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := p.AddPod(context.Background(), podA, "", ""); err != nil {
+		b.Fatal(err)
+	}
+	dec := NewDecoder()
+	batch, err := dec.Decode(rawBatch(rawStored(hashes(900, 1), seqTokens(0, 16))))
+	if err != nil {
+		b.Fatal(err)
+	}
+	lim := p.cfg.Limits
+	lim.EventsPerSecond = 1e12
+	var bk bucket
+	topic := []byte(topicOf(podA))
+	b.Run("limits+rate", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, over := lim.overLimits(batch); over {
+				b.Fatal("over limits")
+			}
+			if !bk.take(len(batch.Events), lim.EventsPerSecond, lim.EventsBurst, p.clock.Add(1000)) {
+				b.Fatal("rate")
+			}
+		}
+	})
+	b.Run("peer", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if !p.checkPeer("127.0.0.2", podA.Addr, topic) {
+				b.Fatal("peer")
+			}
+		}
+	})
+}
+
+func TestCheckPeer(t *testing.T) {
+	p, err := NewPool(Config{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pod := range []string{"127.0.0.2:8000", "[::1]:8000", "10.0.0.7"} {
+		if err := p.AddPod(context.Background(), kvblock.Pod{Addr: pod}, "", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		peer, topicAddr string
+		want            bool
+	}{
+		{"127.0.0.2", "127.0.0.2:8000", true},
+		{"127.0.0.2", "127.0.0.2:9999", true}, // ports are not compared: the topic's is the HTTP port
+		{"127.0.0.2", "127.0.0.20:8000", false},
+		{"127.0.0.2", "10.0.0.7:8000", false},
+		{"::ffff:127.0.0.2", "127.0.0.2:8000", true},
+		{"::1", "[::1]:8000", true},
+		{"::1", "127.0.0.2:8000", false},
+		{"10.0.0.7", "10.0.0.7", true},
+		{"127.0.0.3", "127.0.0.3:8000", false}, // not a known pod's IP
+		{"", "127.0.0.2:8000", false},
+		{"127.0.0.2", "pod-a:8000", false},
+	}
+	for _, tt := range tests {
+		if got := p.checkPeer(tt.peer, tt.topicAddr, nil); got != tt.want {
+			t.Errorf("checkPeer(%q, %q) = %v, want %v", tt.peer, tt.topicAddr, got, tt.want)
+		}
+	}
+	if err := p.RemovePod(context.Background(), kvblock.Pod{Addr: "127.0.0.2:8000"}); err != nil {
+		t.Fatal(err)
+	}
+	if p.checkPeer("127.0.0.2", "127.0.0.2:8000", nil) {
+		t.Error("checkPeer accepts a removed pod's IP")
+	}
+}
+
+func TestBucket(t *testing.T) {
+	var b bucket
+	const sec = int64(time.Second)
+	steps := []struct {
+		n    int
+		at   int64
+		want bool
+	}{
+		{10, 1 * sec, true},    // starts full
+		{1, 1 * sec, false},    // empty
+		{5, 2 * sec, true},     // refilled 5 in a second
+		{1, 2 * sec, false},    // empty again
+		{10, 100 * sec, true},  // capped at the burst
+		{11, 200 * sec, false}, // more than the burst never passes
+	}
+	for i, s := range steps {
+		if got := b.take(s.n, 5, 10, s.at); got != s.want {
+			t.Errorf("step %d: take(%d) at %ds = %v, want %v", i, s.n, s.at/sec, got, s.want)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/go-logr/logr"
 	zmq "github.com/pebbe/zmq4"
@@ -57,6 +58,7 @@ type Pool struct {
 
 	allowed      allowlist // bind mode: IPs that may publish
 	queued       atomic.Int64
+	clock        atomic.Int64                    // unix nanoseconds, refreshed by the receiver at each poll: time.Now is too dear per message
 	queuedPeak   atomic.Int64                    // written by the receiver only
 	rejectLogged [numRejectReasons]atomic.Int64  // unix nanos of the last log line
 	rejectQuiet  [numRejectReasons]atomic.Uint64 // rejections since, not logged
@@ -88,7 +90,8 @@ func NewPool(cfg Config, index kvblock.Index, opts ...Option) (*Pool, error) {
 		replayEPs: make(map[kvblock.Pod]string),
 		bindPods:  make(map[kvblock.Pod]netip.Addr),
 	}
-	p.allowed.set(nil)
+	p.allowed.store(nil)
+	p.clock.Store(time.Now().UnixNano())
 	for _, o := range opts {
 		o(p)
 	}

@@ -124,6 +124,7 @@ func (p *Pool) receive(ctx context.Context) error {
 	for ctx.Err() == nil {
 		p.applySockCmds(poller, subs, byStream)
 		polled, err := poller.Poll(pollInterval)
+		p.clock.Store(time.Now().UnixNano())
 		if err != nil {
 			if zmq.AsErrno(err) == zmq.Errno(syscall.EINTR) {
 				continue

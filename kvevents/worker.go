@@ -3,7 +3,6 @@ package kvevents
 import (
 	"context"
 	"sync"
-	"time"
 
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
@@ -202,7 +201,7 @@ func (w *worker) apply(ctx context.Context, s *stream, seq uint64, payload []byt
 		p.reject(s, r, "rejected a message over a limit", "seq", seq, "events", len(b.Events))
 		return
 	}
-	if l := &p.cfg.Limits; l.EventsPerSecond > 0 && !s.rate.take(len(b.Events), l.EventsPerSecond, l.EventsBurst, time.Now().UnixNano()) {
+	if l := &p.cfg.Limits; l.EventsPerSecond > 0 && !s.rate.take(len(b.Events), l.EventsPerSecond, l.EventsBurst, p.clock.Load()) {
 		p.reject(s, RejectRate, "rejected a message: the pod is over its rate of events", "seq", seq, "events", len(b.Events))
 		return
 	}
