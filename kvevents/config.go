@@ -100,7 +100,7 @@ type Security struct {
 	// AllowAnySource turns off the bind-mode source checks, for
 	// development only. By default the bound socket accepts connections
 	// only from the IP addresses of pods added with AddPod (a ZAP handler
-	// refuses the others during the handshake), and a message is applied
+	// holds the others' handshakes until their pod is added), and a message is applied
 	// only if its sender's IP is still such an address and is the IP of
 	// the pod its topic names. With AllowAnySource, anyone who can reach
 	// the port can publish events for any pod: steer requests with forged

@@ -54,7 +54,10 @@
 //
 // In bind mode the pool accepts connections only from the IPs of the pods
 // added with AddPod: it runs a ZAP handler (RFC 27) in a libzmq context of
-// its own, which refuses any other peer during the handshake. Each message
+// its own, which holds any other peer's handshake until AddPod names its IP
+// (refusing it would lock the engine out for good: a libzmq peer whose
+// handshake is refused never reconnects, and engines often connect before
+// the router learns of their pod). Each message
 // is then checked against libzmq's Peer-Address property: its sender must
 // still be a known pod's IP (RemovePod cannot close a connection already
 // open), and the pod its topic names must be at that IP (the topic's port

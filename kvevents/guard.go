@@ -7,6 +7,7 @@ package kvevents
 import (
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -20,7 +21,8 @@ type RejectReason uint8
 // The reasons a message or connection is rejected.
 const (
 	// RejectUnknownPeer: the sender's IP is not the IP of a known pod
-	// (bind mode): its connection was refused, or it was removed since.
+	// (bind mode): its handshake is held until its pod is added, or its pod
+	// was removed since it connected.
 	RejectUnknownPeer RejectReason = iota
 	// RejectPeerMismatch: the topic names a pod at another IP than the
 	// sender's, or names none that can be checked (bind mode).
@@ -134,30 +136,86 @@ func (p *Pool) rebuildAllowlistLocked() {
 	p.allowed.store(m)
 }
 
-// serveZAP answers one ZAP request (RFC 27) on the handler socket: NULL
-// connections from the IP of a known pod are accepted, all others refused
-// and counted.
-func (p *Pool) serveZAP(sock *zmq.Socket) {
-	frames, err := sock.RecvMessageBytes(zmq.DONTWAIT)
+// zapHandler answers libzmq's ZAP requests (RFC 27) for the bound SUB
+// sockets, on a ROUTER so that requests can be answered out of order. A
+// connection from a known pod's IP is accepted at once. One from any other
+// IP is not refused, because a libzmq peer whose handshake is refused
+// never reconnects: an engine that connects before the router learns of
+// its pod would be locked out until it restarts. Its request is held
+// instead, and accepted as soon as AddPod names its IP; if that does not
+// happen within libzmq's handshake interval, libzmq closes the connection
+// and the peer reconnects and asks again. Held requests are bounded;
+// past the bound the oldest is forgotten, which libzmq times out the same
+// way. The receiver goroutine owns it.
+type zapHandler struct {
+	sock    *zmq.Socket
+	pending []zapRequest // oldest first
+	set     *allowSet    // the allowlist pending was last checked against
+}
+
+type zapRequest struct {
+	envelope [][]byte // the ROUTER identity and delimiter, then version and request id
+	ip       netip.Addr
+	at       time.Time
+}
+
+// maxPendingZAP bounds the held handshakes of unknown peers.
+const maxPendingZAP = 1024
+
+// zapHandshakeIvl is the bound SUB sockets' ZMQ_HANDSHAKE_IVL: how long a
+// held handshake lasts before libzmq closes it and the peer reconnects.
+const zapHandshakeIvl = 10 * time.Second
+
+// serve reads one ZAP request and answers or holds it.
+func (z *zapHandler) serve(p *Pool) {
+	frames, err := z.sock.RecvMessageBytes(zmq.DONTWAIT)
 	if err != nil {
 		return
 	}
-	// [version, request_id, domain, address, identity, mechanism, credentials...]
-	if len(frames) < 6 || string(frames[0]) != "1.0" {
-		id := []byte{}
-		if len(frames) > 1 {
-			id = frames[1]
+	// [routing id, "", version, request_id, domain, address, identity, mechanism, credentials...]
+	if len(frames) < 8 || len(frames[1]) != 0 || string(frames[2]) != "1.0" {
+		if len(frames) >= 4 {
+			z.reply(frames[:4], "500", "malformed ZAP request")
 		}
-		_, _ = sock.SendMessage("1.0", id, "500", "malformed ZAP request", "", "")
 		return
 	}
-	ip, ok := peerIP(string(frames[3]))
+	ip, ok := peerIP(string(frames[5]))
 	if ok && p.allowed.allows(ip) {
-		_, _ = sock.SendMessage("1.0", frames[1], "200", "OK", "", "")
+		z.reply(frames[:4], "200", "OK")
 		return
 	}
-	_, _ = sock.SendMessage("1.0", frames[1], "400", "not a known pod", "", "")
-	p.reject(nil, RejectUnknownPeer, "refused a publisher connection: its IP is not a known pod's", "peer", string(frames[3]))
+	p.reject(nil, RejectUnknownPeer, "holding a publisher connection: its IP is not a known pod's (accepted if the pod is added)",
+		"peer", string(frames[5]))
+	if !ok {
+		return // no IP: let the handshake time out
+	}
+	if len(z.pending) >= maxPendingZAP {
+		z.pending = slices.Delete(z.pending, 0, 1)
+	}
+	z.pending = append(z.pending, zapRequest{envelope: frames[:4], ip: ip, at: time.Now()})
+}
+
+// admit accepts the held requests of peers the allowlist now names, and
+// forgets those libzmq has timed out. It is cheap when nothing changed.
+func (z *zapHandler) admit(p *Pool) {
+	set := p.allowed.set.Load()
+	if len(z.pending) == 0 || set == z.set {
+		return
+	}
+	z.set = set
+	expired := time.Now().Add(-zapHandshakeIvl)
+	z.pending = slices.DeleteFunc(z.pending, func(r zapRequest) bool {
+		if _, ok := set.ips[r.ip]; ok {
+			z.reply(r.envelope, "200", "OK")
+			return true
+		}
+		return r.at.Before(expired)
+	})
+}
+
+// reply sends a ZAP reply on the envelope [routing id, "", version, request_id].
+func (z *zapHandler) reply(envelope [][]byte, status, text string) {
+	_, _ = z.sock.SendMessage(envelope[0], envelope[1], envelope[2], envelope[3], status, text, "", "")
 }
 
 // checkPeer reports whether a bind-mode message from peer (libzmq's

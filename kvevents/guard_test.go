@@ -127,7 +127,7 @@ func TestRejections(t *testing.T) {
 			name: "unknown peer",
 			attack: func(t *testing.T, r *guardRig) {
 				c := r.publisher(podC, topicOf(podC))
-				repeatUntil(t, "the refused connection", func() { c.send(rawBatch(hostile), false) },
+				repeatUntil(t, "the held handshake", func() { c.send(rawBatch(hostile), false) },
 					func() bool { return r.p.Stats().Rejected[RejectUnknownPeer] > 0 })
 			},
 			counted: func(r *guardRig) bool { return r.p.Stats().Rejected[RejectUnknownPeer] > 0 },
@@ -304,7 +304,7 @@ func TestRejectedMetrics(t *testing.T) {
 	a.send(rawBatch(rawStored(hashes(900, 2), nil)), false)
 	eventually(t, "the rejection", func() bool { return p.Stats().Rejected[RejectBlocks] == 1 })
 	want := `
-# HELP kvtrack_events_rejected_total KV-event messages (and refused publisher connections) rejected by the source checks and limits, by reason.
+# HELP kvtrack_events_rejected_total KV-event messages (and held publisher handshakes) rejected by the source checks and limits, by reason.
 # TYPE kvtrack_events_rejected_total counter
 kvtrack_events_rejected_total{reason="blocks"} 1
 kvtrack_events_rejected_total{reason="events"} 0
@@ -421,4 +421,28 @@ func TestBucket(t *testing.T) {
 			t.Errorf("step %d: take(%d) at %ds = %v, want %v", i, s.n, s.at/sec, got, s.want)
 		}
 	}
+}
+
+// TestEngineConnectsBeforeItsPodIsAdded checks that an engine that connects
+// before the router knows its pod is held, not locked out (a libzmq peer
+// whose handshake is refused never reconnects), and is admitted once
+// AddPod names its IP.
+func TestEngineConnectsBeforeItsPodIsAdded(t *testing.T) {
+	port := freePort(t)
+	ep := fmt.Sprintf("tcp://127.0.0.1:%d", port)
+	idx := newMemIndex(t)
+	p := startPool(t, Config{Endpoint: ep}, idx)
+	pub := newGoPublisher(t, pubOpts{connectTo: ep, source: "127.0.0.2", topic: topicOf(podA), pod: podA, noReplay: true})
+	eventually(t, "the held handshake", func() bool { return p.Stats().Rejected[RejectUnknownPeer] > 0 })
+	pub.publish(false, rawStored(hashes(900, 2), seqTokens(0, 32))) // not delivered: no connection yet
+	time.Sleep(50 * time.Millisecond)
+	if s := p.Stats(); s.Received != 0 {
+		t.Fatalf("received %d messages from a pod not yet added, want 0", s.Received)
+	}
+	if err := p.AddPod(context.Background(), podA, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	pub.waitSubscribed(func() bool { return p.streamStarted(podA) })
+	pub.publish(false, pub.stored(hashes(100, 2), 0, seqTokens(0, 32), "GPU"))
+	waitIndexEquals(t, idx, pub.groundTruth)
 }

@@ -27,7 +27,7 @@ type Stats struct {
 	ReplayFailures uint64 // replays abandoned (timeout, connection, bad reply)
 	Restarts       uint64 // sequences that went backwards: engine restarts
 
-	// Rejected counts messages (and, for RejectUnknownPeer, refused
+	// Rejected counts messages (and, for RejectUnknownPeer, held
 	// connections) by RejectReason; see Limits and Security.
 	Rejected    [numRejectReasons]uint64
 	Disconnects uint64 // bind mode: publisher connections closed (peer gone, or a message over Limits.MaxMessageBytes)
@@ -105,7 +105,7 @@ func newCollector(p *Pool) *collector {
 		pods:          d("kvtrack_events_pods", "(pod, rank) event streams known."),
 		degraded:      d("kvtrack_events_pods_degraded", "(pod, rank) event streams without a replay endpoint: gaps cannot be repaired."),
 		podDegraded:   d("kvtrack_events_pod_degraded", "1 for each (pod, rank) event stream without a replay endpoint.", "pod"),
-		rejected:      d("kvtrack_events_rejected_total", "KV-event messages (and refused publisher connections) rejected by the source checks and limits, by reason.", "reason"),
+		rejected:      d("kvtrack_events_rejected_total", "KV-event messages (and held publisher handshakes) rejected by the source checks and limits, by reason.", "reason"),
 		podRejected:   d("kvtrack_events_pod_rejected_total", "KV-event messages of a known (pod, rank) rejected by a limit, by reason.", "pod", "reason"),
 		disconnects:   d("kvtrack_events_disconnects_total", "Publisher connections to the bound socket closed: the peer went away, or sent a message over limits.maxMessageBytes."),
 		queued:        d("kvtrack_events_queued_bytes", "KV-event payload bytes received and not yet applied."),

@@ -60,7 +60,7 @@ func (p *Pool) receive(ctx context.Context) error {
 	poller := zmq.NewPoller()
 	subs := make(map[*zmq.Socket]*subscription)
 	byStream := make(map[*stream]*subscription)
-	var zap *zmq.Socket
+	var zap *zapHandler
 	monitors := make(map[*zmq.Socket]bool)
 	defer func() {
 		for sock := range subs {
@@ -70,7 +70,7 @@ func (p *Pool) receive(ctx context.Context) error {
 			sock.Close()
 		}
 		if zap != nil {
-			zap.Close()
+			zap.sock.Close()
 		}
 		_ = zctx.Term()
 	}()
@@ -80,15 +80,17 @@ func (p *Pool) receive(ctx context.Context) error {
 		if !p.cfg.Security.AllowAnySource {
 			// The handler must be bound before any SUB socket: without one,
 			// libzmq lets every connection in.
-			if zap, err = zctx.NewSocket(zmq.REP); err == nil {
-				if err = zap.SetLinger(0); err == nil {
-					err = zap.Bind(zapEndpoint)
+			sock, err := zctx.NewSocket(zmq.ROUTER)
+			if err == nil {
+				zap = &zapHandler{sock: sock}
+				if err = sock.SetLinger(0); err == nil {
+					err = sock.Bind(zapEndpoint)
 				}
 			}
 			if err != nil {
 				return fmt.Errorf("kvevents: starting the ZAP handler: %w", err)
 			}
-			poller.Add(zap, zmq.POLLIN)
+			poller.Add(sock, zmq.POLLIN)
 		}
 		for rank := range p.cfg.DataParallelSize {
 			ep, err := RankEndpoint(p.cfg.Endpoint, rank)
@@ -102,7 +104,7 @@ func (p *Pool) receive(ctx context.Context) error {
 			sub := &subscription{sock: sock, rank: rank, topics: make(map[string]*stream), checkPeer: !p.cfg.Security.AllowAnySource}
 			subs[sock] = sub
 			if sub.checkPeer {
-				if err := sock.SetZapDomain(zapDomain); err != nil {
+				if err := errors.Join(sock.SetZapDomain(zapDomain), sock.SetHandshakeIvl(zapHandshakeIvl)); err != nil {
 					return fmt.Errorf("kvevents: setting the ZAP domain: %w", err)
 				}
 			}
@@ -123,6 +125,9 @@ func (p *Pool) receive(ctx context.Context) error {
 
 	for ctx.Err() == nil {
 		p.applySockCmds(poller, subs, byStream)
+		if zap != nil {
+			zap.admit(p)
+		}
 		polled, err := poller.Poll(pollInterval)
 		p.clock.Store(time.Now().UnixNano())
 		if err != nil {
@@ -133,8 +138,8 @@ func (p *Pool) receive(ctx context.Context) error {
 		}
 		for _, pl := range polled {
 			switch {
-			case pl.Socket == zap:
-				p.serveZAP(zap)
+			case zap != nil && pl.Socket == zap.sock:
+				zap.serve(p)
 			case monitors[pl.Socket]:
 				p.monitorEvents(pl.Socket)
 			default:
