@@ -12,6 +12,7 @@ import (
 
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock/redis"
+	"github.com/kvtrack/kvtrack/kvevents"
 )
 
 // KeyScheme says how block keys are derived; see the package doc.
@@ -152,6 +153,44 @@ type EventsConfig struct {
 	// QueueSize is the number of messages each worker queues before new
 	// ones are dropped (and counted). Default 4096.
 	QueueSize int `json:"queueSize,omitempty" yaml:"queueSize,omitempty"`
+	// Limits bound what one publisher can make kvtrack hold and do.
+	Limits EventsLimits `json:"limits,omitzero" yaml:"limits,omitempty"`
+	// Security says who may publish in bind mode.
+	Security EventsSecurity `json:"security,omitzero" yaml:"security,omitempty"`
+}
+
+// EventsLimits bound the event stream (kvevents.Limits). A message over a
+// limit is rejected whole and counted in kvtrack_events_rejected_total;
+// the rest of the stream keeps flowing. Zero fields take the defaults.
+type EventsLimits struct {
+	// MaxMessageBytes is libzmq's ZMQ_MAXMSGSIZE: a peer sending a larger
+	// frame is disconnected before it is buffered. Default 16 MiB.
+	MaxMessageBytes int64 `json:"maxMessageBytes,omitempty" yaml:"maxMessageBytes,omitempty"`
+	// MaxBlocksPerEvent bounds the block hashes of one event. Default 65536.
+	MaxBlocksPerEvent int `json:"maxBlocksPerEvent,omitempty" yaml:"maxBlocksPerEvent,omitempty"`
+	// MaxTokensPerEvent bounds the token ids of one event. Default 1048576.
+	MaxTokensPerEvent int `json:"maxTokensPerEvent,omitempty" yaml:"maxTokensPerEvent,omitempty"`
+	// MaxEventsPerBatch bounds the events of one message. Default 65536.
+	MaxEventsPerBatch int `json:"maxEventsPerBatch,omitempty" yaml:"maxEventsPerBatch,omitempty"`
+	// EventsPerSecond is the rate of events each pod may have applied.
+	// Default 100000; -1 disables the limit.
+	EventsPerSecond float64 `json:"eventsPerSecond,omitempty" yaml:"eventsPerSecond,omitempty"`
+	// EventsBurst is the depth of each pod's rate bucket. Default 1000000.
+	EventsBurst int `json:"eventsBurst,omitempty" yaml:"eventsBurst,omitempty"`
+	// MaxQueuedBytes bounds the payload bytes received and not yet
+	// applied, over all pods. Default 256 MiB.
+	MaxQueuedBytes int64 `json:"maxQueuedBytes,omitempty" yaml:"maxQueuedBytes,omitempty"`
+	// MaxReplayBytes bounds the bytes one replay collects. Default 256 MiB.
+	MaxReplayBytes int64 `json:"maxReplayBytes,omitempty" yaml:"maxReplayBytes,omitempty"`
+}
+
+// EventsSecurity says who may publish in bind mode (kvevents.Security).
+type EventsSecurity struct {
+	// AllowAnySource accepts events from any address, for any pod. For
+	// development only: by default the bound socket accepts only the IPs
+	// of the pods the Indexer follows, and a message only for the pod at
+	// its sender's IP.
+	AllowAnySource bool `json:"allowAnySource,omitempty" yaml:"allowAnySource,omitempty"`
 }
 
 // TokenizerConfig says where token IDs come from. At most one of Path and
@@ -291,6 +330,7 @@ func (c Config) WithDefaults() Config {
 	if c.Events.QueueSize == 0 {
 		c.Events.QueueSize = DefaultEventQueueSize
 	}
+	c.Events.Limits = c.Events.Limits.withDefaults()
 	if c.Tokenizer.CacheBytes == 0 {
 		c.Tokenizer.CacheBytes = DefaultTokenCacheBytes
 	}
@@ -389,6 +429,7 @@ func (c Config) Validate() error {
 	if c.Events.QueueSize < 1 {
 		bad("events.queueSize", "%d out of range (valid: a positive number of messages)", c.Events.QueueSize)
 	}
+	c.Events.Limits.validate(bad)
 
 	if c.Tokenizer.Path != "" && c.Tokenizer.URL != "" {
 		bad("tokenizer", "both path and url are set (valid: at most one)")
@@ -435,4 +476,46 @@ func validZMQEndpoint(ep string) error {
 		return fmt.Errorf("%q has unknown transport %q (tcp, ipc or inproc)", ep, transport)
 	}
 	return nil
+}
+
+func (l EventsLimits) withDefaults() EventsLimits {
+	def := func(v *int64, d int64) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defInt := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&l.MaxMessageBytes, kvevents.DefaultMaxMessageBytes)
+	defInt(&l.MaxBlocksPerEvent, kvevents.DefaultMaxBlocksPerEvent)
+	defInt(&l.MaxTokensPerEvent, kvevents.DefaultMaxTokensPerEvent)
+	defInt(&l.MaxEventsPerBatch, kvevents.DefaultMaxEventsPerBatch)
+	if l.EventsPerSecond == 0 {
+		l.EventsPerSecond = kvevents.DefaultEventsPerSecond
+	}
+	defInt(&l.EventsBurst, kvevents.DefaultEventsBurst)
+	def(&l.MaxQueuedBytes, kvevents.DefaultMaxQueuedBytes)
+	def(&l.MaxReplayBytes, kvevents.DefaultMaxReplayBytes)
+	return l
+}
+
+func (l EventsLimits) validate(bad func(field, format string, args ...any)) {
+	positive := func(field string, v int64, unit string) {
+		if v < 1 {
+			bad("events.limits."+field, "%d out of range (valid: a positive number of %s)", v, unit)
+		}
+	}
+	positive("maxMessageBytes", l.MaxMessageBytes, "bytes")
+	positive("maxBlocksPerEvent", int64(l.MaxBlocksPerEvent), "block hashes")
+	positive("maxTokensPerEvent", int64(l.MaxTokensPerEvent), "token ids")
+	positive("maxEventsPerBatch", int64(l.MaxEventsPerBatch), "events")
+	if r := l.EventsPerSecond; !(r > 0 && r <= math.MaxFloat64) && r != -1 {
+		bad("events.limits.eventsPerSecond", "%v out of range (valid: a positive finite rate, or -1 for no limit)", r)
+	}
+	positive("eventsBurst", int64(l.EventsBurst), "events")
+	positive("maxQueuedBytes", l.MaxQueuedBytes, "bytes")
+	positive("maxReplayBytes", l.MaxReplayBytes, "bytes")
 }

@@ -16,7 +16,9 @@ func newEventSource(cfg Config, idx kvblock.Index, o options) (eventSource, erro
 	ecfg := kvevents.Config{
 		Mode: kvevents.Mode(cfg.Events.Mode), Endpoint: cfg.Events.Endpoint, TopicFilter: cfg.Events.TopicFilter,
 		Workers: cfg.Events.Workers, QueueSize: cfg.Events.QueueSize, KeyScheme: kvevents.KeyScheme(cfg.KeyScheme),
-		Hash: kvblock.HashConfig{Algorithm: kvblock.Algorithm(cfg.Hash.Algorithm), Seed: cfg.Hash.Seed, BlockSize: cfg.Hash.BlockSize},
+		Hash:     kvblock.HashConfig{Algorithm: kvblock.Algorithm(cfg.Hash.Algorithm), Seed: cfg.Hash.Seed, BlockSize: cfg.Hash.BlockSize},
+		Limits:   kvevents.Limits(cfg.Events.Limits),
+		Security: kvevents.Security(cfg.Events.Security),
 	}
 	if cfg.Events.Mode == EventsBind {
 		ecfg.ReplayPort = cfg.Events.ReplayPort

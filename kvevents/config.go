@@ -3,6 +3,7 @@ package kvevents
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -44,7 +45,68 @@ const (
 	DefaultReceiveHWM    = 100000
 	DefaultMaxEngineKeys = 1 << 20
 	defaultWorkers       = 4
+
+	DefaultMaxMessageBytes   = 16 << 20
+	DefaultMaxBlocksPerEvent = 1 << 16
+	DefaultMaxTokensPerEvent = 1 << 20
+	DefaultMaxEventsPerBatch = 1 << 16
+	DefaultEventsPerSecond   = 100000
+	DefaultEventsBurst       = 1000000
+	DefaultMaxQueuedBytes    = 256 << 20
+	DefaultMaxReplayBytes    = 256 << 20
 )
+
+// Limits bound what one publisher can make the pool hold and do. A message
+// over a limit is rejected whole and counted
+// (kvtrack_events_rejected_total{reason}, and per known pod
+// kvtrack_events_pod_rejected_total), with at most one log line per reason
+// per second; its sequence number is consumed, so the stream goes on.
+// Zero fields take the defaults.
+type Limits struct {
+	// MaxMessageBytes is libzmq's ZMQ_MAXMSGSIZE on every SUB and replay
+	// socket (default 16 MiB): libzmq drops the connection of a peer that
+	// sends a larger frame before buffering it (counted in
+	// kvtrack_events_disconnects_total); the publisher reconnects and the
+	// gap is replayed where possible.
+	MaxMessageBytes int64 `json:"maxMessageBytes,omitempty"`
+	// MaxBlocksPerEvent bounds the block hashes of one BlockStored or
+	// BlockRemoved (default 65536).
+	MaxBlocksPerEvent int `json:"maxBlocksPerEvent,omitempty"`
+	// MaxTokensPerEvent bounds the token ids of one BlockStored (default
+	// 1048576).
+	MaxTokensPerEvent int `json:"maxTokensPerEvent,omitempty"`
+	// MaxEventsPerBatch bounds the events of one message (default 65536).
+	MaxEventsPerBatch int `json:"maxEventsPerBatch,omitempty"`
+	// EventsPerSecond is the rate of events each (pod, rank) may have
+	// applied, replays included (a token bucket; default 100000). -1
+	// disables the limit.
+	EventsPerSecond float64 `json:"eventsPerSecond,omitempty"`
+	// EventsBurst is the token bucket's depth (default 1000000): the
+	// events a pod may have applied at once, e.g. by a replay. A message
+	// with more events than the bucket holds is rejected.
+	EventsBurst int `json:"eventsBurst,omitempty"`
+	// MaxQueuedBytes bounds the payload bytes received and not yet applied
+	// (queued for the workers or held during a replay), over all pods
+	// (default 256 MiB); a message that would exceed it is dropped and
+	// counted (kvtrack_events_dropped_total{reason="queue_full"}).
+	MaxQueuedBytes int64 `json:"maxQueuedBytes,omitempty"`
+	// MaxReplayBytes bounds the payload bytes one replay collects (default
+	// 256 MiB); a larger replay is abandoned and its messages counted lost.
+	MaxReplayBytes int64 `json:"maxReplayBytes,omitempty"`
+}
+
+// Security says who may publish in bind mode.
+type Security struct {
+	// AllowAnySource turns off the bind-mode source checks, for
+	// development only. By default the bound socket accepts connections
+	// only from the IP addresses of pods added with AddPod (a ZAP handler
+	// holds the others' handshakes until their pod is added), and a message is applied
+	// only if its sender's IP is still such an address and is the IP of
+	// the pod its topic names. With AllowAnySource, anyone who can reach
+	// the port can publish events for any pod: steer requests with forged
+	// BlockStored events, or hide a pod's cache with forged removes.
+	AllowAnySource bool `json:"allowAnySource,omitempty"`
+}
 
 // Config configures a Pool. The zero value is usable: bind tcp://*:5557,
 // topics starting with kv@, the vllm key scheme, no hash check.
@@ -97,6 +159,11 @@ type Config struct {
 	// hash to key (default 1<<20 entries); past it the oldest mappings go,
 	// and removes naming them are counted as unresolved.
 	MaxEngineKeys int `json:"maxEngineKeys,omitempty"`
+
+	// Limits bound message sizes, event sizes, rates and queued bytes.
+	Limits Limits `json:"limits"`
+	// Security says who may publish in bind mode.
+	Security Security `json:"security"`
 }
 
 // hashCheck reports whether the vllm scheme should verify hashes.
@@ -143,6 +210,7 @@ func (c Config) withDefaults() Config {
 	if c.MaxEngineKeys == 0 {
 		c.MaxEngineKeys = DefaultMaxEngineKeys
 	}
+	c.Limits = c.Limits.withDefaults()
 	if c.hashCheck() && c.Hash.Algorithm == "" {
 		c.Hash.Algorithm = kvblock.SHA256 // vLLM's default
 	}
@@ -194,6 +262,7 @@ func (c Config) Validate() error {
 	if c.MaxEngineKeys < 1 {
 		bad("maxEngineKeys %d: must be positive", c.MaxEngineKeys)
 	}
+	errs = append(errs, c.Limits.validate()...)
 	switch c.KeyScheme {
 	case SchemeVLLM:
 		if c.hashCheck() {
@@ -209,4 +278,63 @@ func (c Config) Validate() error {
 		bad("keyScheme %q: valid schemes are %q and %q", c.KeyScheme, SchemeVLLM, SchemeTokens)
 	}
 	return errors.Join(errs...)
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxMessageBytes == 0 {
+		l.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if l.MaxBlocksPerEvent == 0 {
+		l.MaxBlocksPerEvent = DefaultMaxBlocksPerEvent
+	}
+	if l.MaxTokensPerEvent == 0 {
+		l.MaxTokensPerEvent = DefaultMaxTokensPerEvent
+	}
+	if l.MaxEventsPerBatch == 0 {
+		l.MaxEventsPerBatch = DefaultMaxEventsPerBatch
+	}
+	if l.EventsPerSecond == 0 {
+		l.EventsPerSecond = DefaultEventsPerSecond
+	}
+	if l.EventsBurst == 0 {
+		l.EventsBurst = DefaultEventsBurst
+	}
+	if l.MaxQueuedBytes == 0 {
+		l.MaxQueuedBytes = DefaultMaxQueuedBytes
+	}
+	if l.MaxReplayBytes == 0 {
+		l.MaxReplayBytes = DefaultMaxReplayBytes
+	}
+	return l
+}
+
+// validate checks l after defaults, naming each bad field.
+func (l Limits) validate() []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("kvevents: limits."+format, args...)) }
+	if l.MaxMessageBytes < 1 {
+		bad("maxMessageBytes %d: must be a positive number of bytes", l.MaxMessageBytes)
+	}
+	if l.MaxBlocksPerEvent < 1 {
+		bad("maxBlocksPerEvent %d: must be positive", l.MaxBlocksPerEvent)
+	}
+	if l.MaxTokensPerEvent < 1 {
+		bad("maxTokensPerEvent %d: must be positive", l.MaxTokensPerEvent)
+	}
+	if l.MaxEventsPerBatch < 1 {
+		bad("maxEventsPerBatch %d: must be positive", l.MaxEventsPerBatch)
+	}
+	if !(l.EventsPerSecond > 0 || l.EventsPerSecond == -1) || math.IsInf(l.EventsPerSecond, 0) {
+		bad("eventsPerSecond %v: must be a positive finite rate, or -1 for no limit", l.EventsPerSecond)
+	}
+	if l.EventsBurst < 1 {
+		bad("eventsBurst %d: must be positive", l.EventsBurst)
+	}
+	if l.MaxQueuedBytes < 1 {
+		bad("maxQueuedBytes %d: must be a positive number of bytes", l.MaxQueuedBytes)
+	}
+	if l.MaxReplayBytes < 1 {
+		bad("maxReplayBytes %d: must be a positive number of bytes", l.MaxReplayBytes)
+	}
+	return errs
 }

@@ -50,6 +50,33 @@
 // scheme keys are derived from token_ids (kvblock.TokenHasher), and a
 // bounded per-pod map from engine hash to key serves removes.
 //
+// # Who may publish, and how much
+//
+// In bind mode the pool accepts connections only from the IPs of the pods
+// added with AddPod: it runs a ZAP handler (RFC 27) in a libzmq context of
+// its own, which holds any other peer's handshake until AddPod names its IP
+// (refusing it would lock the engine out for good: a libzmq peer whose
+// handshake is refused never reconnects, and engines often connect before
+// the router learns of their pod). Each message
+// is then checked against libzmq's Peer-Address property: its sender must
+// still be a known pod's IP (RemovePod cannot close a connection already
+// open), and the pod its topic names must be at that IP (the topic's port
+// is the engine's HTTP port, so IPs are compared). A message failing
+// either check is counted and never indexed. Config.Security.AllowAnySource
+// turns both checks off, for development. In connect mode the pool dials
+// the endpoints it is given and the pod is the one dialled.
+//
+// Config.Limits bound the rest: libzmq's ZMQ_MAXMSGSIZE on every socket
+// (a larger frame drops the connection before it is buffered), block
+// hashes and token ids per event, events per batch, a token bucket of
+// applied events per (pod, rank), the payload bytes received and not yet
+// applied, and the bytes one replay collects. A message over a limit is
+// rejected whole and counted (kvtrack_events_rejected_total by reason, and
+// kvtrack_events_pod_rejected_total for pods the pool follows, so the pod
+// label stays bounded), with at most one log line per reason per second;
+// its sequence number is consumed and the stream goes on. These checks run
+// after decoding, which is itself bounded by the message size.
+//
 // # Concurrency
 //
 // A Decoder is not safe for concurrent use. A Pool is: Run, AddPod,

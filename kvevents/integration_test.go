@@ -66,13 +66,19 @@ func TestIngestBindModePodFromTopic(t *testing.T) {
 	p := startPool(t, Config{Mode: ModeBind, Endpoint: fmt.Sprintf("tcp://127.0.0.1:%d", port), DataParallelSize: 2, TopicFilter: &filter}, idx)
 	ep := fmt.Sprintf("tcp://127.0.0.1:%d", port)
 	ep1 := fmt.Sprintf("tcp://127.0.0.1:%d", port+1)
-	pods := []*goPublisher{
-		newGoPublisher(t, pubOpts{connectTo: ep, topic: "kv@10.0.0.1:8000@Qwen/Qwen3-8B", pod: kvblock.Pod{Addr: "10.0.0.1:8000"}, noReplay: true}),
-		newGoPublisher(t, pubOpts{connectTo: ep, topic: "kv@10.0.0.2:8000@Qwen/Qwen3-8B", pod: kvblock.Pod{Addr: "10.0.0.2:8000"}, noReplay: true, layout: "map"}),
-		// DP rank 1 of the first pod publishes to port + 1.
-		newGoPublisher(t, pubOpts{connectTo: ep1, topic: "kv@10.0.0.1:8000@Qwen/Qwen3-8B", pod: kvblock.Pod{Addr: "10.0.0.1:8000", Rank: 1}, noReplay: true}),
+	// Two pods, at 127.0.0.2 and 127.0.0.3, publishing from their own IPs.
+	for _, addr := range []string{"127.0.0.2:8000", "127.0.0.3:8000"} {
+		if err := p.AddPod(context.Background(), kvblock.Pod{Addr: addr}, "", ""); err != nil {
+			t.Fatal(err)
+		}
 	}
-	other := newGoPublisher(t, pubOpts{connectTo: ep, topic: "other-topic", noReplay: true})
+	pods := []*goPublisher{
+		newGoPublisher(t, pubOpts{connectTo: ep, source: "127.0.0.2", topic: "kv@127.0.0.2:8000@Qwen/Qwen3-8B", pod: kvblock.Pod{Addr: "127.0.0.2:8000"}, noReplay: true}),
+		newGoPublisher(t, pubOpts{connectTo: ep, source: "127.0.0.3", topic: "kv@127.0.0.3:8000@Qwen/Qwen3-8B", pod: kvblock.Pod{Addr: "127.0.0.3:8000"}, noReplay: true, layout: "map"}),
+		// DP rank 1 of the first pod publishes to port + 1.
+		newGoPublisher(t, pubOpts{connectTo: ep1, source: "127.0.0.2", topic: "kv@127.0.0.2:8000@Qwen/Qwen3-8B", pod: kvblock.Pod{Addr: "127.0.0.2:8000", Rank: 1}, noReplay: true}),
+	}
+	other := newGoPublisher(t, pubOpts{connectTo: ep, source: "127.0.0.2", topic: "other-topic", noReplay: true})
 	for _, pub := range pods {
 		pub.waitSubscribed(func() bool { return p.streamStarted(pub.pod) })
 	}
@@ -96,6 +102,9 @@ func TestIngestBindModeUnknownTopicCounted(t *testing.T) {
 	port := freePort(t)
 	empty := ""
 	p := startPool(t, Config{Endpoint: fmt.Sprintf("tcp://127.0.0.1:%d", port), TopicFilter: &empty}, newRefIndex())
+	if err := p.AddPod(context.Background(), kvblock.Pod{Addr: "127.0.0.1:8000"}, "", ""); err != nil {
+		t.Fatal(err)
+	}
 	pub := newGoPublisher(t, pubOpts{connectTo: fmt.Sprintf("tcp://127.0.0.1:%d", port), topic: "no-pod-here", noReplay: true})
 	pub.waitSubscribed(func() bool { return p.Stats().DroppedUnknownPod > 0 })
 	if s := p.Stats(); s.Pods != 0 {
@@ -301,6 +310,9 @@ func TestBindModeReplayPort(t *testing.T) {
 	idx := newMemIndex(t)
 	p := startPool(t, Config{Endpoint: ep, ReplayPort: replayPort, ReplayTimeout: time.Second}, idx)
 	pub := newGoPublisher(t, pubOpts{connectTo: ep, topic: "kv@127.0.0.1:8000@model", pod: kvblock.Pod{Addr: "127.0.0.1:8000"}, replayPort: replayPort})
+	if err := p.AddPod(context.Background(), pub.pod, "", ""); err != nil {
+		t.Fatal(err)
+	}
 	pub.waitSubscribed(func() bool { return p.streamStarted(pub.pod) })
 	pub.publish(true, pub.stored(hashes(100, 2), 0, seqTokens(0, 32), "GPU")) // lost on the wire
 	pub.publish(false, pub.stored(hashes(102, 1), 101, seqTokens(32, 16), "GPU"))

@@ -27,6 +27,14 @@ type Stats struct {
 	ReplayFailures uint64 // replays abandoned (timeout, connection, bad reply)
 	Restarts       uint64 // sequences that went backwards: engine restarts
 
+	// Rejected counts messages (and, for RejectUnknownPeer, held
+	// connections) by RejectReason; see Limits and Security.
+	Rejected    [numRejectReasons]uint64
+	Disconnects uint64 // bind mode: publisher connections closed (peer gone, or a message over Limits.MaxMessageBytes)
+
+	QueuedBytes     int64 // payload bytes received and not yet applied
+	QueuedBytesPeak int64 // the most QueuedBytes has been
+
 	HashMismatches uint64 // root BlockStored events whose hashes did not recompute
 	Unresolved     uint64 // tokens scheme: events naming an engine hash with no known key
 	IndexErrors    uint64 // index operations that failed
@@ -43,10 +51,12 @@ type counters struct {
 	unknownTags, unknownFields                       atomic.Uint64
 	gaps, lost, replays, replayFailures, restarts    atomic.Uint64
 	hashMismatches, unresolved, indexErrors          atomic.Uint64
+	rejected                                         [numRejectReasons]atomic.Uint64
+	disconnects                                      atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
-	return Stats{
+	s := Stats{
 		Received: c.received.Load(), Applied: c.applied.Load(),
 		DroppedQueueFull: c.droppedQueue.Load(), DroppedHeld: c.droppedHeld.Load(), DroppedUnknownPod: c.droppedUnknownPod.Load(),
 		MalformedMessages: c.malformedMsgs.Load(), MalformedBatches: c.malformedBatches.Load(), MalformedEvents: c.malformedEvents.Load(),
@@ -54,7 +64,12 @@ func (c *counters) snapshot() Stats {
 		SequenceGaps: c.gaps.Load(), Lost: c.lost.Load(), Replays: c.replays.Load(), ReplayFailures: c.replayFailures.Load(),
 		Restarts:       c.restarts.Load(),
 		HashMismatches: c.hashMismatches.Load(), Unresolved: c.unresolved.Load(), IndexErrors: c.indexErrors.Load(),
+		Disconnects: c.disconnects.Load(),
 	}
+	for r := range s.Rejected {
+		s.Rejected[r] = c.rejected[r].Load()
+	}
+	return s
 }
 
 // collector exports a Pool's counters at scrape time, so the event path
@@ -65,6 +80,7 @@ type collector struct {
 	received, applied, dropped, malformed, unknownTags, unknownFields *prometheus.Desc
 	gaps, lost, replays, restarts, hashMismatch, unresolved, indexErr *prometheus.Desc
 	pods, degraded, podDegraded                                       *prometheus.Desc
+	rejected, podRejected, disconnects, queued                        *prometheus.Desc
 }
 
 func newCollector(p *Pool) *collector {
@@ -89,12 +105,17 @@ func newCollector(p *Pool) *collector {
 		pods:          d("kvtrack_events_pods", "(pod, rank) event streams known."),
 		degraded:      d("kvtrack_events_pods_degraded", "(pod, rank) event streams without a replay endpoint: gaps cannot be repaired."),
 		podDegraded:   d("kvtrack_events_pod_degraded", "1 for each (pod, rank) event stream without a replay endpoint.", "pod"),
+		rejected:      d("kvtrack_events_rejected_total", "KV-event messages (and held publisher handshakes) rejected by the source checks and limits, by reason.", "reason"),
+		podRejected:   d("kvtrack_events_pod_rejected_total", "KV-event messages of a known (pod, rank) rejected by a limit, by reason.", "pod", "reason"),
+		disconnects:   d("kvtrack_events_disconnects_total", "Publisher connections to the bound socket closed: the peer went away, or sent a message over limits.maxMessageBytes."),
+		queued:        d("kvtrack_events_queued_bytes", "KV-event payload bytes received and not yet applied."),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.received, c.applied, c.dropped, c.malformed, c.unknownTags, c.unknownFields,
-		c.gaps, c.lost, c.replays, c.restarts, c.hashMismatch, c.unresolved, c.indexErr, c.pods, c.degraded, c.podDegraded} {
+		c.gaps, c.lost, c.replays, c.restarts, c.hashMismatch, c.unresolved, c.indexErr, c.pods, c.degraded, c.podDegraded,
+		c.rejected, c.podRejected, c.disconnects, c.queued} {
 		ch <- d
 	}
 }
@@ -126,5 +147,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.degraded, prometheus.GaugeValue, float64(s.DegradedPods))
 	for _, pod := range c.p.degradedPods() {
 		ch <- prometheus.MustNewConstMetric(c.podDegraded, prometheus.GaugeValue, 1, pod)
+	}
+	for r, n := range s.Rejected {
+		counter(c.rejected, n, RejectReason(r).String())
+	}
+	counter(c.disconnects, s.Disconnects)
+	ch <- prometheus.MustNewConstMetric(c.queued, prometheus.GaugeValue, float64(s.QueuedBytes))
+	// Only streams that exist get a pod label: in bind mode those are
+	// pods at the IPs of known pods, so the series stay bounded, and a
+	// removed pod's series go with it.
+	for _, pr := range c.p.podRejections() {
+		counter(c.podRejected, pr.n, pr.pod, pr.reason.String())
 	}
 }

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/go-logr/logr"
+	zmq "github.com/pebbe/zmq4"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
@@ -53,12 +56,21 @@ type Pool struct {
 	c       counters
 	seed    maphash.Seed
 
-	workers []*worker
+	allowed      allowlist // bind mode: IPs that may publish
+	queued       atomic.Int64
+	clock        atomic.Int64                    // unix nanoseconds, refreshed by the receiver at each poll: time.Now is too dear per message
+	queuedPeak   atomic.Int64                    // written by the receiver only
+	rejectLogged [numRejectReasons]atomic.Int64  // unix nanos of the last log line
+	rejectQuiet  [numRejectReasons]atomic.Uint64 // rejections since, not logged
 
-	mu        sync.Mutex              // guards the fields below
-	streams   map[kvblock.Pod]*stream // every known (pod, rank)
-	replayEPs map[kvblock.Pod]string  // bind mode: replay endpoints named by AddPod
-	pending   []sockCmd               // connect mode socket changes for the receiver
+	workers []*worker
+	zctx    *zmq.Context // the receiver's libzmq context, set by Run
+
+	mu        sync.Mutex                 // guards the fields below
+	streams   map[kvblock.Pod]*stream    // every known (pod, rank)
+	replayEPs map[kvblock.Pod]string     // bind mode: replay endpoints named by AddPod
+	bindPods  map[kvblock.Pod]netip.Addr // bind mode: pods added, and their IPs
+	pending   []sockCmd                  // connect mode socket changes for the receiver
 	running   bool
 }
 
@@ -76,7 +88,10 @@ func NewPool(cfg Config, index kvblock.Index, opts ...Option) (*Pool, error) {
 		seed:      maphash.MakeSeed(),
 		streams:   make(map[kvblock.Pod]*stream),
 		replayEPs: make(map[kvblock.Pod]string),
+		bindPods:  make(map[kvblock.Pod]netip.Addr),
 	}
+	p.allowed.store(nil)
+	p.clock.Store(time.Now().UnixNano())
 	for _, o := range opts {
 		o(p)
 	}
@@ -101,6 +116,7 @@ func NewPool(cfg Config, index kvblock.Index, opts ...Option) (*Pool, error) {
 // Stats returns the pool's counters and gauges.
 func (p *Pool) Stats() Stats {
 	s := p.c.snapshot()
+	s.QueuedBytes, s.QueuedBytesPeak = p.queued.Load(), p.queuedPeak.Load()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s.Pods = len(p.streams)
@@ -110,6 +126,27 @@ func (p *Pool) Stats() Stats {
 		}
 	}
 	return s
+}
+
+type podRejection struct {
+	pod    string
+	reason RejectReason
+	n      uint64
+}
+
+// podRejections returns the non-zero per-stream rejection counts.
+func (p *Pool) podRejections() []podRejection {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []podRejection
+	for _, st := range p.streams {
+		for r := range st.rejected {
+			if n := st.rejected[r].Load(); n > 0 {
+				out = append(out, podRejection{st.label, RejectReason(r), n})
+			}
+		}
+	}
+	return out
 }
 
 func (p *Pool) degradedPods() []string {
@@ -185,6 +222,15 @@ func (p *Pool) AddPod(ctx context.Context, pod kvblock.Pod, endpoint, replayEndp
 		if endpoint != "" {
 			return fmt.Errorf("kvevents: AddPod %s: endpoint %q given in bind mode, where pods connect to %s; pass \"\"", pod, endpoint, p.cfg.Endpoint)
 		}
+		if _, ok := p.bindPods[pod]; !ok {
+			ip, ok := podIP(pod.Addr)
+			if !ok && !p.cfg.Security.AllowAnySource {
+				return fmt.Errorf("kvevents: AddPod %s: bind mode admits publishers by IP, and %q is not ip:port "+
+					"(or set security.allowAnySource, for development only)", pod, pod.Addr)
+			}
+			p.bindPods[pod] = ip
+			p.rebuildAllowlistLocked()
+		}
 		if replayEndpoint == "" {
 			delete(p.replayEPs, pod) // back to Config.ReplayPort, if set
 		} else {
@@ -219,6 +265,10 @@ func (p *Pool) RemovePod(ctx context.Context, pod kvblock.Pod) error {
 	s := p.streams[pod]
 	delete(p.streams, pod)
 	delete(p.replayEPs, pod)
+	if _, ok := p.bindPods[pod]; ok {
+		delete(p.bindPods, pod)
+		p.rebuildAllowlistLocked()
+	}
 	if s != nil && s.endpoint != "" {
 		p.pending = append(p.pending, sockCmd{s: s})
 	}
@@ -227,8 +277,9 @@ func (p *Pool) RemovePod(ctx context.Context, pod kvblock.Pod) error {
 		// Taking s.mu waits for an apply in flight; after it, the worker
 		// sees removed and drops whatever is still queued.
 		s.mu.Lock()
-		defer s.mu.Unlock()
 		s.removed.Store(true)
+		p.releaseHeldLocked(s)
+		s.mu.Unlock()
 	}
 	if p.index == nil {
 		return nil
@@ -306,7 +357,36 @@ type stream struct {
 	warnedGap      bool
 	warnedHash     bool
 	engine         *engineKeys // tokens scheme
+	rate           bucket
+
+	rejected [numRejectReasons]atomic.Uint64
 }
 
 func (s *stream) replayEndpoint() string      { return *s.replay.Load() }
 func (s *stream) setReplayEndpoint(ep string) { s.replay.Store(&ep) }
+
+// charge accounts n more payload bytes received and not yet applied,
+// refusing them if that would pass Limits.MaxQueuedBytes. The receiver
+// is the only caller.
+func (p *Pool) charge(n int) bool {
+	v := p.queued.Load() + int64(n)
+	if v > p.cfg.Limits.MaxQueuedBytes {
+		return false
+	}
+	p.queued.Add(int64(n))
+	if v > p.queuedPeak.Load() {
+		p.queuedPeak.Store(v)
+	}
+	return true
+}
+
+// release returns the bytes of a message the pool is done with.
+func (p *Pool) release(m msg) { p.queued.Add(-int64(len(m.payload))) }
+
+// releaseHeldLocked drops the messages s holds. s.mu must be held.
+func (p *Pool) releaseHeldLocked(s *stream) {
+	for _, m := range s.held {
+		p.release(m)
+	}
+	s.held = nil
+}

@@ -48,6 +48,7 @@ type pubOpts struct {
 	replyTopic bool
 	noReplay   bool
 	connectTo  string // connect the PUB to this endpoint (the pool binds) instead of binding
+	source     string // with connectTo: the local IP to connect from (any 127.0.0.0/8 address on Linux)
 	topic      string
 	pod        kvblock.Pod
 	replayPort int // bind the replay ROUTER on this port (default: a free one)
@@ -71,6 +72,10 @@ func newGoPublisher(t *testing.T, o pubOpts) *goPublisher {
 	p := &goPublisher{t: t, pod: o.pod, topic: o.topic, layout: o.layout, replyTopic: o.replyTopic, truth: make(map[refEntry]int)}
 	if o.connectTo != "" {
 		p.pubEP = o.connectTo
+		if o.source != "" {
+			// libzmq's "source;destination" form binds the local end.
+			p.pubEP = "tcp://" + o.source + ":0;" + strings.TrimPrefix(o.connectTo, "tcp://")
+		}
 	} else {
 		p.pubEP = fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t))
 		p.bindPub = true

@@ -43,21 +43,55 @@ type subscription struct {
 	rank   int                // bind mode: the DP rank whose port it binds
 	s      *stream            // connect mode: the one stream it carries
 	topics map[string]*stream // bind mode: topic -> stream cache
+	// checkPeer: bind mode with the source checks on; each message's
+	// Peer-Address must be a known pod's IP and the IP its topic names.
+	checkPeer bool
 }
 
 // receive owns every SUB socket: it binds or connects them, polls them,
-// and hands messages to the workers, until ctx ends.
+// and hands messages to the workers, until ctx ends. The sockets live in a
+// libzmq context of the pool's own, so that its ZAP handler (which libzmq
+// looks up per context) answers for this pool's sockets only.
 func (p *Pool) receive(ctx context.Context) error {
+	zctx, err := zmq.NewContext()
+	if err != nil {
+		return fmt.Errorf("kvevents: creating a ZMQ context: %w", err)
+	}
 	poller := zmq.NewPoller()
 	subs := make(map[*zmq.Socket]*subscription)
 	byStream := make(map[*stream]*subscription)
+	var zap *zapHandler
+	monitors := make(map[*zmq.Socket]bool)
 	defer func() {
 		for sock := range subs {
 			sock.Close()
 		}
+		for sock := range monitors {
+			sock.Close()
+		}
+		if zap != nil {
+			zap.sock.Close()
+		}
+		_ = zctx.Term()
 	}()
+	p.zctx = zctx
 
 	if p.cfg.Mode == ModeBind {
+		if !p.cfg.Security.AllowAnySource {
+			// The handler must be bound before any SUB socket: without one,
+			// libzmq lets every connection in.
+			sock, err := zctx.NewSocket(zmq.ROUTER)
+			if err == nil {
+				zap = &zapHandler{sock: sock}
+				if err = sock.SetLinger(0); err == nil {
+					err = sock.Bind(zapEndpoint)
+				}
+			}
+			if err != nil {
+				return fmt.Errorf("kvevents: starting the ZAP handler: %w", err)
+			}
+			poller.Add(sock, zmq.POLLIN)
+		}
 		for rank := range p.cfg.DataParallelSize {
 			ep, err := RankEndpoint(p.cfg.Endpoint, rank)
 			if err != nil {
@@ -67,18 +101,35 @@ func (p *Pool) receive(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			subs[sock] = &subscription{sock: sock, rank: rank, topics: make(map[string]*stream)}
+			sub := &subscription{sock: sock, rank: rank, topics: make(map[string]*stream), checkPeer: !p.cfg.Security.AllowAnySource}
+			subs[sock] = sub
+			if sub.checkPeer {
+				if err := errors.Join(sock.SetZapDomain(zapDomain), sock.SetHandshakeIvl(zapHandshakeIvl)); err != nil {
+					return fmt.Errorf("kvevents: setting the ZAP domain: %w", err)
+				}
+			}
+			mon, err := p.monitor(sock, rank)
+			if err != nil {
+				return err
+			}
+			monitors[mon] = true
+			poller.Add(mon, zmq.POLLIN)
 			if err := sock.Bind(ep); err != nil {
 				return fmt.Errorf("kvevents: binding %s: %w", ep, err)
 			}
 			poller.Add(sock, zmq.POLLIN)
-			p.log.Info("listening for KV events", "endpoint", ep, "rank", rank, "topicFilter", *p.cfg.TopicFilter)
+			p.log.Info("listening for KV events", "endpoint", ep, "rank", rank, "topicFilter", *p.cfg.TopicFilter,
+				"allowAnySource", p.cfg.Security.AllowAnySource)
 		}
 	}
 
 	for ctx.Err() == nil {
 		p.applySockCmds(poller, subs, byStream)
+		if zap != nil {
+			zap.admit(p)
+		}
 		polled, err := poller.Poll(pollInterval)
+		p.clock.Store(time.Now().UnixNano())
 		if err != nil {
 			if zmq.AsErrno(err) == zmq.Errno(syscall.EINTR) {
 				continue
@@ -86,22 +137,68 @@ func (p *Pool) receive(ctx context.Context) error {
 			return fmt.Errorf("kvevents: polling SUB sockets: %w", err)
 		}
 		for _, pl := range polled {
-			if sub := subs[pl.Socket]; sub != nil {
-				p.drain(sub)
+			switch {
+			case zap != nil && pl.Socket == zap.sock:
+				zap.serve(p)
+			case monitors[pl.Socket]:
+				p.monitorEvents(pl.Socket)
+			default:
+				if sub := subs[pl.Socket]; sub != nil {
+					p.drain(sub)
+				}
 			}
 		}
 	}
 	return nil
 }
 
+// monitor opens a monitor of a bound socket's disconnections: the only
+// trace libzmq leaves of a message over ZMQ_MAXMSGSIZE.
+func (p *Pool) monitor(sock *zmq.Socket, rank int) (*zmq.Socket, error) {
+	addr := fmt.Sprintf("inproc://kvevents-monitor-%d", rank)
+	if err := sock.Monitor(addr, zmq.EVENT_DISCONNECTED); err != nil {
+		return nil, fmt.Errorf("kvevents: monitoring the SUB socket: %w", err)
+	}
+	mon, err := p.zctx.NewSocket(zmq.PAIR)
+	if err == nil {
+		if err = mon.SetLinger(0); err == nil {
+			err = mon.Connect(addr)
+		}
+		if err != nil {
+			mon.Close()
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kvevents: monitoring the SUB socket: %w", err)
+	}
+	return mon, nil
+}
+
+func (p *Pool) monitorEvents(mon *zmq.Socket) {
+	for range drainBurst {
+		ev, _, _, err := mon.RecvEvent(zmq.DONTWAIT)
+		if err != nil {
+			return
+		}
+		if ev == zmq.EVENT_DISCONNECTED {
+			p.c.disconnects.Add(1)
+			if p.log.V(1).Enabled() {
+				p.log.V(1).Info("a publisher disconnected (it went away, or sent a message over limits.maxMessageBytes)")
+			}
+		}
+	}
+}
+
 func (p *Pool) newSub() (*zmq.Socket, error) {
-	sock, err := zmq.NewSocket(zmq.SUB)
+	sock, err := p.zctx.NewSocket(zmq.SUB)
 	if err != nil {
 		return nil, fmt.Errorf("kvevents: creating SUB socket: %w", err)
 	}
-	// Close must not block shutdown on undelivered messages, and the
-	// receive HWM should absorb a burst as large as vLLM's send HWM.
-	if err := errors.Join(sock.SetLinger(0), sock.SetRcvhwm(p.cfg.ReceiveHWM), sock.SetSubscribe(*p.cfg.TopicFilter)); err != nil {
+	// Close must not block shutdown on undelivered messages, the receive
+	// HWM should absorb a burst as large as vLLM's send HWM, and libzmq
+	// must not buffer a frame larger than the limit.
+	if err := errors.Join(sock.SetLinger(0), sock.SetRcvhwm(p.cfg.ReceiveHWM), sock.SetMaxmsgsize(p.cfg.Limits.MaxMessageBytes),
+		sock.SetSubscribe(*p.cfg.TopicFilter)); err != nil {
 		sock.Close()
 		return nil, fmt.Errorf("kvevents: configuring SUB socket: %w", err)
 	}
@@ -150,21 +247,52 @@ func (p *Pool) applySockCmds(poller *zmq.Poller, subs map[*zmq.Socket]*subscript
 // drain receives what one socket has ready, up to drainBurst messages.
 func (p *Pool) drain(sub *subscription) {
 	for range drainBurst {
-		frames, err := sub.sock.RecvMessageBytes(zmq.DONTWAIT)
+		var frames [][]byte
+		var peer string
+		var err error
+		if sub.checkPeer {
+			frames, peer, err = recvWithPeer(sub.sock)
+		} else {
+			frames, err = sub.sock.RecvMessageBytes(zmq.DONTWAIT)
+		}
 		if err != nil {
 			if zmq.AsErrno(err) != zmq.Errno(syscall.EAGAIN) {
 				p.log.V(1).Info("receive failed", "error", err.Error())
 			}
 			return
 		}
-		p.dispatch(sub, frames)
+		p.dispatch(sub, frames, peer)
+	}
+}
+
+// peerAddress is libzmq's message property holding the sender's IP.
+const peerAddress = "Peer-Address"
+
+// recvWithPeer receives one message and its sender's IP.
+func recvWithPeer(sock *zmq.Socket) (frames [][]byte, peer string, err error) {
+	first, md, err := sock.RecvBytesWithMetadata(zmq.DONTWAIT, peerAddress)
+	if err != nil {
+		return nil, "", err
+	}
+	frames = append(make([][]byte, 0, 3), first)
+	for {
+		more, err := sock.GetRcvmore()
+		if err != nil || !more {
+			return frames, md[peerAddress], err
+		}
+		f, err := sock.RecvBytes(zmq.DONTWAIT)
+		if err != nil {
+			return nil, "", err
+		}
+		frames = append(frames, f)
 	}
 }
 
 // dispatch routes one message to its stream's worker, dropping it (counted)
-// if that worker's queue is full: the gap it leaves is then repaired by
-// replay, while blocking here would stall every pod.
-func (p *Pool) dispatch(sub *subscription, frames [][]byte) {
+// if that worker's queue is full or Limits.MaxQueuedBytes is reached: the
+// gap it leaves is then repaired by replay, while blocking here would stall
+// every pod. peer is the sender's IP when sub.checkPeer.
+func (p *Pool) dispatch(sub *subscription, frames [][]byte, peer string) {
 	p.c.received.Add(1)
 	if len(frames) != 3 || len(frames[1]) != 8 {
 		p.c.malformedMsgs.Add(1)
@@ -176,8 +304,9 @@ func (p *Pool) dispatch(sub *subscription, frames [][]byte) {
 	s := sub.s
 	if s == nil {
 		s = sub.topics[string(frames[0])]
+		var addr string
 		if s == nil || s.removed.Load() {
-			addr, ok := podFromTopic(frames[0])
+			a, ok := podFromTopic(frames[0])
 			if !ok {
 				p.c.droppedUnknownPod.Add(1)
 				if p.log.V(1).Enabled() {
@@ -185,16 +314,30 @@ func (p *Pool) dispatch(sub *subscription, frames [][]byte) {
 				}
 				return
 			}
-			s = p.streamFor(kvblock.Pod{Addr: string(addr), Rank: sub.rank})
+			s, addr = nil, string(a)
+		} else {
+			addr = s.pod.Addr
+		}
+		if sub.checkPeer && !p.checkPeer(peer, addr, frames[0]) {
+			return
+		}
+		if s == nil {
+			s = p.streamFor(kvblock.Pod{Addr: addr, Rank: sub.rank})
 			if len(sub.topics) >= maxTopicCache {
 				clear(sub.topics)
 			}
 			sub.topics[string(frames[0])] = s
 		}
 	}
+	m := msg{s: s, seq: binary.BigEndian.Uint64(frames[1]), payload: frames[2]}
+	if !p.charge(len(m.payload)) {
+		p.c.droppedQueue.Add(1)
+		return
+	}
 	select {
-	case s.w.ch <- msg{s: s, seq: binary.BigEndian.Uint64(frames[1]), payload: frames[2]}:
+	case s.w.ch <- m:
 	default:
+		p.release(m)
 		p.c.droppedQueue.Add(1)
 	}
 }

@@ -32,15 +32,16 @@ var ErrReplay = errors.New("replay failed")
 // from seq from on, over a DEALER socket, and collects the replies until the
 // end marker. Replies may be [seq, payload] (vLLM <= v0.24) or [topic, seq,
 // payload] (later); the DEALER also sees the ROUTER's empty delimiter frame
-// first. timeout bounds the wait for each reply.
-func fetchReplay(ctx context.Context, endpoint string, from uint64, timeout time.Duration) ([]replayed, error) {
+// first. timeout bounds the wait for each reply; lim bounds each reply's
+// size (on the socket) and the bytes collected.
+func fetchReplay(ctx context.Context, endpoint string, from uint64, timeout time.Duration, lim Limits) ([]replayed, error) {
 	sock, err := zmq.NewSocket(zmq.DEALER)
 	if err != nil {
 		return nil, fmt.Errorf("%w: creating DEALER socket: %w", ErrReplay, err)
 	}
 	defer sock.Close()
 	poll := min(timeout, 50*time.Millisecond)
-	if err := errors.Join(sock.SetLinger(0), sock.SetRcvtimeo(poll), sock.SetSndtimeo(timeout), sock.SetRcvhwm(0)); err != nil {
+	if err := errors.Join(sock.SetLinger(0), sock.SetRcvtimeo(poll), sock.SetSndtimeo(timeout), sock.SetRcvhwm(0), sock.SetMaxmsgsize(lim.MaxMessageBytes)); err != nil {
 		return nil, fmt.Errorf("%w: configuring DEALER socket: %w", ErrReplay, err)
 	}
 	if err := sock.Connect(endpoint); err != nil {
@@ -51,6 +52,7 @@ func fetchReplay(ctx context.Context, endpoint string, from uint64, timeout time
 		return nil, fmt.Errorf("%w: sending request to %s: %w", ErrReplay, endpoint, err)
 	}
 	var out []replayed
+	var size int64
 	deadline := time.Now().Add(timeout)
 	for {
 		frames, err := sock.RecvMessageBytes(0)
@@ -87,6 +89,9 @@ func fetchReplay(ctx context.Context, endpoint string, from uint64, timeout time
 		}
 		if len(out) >= maxReplay {
 			return out, fmt.Errorf("%w: more than %d messages from %s", ErrReplay, maxReplay, endpoint)
+		}
+		if size += int64(len(payload)); size > lim.MaxReplayBytes {
+			return out, fmt.Errorf("%w: more than limits.maxReplayBytes (%d) from %s", ErrReplay, lim.MaxReplayBytes, endpoint)
 		}
 		out = append(out, replayed{seq: binary.BigEndian.Uint64(seq), payload: payload})
 	}

@@ -53,27 +53,34 @@ func (w *worker) run(ctx context.Context) {
 	}
 }
 
+// handle processes one live message. Its payload bytes, charged by the
+// receiver, are released here unless the message is held for later.
 func (w *worker) handle(ctx context.Context, m msg) {
 	s := m.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.removed.Load() {
+		w.p.release(m)
 		return
 	}
 	if s.replaying {
 		if len(s.held) >= w.p.cfg.MaxHeld {
 			w.p.c.droppedHeld.Add(1)
+			w.p.release(m)
 			return
 		}
 		s.held = append(s.held, m)
 		return
 	}
-	w.sequenced(ctx, s, m)
+	if !w.sequenced(ctx, s, m) {
+		w.p.release(m)
+	}
 }
 
 // sequenced applies m if it is the next message of s, starts a replay to
-// fill the gap before it, or handles a restart. s.mu must be held.
-func (w *worker) sequenced(ctx context.Context, s *stream, m msg) {
+// fill the gap before it, or handles a restart. It reports whether it kept
+// m in s.held. s.mu must be held.
+func (w *worker) sequenced(ctx context.Context, s *stream, m msg) (held bool) {
 	p := w.p
 	switch {
 	case !s.started:
@@ -90,27 +97,27 @@ func (w *worker) sequenced(ctx context.Context, s *stream, m msg) {
 			s.replaying = true
 			s.held = append(s.held, m)
 			w.startReplay(ctx, s, ep, s.next)
-			return
+			return true
 		}
 		p.c.lost.Add(m.seq - s.next)
 		p.log.Info("sequence gap: messages lost, pod has no replay endpoint", "pod", s.label, "expected", s.next, "got", m.seq, "lost", m.seq-s.next)
 	case m.seq >= s.dupFrom && m.seq < s.dupTo:
-		return // the live copy of a message a replay already applied
+		return false // the live copy of a message a replay already applied
 	default:
 		p.c.restarts.Add(1)
 		p.log.Info("sequence went backwards: engine restarted, clearing its blocks", "pod", s.label, "expected", s.next, "got", m.seq)
 		w.clearPod(ctx, s)
 		s.next = 0
-		w.sequenced(ctx, s, m) // from 0: replays what came before m, if anything
-		return
+		return w.sequenced(ctx, s, m) // from 0: replays what came before m, if anything
 	}
 	w.apply(ctx, s, m.seq, m.payload, false)
+	return false
 }
 
 func (w *worker) startReplay(ctx context.Context, s *stream, endpoint string, from uint64) {
 	timeout := w.p.cfg.ReplayTimeout
 	w.replays.Go(func() {
-		msgs, err := fetchReplay(ctx, endpoint, from, timeout)
+		msgs, err := fetchReplay(ctx, endpoint, from, timeout, w.p.cfg.Limits)
 		select {
 		case w.done <- replayResult{s: s, msgs: msgs, err: err}:
 		case <-ctx.Done():
@@ -126,6 +133,7 @@ func (w *worker) finishReplay(ctx context.Context, r replayResult) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.removed.Load() {
+		p.releaseHeldLocked(s)
 		return
 	}
 	s.replaying = false
@@ -163,9 +171,12 @@ func (w *worker) finishReplay(ctx context.Context, r replayResult) {
 		}
 		restarted := i > 0 && m.seq <= held[i-1].seq
 		if m.seq < s.next && !restarted {
+			p.release(m)
 			continue // the replay covered it
 		}
-		w.sequenced(ctx, s, m)
+		if !w.sequenced(ctx, s, m) {
+			p.release(m)
+		}
 	}
 }
 
@@ -185,6 +196,14 @@ func (w *worker) apply(ctx context.Context, s *stream, seq uint64, payload []byt
 		p.c.unknownTags.Add(uint64(b.UnknownTags))
 		p.c.unknownFields.Add(uint64(b.UnknownFields))
 		p.c.malformedEvents.Add(uint64(b.MalformedEvents))
+	}
+	if r, over := p.cfg.Limits.overLimits(b); over {
+		p.reject(s, r, "rejected a message over a limit", "seq", seq, "events", len(b.Events))
+		return
+	}
+	if l := &p.cfg.Limits; l.EventsPerSecond > 0 && !s.rate.take(len(b.Events), l.EventsPerSecond, l.EventsBurst, p.clock.Load()) {
+		p.reject(s, RejectRate, "rejected a message: the pod is over its rate of events", "seq", seq, "events", len(b.Events))
+		return
 	}
 	if p.observe != nil {
 		p.observe(Message{Pod: s.pod, Seq: seq, Replayed: fromReplay, Batch: b})

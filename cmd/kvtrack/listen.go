@@ -23,7 +23,7 @@ func init() {
 	})
 }
 
-const listenSynopsis = `listen (--bind EP | --connect EP[,EP...]) [--replay EP[,EP...]] [--topic PREFIX] [--dp N]
+const listenSynopsis = `listen (--bind EP [--allow IP[,IP...]] | --connect EP[,EP...]) [--replay EP[,EP...]] [--topic PREFIX] [--dp N]
 
 Subscribes to vLLM KV-event publishers and prints every batch as one JSON
 line: {"pod", "rank", "seq", "replayed", "batch": {ts, data_parallel_rank,
@@ -33,6 +33,9 @@ messages) go to standard error. Stop with Ctrl-C.
 --bind EP      bind a SUB socket that engines connect to (vLLM's endpoint
                names this host); the pod is read from the topic
                kv@<pod-ip:port>@<model>.
+--allow IPs    with --bind, accept only publishers at these IPs, each for
+               its own pod (as kvtrack does for the pods it follows).
+               Without it any host may publish for any pod.
 --connect EPs  connect to each engine's PUB (vLLM's default tcp://*:5557 on
                the engine); the pod is the endpoint's host:port.
 --replay EPs   in connect mode, the replay endpoint of each --connect
@@ -48,12 +51,16 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	replay := fs.String("replay", "", "replay endpoint(s): one per --connect endpoint, or one for --bind")
 	topic := fs.String("topic", "", `topic prefix filter (default "kv@" with --bind, "" with --connect)`)
 	dp := fs.Int("dp", 1, "data-parallel ranks per engine")
+	allow := fs.String("allow", "", "with --bind: comma-separated IPs of the pods that may publish (default: any)")
 	verbose := fs.Int("v", 0, "log verbosity (1 adds per-message problems)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if (*bind == "") == (*connect == "") {
 		return fmt.Errorf("%w: give exactly one of --bind and --connect", errUsage)
+	}
+	if *allow != "" && *bind == "" {
+		return fmt.Errorf("%w: --allow applies to --bind only", errUsage)
 	}
 	if *dp < 1 {
 		return fmt.Errorf("%w: --dp %d: must be at least 1", errUsage, *dp)
@@ -92,6 +99,12 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var pods []podEP
 	if *bind != "" {
 		cfg.Mode, cfg.Endpoint, cfg.DataParallelSize = kvevents.ModeBind, *bind, *dp
+		cfg.Security.AllowAnySource = *allow == ""
+		if *allow != "" {
+			for _, ip := range strings.Split(*allow, ",") {
+				pods = append(pods, podEP{pod: kvblock.Pod{Addr: ip}})
+			}
+		}
 		if *replay != "" {
 			port, err := endpointPort(*replay)
 			if err != nil {
