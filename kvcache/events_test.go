@@ -210,16 +210,21 @@ func TestConnectModeDefaultsAcceptVLLMDefaultTopic(t *testing.T) {
 }
 
 // TestBindModeNamesPodByTopic has the engine connect to the Indexer's bound
-// endpoint; the pod is the one its topic names.
+// endpoint; the pod is the one its topic names, and it must be a pod the
+// Indexer was told about (bind mode admits only known pods' addresses).
 func TestBindModeNamesPodByTopic(t *testing.T) {
+	const pod = "127.0.0.1:8000"
 	endpoint := fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t))
 	ix := start(t, kvcache.Config{Events: kvcache.EventsConfig{Mode: kvcache.EventsBind, Endpoint: endpoint}})
-	eng := connectEngine(t, endpoint, "kv@10.1.2.3:8000@m")
+	if err := ix.AddPod(context.Background(), pod); err != nil {
+		t.Fatal(err)
+	}
+	eng := connectEngine(t, endpoint, "kv@"+pod+"@m")
 	eng.waitSubscribed()
 	prompt := tokens(7, 3*16)
 	eng.store(prompt)
-	waitMatched(t, ix, "10.1.2.3:8000", prompt, 3)
-	if got := matched(t, ix, "10.1.2.4:8000", prompt); got != 0 {
+	waitMatched(t, ix, pod, prompt, 3)
+	if got := matched(t, ix, "127.0.0.2:8000", prompt); got != 0 {
 		t.Errorf("another pod matches %d blocks, want 0", got)
 	}
 }

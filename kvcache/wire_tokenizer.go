@@ -38,9 +38,16 @@ type poolTokenizer struct{ p *tokenization.Pool }
 func (t poolTokenizer) Encode(text string, add bool) ([]uint32, error) { return t.p.Encode(text, add) }
 
 func (t poolTokenizer) EncodeChat(ctx context.Context, model string, c *ChatRequest) ([]uint32, error) {
-	msgs := make([]map[string]string, len(c.Messages))
+	// A struct keeps the keys in the order clients send them (a template
+	// that prints a message with tojson sees role before content) and
+	// encodes faster than a map.
+	type message struct {
+		Role    string `json:"role"`
+		Content string `json:"content"`
+	}
+	msgs := make([]message, len(c.Messages))
 	for i, m := range c.Messages {
-		msgs[i] = map[string]string{"role": m.Role, "content": m.Content}
+		msgs[i] = message{Role: m.Role, Content: m.Content}
 	}
 	req := &tokenization.ChatRequest{AddGenerationPrompt: c.AddGenerationPrompt, ContinueFinalMessage: c.ContinueFinalMessage, ChatTemplate: c.ChatTemplate}
 	var err error

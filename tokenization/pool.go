@@ -2,7 +2,7 @@ package tokenization
 
 import (
 	"context"
-	"encoding/json"
+	"encoding/binary"
 	"errors"
 	"hash/maphash"
 	"runtime"
@@ -95,11 +95,27 @@ func (p *Pool) EncodeChatContext(ctx context.Context, req *ChatRequest) ([]uint3
 	if !ok {
 		return nil, errorf("%T cannot tokenize chat requests", p.tok)
 	}
-	key, err := json.Marshal(req)
-	if err != nil {
-		return nil, errorf("chat request: %w", err)
+	return p.do(ctx, 'c', chatKey(req), func() ([]uint32, error) { return ct.EncodeChat(req) })
+}
+
+// chatKey identifies a chat request in the prompt cache: every field,
+// length-prefixed so no two requests share a key. It copies the raw JSON
+// rather than re-encoding it, which for a long conversation cost more than
+// the cache lookup saved.
+func chatKey(req *ChatRequest) string {
+	n := len(req.Messages) + len(req.Tools) + len(req.Documents) + len(req.ChatTemplate) + len(req.ChatTemplateKwargs)
+	b := make([]byte, 0, n+5*binary.MaxVarintLen64+3)
+	for _, f := range [][]byte{req.Messages, req.Tools, req.Documents, []byte(req.ChatTemplate), req.ChatTemplateKwargs} {
+		b = binary.AppendUvarint(b, uint64(len(f)))
+		b = append(b, f...)
 	}
-	return p.do(ctx, 'c', string(key), func() ([]uint32, error) { return ct.EncodeChat(req) })
+	flags := byte(0)
+	for i, on := range []bool{req.AddGenerationPrompt, req.ContinueFinalMessage, req.AddSpecialTokens} {
+		if on {
+			flags |= 1 << i
+		}
+	}
+	return string(append(b, flags))
 }
 
 func (p *Pool) do(ctx context.Context, kind byte, key string, encode func() ([]uint32, error)) ([]uint32, error) {

@@ -51,8 +51,14 @@ func startKVTrack(ctx context.Context, cfg Config, pods []string) (*kvtrackRun, 
 	}
 	k.idx = &countingIndex{Index: inner}
 	kcfg := kvcache.Config{
-		Hash:   kvcache.HashConfig{Algorithm: cfg.HashAlgo, Seed: cfg.HashSeed, BlockSize: cfg.BlockSize},
-		Events: kvcache.EventsConfig{Mode: kvcache.EventsBind, Endpoint: k.ep, Workers: 2},
+		Hash: kvcache.HashConfig{Algorithm: cfg.HashAlgo, Seed: cfg.HashSeed, BlockSize: cfg.BlockSize},
+		Events: kvcache.EventsConfig{
+			Mode: kvcache.EventsBind, Endpoint: k.ep, Workers: 2,
+			// Every simulated pod publishes from 127.0.0.1 while its topic
+			// names its own address, which the source allowlist would
+			// rightly reject; kvevents' tests cover the allowlist.
+			Security: kvcache.EventsSecurity{AllowAnySource: true},
+		},
 		Speculative: kvcache.SpeculativeConfig{
 			Enabled: cfg.Speculative,
 			TTL:     kvcache.Duration(cfg.SpeculativeTTL),
