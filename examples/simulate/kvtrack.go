@@ -52,7 +52,15 @@ func startKVTrack(ctx context.Context, cfg Config, pods []string) (*kvtrackRun, 
 	k.idx = &countingIndex{Index: inner}
 	kcfg := kvcache.Config{
 		Hash:   kvcache.HashConfig{Algorithm: cfg.HashAlgo, Seed: cfg.HashSeed, BlockSize: cfg.BlockSize},
-		Events: kvcache.EventsConfig{Mode: kvcache.EventsBind, Endpoint: k.ep, Workers: 2},
+		Events: kvcache.EventsConfig{
+			Mode: kvcache.EventsBind, Endpoint: k.ep, Workers: 2,
+			// Every simulated pod publishes from loopback under a made-up
+			// pod address, so the per-IP allowlist would refuse them all;
+			// and modelled time runs faster than the wall clock, so a
+			// per-second rate limit would drop a real workload's events.
+			Security: kvcache.EventsSecurity{AllowAnySource: true},
+			Limits:   kvcache.EventsLimits{EventsPerSecond: -1},
+		},
 		Speculative: kvcache.SpeculativeConfig{
 			Enabled: cfg.Speculative,
 			TTL:     kvcache.Duration(cfg.SpeculativeTTL),
