@@ -92,6 +92,11 @@ type Config struct {
 
 	// Routers lists the routers to run, in order; empty means all.
 	Routers []string `json:"routers,omitempty"`
+
+	// audit, when set, sees each of the precise router's decisions: the
+	// request, kvtrack's matched blocks per pod and the cluster, whose
+	// truePrefix is the truth to compare them with. For tests.
+	audit func(r *request, matched []int, c cluster)
 }
 
 // RouterNames are the routers a simulation compares, in report order.

@@ -51,7 +51,7 @@ func startKVTrack(ctx context.Context, cfg Config, pods []string) (*kvtrackRun, 
 	}
 	k.idx = &countingIndex{Index: inner}
 	kcfg := kvcache.Config{
-		Hash:   kvcache.HashConfig{Algorithm: cfg.HashAlgo, Seed: cfg.HashSeed, BlockSize: cfg.BlockSize},
+		Hash: kvcache.HashConfig{Algorithm: cfg.HashAlgo, Seed: cfg.HashSeed, BlockSize: cfg.BlockSize},
 		Events: kvcache.EventsConfig{
 			Mode: kvcache.EventsBind, Endpoint: k.ep, Workers: 2,
 			// Every simulated pod publishes from loopback under a made-up
