@@ -17,7 +17,8 @@ const (
 	WorkloadSharedPrefix = "shared-prefix"
 	// WorkloadChat is multi-turn chat: each request continues one of Groups
 	// conversations with a new user message; the prompt carries the whole
-	// history, earlier answers included.
+	// history, earlier answers included, so a turn arrives no earlier than
+	// the answer to the one before it.
 	WorkloadChat = "chat"
 )
 
