@@ -459,3 +459,48 @@ func TestSpeculationEndsWhenTheEngineConfirms(t *testing.T) {
 		t.Errorf("%d index entries left after confirmation and expiry, want 0", st.Entries)
 	}
 }
+
+// A prompt mostly cached on its pod stores only its new blocks; their
+// BlockStored confirms the cached blocks before them too, so an eviction
+// of those shows at once instead of after the TTL.
+func TestStoredBlockConfirmsTheSpeculativePrefixBeforeIt(t *testing.T) {
+	ix, _, req, keys := speculated(t, time.Minute)
+	ctx := context.Background()
+	events := confirmingIndex{ix.index, ix.spec}
+	pod := kvblock.Pod{Addr: "a:1"}
+	// Blocks 0-2 were cached before the request was routed (their store
+	// came earlier); the request computes and stores only block 3.
+	if err := ix.index.Add(ctx, pod, kvblock.TierGPU, keys[:3]); err != nil {
+		t.Fatal(err)
+	}
+	if err := events.Add(ctx, pod, kvblock.TierGPU, keys[3:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := events.Remove(ctx, pod, kvblock.TierGPU, keys); err != nil {
+		t.Fatal(err)
+	}
+	if got := matchedOn(t, ix, req); got != 0 {
+		t.Errorf("after the engine stored block 3 and evicted blocks 0-3: matched %d, want 0 (speculation on 0-2 retired with 3)", got)
+	}
+}
+
+// A stored block confirms only its own chain: a speculated prompt that
+// shares no block with it keeps its speculative entries.
+func TestStoredBlockLeavesOtherChainsSpeculative(t *testing.T) {
+	ix, _, req, keys := speculated(t, time.Minute)
+	ctx := context.Background()
+	other, err := ix.Score(ctx, Request{TokenIDs: seq(900, 64), Pods: []string{"a:1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.Speculate(ctx, "a:1", other.Keys); err != nil {
+		t.Fatal(err)
+	}
+	events := confirmingIndex{ix.index, ix.spec}
+	if err := events.Add(ctx, kvblock.Pod{Addr: "a:1"}, kvblock.TierGPU, other.Keys[3:]); err != nil {
+		t.Fatal(err)
+	}
+	if got := matchedOn(t, ix, req); got != len(keys) {
+		t.Errorf("after another prompt's block was stored: matched %d, want %d (still speculative)", got, len(keys))
+	}
+}

@@ -23,9 +23,15 @@ const maxSpeculativeKeys = 1 << 22
 // speculator records speculative entries and retires each when the engine
 // confirms the block (its BlockStored for that pod arrives: from then on the
 // index holds the truth, evictions included) or after the TTL, whichever
-// comes first. The TTL therefore bounds only requests that never ran, and
-// can be long enough to cover queueing and prefill. The TTL is the same for
-// every entry, so expiry order is insertion order and a FIFO queue suffices.
+// comes first. A stored block also confirms the speculative blocks before it
+// in its chain: the engine stores block j of a request only once the request
+// is scheduled with blocks 0..j-1 in that pod's cache, and the blocks it
+// found cached produce no event of their own. Without that, the cached part
+// of a routed prompt (all but the new turn of a chat) would stay speculative
+// for the whole TTL and outlive its eviction. The TTL therefore bounds only
+// requests that never ran, and can be long enough to cover queueing and
+// prefill. The TTL is the same for every entry, so expiry order is insertion
+// order and a FIFO queue suffices.
 type speculator struct {
 	index kvblock.Index
 	ttl   time.Duration
@@ -35,8 +41,8 @@ type speculator struct {
 	queue   []specEntry
 	pending int // keys in queue
 	// live counts the speculative references in the index per (pod, key)
-	// that neither expired nor were confirmed.
-	live map[specKey]int32
+	// that neither expired nor were confirmed, with the key's parent.
+	live map[specKey]liveRef
 
 	// expiring serialises expiry passes, their index removals included, so
 	// that a Score finding an entry due waits for a pass already removing it.
@@ -55,6 +61,15 @@ type specKey struct {
 	key kvblock.Key
 }
 
+// liveRef is a (pod, key)'s live speculative references and the key before
+// it in the chain it was recorded in. A key's hash covers its whole prefix,
+// so its parent is the same in every request that holds it.
+type liveRef struct {
+	n         int32
+	parent    kvblock.Key
+	hasParent bool
+}
+
 type specEntry struct {
 	deadline time.Time
 	pod      kvblock.Pod
@@ -62,7 +77,7 @@ type specEntry struct {
 }
 
 func newSpeculator(index kvblock.Index, ttl time.Duration, now func() time.Time) *speculator {
-	s := &speculator{index: index, ttl: ttl, now: now, live: make(map[specKey]int32)}
+	s := &speculator{index: index, ttl: ttl, now: now, live: make(map[specKey]liveRef)}
 	s.due.Store(math.MaxInt64)
 	return s
 }
@@ -90,8 +105,14 @@ func (s *speculator) record(ctx context.Context, pod string, keys []kvblock.Key)
 	// Own a copy: the caller's slice belongs to its Result.
 	s.queue = append(s.queue, specEntry{deadline: deadline, pod: p, keys: append([]kvblock.Key(nil), keys...)})
 	s.pending += len(keys)
-	for _, k := range keys {
-		s.live[specKey{pod, k}]++
+	for i, k := range keys {
+		sk := specKey{pod, k}
+		r := s.live[sk]
+		r.n++
+		if i > 0 {
+			r.parent, r.hasParent = keys[i-1], true
+		}
+		s.live[sk] = r
 	}
 	s.nlive.Store(int64(len(s.live)))
 	if d := deadline.UnixNano(); d < s.due.Load() {
@@ -101,9 +122,10 @@ func (s *speculator) record(ctx context.Context, pod string, keys []kvblock.Key)
 	return nil
 }
 
-// confirm retires the speculative references to keys on pod: the engine
-// has stored them, so the index's own entries now say whether pod holds
-// them, and an eviction will show.
+// confirm retires the speculative references to keys on pod, and to the
+// live keys before each of them in its chain: the engine has stored them or
+// holds them as the cached prefix of what it stored, so the index's own
+// entries now say whether pod holds them, and an eviction will show.
 func (s *speculator) confirm(ctx context.Context, pod kvblock.Pod, keys []kvblock.Key) {
 	if s.nlive.Load() == 0 {
 		return
@@ -111,17 +133,24 @@ func (s *speculator) confirm(ctx context.Context, pod kvblock.Pod, keys []kvbloc
 	var refs [][]kvblock.Key // refs[i]: keys with more than i references
 	s.mu.Lock()
 	for _, k := range keys {
-		sk := specKey{pod.Addr, k}
-		n := s.live[sk]
-		if n == 0 {
-			continue
-		}
-		delete(s.live, sk)
-		for i := range int(n) {
-			if i == len(refs) {
-				refs = append(refs, nil)
+		// Walk back from k while the chain is speculative; a retired key's
+		// parents were retired with it, so each key is visited once.
+		for sk := (specKey{pod.Addr, k}); ; {
+			r, ok := s.live[sk]
+			if !ok {
+				break
 			}
-			refs[i] = append(refs[i], k)
+			delete(s.live, sk)
+			for i := range int(r.n) {
+				if i == len(refs) {
+					refs = append(refs, nil)
+				}
+				refs[i] = append(refs[i], sk.key)
+			}
+			if !r.hasParent {
+				break
+			}
+			sk.key = r.parent
 		}
 	}
 	s.nlive.Store(int64(len(s.live)))
@@ -161,11 +190,12 @@ func (s *speculator) expire(ctx context.Context) time.Duration {
 		keep := e.keys[:0]
 		for _, k := range e.keys {
 			sk := specKey{e.pod.Addr, k}
-			if c := s.live[sk]; c > 0 {
-				if c == 1 {
+			if r := s.live[sk]; r.n > 0 {
+				if r.n == 1 {
 					delete(s.live, sk)
 				} else {
-					s.live[sk] = c - 1
+					r.n--
+					s.live[sk] = r
 				}
 				keep = append(keep, k)
 			}
@@ -214,13 +244,13 @@ func (s *speculator) run(ctx context.Context) {
 			defer s.expiring.Unlock()
 			s.mu.Lock()
 			live := s.live
-			s.queue, s.pending, s.live = nil, 0, make(map[specKey]int32)
+			s.queue, s.pending, s.live = nil, 0, make(map[specKey]liveRef)
 			s.nlive.Store(0)
 			s.due.Store(math.MaxInt64)
 			s.mu.Unlock()
 			bg := context.WithoutCancel(ctx)
-			for sk, n := range live {
-				for range n {
+			for sk, r := range live {
+				for range r.n {
 					_ = s.index.Remove(bg, kvblock.Pod{Addr: sk.pod}, speculativeTier, []kvblock.Key{sk.key})
 				}
 			}

@@ -17,7 +17,8 @@ const (
 	WorkloadSharedPrefix = "shared-prefix"
 	// WorkloadChat is multi-turn chat: each request continues one of Groups
 	// conversations with a new user message; the prompt carries the whole
-	// history, earlier answers included.
+	// history, earlier answers included, so a turn arrives no earlier than
+	// the answer to the one before it.
 	WorkloadChat = "chat"
 )
 
@@ -92,6 +93,11 @@ type Config struct {
 
 	// Routers lists the routers to run, in order; empty means all.
 	Routers []string `json:"routers,omitempty"`
+
+	// audit, when set, sees each of the precise router's decisions: the
+	// request, kvtrack's matched blocks per pod and the cluster, whose
+	// truePrefix is the truth to compare them with. For tests.
+	audit func(r *request, matched []int, c cluster)
 }
 
 // RouterNames are the routers a simulation compares, in report order.

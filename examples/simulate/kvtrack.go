@@ -54,10 +54,12 @@ func startKVTrack(ctx context.Context, cfg Config, pods []string) (*kvtrackRun, 
 		Hash: kvcache.HashConfig{Algorithm: cfg.HashAlgo, Seed: cfg.HashSeed, BlockSize: cfg.BlockSize},
 		Events: kvcache.EventsConfig{
 			Mode: kvcache.EventsBind, Endpoint: k.ep, Workers: 2,
-			// Every simulated pod publishes from 127.0.0.1 while its topic
-			// names its own address, which the source allowlist would
-			// rightly reject; kvevents' tests cover the allowlist.
+			// Every simulated pod publishes from loopback under a made-up
+			// pod address, so the per-IP allowlist would refuse them all;
+			// and modelled time runs faster than the wall clock, so a
+			// per-second rate limit would drop a real workload's events.
 			Security: kvcache.EventsSecurity{AllowAnySource: true},
+			Limits:   kvcache.EventsLimits{EventsPerSecond: -1},
 		},
 		Speculative: kvcache.SpeculativeConfig{
 			Enabled: cfg.Speculative,

@@ -21,6 +21,7 @@ type precise struct {
 	addrs   []string
 	matched []int
 	prefix  []float64
+	audit   func(r *request, matched []int, c cluster) // Config.audit
 }
 
 func (p *precise) route(ctx context.Context, r *request, c cluster) (int, error) {
@@ -35,5 +36,8 @@ func (p *precise) route(ctx context.Context, r *request, c cluster) (int, error)
 		}
 	}
 	pod := p.pick(p.prefix, c)
+	if p.audit != nil {
+		p.audit(r, p.matched, c)
+	}
 	return pod, p.idx.routed(ctx, p.addrs[pod])
 }

@@ -93,7 +93,7 @@ func runRouter(ctx context.Context, cfg Config, name string, stream uint64, reqs
 				return Result{}, err
 			}
 			kts = append(kts, kt)
-			replicas = append(replicas, &precise{affinity: aff, idx: kt, addrs: addrs, matched: make([]int, cfg.Pods), prefix: make([]float64, cfg.Pods)})
+			replicas = append(replicas, &precise{affinity: aff, idx: kt, addrs: addrs, matched: make([]int, cfg.Pods), prefix: make([]float64, cfg.Pods), audit: cfg.audit})
 		}
 		if err := s.connect(ctx, kts); err != nil {
 			return Result{}, err
@@ -187,8 +187,9 @@ func (h eventHeap) Len() int { return len(h) }
 func (h eventHeap) Less(i, j int) bool {
 	return h[i].t < h[j].t || (h[i].t == h[j].t && h[i].seq < h[j].seq)
 }
-func (h eventHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *eventHeap) Push(x any)   { *h = append(*h, x.(simEvent)) }
+func (h eventHeap) Swap(i, j int)    { h[i], h[j] = h[j], h[i] }
+func (h *eventHeap) Push(x any)      { *h = append(*h, x.(simEvent)) }
+func (h *eventHeap) push(e simEvent) { heap.Push(h, e) }
 func (h *eventHeap) Pop() any {
 	old := *h
 	x := old[len(old)-1]
@@ -215,6 +216,11 @@ type sim struct {
 	events eventHeap
 	seq    uint64
 	now    float64
+	// arrivals holds the requests that may arrive (no chat turn before them
+	// unanswered), by arrival time; arrived is each request's arrival.
+	arrivals eventHeap
+	arrived  []float64
+	answered []float64 // when each request's decode ended
 
 	// Event publication (precise run only).
 	barrier   eventBarrier
@@ -277,12 +283,20 @@ func (s *sim) schedule(t float64, kind int, j *job) {
 }
 
 func (s *sim) run(ctx context.Context) error {
-	next := 0
-	for next < len(s.reqs) || len(s.events) > 0 {
+	s.arrived = make([]float64, len(s.reqs))
+	s.answered = make([]float64, len(s.reqs))
+	for _, r := range s.reqs {
+		if r.after < 0 {
+			s.arrivals = append(s.arrivals, simEvent{t: r.arrival, seq: uint64(r.id), job: &job{r: r}})
+		}
+	}
+	heap.Init(&s.arrivals)
+	routed := 0
+	for len(s.arrivals) > 0 || len(s.events) > 0 {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if len(s.events) > 0 && (next == len(s.reqs) || s.events[0].t <= s.reqs[next].arrival) {
+		if len(s.events) > 0 && (len(s.arrivals) == 0 || s.events[0].t <= s.arrivals[0].t) {
 			ev := heap.Pop(&s.events).(simEvent)
 			s.now = ev.t
 			var err error
@@ -296,9 +310,10 @@ func (s *sim) run(ctx context.Context) error {
 			}
 			continue
 		}
-		r := s.reqs[next]
-		next++
-		s.now = r.arrival
+		a := heap.Pop(&s.arrivals).(simEvent)
+		r := a.job.r
+		s.now = a.t
+		s.arrived[r.id] = a.t
 		if err := s.sync(ctx); err != nil {
 			return err
 		}
@@ -315,8 +330,9 @@ func (s *sim) run(ctx context.Context) error {
 		if err := s.tryStart(i); err != nil {
 			return err
 		}
+		routed++
 		if s.progress != nil {
-			s.progress(s.name, next, len(s.reqs))
+			s.progress(s.name, routed, len(s.reqs))
 		}
 	}
 	return s.flush(ctx, true)
@@ -407,6 +423,10 @@ func (s *sim) tryStart(i int) error {
 	j.alloc = a
 	p.prefilling = j
 	s.hitTokens += a.Hit * bs
+	// vLLM caches a request's full prompt blocks, and publishes their
+	// BlockStored, when it schedules them (KVCacheManager.allocate_slots),
+	// not when their prefill finishes.
+	s.cache(p, j, a.Hit, r.promptBlocks)
 	s.promptTokens += len(r.prompt)
 	compute := float64(len(r.prompt)-a.Hit*bs) / s.cfg.PrefillRate
 	s.schedule(s.now+s.cfg.StepOverhead.Seconds()+compute, evPrefillDone, j)
@@ -417,13 +437,12 @@ func (s *sim) tryStart(i int) error {
 func (s *sim) prefillDone(j *job) error {
 	p := s.pods[j.pod]
 	r := j.r
-	s.cache(p, j, j.alloc.Hit, r.promptBlocks)
 	for _, k := range r.keys[:r.promptBlocks] {
 		if p.coming[k]--; p.coming[k] == 0 {
 			delete(p.coming, k)
 		}
 	}
-	s.ttfts = append(s.ttfts, s.now-r.arrival)
+	s.ttfts = append(s.ttfts, s.now-s.arrived[r.id])
 	p.prefilling = nil
 	p.running++
 	s.schedule(s.now+float64(len(r.output))*s.cfg.DecodePerToken.Seconds(), evDecodeDone, j)
@@ -438,7 +457,12 @@ func (s *sim) decodeDone(j *job) error {
 	p.running--
 	s.outputTokens += len(j.r.output)
 	s.lastDone = max(s.lastDone, s.now)
+	s.answered[j.r.id] = s.now
 	s.emit(j.pod)
+	if n := j.r.next; n >= 0 {
+		// The answer is out: the conversation's next turn may come.
+		s.arrivals.push(simEvent{t: max(s.reqs[n].arrival, s.now), seq: uint64(n), job: &job{r: s.reqs[n]}})
+	}
 	return s.tryStart(j.pod)
 }
 

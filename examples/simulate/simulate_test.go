@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kvtrack/kvtrack/internal/vllmfake"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
@@ -208,4 +209,85 @@ func mustHasher(t *testing.T, cfg Config) *kvblock.Hasher {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// chatConfig is a multi-turn chat on four pods whose histories outgrow the
+// pods' caches, so blocks a request found cached are evicted while
+// conversations go on.
+func chatConfig() Config {
+	cfg := DefaultConfig()
+	cfg.Workload = WorkloadChat
+	cfg.Pods, cfg.Groups, cfg.Requests = 4, 50, 800
+	cfg.SystemTokens, cfg.QuestionTokens, cfg.OutputTokens = 1000, 200, 200
+	cfg.Replicas = 1
+	cfg.Routers = []string{"precise"}
+	return cfg
+}
+
+// In a chat, every turn's prompt is mostly blocks its pod already holds:
+// they produce no BlockStored, so only the blocks stored after them can
+// retire their speculative entries. Left speculative for the TTL, they
+// outlived their eviction and precise routed to pods that had nothing.
+// With one replica kvtrack's view of every pod must be the truth (cache
+// plus queued work) at every decision.
+func TestPreciseSeesTheTruePrefixOfEveryPodInChat(t *testing.T) {
+	cfg := chatConfig()
+	var decisions, over, under, overBlocks int
+	cfg.audit = func(r *request, matched []int, c cluster) {
+		decisions++
+		for i, m := range matched {
+			switch truth := c.truePrefix(i, r.keys[:r.promptBlocks]); {
+			case m > truth:
+				over++
+				overBlocks += m - truth
+			case m < truth:
+				under++
+			}
+		}
+	}
+	rep, err := Run(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if decisions != cfg.Requests {
+		t.Fatalf("audited %d decisions, want %d", decisions, cfg.Requests)
+	}
+	if over != 0 || under != 0 {
+		t.Errorf("over %d decisions x pods kvtrack claimed more than the pod held (%d blocks in all), and less in %d; want none (hit rate %.3f)",
+			over, overBlocks, under, rep.Routers[0].HitRate)
+	}
+}
+
+// A chat client sends its next turn only once it has the answer, which the
+// next turn's prompt contains.
+func TestChatTurnArrivesAfterTheAnswerToTheLast(t *testing.T) {
+	cfg := chatConfig()
+	cfg.Requests = 200
+	cfg.Routers = []string{"round_robin"}
+	hasher := mustHasher(t, cfg)
+	reqs, err := generate(cfg, hasher)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &sim{cfg: cfg, name: "round_robin", reqs: reqs, router: &roundRobin{}}
+	s.pods = make([]*pod, cfg.Pods)
+	for i := range s.pods {
+		s.pods[i] = &pod{pool: vllmfake.NewBlockPool(cfg.CacheBlocks), coming: make(map[kvblock.Key]int32)}
+	}
+	if err := s.run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	follows := 0
+	for _, r := range reqs {
+		if r.after < 0 {
+			continue
+		}
+		follows++
+		if got, prev := s.arrived[r.id], s.answered[r.after]; got < prev {
+			t.Errorf("request %d arrived at %.3fs, before the answer to request %d at %.3fs", r.id, got, r.after, prev)
+		}
+	}
+	if follows == 0 {
+		t.Fatal("no request follows another: not a chat")
+	}
 }

@@ -13,11 +13,17 @@ import (
 // and their block keys are fixed by the workload, so every router sees the
 // same stream.
 type request struct {
-	id      int
-	arrival float64  // modelled seconds since the start
-	prompt  []uint32 // shared between requests with the same prompt
-	output  []uint32
-	text    string // the prompt as text, for the character-hashing router
+	id int
+	// arrival is the earliest arrival, in modelled seconds since the start:
+	// a chat turn arrives only once the answer to the turn before it (after)
+	// has been generated, since its prompt contains that answer.
+	arrival float64
+	// after is the id of the chat turn this one follows, -1 for none; next
+	// the id of the turn that follows this one, -1 for none.
+	after, next int
+	prompt      []uint32 // shared between requests with the same prompt
+	output      []uint32
+	text        string // the prompt as text, for the character-hashing router
 	// keys are the vLLM block keys of every full block of prompt+output;
 	// the first promptBlocks of them are the prompt's.
 	keys         []kvblock.Key
@@ -65,12 +71,13 @@ func generate(cfg Config, hasher *kvblock.Hasher) ([]*request, error) {
 		for i := range reqs {
 			now += rng.ExpFloat64() / cfg.Rate
 			p := prompts[rng.IntN(len(prompts))]
-			reqs[i] = &request{id: i, arrival: now, prompt: p.tokens, text: p.text, output: randTokens(cfg.OutputTokens)}
+			reqs[i] = &request{id: i, arrival: now, after: -1, next: -1, prompt: p.tokens, text: p.text, output: randTokens(cfg.OutputTokens)}
 		}
 	case WorkloadChat:
 		type conversation struct {
 			history []uint32
 			turns   int
+			last    *request
 		}
 		maxTurns := cfg.turnsPerConversation()
 		convs := make([]conversation, cfg.Groups)
@@ -85,7 +92,11 @@ func generate(cfg Config, hasher *kvblock.Hasher) ([]*request, error) {
 			c := &convs[open[k]]
 			prompt := append(c.history[:len(c.history):len(c.history)], randTokens(cfg.QuestionTokens)...)
 			out := randTokens(cfg.OutputTokens)
-			reqs[i] = &request{id: i, arrival: now, prompt: prompt, text: render(prompt, cfg.CharsPerToken), output: out}
+			reqs[i] = &request{id: i, arrival: now, after: -1, next: -1, prompt: prompt, text: render(prompt, cfg.CharsPerToken), output: out}
+			if c.last != nil {
+				reqs[i].after, c.last.next = c.last.id, i
+			}
+			c.last = reqs[i]
 			c.history = append(prompt[:len(prompt):len(prompt)], out...)
 			if c.turns++; c.turns == maxTurns {
 				open = append(open[:k], open[k+1:]...)
