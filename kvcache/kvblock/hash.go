@@ -130,6 +130,20 @@ var ErrExtraKeys = errors.New("kvblock: malformed extra keys")
 // steady state.
 var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
+// Digest is a block's full chain digest: what vLLM passes to the next
+// block as its parent. Only the first DigestLen bytes are used: 32 for the
+// sha256 algorithms, 16 for xxhash, 8 (the big-endian 64-bit hash) for
+// SHA256CBOR64. A block's Key is derived from its Digest, but the chain
+// cannot be continued from a Key alone (except with SHA256CBOR64), which is
+// why callers that resume chains keep Digests.
+type Digest [32]byte
+
+// DigestLen returns how many leading bytes of a Digest are significant.
+func (h *Hasher) DigestLen() int { return h.nlen }
+
+// Root returns the digest every chain starts from (NONE_HASH).
+func (h *Hasher) Root() Digest { return h.none }
+
 // BlockKeys appends to dst the key of every full block of tokens, chained
 // from the root exactly as vLLM chains them, and returns the extended slice.
 // A trailing partial block is not hashed (vLLM caches only full blocks).
@@ -137,19 +151,33 @@ var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b 
 // extra is nil, or has at least one entry per full block: entry i holds
 // block i's extra keys, nil for none (see RequestExtras.PerBlock).
 func (h *Hasher) BlockKeys(dst []Key, tokens []uint32, extra [][]ExtraKey) ([]Key, error) {
+	dst, _, err := h.chain(dst, nil, false, h.none, tokens, extra)
+	return dst, err
+}
+
+// BlockDigests is BlockKeys continued from parent, the Digest of the block
+// before tokens[0] (Root for a sequence that starts at the root): it
+// appends every full block's key to keys and its Digest to digests. Hashing
+// a sequence in two parts, the second from the first's last Digest, gives
+// the keys of hashing it in one pass; extra is indexed from tokens[0].
+func (h *Hasher) BlockDigests(keys []Key, digests []Digest, parent Digest, tokens []uint32, extra [][]ExtraKey) ([]Key, []Digest, error) {
+	return h.chain(keys, digests, true, parent, tokens, extra)
+}
+
+// chain hashes tokens' full blocks from parent, appending keys to dst and,
+// when record is set, digests to digs.
+func (h *Hasher) chain(dst []Key, digs []Digest, record bool, parent Digest, tokens []uint32, extra [][]ExtraKey) ([]Key, []Digest, error) {
 	bs := h.cfg.BlockSize
 	n := len(tokens) / bs
 	if err := checkExtra(extra, n); err != nil {
-		return dst, err
+		return dst, digs, err
 	}
 	if n == 0 {
-		return dst, nil
+		return dst, digs, nil
 	}
 	bp := scratch.Get().(*[]byte)
 	buf := *bp
-	var parent [32]byte
-	copy(parent[:], h.none[:h.nlen])
-	parent64 := h.none64
+	parent64 := binary.BigEndian.Uint64(parent[:8])
 	for i := range n {
 		var ex []ExtraKey
 		if extra != nil {
@@ -183,12 +211,18 @@ func (h *Hasher) BlockKeys(dst []Key, tokens []uint32, extra [][]ExtraKey) ([]Ke
 			d := sha256.Sum256(buf)
 			parent64 = binary.BigEndian.Uint64(d[24:32])
 			key = parent64
+			if record {
+				binary.BigEndian.PutUint64(parent[:8], parent64)
+			}
 		}
 		dst = append(dst, Key(key))
+		if record {
+			digs = append(digs, parent)
+		}
 	}
 	*bp = buf
 	scratch.Put(bp)
-	return dst, nil
+	return dst, digs, nil
 }
 
 // checkExtra validates per-block extra keys for n full blocks.
