@@ -3,6 +3,7 @@ package kvcache
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 
@@ -17,24 +18,27 @@ import (
 // SHA-256 hashed only from where it diverges. vLLM's hash costs about
 // 220 ns a block; the prefix's own identity costs one XXH3 a block.
 //
-// A prefix is identified by a chain of seeded XXH3-128 hashes, one per
-// block: block i's hash is seeded with block i-1's low 64 bits, and the
-// chain's root seed mixes the cache's random seed with the request's LoRA
-// name and cache salt (the request-level values vLLM folds into the blocks'
-// extra keys), so a different adapter or salt shares no entry. The low 64
-// bits are the entry's tag and the next block's seed; 32 bits of the high
-// half are stored beside the tag as an independent check.
+// A prefix is identified by a 128-bit chain state (tag, hist), advanced one
+// block at a time with a seeded XXH3-128 of the block's tokens: the new tag
+// is the hash's low half, seeded with the parent's tag; the new hist is the
+// high half xor a bijective mix of the parent's hist, so hist depends on
+// every block from the root and not only on the parent's 64-bit tag. The
+// root state mixes the cache's random seed with the request's LoRA name and
+// cache salt (the request-level values vLLM folds into the blocks' extra
+// keys), so a different adapter or salt shares no entry. The tag finds the
+// entry; 32 bits of hist are stored beside it as an independent check.
 //
-// Collisions: a false hit needs a 64-bit tag match with a resident entry
-// and a 32-bit check match: with N entries resident, about N*2^-96 a block
-// looked up (2^-78 for 300,000 entries; about 2^-39 a day at 10,000 scored
-// 8k-token prompts a second). The seed is random per process, so inputs
-// cannot be crafted to collide. A false hit makes one prompt's keys from
-// that block on wrong: that prompt is mis-scored, nothing else is. Tags
-// also chain only 64 bits of their parent; two prefixes whose tags collide
-// at some block would share the children's entries, but the walk checks
-// every block from the root and stops at the first mismatch, so that needs
-// the same 2^-96 event.
+// Collisions: a false hit needs a query's 64-bit tag to equal a resident
+// entry's and the 32-bit checks to agree, about N*2^-96 a block looked up
+// with N entries resident (2^-78 for the default's 300,000; about 2^-39 a
+// day at 10,000 scored 8k-token prompts a second). Two prefixes whose tags
+// collide at some block (N*2^-64 a new block) give their continuations
+// with equal tokens equal tags too, but their hists, and so their checks,
+// still differ, so that also needs a 2^-32 check match. The seed is random
+// per process, so inputs cannot be crafted to collide. The residual risk
+// of a false hit is one prompt's keys being wrong from that block on: that
+// prompt is mis-scored (routed as if its prefix were elsewhere); the index
+// and every other request are unaffected.
 //
 // The cache is set-associative: each shard is a fixed array of sets of
 // chainWays records, allocated on first use; a tag's set is its low bits
@@ -53,23 +57,31 @@ type chainCache struct {
 // chainWays is the associativity: records per set.
 const chainWays = 4
 
-// chainRecord is one cached block: 56 bytes.
-type chainRecord struct {
-	tag    uint64 // 0 marks an empty record; tags are never 0
+// chainSet holds one set's tags, checks and recency stamps in one 64-byte
+// cache line, so a lookup reads one line to find its way and one more for
+// the way's chainBlock.
+type chainSet struct {
+	tags   [chainWays]uint64 // 0 marks an empty way; tags are never 0
+	checks [chainWays]uint32
+	stamps [chainWays]uint32 // shard clock at the way's last use, for LRU
+}
+
+// chainBlock is what a way caches: the block's vLLM key and Digest.
+type chainBlock struct {
 	key    kvblock.Key
-	check  uint32
-	stamp  uint32 // shard clock at the last use, for LRU within the set
 	digest kvblock.Digest
 }
 
-// chainRecordBytes is what one record costs, for the byte budget.
-const chainRecordBytes = 56
+// chainRecordBytes is what one way costs, for the byte budget: its share of
+// a chainSet and its chainBlock.
+const chainRecordBytes = 16 + 40
 
 type chainShard struct {
-	mu    sync.Mutex // guards the fields below
-	clock uint32
-	recs  []chainRecord // sets * chainWays, nil until the first put
-	_     [24]byte      // one shard a 64-byte cache line: no false sharing of locks
+	mu     sync.Mutex // guards the fields below
+	clock  uint32
+	sets   []chainSet                 // nil until the first put
+	blocks []chainBlock               // way w of set i is blocks[i*chainWays+w]
+	_      [64 - 8 - 8 - 24 - 24]byte // a shard per cache line: no false sharing of locks
 }
 
 // newChainCache returns a cache of at most maxBytes of records (but at
@@ -103,22 +115,29 @@ func (c *chainCache) capacity() int {
 	return len(c.shards) * int(c.setMask+1) * chainWays
 }
 
-// root returns the seed of the chain of a request with these extra keys.
-func (c *chainCache) root(lora, salt string) uint64 {
-	s := xxh3.HashStringSeed(lora, c.seed)
-	return xxh3.HashStringSeed(salt, s^0x9e3779b97f4a7c15)
+// chainID is a prefix's chain state: tag finds its entry, hist's low 32
+// bits check it.
+type chainID struct{ tag, hist uint64 }
+
+// root returns the state of the empty prefix of a request with these extra
+// keys.
+func (c *chainCache) root(lora, salt string) chainID {
+	l := xxh3.HashString128Seed(lora, c.seed)
+	s := xxh3.HashString128Seed(salt, l.Lo^0x9e3779b97f4a7c15)
+	return chainID{tag: s.Lo, hist: s.Hi ^ l.Hi}
 }
 
-// blockID returns the tag and check of the block after the prefix whose
-// tag (or root seed) is parent.
-func blockID(parent uint64, block []uint32) (tag uint64, check uint32) {
-	h := xxh3.Hash128Seed(tokenBytes(block), parent)
-	tag = h.Lo
+// next returns the state of the prefix p extended by block.
+func (p chainID) next(block []uint32) chainID {
+	h := xxh3.Hash128Seed(tokenBytes(block), p.tag)
+	tag := h.Lo
 	if tag == 0 {
 		tag = 1
 	}
-	return tag, uint32(h.Hi)
+	return chainID{tag: tag, hist: h.Hi ^ bits.RotateLeft64(p.hist*0x9e3779b97f4a7c15, 31)}
 }
+
+func (id chainID) check() uint32 { return uint32(id.hist) }
 
 func (c *chainCache) shard(tag uint64) *chainShard {
 	if len(c.shards) == 1 {
@@ -132,14 +151,15 @@ func (c *chainCache) shard(tag uint64) *chainShard {
 func (c *chainCache) get(tag uint64, check uint32) (kvblock.Key, kvblock.Digest, bool) {
 	sh := c.shard(tag)
 	sh.mu.Lock()
-	if sh.recs != nil {
-		set := sh.recs[(tag&c.setMask)*chainWays:][:chainWays]
-		for i := range set {
-			r := &set[i]
-			if r.tag == tag && r.check == check {
+	if sh.sets != nil {
+		i := tag & c.setMask
+		set := &sh.sets[i]
+		for w := range chainWays {
+			if set.tags[w] == tag && set.checks[w] == check {
 				sh.clock++
-				r.stamp = sh.clock
-				key, d := r.key, r.digest
+				set.stamps[w] = sh.clock
+				b := &sh.blocks[int(i)*chainWays+w]
+				key, d := b.key, b.digest
 				sh.mu.Unlock()
 				return key, d, true
 			}
@@ -150,28 +170,30 @@ func (c *chainCache) get(tag uint64, check uint32) (kvblock.Key, kvblock.Digest,
 }
 
 // put caches a block's key and Digest, replacing the least recently used
-// record of its set when the set is full.
+// way of its set when the set is full.
 func (c *chainCache) put(tag uint64, check uint32, key kvblock.Key, d *kvblock.Digest) {
 	sh := c.shard(tag)
 	sh.mu.Lock()
-	if sh.recs == nil {
-		sh.recs = make([]chainRecord, int(c.setMask+1)*chainWays)
+	if sh.sets == nil {
+		sh.sets = make([]chainSet, c.setMask+1)
+		sh.blocks = make([]chainBlock, int(c.setMask+1)*chainWays)
 	}
-	set := sh.recs[(tag&c.setMask)*chainWays:][:chainWays]
-	victim := &set[0]
-	for i := range set {
-		r := &set[i]
-		if r.tag == tag || r.tag == 0 {
-			victim = r
+	i := tag & c.setMask
+	set := &sh.sets[i]
+	victim := 0
+	for w := range chainWays {
+		if set.tags[w] == tag || set.tags[w] == 0 {
+			victim = w
 			break
 		}
 		// Ages count modulo 2^32, so the clock may wrap.
-		if sh.clock-r.stamp > sh.clock-victim.stamp {
-			victim = r
+		if sh.clock-set.stamps[w] > sh.clock-set.stamps[victim] {
+			victim = w
 		}
 	}
 	sh.clock++
-	*victim = chainRecord{tag: tag, key: key, check: check, stamp: sh.clock, digest: *d}
+	set.tags[victim], set.checks[victim], set.stamps[victim] = tag, check, sh.clock
+	sh.blocks[int(i)*chainWays+victim] = chainBlock{key: key, digest: *d}
 	sh.mu.Unlock()
 }
 
@@ -181,9 +203,11 @@ func (c *chainCache) len() int {
 	for i := range c.shards {
 		sh := &c.shards[i]
 		sh.mu.Lock()
-		for _, r := range sh.recs {
-			if r.tag != 0 {
-				n++
+		for _, set := range sh.sets {
+			for _, tag := range set.tags {
+				if tag != 0 {
+					n++
+				}
 			}
 		}
 		sh.mu.Unlock()
@@ -200,17 +224,16 @@ var digestScratch = sync.Pool{New: func() any { s := make([]kvblock.Digest, 0, 5
 func (c *chainCache) keys(h *kvblock.Hasher, blockSize int, dst []kvblock.Key, tokens []uint32, lora, salt string) ([]kvblock.Key, error) {
 	n := len(tokens) / blockSize
 	parent := h.Root()
-	seed := c.root(lora, salt)
+	prev := c.root(lora, salt) // the state of the prefix before block m
 	m := 0
-	var tag uint64
-	var check uint32
+	var id chainID
 	for ; m < n; m++ {
-		tag, check = blockID(seed, tokens[m*blockSize:(m+1)*blockSize])
-		key, d, ok := c.get(tag, check)
+		id = prev.next(tokens[m*blockSize : (m+1)*blockSize])
+		key, d, ok := c.get(id.tag, id.check())
 		if !ok {
 			break
 		}
-		dst, parent, seed = append(dst, key), d, tag
+		dst, parent, prev = append(dst, key), d, id
 	}
 	c.hits.Add(uint64(m))
 	if m == n {
@@ -226,14 +249,14 @@ func (c *chainCache) keys(h *kvblock.Hasher, blockSize int, dst []kvblock.Key, t
 	sp := digestScratch.Get().(*[]kvblock.Digest)
 	dst, digs, err := h.BlockDigests(dst, (*sp)[:0], parent, tokens[m*blockSize:n*blockSize], extra)
 	if err == nil {
-		// tag and check are already block m's: the walk stopped there.
+		// id is already block m's: the walk stopped there.
 		for j := range digs {
 			if j > 0 {
 				b := m + j
-				tag, check = blockID(seed, tokens[b*blockSize:(b+1)*blockSize])
+				id = prev.next(tokens[b*blockSize : (b+1)*blockSize])
 			}
-			c.put(tag, check, dst[start+j], &digs[j])
-			seed = tag
+			c.put(id.tag, id.check(), dst[start+j], &digs[j])
+			prev = id
 		}
 	}
 	*sp = digs

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
@@ -158,8 +159,9 @@ func TestChainCacheStaysWithinBudget(t *testing.T) {
 				t.Errorf("%d records in use, capacity %d", n, c.capacity())
 			}
 			for i := range c.shards {
-				if got, want := len(c.shards[i].recs), int(c.setMask+1)*chainWays; got != 0 && got != want {
-					t.Errorf("shard %d holds %d records, want %d", i, got, want)
+				sh := &c.shards[i]
+				if got, want := len(sh.sets)*int(unsafe.Sizeof(chainSet{}))+len(sh.blocks)*int(unsafe.Sizeof(chainBlock{})), int(c.setMask+1)*chainWays*chainRecordBytes; got != 0 && got != want {
+					t.Errorf("shard %d holds %d bytes of records, want %d", i, got, want)
 				}
 			}
 		})
@@ -246,5 +248,43 @@ func TestChainCacheDisabled(t *testing.T) {
 	tok := newIndexer(t, Config{KeyScheme: KeySchemeTokens})
 	if _, ok := tok.keys.(tokenKeyer); !ok {
 		t.Fatal("the tokens scheme does not use the token keyer")
+	}
+}
+
+// Two prefixes whose tags collide continue with equal tags when their next
+// blocks are equal; their checks must still tell them apart, or the
+// colliding prefix's continuations would be served to the other.
+func TestChainIDCheckCarriesHistoryPastATagCollision(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 4))
+	for i := range 1000 {
+		tag := rng.Uint64()
+		a, b := chainID{tag, rng.Uint64()}, chainID{tag, rng.Uint64()}
+		if a.hist == b.hist {
+			continue
+		}
+		block := randTokens(rng, 16)
+		for depth := range 3 {
+			a, b = a.next(block), b.next(block)
+			if a.tag != b.tag {
+				t.Fatalf("case %d depth %d: tags %x and %x; the tag must depend only on the parent tag and the block", i, depth, a.tag, b.tag)
+			}
+			if a.check() == b.check() {
+				t.Errorf("case %d depth %d: checks agree (%x) for prefixes with different histories", i, depth, a.check())
+			}
+		}
+	}
+}
+
+// The root state separates LoRA and salt even where their concatenations
+// agree.
+func TestChainCacheRootSeparatesExtras(t *testing.T) {
+	c := newChainCache(1 << 10)
+	seen := map[chainID]string{}
+	for _, ex := range [][2]string{{"", ""}, {"a", ""}, {"", "a"}, {"ab", ""}, {"a", "b"}, {"", "ab"}} {
+		id := c.root(ex[0], ex[1])
+		if other, dup := seen[id]; dup {
+			t.Errorf("lora %q salt %q share a root with %s", ex[0], ex[1], other)
+		}
+		seen[id] = fmt.Sprintf("%q/%q", ex[0], ex[1])
 	}
 }
