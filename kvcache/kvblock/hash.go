@@ -151,33 +151,19 @@ func (h *Hasher) Root() Digest { return h.none }
 // extra is nil, or has at least one entry per full block: entry i holds
 // block i's extra keys, nil for none (see RequestExtras.PerBlock).
 func (h *Hasher) BlockKeys(dst []Key, tokens []uint32, extra [][]ExtraKey) ([]Key, error) {
-	dst, _, err := h.chain(dst, nil, false, h.none, tokens, extra)
-	return dst, err
-}
-
-// BlockDigests is BlockKeys continued from parent, the Digest of the block
-// before tokens[0] (Root for a sequence that starts at the root): it
-// appends every full block's key to keys and its Digest to digests. Hashing
-// a sequence in two parts, the second from the first's last Digest, gives
-// the keys of hashing it in one pass; extra is indexed from tokens[0].
-func (h *Hasher) BlockDigests(keys []Key, digests []Digest, parent Digest, tokens []uint32, extra [][]ExtraKey) ([]Key, []Digest, error) {
-	return h.chain(keys, digests, true, parent, tokens, extra)
-}
-
-// chain hashes tokens' full blocks from parent, appending keys to dst and,
-// when record is set, digests to digs.
-func (h *Hasher) chain(dst []Key, digs []Digest, record bool, parent Digest, tokens []uint32, extra [][]ExtraKey) ([]Key, []Digest, error) {
 	bs := h.cfg.BlockSize
 	n := len(tokens) / bs
 	if err := checkExtra(extra, n); err != nil {
-		return dst, digs, err
+		return dst, err
 	}
 	if n == 0 {
-		return dst, digs, nil
+		return dst, nil
 	}
 	bp := scratch.Get().(*[]byte)
 	buf := *bp
-	parent64 := binary.BigEndian.Uint64(parent[:8])
+	var parent [32]byte
+	copy(parent[:], h.none[:h.nlen])
+	parent64 := h.none64
 	for i := range n {
 		var ex []ExtraKey
 		if extra != nil {
@@ -211,18 +197,76 @@ func (h *Hasher) chain(dst []Key, digs []Digest, record bool, parent Digest, tok
 			d := sha256.Sum256(buf)
 			parent64 = binary.BigEndian.Uint64(d[24:32])
 			key = parent64
-			if record {
-				binary.BigEndian.PutUint64(parent[:8], parent64)
-			}
 		}
 		dst = append(dst, Key(key))
-		if record {
-			digs = append(digs, parent)
-		}
 	}
 	*bp = buf
 	scratch.Put(bp)
-	return dst, digs, nil
+	return dst, nil
+}
+
+// BlockDigests is BlockKeys continued from parent, the Digest of the block
+// before tokens[0] (Root for a sequence that starts at the root): it
+// appends every full block's key to keys and its Digest to digests. Hashing
+// a sequence in two parts, the second from the first's last Digest, gives
+// the keys of hashing it in one pass; extra is indexed from tokens[0].
+func (h *Hasher) BlockDigests(keys []Key, digests []Digest, parent Digest, tokens []uint32, extra [][]ExtraKey) ([]Key, []Digest, error) {
+	bs := h.cfg.BlockSize
+	n := len(tokens) / bs
+	if err := checkExtra(extra, n); err != nil || n == 0 {
+		return keys, digests, err
+	}
+	bp := scratch.Get().(*[]byte)
+	buf := *bp
+	for i := range n {
+		var key uint64
+		buf, key = h.hashBlock(buf, &parent, tokens[i*bs:(i+1)*bs], blockExtra(extra, i))
+		keys = append(keys, Key(key))
+		digests = append(digests, parent)
+	}
+	*bp = buf
+	scratch.Put(bp)
+	return keys, digests, nil
+}
+
+func blockExtra(extra [][]ExtraKey, i int) []ExtraKey {
+	if extra == nil {
+		return nil
+	}
+	return extra[i]
+}
+
+// hashBlock replaces *parent with the Digest of block chained after it and
+// returns the block's key; buf is scratch for the serialization. BlockKeys
+// keeps its own inline copy of this switch, as a call per block costs it a
+// few percent (BenchmarkHashBlocks); TestBlockDigests* hold the two equal.
+func (h *Hasher) hashBlock(buf []byte, parent *Digest, block []uint32, ex []ExtraKey) ([]byte, uint64) {
+	switch h.cfg.Algorithm {
+	case SHA256:
+		buf = pickleBlock(buf[:0], parent[:32], block, ex)
+		*parent = sha256.Sum256(buf)
+		return buf, binary.BigEndian.Uint64(parent[24:32])
+	case SHA256CBOR:
+		buf = cborBlock(buf[:0], parent[:32], block, ex)
+		*parent = sha256.Sum256(buf)
+		return buf, binary.BigEndian.Uint64(parent[24:32])
+	case XXHash, XXHashCBOR:
+		if h.cfg.Algorithm == XXHash {
+			buf = pickleBlock(buf[:0], parent[:16], block, ex)
+		} else {
+			buf = cborBlock(buf[:0], parent[:16], block, ex)
+		}
+		d := xxh3.Hash128(buf)
+		binary.BigEndian.PutUint64(parent[:8], d.Hi)
+		binary.BigEndian.PutUint64(parent[8:16], d.Lo)
+		return buf, d.Lo
+	default: // SHA256CBOR64: the parent is the 64-bit hash, big-endian
+		buf = cborBlock64(buf[:0], binary.BigEndian.Uint64(parent[:8]), block, ex)
+		d := sha256.Sum256(buf)
+		key := binary.BigEndian.Uint64(d[24:32])
+		binary.BigEndian.PutUint64(parent[:8], key)
+		return buf, key
+	}
 }
 
 // checkExtra validates per-block extra keys for n full blocks.
