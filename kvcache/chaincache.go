@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"math/bits"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -57,6 +58,9 @@ type chainCache struct {
 // chainWays is the associativity: records per set.
 const chainWays = 4
 
+// maxChainShards bounds the shards, each with its own lock.
+const maxChainShards = 16
+
 // chainSet holds one set's tags, checks and recency stamps in one 64-byte
 // cache line, so a lookup reads one line to find its way and one more for
 // the way's chainBlock.
@@ -91,7 +95,7 @@ func newChainCache(maxBytes int) *chainCache {
 	_, _ = rand.Read(seed[:]) // crypto/rand.Read never fails
 	sets := max(maxBytes/chainRecordBytes/chainWays, 1)
 	nshards := 1
-	for nshards < 16 && sets >= 2*nshards {
+	for nshards < maxChainShards && sets >= 2*nshards {
 		nshards *= 2
 	}
 	perShard := 1
@@ -139,34 +143,37 @@ func (p chainID) next(block []uint32) chainID {
 
 func (id chainID) check() uint32 { return uint32(id.hist) }
 
-func (c *chainCache) shard(tag uint64) *chainShard {
+func (c *chainCache) shardIndex(tag uint64) int {
 	if len(c.shards) == 1 {
-		return &c.shards[0]
+		return 0
 	}
-	return &c.shards[tag>>c.shift]
+	return int(tag >> c.shift)
 }
 
-// get returns the key and Digest cached for the block with this tag and
-// check.
-func (c *chainCache) get(tag uint64, check uint32) (kvblock.Key, kvblock.Digest, bool) {
-	sh := c.shard(tag)
-	sh.mu.Lock()
-	if sh.sets != nil {
-		i := tag & c.setMask
-		set := &sh.sets[i]
-		for w := range chainWays {
-			if set.tags[w] == tag && set.checks[w] == check {
-				sh.clock++
-				set.stamps[w] = sh.clock
-				b := &sh.blocks[int(i)*chainWays+w]
-				key, d := b.key, b.digest
-				sh.mu.Unlock()
-				return key, d, true
-			}
+func (c *chainCache) shard(tag uint64) *chainShard { return &c.shards[c.shardIndex(tag)] }
+
+// lookupLocked returns the index in sh.blocks of the way holding tag and
+// check, marking it used, or -1.
+func (c *chainCache) lookupLocked(sh *chainShard, tag uint64, check uint32) int {
+	if sh.sets == nil {
+		return -1
+	}
+	i := tag & c.setMask
+	set := &sh.sets[i]
+	for w := range chainWays {
+		if set.tags[w] == tag && set.checks[w] == check {
+			sh.clock++
+			set.stamps[w] = sh.clock
+			return int(i)*chainWays + w
 		}
 	}
-	sh.mu.Unlock()
-	return 0, kvblock.Digest{}, false
+	return -1
+}
+
+// holdsLocked reports whether way idx of sh still holds tag and check.
+func (c *chainCache) holdsLocked(sh *chainShard, idx int, tag uint64, check uint32) bool {
+	set := &sh.sets[idx/chainWays]
+	return set.tags[idx%chainWays] == tag && set.checks[idx%chainWays] == check
 }
 
 // put caches a block's key and Digest, replacing the least recently used
@@ -215,25 +222,86 @@ func (c *chainCache) len() int {
 	return n
 }
 
-// digestScratch holds the Digests of one request's newly hashed blocks.
-var digestScratch = sync.Pool{New: func() any { s := make([]kvblock.Digest, 0, 512); return &s }}
+// chainScratch is one request's working memory, pooled.
+type chainScratch struct {
+	ids   []chainID
+	ways  []int32 // per block: its way's index in its shard's blocks, or -1
+	order []int32 // block numbers grouped by shard
+	digs  []kvblock.Digest
+}
+
+var chainScratchPool = sync.Pool{New: func() any { return new(chainScratch) }}
 
 // keys appends the vLLM keys of tokens' full blocks to dst: those of the
 // longest cached prefix from the cache, the rest hashed from its last
 // Digest with h and then cached.
+//
+// Every block is looked up, grouped by shard so that a request takes each
+// shard's lock once rather than once a block; the prefix served is the
+// blocks before the first miss.
 func (c *chainCache) keys(h *kvblock.Hasher, blockSize int, dst []kvblock.Key, tokens []uint32, lora, salt string) ([]kvblock.Key, error) {
 	n := len(tokens) / blockSize
+	if n == 0 {
+		return dst, nil
+	}
+	s := chainScratchPool.Get().(*chainScratch)
+	defer chainScratchPool.Put(s)
+	s.ids, s.ways, s.order = s.ids[:0], s.ways[:0], slices.Grow(s.order[:0], n)[:n]
+	var count [maxChainShards + 1]int32
+	prev := c.root(lora, salt)
+	for i := range n {
+		prev = prev.next(tokens[i*blockSize : (i+1)*blockSize])
+		s.ids = append(s.ids, prev)
+		s.ways = append(s.ways, -1)
+		count[c.shardIndex(prev.tag)+1]++
+	}
+	for i := 1; i < len(count); i++ {
+		count[i] += count[i-1]
+	}
+	next := count
+	for i, id := range s.ids {
+		si := c.shardIndex(id.tag)
+		s.order[next[si]] = int32(i)
+		next[si]++
+	}
+
+	base := len(dst)
+	dst = slices.Grow(dst, n)[:base+n]
+	for si := range c.shards {
+		blocks := s.order[count[si]:count[si+1]]
+		if len(blocks) == 0 {
+			continue
+		}
+		sh := &c.shards[si]
+		sh.mu.Lock()
+		for _, b := range blocks {
+			id := s.ids[b]
+			if w := c.lookupLocked(sh, id.tag, id.check()); w >= 0 {
+				s.ways[b] = int32(w)
+				dst[base+int(b)] = sh.blocks[w].key
+			}
+		}
+		sh.mu.Unlock()
+	}
+	m := slices.Index(s.ways, -1)
+	if m < 0 {
+		m = n
+	}
+	// Resume from the Digest of block m-1; if another request evicted it
+	// meanwhile, from the block before.
 	parent := h.Root()
-	prev := c.root(lora, salt) // the state of the prefix before block m
-	m := 0
-	var id chainID
-	for ; m < n; m++ {
-		id = prev.next(tokens[m*blockSize : (m+1)*blockSize])
-		key, d, ok := c.get(id.tag, id.check())
-		if !ok {
+	for ; m > 0; m-- {
+		id := s.ids[m-1]
+		sh := c.shard(id.tag)
+		sh.mu.Lock()
+		ok := c.holdsLocked(sh, int(s.ways[m-1]), id.tag, id.check())
+		if ok {
+			parent = sh.blocks[s.ways[m-1]].digest
+		}
+		sh.mu.Unlock()
+		if ok {
 			break
 		}
-		dst, parent, prev = append(dst, key), d, id
 	}
 	c.hits.Add(uint64(m))
 	if m == n {
@@ -245,21 +313,15 @@ func (c *chainCache) keys(h *kvblock.Hasher, blockSize int, dst []kvblock.Key, t
 	if extra != nil {
 		extra = extra[m:]
 	}
-	start := len(dst)
-	sp := digestScratch.Get().(*[]kvblock.Digest)
-	dst, digs, err := h.BlockDigests(dst, (*sp)[:0], parent, tokens[m*blockSize:n*blockSize], extra)
-	if err == nil {
-		// id is already block m's: the walk stopped there.
-		for j := range digs {
-			if j > 0 {
-				b := m + j
-				id = prev.next(tokens[b*blockSize : (b+1)*blockSize])
-			}
-			c.put(id.tag, id.check(), dst[start+j], &digs[j])
-			prev = id
-		}
+	dst = dst[:base+m]
+	var err error
+	dst, s.digs, err = h.BlockDigests(dst, s.digs[:0], parent, tokens[m*blockSize:n*blockSize], extra)
+	if err != nil {
+		return dst, err
 	}
-	*sp = digs
-	digestScratch.Put(sp)
-	return dst, err
+	for j := range s.digs {
+		id := s.ids[m+j]
+		c.put(id.tag, id.check(), dst[base+m+j], &s.digs[j])
+	}
+	return dst, nil
 }

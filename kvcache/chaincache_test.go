@@ -288,3 +288,15 @@ func TestChainCacheRootSeparatesExtras(t *testing.T) {
 		seen[id] = fmt.Sprintf("%q/%q", ex[0], ex[1])
 	}
 }
+
+// get returns the key and Digest cached for the block with this tag and
+// check, as keys reads them.
+func (c *chainCache) get(tag uint64, check uint32) (kvblock.Key, kvblock.Digest, bool) {
+	sh := c.shard(tag)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if idx := c.lookupLocked(sh, tag, check); idx >= 0 {
+		return sh.blocks[idx].key, sh.blocks[idx].digest, true
+	}
+	return 0, kvblock.Digest{}, false
+}
