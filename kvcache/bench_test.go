@@ -49,6 +49,59 @@ func BenchmarkIndexerScoreTokens(b *testing.B) {
 	}
 }
 
+// BenchmarkIndexerScoreTokensSharedPrefix scores, every iteration, a NEW
+// 8,192-token prompt that shares its first 7,680 tokens (480 blocks) with
+// the earlier ones and differs in its last 512 (32 blocks): the system
+// prompt or earlier chat turns followed by a new message. The key cache
+// never hits; the chain cache leaves 32 blocks to SHA-256. Target: <= 50 us.
+func BenchmarkIndexerScoreTokensSharedPrefix(b *testing.B) {
+	for _, bc := range []struct {
+		name            string
+		chainCacheBytes int
+	}{{"chaincache=on", 0}, {"chaincache=off", -1}} {
+		b.Run(bc.name, func(b *testing.B) {
+			off := false
+			ix, err := New(Config{Hash: HashConfig{Seed: "42", ChainCacheBytes: bc.chainCacheBytes}, Events: EventsConfig{Enabled: &off}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			const prefix, total = 7680, 8192
+			prompt := seq(1, total)
+			pods := make([]string, 8)
+			for i := range pods {
+				pods[i] = fmt.Sprintf("10.0.0.%d:8000", i+1)
+			}
+			keys, err := ix.keys.keys(nil, prompt, "", "")
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			storeBench(b, ix, pods[0], keys[:prefix/16])
+			storeBench(b, ix, pods[1], keys[:prefix/32])
+			next := uint32(1 << 20)
+			newSuffix := func() {
+				for i := prefix; i < total; i++ {
+					prompt[i] = next
+					next++
+				}
+			}
+			req := Request{TokenIDs: prompt, Pods: pods}
+			newSuffix()
+			if res, err := ix.Score(ctx, req); err != nil || res.Pods[0].Matched != prefix/16 || res.Pods[1].Matched != prefix/32 {
+				b.Fatalf("Score = %+v, %v; want %d and %d blocks matched", res.Pods[:2], err, prefix/16, prefix/32)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				newSuffix() // 512 stores: noise next to a score
+				if _, err := ix.Score(ctx, req); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "us/op")
+		})
+	}
+}
+
 func storeBench(b *testing.B, ix *Indexer, pod string, keys []kvblock.Key) {
 	b.Helper()
 	if err := ix.Index().Add(context.Background(), kvblock.Pod{Addr: pod}, kvblock.TierGPU, keys); err != nil {

@@ -99,6 +99,12 @@ type HashConfig struct {
 	// seen again skip tokenization and hashing. Default 16 MiB, about 4,000
 	// prompts of 32k characters; -1 disables the cache.
 	KeyCacheBytes int `json:"keyCacheBytes,omitempty" yaml:"keyCacheBytes,omitempty"`
+	// ChainCacheBytes bounds the vllm scheme's cache of recently hashed
+	// prompt prefixes (56 bytes per block), which lets a new prompt that
+	// shares a prefix with earlier ones (a system prompt, a chat's earlier
+	// turns) hash only the blocks after it. Default 16 MiB, about 300,000
+	// blocks; -1 disables the cache. Unused by the tokens scheme.
+	ChainCacheBytes int `json:"chainCacheBytes,omitempty" yaml:"chainCacheBytes,omitempty"`
 }
 
 // IndexConfig configures the block index.
@@ -265,6 +271,7 @@ const (
 	DefaultEventQueueSize  = 4096
 	DefaultTokenCacheBytes = 64 << 20
 	DefaultKeyCacheBytes   = 16 << 20
+	DefaultChainCacheBytes = 16 << 20
 	DefaultSpeculativeTTL  = Duration(10 * time.Second)
 	maxSpeculativeTTL      = time.Minute
 	maxBlockSize           = 1 << 16
@@ -294,6 +301,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Hash.KeyCacheBytes == 0 {
 		c.Hash.KeyCacheBytes = DefaultKeyCacheBytes
+	}
+	if c.Hash.ChainCacheBytes == 0 {
+		c.Hash.ChainCacheBytes = DefaultChainCacheBytes
 	}
 	if c.Index.Backend == "" {
 		c.Index.Backend = IndexMemory
@@ -386,6 +396,9 @@ func (c Config) Validate() error {
 
 	if c.Hash.KeyCacheBytes < -1 {
 		bad("hash.keyCacheBytes", "%d out of range (valid: a positive number of bytes, or -1 to disable the cache)", c.Hash.KeyCacheBytes)
+	}
+	if c.Hash.ChainCacheBytes < -1 {
+		bad("hash.chainCacheBytes", "%d out of range (valid: a positive number of bytes, or -1 to disable the cache)", c.Hash.ChainCacheBytes)
 	}
 
 	oneOf("index.backend", string(c.Index.Backend), string(IndexMemory), string(IndexRedis))

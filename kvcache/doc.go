@@ -18,6 +18,10 @@
 // (tokenizer.cacheBytes), and the Indexer keeps recent requests' block keys
 // (hash.keyCacheBytes), identified by a seeded 128-bit hash of every field
 // that decides them. A request seen again skips tokenizing and hashing.
+// With the vllm scheme a new prompt that shares a prefix with recent ones
+// (a system prompt, a chat's earlier turns) is SHA-256 hashed only after
+// the shared part: the Indexer keeps recent prefixes' last vLLM digests
+// (hash.chainCacheBytes), found by a fast chained hash of their blocks.
 //
 // # Events
 //

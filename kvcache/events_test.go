@@ -279,14 +279,15 @@ func TestMetricsShareOneRegistry(t *testing.T) {
 		}
 	}
 	for name, atLeast := range map[string]float64{
-		"kvtrack_index_entries":                  4,
-		"kvtrack_index_admissions_total":         4,
-		"kvtrack_events_received_total":          1,
-		"kvtrack_events_applied_total":           1,
-		"kvtrack_indexer_scores_total":           1,
-		"kvtrack_indexer_score_blocks_total":     4,
-		"kvtrack_indexer_score_duration_seconds": 1,
-		"kvtrack_indexer_key_cache_misses_total": 1,
+		"kvtrack_index_entries":                    4,
+		"kvtrack_index_admissions_total":           4,
+		"kvtrack_events_received_total":            1,
+		"kvtrack_events_applied_total":             1,
+		"kvtrack_indexer_scores_total":             1,
+		"kvtrack_indexer_score_blocks_total":       4,
+		"kvtrack_indexer_score_duration_seconds":   1,
+		"kvtrack_indexer_key_cache_misses_total":   1,
+		"kvtrack_indexer_chain_cache_misses_total": 4,
 	} {
 		got, ok := values[name]
 		if !ok {

@@ -147,6 +147,9 @@ func New(cfg Config, opts ...Option) (*Indexer, error) {
 	if ix.kcache != nil {
 		ix.metrics.keyHits, ix.metrics.keyMisses = ix.kcache.hits.Load, ix.kcache.misses.Load
 	}
+	if vk, ok := ix.keys.(vllmKeyer); ok && vk.chain != nil {
+		ix.metrics.chainHits, ix.metrics.chainMisses = vk.chain.hits.Load, vk.chain.misses.Load
+	}
 	if o.reg != nil && *cfg.Metrics.Enabled {
 		if err := o.reg.Register(ix.metrics); err != nil {
 			return nil, fmt.Errorf("kvcache: registering metrics: %w", err)

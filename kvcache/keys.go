@@ -29,7 +29,11 @@ func newKeyer(cfg Config) (keyer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("kvcache: %w", err)
 		}
-		return vllmKeyer{h, cfg.Hash.BlockSize}, nil
+		k := vllmKeyer{h: h, blockSize: cfg.Hash.BlockSize}
+		if cfg.Hash.ChainCacheBytes > 0 {
+			k.chain = newChainCache(cfg.Hash.ChainCacheBytes)
+		}
+		return k, nil
 	}
 }
 
@@ -37,9 +41,13 @@ func newKeyer(cfg Config) (keyer, error) {
 type vllmKeyer struct {
 	h         *kvblock.Hasher
 	blockSize int
+	chain     *chainCache // nil when hash.chainCacheBytes is -1
 }
 
 func (k vllmKeyer) keys(dst []kvblock.Key, tokens []uint32, lora, salt string) ([]kvblock.Key, error) {
+	if k.chain != nil {
+		return k.chain.keys(k.h, k.blockSize, dst, tokens, lora, salt)
+	}
 	extras := kvblock.RequestExtras{LoRAName: lora, CacheSalt: salt}
 	return k.h.BlockKeys(dst, tokens, extras.PerBlock(len(tokens)/k.blockSize))
 }

@@ -17,8 +17,11 @@ type metrics struct {
 	specDrop func() uint64
 	// key cache counters; nil when the cache is disabled
 	keyHits, keyMisses func() uint64
+	// chain cache counters, in blocks; nil when the cache is disabled
+	chainHits, chainMisses func() uint64
 
 	scoresDesc, errorsDesc, blocksDesc, specDropDesc, keyHitsDesc, keyMissesDesc *prometheus.Desc
+	chainHitsDesc, chainMissesDesc                                               *prometheus.Desc
 }
 
 func newMetrics() *metrics {
@@ -30,12 +33,14 @@ func newMetrics() *metrics {
 			// 32k-character prompt tokenizes in milliseconds.
 			Buckets: prometheus.ExponentialBuckets(10e-6, 2, 14),
 		}),
-		scoresDesc:    prometheus.NewDesc("kvtrack_indexer_scores_total", "Requests scored.", nil, nil),
-		errorsDesc:    prometheus.NewDesc("kvtrack_indexer_score_errors_total", "Requests that could not be scored (tokenization, key or index errors).", nil, nil),
-		blocksDesc:    prometheus.NewDesc("kvtrack_indexer_score_blocks_total", "Prompt blocks looked up by scored requests.", nil, nil),
-		specDropDesc:  prometheus.NewDesc("kvtrack_indexer_speculative_dropped_total", "Speculative records dropped because too many were pending.", nil, nil),
-		keyHitsDesc:   prometheus.NewDesc("kvtrack_indexer_key_cache_hits_total", "Scored requests whose block keys came from the key cache.", nil, nil),
-		keyMissesDesc: prometheus.NewDesc("kvtrack_indexer_key_cache_misses_total", "Scored requests that were tokenized and hashed.", nil, nil),
+		scoresDesc:      prometheus.NewDesc("kvtrack_indexer_scores_total", "Requests scored.", nil, nil),
+		errorsDesc:      prometheus.NewDesc("kvtrack_indexer_score_errors_total", "Requests that could not be scored (tokenization, key or index errors).", nil, nil),
+		blocksDesc:      prometheus.NewDesc("kvtrack_indexer_score_blocks_total", "Prompt blocks looked up by scored requests.", nil, nil),
+		specDropDesc:    prometheus.NewDesc("kvtrack_indexer_speculative_dropped_total", "Speculative records dropped because too many were pending.", nil, nil),
+		keyHitsDesc:     prometheus.NewDesc("kvtrack_indexer_key_cache_hits_total", "Scored requests whose block keys came from the key cache.", nil, nil),
+		keyMissesDesc:   prometheus.NewDesc("kvtrack_indexer_key_cache_misses_total", "Scored requests that were tokenized and hashed.", nil, nil),
+		chainHitsDesc:   prometheus.NewDesc("kvtrack_indexer_chain_cache_hits_total", "Prompt blocks whose vLLM key came from the prefix-chain cache.", nil, nil),
+		chainMissesDesc: prometheus.NewDesc("kvtrack_indexer_chain_cache_misses_total", "Prompt blocks hashed with vLLM's algorithm because the prefix-chain cache did not hold them.", nil, nil),
 	}
 }
 
@@ -58,6 +63,8 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.specDropDesc
 	ch <- m.keyHitsDesc
 	ch <- m.keyMissesDesc
+	ch <- m.chainHitsDesc
+	ch <- m.chainMissesDesc
 }
 
 // Collect implements prometheus.Collector.
@@ -69,6 +76,8 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.specDropDesc, prometheus.CounterValue, float64(load(m.specDrop)))
 	ch <- prometheus.MustNewConstMetric(m.keyHitsDesc, prometheus.CounterValue, float64(load(m.keyHits)))
 	ch <- prometheus.MustNewConstMetric(m.keyMissesDesc, prometheus.CounterValue, float64(load(m.keyMisses)))
+	ch <- prometheus.MustNewConstMetric(m.chainHitsDesc, prometheus.CounterValue, float64(load(m.chainHits)))
+	ch <- prometheus.MustNewConstMetric(m.chainMissesDesc, prometheus.CounterValue, float64(load(m.chainMisses)))
 }
 
 // load reads an optional counter; nil reads 0.

@@ -130,6 +130,20 @@ var ErrExtraKeys = errors.New("kvblock: malformed extra keys")
 // steady state.
 var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
+// Digest is a block's full chain digest: what vLLM passes to the next
+// block as its parent. Only the first DigestLen bytes are used: 32 for the
+// sha256 algorithms, 16 for xxhash, 8 (the big-endian 64-bit hash) for
+// SHA256CBOR64. A block's Key is derived from its Digest, but the chain
+// cannot be continued from a Key alone (except with SHA256CBOR64), which is
+// why callers that resume chains keep Digests.
+type Digest [32]byte
+
+// DigestLen returns how many leading bytes of a Digest are significant.
+func (h *Hasher) DigestLen() int { return h.nlen }
+
+// Root returns the digest every chain starts from (NONE_HASH).
+func (h *Hasher) Root() Digest { return h.none }
+
 // BlockKeys appends to dst the key of every full block of tokens, chained
 // from the root exactly as vLLM chains them, and returns the extended slice.
 // A trailing partial block is not hashed (vLLM caches only full blocks).
@@ -189,6 +203,70 @@ func (h *Hasher) BlockKeys(dst []Key, tokens []uint32, extra [][]ExtraKey) ([]Ke
 	*bp = buf
 	scratch.Put(bp)
 	return dst, nil
+}
+
+// BlockDigests is BlockKeys continued from parent, the Digest of the block
+// before tokens[0] (Root for a sequence that starts at the root): it
+// appends every full block's key to keys and its Digest to digests. Hashing
+// a sequence in two parts, the second from the first's last Digest, gives
+// the keys of hashing it in one pass; extra is indexed from tokens[0].
+func (h *Hasher) BlockDigests(keys []Key, digests []Digest, parent Digest, tokens []uint32, extra [][]ExtraKey) ([]Key, []Digest, error) {
+	bs := h.cfg.BlockSize
+	n := len(tokens) / bs
+	if err := checkExtra(extra, n); err != nil || n == 0 {
+		return keys, digests, err
+	}
+	bp := scratch.Get().(*[]byte)
+	buf := *bp
+	for i := range n {
+		var key uint64
+		buf, key = h.hashBlock(buf, &parent, tokens[i*bs:(i+1)*bs], blockExtra(extra, i))
+		keys = append(keys, Key(key))
+		digests = append(digests, parent)
+	}
+	*bp = buf
+	scratch.Put(bp)
+	return keys, digests, nil
+}
+
+func blockExtra(extra [][]ExtraKey, i int) []ExtraKey {
+	if extra == nil {
+		return nil
+	}
+	return extra[i]
+}
+
+// hashBlock replaces *parent with the Digest of block chained after it and
+// returns the block's key; buf is scratch for the serialization. BlockKeys
+// keeps its own inline copy of this switch, as a call per block costs it a
+// few percent (BenchmarkHashBlocks); TestBlockDigests* hold the two equal.
+func (h *Hasher) hashBlock(buf []byte, parent *Digest, block []uint32, ex []ExtraKey) ([]byte, uint64) {
+	switch h.cfg.Algorithm {
+	case SHA256:
+		buf = pickleBlock(buf[:0], parent[:32], block, ex)
+		*parent = sha256.Sum256(buf)
+		return buf, binary.BigEndian.Uint64(parent[24:32])
+	case SHA256CBOR:
+		buf = cborBlock(buf[:0], parent[:32], block, ex)
+		*parent = sha256.Sum256(buf)
+		return buf, binary.BigEndian.Uint64(parent[24:32])
+	case XXHash, XXHashCBOR:
+		if h.cfg.Algorithm == XXHash {
+			buf = pickleBlock(buf[:0], parent[:16], block, ex)
+		} else {
+			buf = cborBlock(buf[:0], parent[:16], block, ex)
+		}
+		d := xxh3.Hash128(buf)
+		binary.BigEndian.PutUint64(parent[:8], d.Hi)
+		binary.BigEndian.PutUint64(parent[8:16], d.Lo)
+		return buf, d.Lo
+	default: // SHA256CBOR64: the parent is the 64-bit hash, big-endian
+		buf = cborBlock64(buf[:0], binary.BigEndian.Uint64(parent[:8]), block, ex)
+		d := sha256.Sum256(buf)
+		key := binary.BigEndian.Uint64(d[24:32])
+		binary.BigEndian.PutUint64(parent[:8], key)
+		return buf, key
+	}
 }
 
 // checkExtra validates per-block extra keys for n full blocks.

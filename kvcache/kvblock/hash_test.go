@@ -457,3 +457,137 @@ func TestPickleFastPathMatchesGeneral(t *testing.T) {
 		}
 	}
 }
+
+// Hashing a vector in two parts, the second continued from the first's last
+// Digest, must give the vector's keys, for every split point.
+func TestBlockDigestsContinueTheChain(t *testing.T) {
+	var vs []vector
+	vs = append(vs, loadVectors(t, "testdata/vllm-hash-vectors.json")...)
+	vs = append(vs, loadVectors(t, "testdata/extra-hash-vectors.json")...)
+	for _, v := range vs {
+		t.Run(v.ID, func(t *testing.T) {
+			h, err := NewHasher(HashConfig{Algorithm: v.Algo, Seed: v.Seed, BlockSize: v.BlockSize})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tokens, extra := v.tokens(), v.extra(t)
+			n := len(v.Want)
+			for _, split := range []int{0, 1, n / 2, n - 1, n} {
+				if split < 0 || split > n {
+					continue
+				}
+				cut := split * v.BlockSize
+				var ex1, ex2 [][]ExtraKey
+				if extra != nil {
+					ex1, ex2 = extra[:split], extra[split:]
+				}
+				keys, digs, err := h.BlockDigests(nil, nil, h.Root(), tokens[:cut], ex1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				parent := h.Root()
+				if split > 0 {
+					parent = digs[split-1]
+				}
+				keys, digs, err = h.BlockDigests(keys, digs, parent, tokens[cut:], ex2)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(keys) != n || len(digs) != n {
+					t.Fatalf("split %d: got %d keys and %d digests, want %d", split, len(keys), len(digs), n)
+				}
+				for i := range keys {
+					if uint64(keys[i]) != v.Want[i] {
+						t.Errorf("split %d block %d: got %d, want %d", split, i, keys[i], v.Want[i])
+					}
+				}
+			}
+		})
+	}
+}
+
+// A block's Digest is the full parent vLLM hashes its child with: its key
+// is the Digest's low 64 bits as vLLM takes them, and its unused bytes are
+// zero.
+func TestBlockDigestsHoldTheKey(t *testing.T) {
+	tokens := benchTokens(64)
+	for _, algo := range Algorithms() {
+		t.Run(string(algo), func(t *testing.T) {
+			h, err := NewHasher(HashConfig{Algorithm: algo, Seed: "7", BlockSize: 16})
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys, digs, err := h.BlockDigests(nil, nil, h.Root(), tokens, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := h.DigestLen()
+			for i, d := range digs {
+				var want uint64
+				switch algo {
+				case SHA256CBOR64:
+					want = beUint64(d[:8])
+				case XXHash, XXHashCBOR:
+					want = beUint64(d[8:16])
+				default:
+					want = beUint64(d[24:32])
+				}
+				if uint64(keys[i]) != want {
+					t.Errorf("block %d: key %d, digest %x", i, keys[i], d[:n])
+				}
+				if !bytes.Equal(d[n:], make([]byte, 32-n)) {
+					t.Errorf("block %d: digest bytes past %d not zero: %x", i, n, d)
+				}
+			}
+			if root := h.Root(); !bytes.Equal(root[:n], h.NoneHash()) {
+				t.Errorf("Root %x, NoneHash %x", root[:n], h.NoneHash())
+			}
+		})
+	}
+}
+
+// Every algorithm, with LoRA and cache-salt extra keys and random split
+// points: two parts equal one pass.
+func TestBlockDigestsSplitWithExtraKeys(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	tokens := benchTokens(16 * 40)
+	extra := RequestExtras{LoRAName: "adapter", CacheSalt: "s"}.PerBlock(40)
+	for _, algo := range Algorithms() {
+		h, err := NewHasher(HashConfig{Algorithm: algo, Seed: "0", BlockSize: 16})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := h.BlockKeys(nil, tokens, extra)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 20 {
+			split := rng.IntN(41)
+			keys, digs, err := h.BlockDigests(nil, nil, h.Root(), tokens[:16*split], extra[:split])
+			if err != nil {
+				t.Fatal(err)
+			}
+			parent := h.Root()
+			if split > 0 {
+				parent = digs[split-1]
+			}
+			keys, _, err = h.BlockDigests(keys, digs, parent, tokens[16*split:], extra[split:])
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range want {
+				if keys[i] != want[i] {
+					t.Fatalf("%s split %d block %d: got %d, want %d", algo, split, i, keys[i], want[i])
+				}
+			}
+		}
+	}
+}
+
+func beUint64(b []byte) uint64 {
+	var x uint64
+	for _, c := range b[:8] {
+		x = x<<8 | uint64(c)
+	}
+	return x
+}
