@@ -623,22 +623,28 @@ func (d *Decoder) hash() (h uint64, ok bool, err error) {
 	return h, ok, err
 }
 
-// hashes reads an array of block hashes into dst[:0].
-func (d *Decoder) hashes(dst []uint64) ([]uint64, error) {
-	dst = dst[:0]
+// arrayOrNil reads the header of an array that may be nil, which reads as
+// an empty array.
+func (d *Decoder) arrayOrNil() (int, error) {
 	c, err := d.peek()
 	if err != nil {
-		return dst, err
+		return 0, err
 	}
 	if c == codeNil {
 		d.r.i++
-		return dst, nil
+		return 0, nil
 	}
 	if !isArray(c) {
-		return dst, d.wrongType()
+		return 0, d.wrongType()
 	}
-	n, err := d.arrayLen()
-	if err != nil {
+	return d.arrayLen()
+}
+
+// hashes reads an array of block hashes into dst[:0].
+func (d *Decoder) hashes(dst []uint64) ([]uint64, error) {
+	dst = dst[:0]
+	n, err := d.arrayOrNil()
+	if n <= 0 || err != nil {
 		return dst, err
 	}
 	dst = slices.Grow(dst, n)
@@ -667,19 +673,8 @@ func (d *Decoder) hashes(dst []uint64) ([]uint64, error) {
 // non-negative and fit 32 bits; anything else marks the event bad.
 func (d *Decoder) tokens(dst []uint32) ([]uint32, error) {
 	dst = dst[:0]
-	c, err := d.peek()
-	if err != nil {
-		return dst, err
-	}
-	if c == codeNil {
-		d.r.i++
-		return dst, nil
-	}
-	if !isArray(c) {
-		return dst, d.wrongType()
-	}
-	n, err := d.arrayLen()
-	if err != nil {
+	n, err := d.arrayOrNil()
+	if n <= 0 || err != nil {
 		return dst, err
 	}
 	dst = slices.Grow(dst, n)
