@@ -4,11 +4,12 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kvtrack/kvtrack/internal/testnet"
 
 	zmq "github.com/pebbe/zmq4"
 
@@ -54,15 +55,7 @@ type pubOpts struct {
 	replayPort int // bind the replay ROUTER on this port (default: a free one)
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t testing.TB) int { return testnet.FreePort(t) }
 
 func newGoPublisher(t *testing.T, o pubOpts) *goPublisher {
 	t.Helper()

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvtrack/kvtrack/internal/testnet"
+
 	"github.com/go-logr/logr"
 
 	"github.com/kvtrack/kvtrack/internal/testtokenizer"
@@ -96,15 +98,7 @@ func startE2E(t *testing.T, n int) *e2e {
 	return env
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t testing.TB) int { return testnet.FreePort(t) }
 
 type completion struct {
 	pod    string

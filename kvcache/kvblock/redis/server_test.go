@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kvtrack/kvtrack/internal/testnet"
 )
 
 // server is a redis-server process owned by one test: loopback only, its own
@@ -112,15 +114,7 @@ func (s *server) log() string {
 	return string(b)
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t testing.TB) int { return testnet.FreePort(t) }
 
 // ping sends an inline PING and waits for +PONG.
 func ping(addr string) bool {
