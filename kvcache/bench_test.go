@@ -18,20 +18,8 @@ func BenchmarkIndexerScoreTokens(b *testing.B) {
 		keyCacheBytes int
 	}{{"keycache=warm", 0}, {"keycache=off", -1}} {
 		b.Run(bc.name, func(b *testing.B) {
-			off := false
-			ix, err := New(Config{Hash: HashConfig{Seed: "42", KeyCacheBytes: bc.keyCacheBytes}, Events: EventsConfig{Enabled: &off}})
-			if err != nil {
-				b.Fatal(err)
-			}
 			prompt := seq(1, 8192)
-			pods := make([]string, 8)
-			for i := range pods {
-				pods[i] = fmt.Sprintf("10.0.0.%d:8000", i+1)
-			}
-			keys, err := ix.keys.keys(nil, prompt, "", "")
-			if err != nil {
-				b.Fatal(err)
-			}
+			ix, pods, keys := newBenchIndexer(b, HashConfig{Seed: "42", KeyCacheBytes: bc.keyCacheBytes}, prompt)
 			ctx := context.Background()
 			storeBench(b, ix, pods[0], keys)
 			storeBench(b, ix, pods[1], keys[:256])
@@ -60,21 +48,9 @@ func BenchmarkIndexerScoreTokensSharedPrefix(b *testing.B) {
 		chainCacheBytes int
 	}{{"chaincache=on", 0}, {"chaincache=off", -1}} {
 		b.Run(bc.name, func(b *testing.B) {
-			off := false
-			ix, err := New(Config{Hash: HashConfig{Seed: "42", ChainCacheBytes: bc.chainCacheBytes}, Events: EventsConfig{Enabled: &off}})
-			if err != nil {
-				b.Fatal(err)
-			}
 			const prefix, total = 7680, 8192
 			prompt := seq(1, total)
-			pods := make([]string, 8)
-			for i := range pods {
-				pods[i] = fmt.Sprintf("10.0.0.%d:8000", i+1)
-			}
-			keys, err := ix.keys.keys(nil, prompt, "", "")
-			if err != nil {
-				b.Fatal(err)
-			}
+			ix, pods, keys := newBenchIndexer(b, HashConfig{Seed: "42", ChainCacheBytes: bc.chainCacheBytes}, prompt)
 			ctx := context.Background()
 			storeBench(b, ix, pods[0], keys[:prefix/16])
 			storeBench(b, ix, pods[1], keys[:prefix/32])
@@ -100,6 +76,26 @@ func BenchmarkIndexerScoreTokensSharedPrefix(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "us/op")
 		})
 	}
+}
+
+// newBenchIndexer returns an Indexer fed by hand (no event sockets), 8 pod
+// names, and prompt's block keys.
+func newBenchIndexer(b *testing.B, hash HashConfig, prompt []uint32) (*Indexer, []string, []kvblock.Key) {
+	b.Helper()
+	off := false
+	ix, err := New(Config{Hash: hash, Events: EventsConfig{Enabled: &off}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	pods := make([]string, 8)
+	for i := range pods {
+		pods[i] = fmt.Sprintf("10.0.0.%d:8000", i+1)
+	}
+	keys, err := ix.keys.keys(nil, prompt, "", "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return ix, pods, keys
 }
 
 func storeBench(b *testing.B, ix *Indexer, pod string, keys []kvblock.Key) {
