@@ -72,6 +72,9 @@ type Pool struct {
 	bindPods  map[kvblock.Pod]netip.Addr // bind mode: pods added, and their IPs
 	pending   []sockCmd                  // connect mode socket changes for the receiver
 	running   bool
+	life      lifecycle // Start, Close; guarded by mu where it changes
+
+	collector *collector // registered on reg; nil without one
 }
 
 // NewPool validates cfg and returns a Pool that applies events to index.
@@ -89,6 +92,7 @@ func NewPool(cfg Config, index kvblock.Index, opts ...Option) (*Pool, error) {
 		streams:   make(map[kvblock.Pod]*stream),
 		replayEPs: make(map[kvblock.Pod]string),
 		bindPods:  make(map[kvblock.Pod]netip.Addr),
+		life:      lifecycle{listening: make(chan struct{}), done: make(chan struct{})},
 	}
 	p.allowed.store(nil)
 	p.clock.Store(time.Now().UnixNano())
@@ -106,7 +110,8 @@ func NewPool(cfg Config, index kvblock.Index, opts ...Option) (*Pool, error) {
 		p.workers = append(p.workers, newWorker(p, i))
 	}
 	if p.reg != nil {
-		if err := p.reg.Register(newCollector(p)); err != nil {
+		p.collector = newCollector(p)
+		if err := p.reg.Register(p.collector); err != nil {
 			return nil, fmt.Errorf("kvevents: registering metrics: %w", err)
 		}
 	}
@@ -218,6 +223,9 @@ func (p *Pool) AddPod(ctx context.Context, pod kvblock.Pod, endpoint, replayEndp
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.life.closed {
+		return ErrClosed
+	}
 	if p.cfg.Mode == ModeBind {
 		if endpoint != "" {
 			return fmt.Errorf("kvevents: AddPod %s: endpoint %q given in bind mode, where pods connect to %s; pass \"\"", pod, endpoint, p.cfg.Endpoint)

@@ -123,6 +123,7 @@ func (p *Pool) receive(ctx context.Context) error {
 		}
 	}
 
+	p.markListening()
 	for ctx.Err() == nil {
 		p.applySockCmds(poller, subs, byStream)
 		if zap != nil {

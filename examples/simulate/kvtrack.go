@@ -9,6 +9,7 @@ import (
 
 	"github.com/kvtrack/kvtrack/kvcache"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
+	"github.com/kvtrack/kvtrack/kvevents"
 )
 
 // kvtrackRun is kvtrack running for one simulation: a kvcache.Indexer bound
@@ -66,7 +67,7 @@ func startKVTrack(ctx context.Context, cfg Config, pods []string) (*kvtrackRun, 
 			TTL:     kvcache.Duration(cfg.SpeculativeTTL),
 		},
 	}
-	k.ix, err = kvcache.New(kcfg, kvcache.WithIndex(k.idx), kvcache.WithClock(k.clock.now))
+	k.ix, err = kvcache.New(kcfg, kvcache.WithIndex(k.idx), kvcache.WithClock(k.clock.now), kvcache.WithEventSource(kvevents.Source))
 	if err != nil {
 		return nil, fmt.Errorf("kvtrack: %w", err)
 	}
