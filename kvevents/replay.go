@@ -41,7 +41,7 @@ func fetchReplay(ctx context.Context, endpoint string, from uint64, timeout time
 	}
 	defer sock.Close()
 	poll := min(timeout, 50*time.Millisecond)
-	if err := errors.Join(sock.SetLinger(0), sock.SetRcvtimeo(poll), sock.SetSndtimeo(timeout), sock.SetRcvhwm(0), sock.SetMaxmsgsize(lim.MaxMessageBytes)); err != nil {
+	if err := errors.Join(sock.SetLinger(0), sock.SetRcvtimeo(poll), sock.SetSndtimeo(timeout), sock.SetRcvhwm(0), sock.SetMaxmsgsize(lim.MaxMessageBytes), sock.SetIpv6(true)); err != nil {
 		return nil, fmt.Errorf("%w: configuring DEALER socket: %w", ErrReplay, err)
 	}
 	if err := sock.Connect(endpoint); err != nil {

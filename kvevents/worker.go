@@ -150,6 +150,10 @@ func (w *worker) finishReplay(ctx context.Context, r replayResult) {
 		s.dupFrom, s.dupTo = s.next, r.msgs[len(r.msgs)-1].seq+1
 	}
 	for _, m := range r.msgs {
+		if s.removed.Load() {
+			p.releaseHeldLocked(s)
+			return
+		}
 		if m.seq < s.next {
 			continue // applied already
 		}
@@ -165,6 +169,12 @@ func (w *worker) finishReplay(ctx context.Context, r replayResult) {
 		s.next = held[0].seq
 	}
 	for i, m := range held {
+		if s.removed.Load() { // by an observer, while the lock was released
+			for _, m := range held[i:] {
+				p.release(m)
+			}
+			return
+		}
 		if s.replaying { // a later gap started another replay
 			s.held = append(s.held, held[i:]...)
 			return
@@ -205,8 +215,18 @@ func (w *worker) apply(ctx context.Context, s *stream, seq uint64, payload []byt
 		p.reject(s, RejectRate, "rejected a message: the pod is over its rate of events", "seq", seq, "events", len(b.Events))
 		return
 	}
+	if b.HasRank && (b.DPRank < 0 || b.DPRank >= p.cfg.DataParallelSize) {
+		p.unknownRank(s, b.DPRank)
+	}
 	if p.observe != nil {
+		// Outside the stream's lock, so that the observer may call
+		// RemovePod; b stays valid, as only this worker decodes into it.
+		s.mu.Unlock()
 		p.observe(Message{Pod: s.pod, Seq: seq, Replayed: fromReplay, Batch: b})
+		s.mu.Lock()
+		if s.removed.Load() {
+			return
+		}
 	}
 	if p.index == nil {
 		return
@@ -215,6 +235,17 @@ func (w *worker) apply(ctx context.Context, s *stream, seq uint64, payload []byt
 		w.applyEvent(ctx, s, &b.Events[i])
 	}
 	p.c.applied.Add(uint64(len(b.Events)))
+}
+
+// unknownRank counts and logs (at most once a second) a batch naming a
+// data-parallel rank the configuration does not have.
+func (p *Pool) unknownRank(s *stream, rank int) {
+	p.c.unknownRank.Add(1)
+	if ok, unlogged := p.rankLog.allow(p.clock.Load()); ok {
+		p.log.Info("events name a data-parallel rank beyond dataParallelSize: that engine runs more ranks than configured, "+
+			"and the extra ranks' events are not followed (raise dataParallelSize)",
+			"pod", s.label, "rank", rank, "dataParallelSize", p.cfg.DataParallelSize, "unlogged", unlogged)
+	}
 }
 
 func (w *worker) applyEvent(ctx context.Context, s *stream, ev *Event) {
