@@ -64,6 +64,7 @@ type Pool struct {
 	queuedPeak atomic.Int64 // written by the receiver only
 	rejectLog  [numRejectReasons]rateLog
 	rankLog    rateLog // batches naming a rank beyond DataParallelSize
+	resyncLog  rateLog // index writes failing
 
 	workers []*worker
 	zctx    *zmq.Context  // the receiver's libzmq context, set by Start
@@ -572,7 +573,10 @@ type stream struct {
 	// are duplicates, not a restart.
 	dupFrom, dupTo uint64
 	replaying      bool
-	held           []msg // live messages held while replaying
+	held           []msg  // live messages held while replaying or waiting for a resync
+	first          uint64 // the first sequence number applied since the stream started (or went cold)
+	resync         bool   // an index write failed: waiting for the backend (resync.go)
+	resyncing      bool   // the replay in flight is a resync's
 	warnedGap      bool
 	warnedHash     bool
 	engine         *engineKeys // tokens scheme
