@@ -40,7 +40,7 @@ func TestResyncAfterRedisOutage(t *testing.T) {
 			pub.publish(false, pub.removed(hashes(102, 2), "GPU"), pub.stored(hashes(300, 2), 0, seqTokens(200, 32), "GPU"))
 			eventually(t, "the failed write", func() bool { return p.Stats().IndexErrors > 0 })
 			pub.publish(false, pub.stored(hashes(400, 1), 0, seqTokens(300, 16), "GPU")) // held
-			srv.Restart() // empty: every block written before is gone
+			srv.Restart()                                                                // empty: every block written before is gone
 
 			if withReplay {
 				eventually(t, "the resync", func() bool { return p.Stats().Resynced == 1 })
