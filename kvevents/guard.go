@@ -249,6 +249,21 @@ func (p *Pool) reject(s *stream, r RejectReason, msg string, kv ...any) {
 	p.log.Info(msg, kv...)
 }
 
+// rejectMsg is reject for a message the receiver drops: it builds the log
+// line's fields only when the line is logged, so a flood of rejected
+// messages costs no allocation.
+func (p *Pool) rejectMsg(r RejectReason, msg string, topic []byte, peer string) {
+	p.c.rejected[r].Add(1)
+	ok, unlogged := p.rejectLog[r].allow(p.clock.Load())
+	if !ok {
+		return
+	}
+	if len(topic) > maxLoggedBytes {
+		topic = append(topic[:maxLoggedBytes:maxLoggedBytes], "..."...)
+	}
+	p.log.Info(msg, "peer", peer, "topic", string(topic), "reason", r.String(), "unlogged", unlogged)
+}
+
 // maxLoggedBytes bounds a string a rejection logs (a topic, a peer).
 const maxLoggedBytes = 128
 

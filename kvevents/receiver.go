@@ -284,9 +284,9 @@ func (p *Pool) samePeer(s *stream, peer string, topic []byte) bool {
 		return true
 	}
 	if !p.allowed.allowsPeer(peer) {
-		p.reject(nil, RejectUnknownPeer, "dropped a message from a peer that is not a known pod", "peer", peer, "topic", string(topic))
+		p.rejectMsg(RejectUnknownPeer, msgUnknownPeer, topic, peer)
 	} else {
-		p.reject(nil, RejectPeerMismatch, "dropped a message whose topic names another pod than its sender", "peer", peer, "topic", string(topic))
+		p.rejectMsg(RejectPeerMismatch, msgPeerMismatch, topic, peer)
 	}
 	return false
 }

@@ -84,11 +84,11 @@ func (p *Pool) rebuildRoutesLocked() {
 // on the receiver for a topic not in sub's cache; rt is sub's table.
 func (p *Pool) resolve(sub *subscription, rt *routeTable, topic []byte, peer string) *stream {
 	if len(topic) > maxTopicBytes {
-		p.reject(nil, RejectTopic, "dropped a message whose topic is longer than the bound", "bytes", len(topic), "max", maxTopicBytes)
+		p.rejectMsg(RejectTopic, "dropped a message whose topic is longer than any pod's (512 bytes)", topic, peer)
 		return nil
 	}
 	if sub.checkPeer && !p.allowed.allowsPeer(peer) {
-		p.reject(nil, RejectUnknownPeer, "dropped a message from a peer that is not a known pod", "peer", peer, "topic", string(topic))
+		p.rejectMsg(RejectUnknownPeer, msgUnknownPeer, topic, peer)
 		return nil
 	}
 	a, ok := podFromTopic(topic)
@@ -107,9 +107,8 @@ func (p *Pool) resolve(sub *subscription, rt *routeTable, topic []byte, peer str
 			case 1:
 				r = rs[0]
 			default:
-				p.reject(nil, RejectAmbiguousPod, "dropped a message whose topic names an IP without a port, and several pods share that IP: "+
-					"set each engine's topic to kv@<pod-ip>:<pod-port>@<model> (llm-d: kv@${POD_IP}:${POD_PORT}@${MODEL})",
-					"peer", peer, "topic", string(topic), "pods", len(rs))
+				p.rejectMsg(RejectAmbiguousPod, "dropped a message whose topic names an IP without a port, and several pods share that IP: "+
+					"set each engine's topic to kv@<pod-ip>:<pod-port>@<model> (llm-d: kv@${POD_IP}:${POD_PORT}@${MODEL})", topic, peer)
 				return nil
 			}
 		}
@@ -123,24 +122,32 @@ func (p *Pool) resolve(sub *subscription, rt *routeTable, topic []byte, peer str
 			if s := p.unaddedStream(kvblock.Pod{Addr: addr, Rank: sub.rank}); s != nil {
 				return s
 			}
-			p.reject(nil, RejectTooManyPods, "dropped a message naming a new pod: security.allowAnySource follows at most a bounded number of pods",
-				"topic", string(topic), "max", maxUnaddedStreams)
+			p.rejectMsg(RejectTooManyPods, "dropped a message naming a new pod: security.allowAnySource follows at most 1024 pods", topic, peer)
 			return nil
 		}
-		p.reject(nil, RejectUnknownPod, "dropped a message whose topic names no pod added to the pool (the topic's address:port must be the pod's)",
-			"peer", peer, "topic", string(topic), "rank", sub.rank)
+		p.rejectMsg(RejectUnknownPod, "dropped a message whose topic names no pod added to the pool, or a rank not followed "+
+			"(the topic's address:port must be the pod's)", topic, peer)
 		return nil
 	}
 	if sub.checkPeer && !r.hasPeer(peer) {
-		p.reject(nil, RejectPeerMismatch, "dropped a message whose topic names another pod than its sender", "peer", peer, "topic", string(topic))
+		p.rejectMsg(RejectPeerMismatch, msgPeerMismatch, topic, peer)
 		return nil
 	}
 	return r.stream(sub.rank)
 }
 
+// The log lines of rejections that several places make.
+const (
+	msgUnknownPeer  = "dropped a message from a peer that is not a known pod"
+	msgPeerMismatch = "dropped a message whose topic names another pod than its sender"
+)
+
 // bareIP parses a topic's pod address that is an IP without a port
 // ("10.0.0.7", "::1" or "[::1]").
 func bareIP(a []byte) (netip.Addr, bool) {
+	if bytes.Count(a, []byte(":")) == 1 || bytes.Contains(a, []byte("]:")) {
+		return netip.Addr{}, false // host:port, without parsing (a flood of forged ports must not allocate)
+	}
 	a = bytes.TrimSuffix(bytes.TrimPrefix(a, []byte("[")), []byte("]"))
 	return peerIP(string(a))
 }
