@@ -202,19 +202,8 @@ func (p *Pool) monitorEvents(mon *zmq.Socket) {
 }
 
 func (p *Pool) newSub() (*zmq.Socket, error) {
-	sock, err := p.zctx.NewSocket(zmq.SUB)
-	if err != nil {
-		return nil, fmt.Errorf("kvevents: creating SUB socket: %w", err)
-	}
-	// Close must not block shutdown on undelivered messages, the receive
-	// HWM should absorb a burst as large as vLLM's send HWM, and libzmq
-	// must not buffer a frame larger than the limit.
-	if err := errors.Join(sock.SetLinger(0), sock.SetRcvhwm(p.cfg.ReceiveHWM), sock.SetMaxmsgsize(p.cfg.Limits.MaxMessageBytes),
-		sock.SetIpv6(true), sock.SetSubscribe(*p.cfg.TopicFilter)); err != nil {
-		sock.Close()
-		return nil, fmt.Errorf("kvevents: configuring SUB socket: %w", err)
-	}
-	return sock, nil
+	return newSubSocket(p.zctx, SubscriberOptions{TopicFilter: *p.cfg.TopicFilter, ReceiveHWM: p.cfg.ReceiveHWM,
+		MaxMessageBytes: p.cfg.Limits.MaxMessageBytes})
 }
 
 // applySockCmds opens and closes the connect-mode sockets AddPod and
