@@ -449,8 +449,9 @@ func (p *Pool) configReplay(pod kvblock.Pod) string {
 func (p *Pool) RemovePod(ctx context.Context, pod kvblock.Pod) error {
 	var gone []*stream
 	p.mu.Lock()
-	for _, rp := range p.ranks(pod) {
-		if s := p.streams[rp]; s != nil {
+	for rp, s := range p.streams {
+		// Rank 0 stands for every rank, including ranks added one by one.
+		if rp == pod || (pod.Rank == 0 && rp.Addr == pod.Addr) {
 			gone = append(gone, s)
 			delete(p.streams, rp)
 			if !s.added {
@@ -458,21 +459,6 @@ func (p *Pool) RemovePod(ctx context.Context, pod kvblock.Pod) error {
 			}
 			if s.endpoint != "" {
 				p.pending = append(p.pending, sockCmd{s: s})
-			}
-		}
-	}
-	if pod.Rank == 0 {
-		// Ranks added one by one, or above DataParallelSize in connect mode.
-		for rp, s := range p.streams {
-			if rp.Addr == pod.Addr {
-				gone = append(gone, s)
-				delete(p.streams, rp)
-				if !s.added {
-					p.unadded--
-				}
-				if s.endpoint != "" {
-					p.pending = append(p.pending, sockCmd{s: s})
-				}
 			}
 		}
 	}

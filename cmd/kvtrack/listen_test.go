@@ -4,13 +4,14 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"net"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
+
+	"github.com/kvtrack/kvtrack/internal/testnet"
 )
 
 // TestListenAllow runs listen --bind --allow against a publisher at an
@@ -18,12 +19,7 @@ import (
 // allowed: only its own pod's events are printed, and the forged ones are
 // reported on standard error, not one line each.
 func TestListenAllow(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := testnet.FreePort(t)
 	ep := fmt.Sprintf("tcp://127.0.0.1:%d", port)
 	payload, err := os.ReadFile("../../kvevents/testdata/v0.23_array_block_stored.msgpack")
 	if err != nil {
@@ -64,16 +60,8 @@ func TestListenAllow(t *testing.T) {
 	for i := range 1000 {
 		send(fmt.Sprintf("kv@127.0.0.2:%d@m", 9000+i))
 	}
-	for !strings.Contains(stderr.String(), "names no pod added") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no report of the forged topics; stderr: %s", stderr.String())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	cancel()
-	if code := <-done; code != 0 {
-		t.Errorf("listen exited %d: %s", code, stderr.String())
-	}
+	waitStderr(t, &stderr, "names no pod added", deadline)
+	stopListen(t, cancel, done, &stderr)
 	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
 		if !strings.Contains(line, `"pod":"127.0.0.2:8000"`) {
 			t.Errorf("printed a line for another pod: %s", line)
@@ -81,5 +69,25 @@ func TestListenAllow(t *testing.T) {
 	}
 	if n := strings.Count(stderr.String(), "names no pod added"); n > 3 {
 		t.Errorf("%d lines about the forged topics, want them rate-limited:\n%s", n, stderr.String())
+	}
+}
+
+// waitStderr waits until listen's standard error says substr.
+func waitStderr(t *testing.T, stderr *syncBuffer, substr string, deadline time.Time) {
+	t.Helper()
+	for !strings.Contains(stderr.String(), substr) {
+		if time.Now().After(deadline) {
+			t.Fatalf("listen never said %q; stderr: %s", substr, stderr.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// stopListen cancels listen and checks that it exits cleanly.
+func stopListen(t *testing.T, cancel context.CancelFunc, done <-chan int, stderr *syncBuffer) {
+	t.Helper()
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("listen exited %d: %s", code, stderr.String())
 	}
 }
