@@ -44,8 +44,10 @@ type ReplayReply struct {
 	Seq     uint64
 	Payload []byte // owned by the callee: fn may retain it
 	// HasTopic reports that the reply carried the topic frame, [topic,
-	// seq, payload] (vLLM after v0.24), rather than [seq, payload].
+	// seq, payload] (vLLM after v0.24), rather than [seq, payload]; Topic
+	// is that frame.
 	HasTopic bool
+	Topic    []byte
 }
 
 // Replay asks a publisher's replay endpoint (vLLM's ROUTER, spoken to from
@@ -111,7 +113,7 @@ func Replay(ctx context.Context, endpoint string, from uint64, o ReplayOptions, 
 		case 2:
 			seq, r.Payload = frames[0], frames[1]
 		case 3:
-			seq, r.Payload, r.HasTopic = frames[1], frames[2], true
+			r.Topic, seq, r.Payload, r.HasTopic = frames[0], frames[1], frames[2], true
 		default:
 			return fmt.Errorf("%w: reply from %s has %d frames, want [seq, payload] or [topic, seq, payload]", ErrReplay, endpoint, len(frames))
 		}
