@@ -137,6 +137,14 @@ func (p *Pool) receive(ctx context.Context, started chan<- error) (err error) {
 
 	for ctx.Err() == nil {
 		p.applySockCmds(poller, subs, byStream)
+		if rt := p.routes.Load(); p.cfg.Mode == ModeBind {
+			for _, sub := range subs {
+				if sub.rt != rt { // pods were added or removed: drop cached topics (and removed streams) now
+					clear(sub.topics)
+					sub.rt = rt
+				}
+			}
+		}
 		if zap != nil {
 			zap.admit(p)
 		}

@@ -130,6 +130,37 @@ func TestForgedTopicsMintNoPods(t *testing.T) {
 	// podA's own events still apply.
 	a.publish(false, a.stored(hashes(100, 4), 0, seqTokens(0, 64), "GPU"))
 	waitIndexEquals(t, idx, a.groundTruth)
+
+	// Removing the pod frees its stream and its series.
+	if err := p.RemovePod(context.Background(), podA); err != nil {
+		t.Fatal(err)
+	}
+	if s := p.Stats(); s.Pods != 0 {
+		t.Errorf("Pods = %d after RemovePod, want 0", s.Pods)
+	}
+	if n := podSeries(t, reg); n != 0 {
+		t.Errorf("%d series with a pod label after RemovePod, want 0", n)
+	}
+}
+
+// podSeries counts the gathered series that carry a pod label.
+func podSeries(t *testing.T, reg *prometheus.Registry) int {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "pod" {
+					n++
+				}
+			}
+		}
+	}
+	return n
 }
 
 // BenchmarkIngestUnderForgedFlood is the latency of a legitimate pod's
