@@ -635,3 +635,56 @@ func TestIPv6(t *testing.T) {
 		})
 	}
 }
+
+// TestPortlessTopic follows a publisher configured as llm-d's guide does
+// (kv@${POD_IP}@model, no port) over real sockets: its messages are the
+// one pod's at that IP, until a second pod at the same IP makes the topic
+// ambiguous, which is rejected with a log line naming the fix.
+func TestPortlessTopic(t *testing.T) {
+	var logs logLines
+	ep := fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t))
+	idx := newMemIndex(t)
+	p := startPool(t, Config{Endpoint: ep}, idx, logs.option())
+	if err := p.AddPod(context.Background(), podA, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	a := newGoPublisher(t, pubOpts{connectTo: ep, source: "127.0.0.2", topic: "kv@127.0.0.2@Qwen/Qwen3-8B", pod: podA, noReplay: true})
+	a.waitSubscribed(func() bool { return p.streamStarted(podA) })
+	a.publish(false, a.stored(hashes(100, 2), 0, seqTokens(0, 32), "GPU"))
+	waitIndexEquals(t, idx, a.groundTruth)
+
+	if err := p.AddPod(context.Background(), kvblock.Pod{Addr: "127.0.0.2:8001"}, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	repeatUntil(t, "the ambiguous topic rejected", func() { a.send(rawBatch(rawStored(hashes(900, 1), seqTokens(0, 16))), false) },
+		func() bool { return p.Stats().Rejected[RejectAmbiguousPod] > 0 })
+	if logs.count("kv@<pod-ip>:<pod-port>@<model>") == 0 {
+		t.Errorf("no log line naming the fix:\n%s", strings.Join(logs.lines, "\n"))
+	}
+	waitIndexEquals(t, idx, a.groundTruth) // nothing of the rejected messages
+}
+
+// TestAllowAnySourceBounded checks that with the source checks off, topics
+// create pods only up to the bound, past which they are rejected.
+func TestAllowAnySourceBounded(t *testing.T) {
+	p, err := NewPool(Config{Security: Security{AllowAnySource: true}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := &subscription{}
+	for i := range maxUnaddedStreams + 10 {
+		p.resolve(sub, p.routes.Load(), fmt.Appendf(nil, "kv@10.0.%d.%d:8000@m", i/256, i%256), "")
+	}
+	s := p.Stats()
+	if s.Pods != maxUnaddedStreams || s.Rejected[RejectTooManyPods] != 10 {
+		t.Errorf("pods, rejected = %d, %d; want %d, 10", s.Pods, s.Rejected[RejectTooManyPods], maxUnaddedStreams)
+	}
+	// An added pod is not counted against the bound, and removing one
+	// makes room.
+	if err := p.RemovePod(context.Background(), kvblock.Pod{Addr: "10.0.0.0:8000"}); err != nil {
+		t.Fatal(err)
+	}
+	if p.resolve(sub, p.routes.Load(), []byte("kv@10.9.9.9:8000@m"), "") == nil {
+		t.Error("no room after RemovePod")
+	}
+}
