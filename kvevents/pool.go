@@ -78,6 +78,7 @@ type Pool struct {
 	state     poolState
 	cancel    context.CancelFunc // ends the goroutines Start began
 	runErr    error              // why the receiver stopped, if not its context
+
 	closeOnce sync.Once
 }
 
@@ -269,7 +270,8 @@ func (p *Pool) Run(ctx context.Context) error {
 
 // Close stops the pool, waits for its goroutines, closes its sockets and
 // unregisters its metrics. It may be called more than once, and before or
-// without Start.
+// without Start, but not from an observer, which runs on a goroutine Close
+// waits for.
 func (p *Pool) Close() error {
 	p.closeOnce.Do(func() {
 		p.mu.Lock()
