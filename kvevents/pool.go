@@ -71,13 +71,13 @@ type Pool struct {
 	ready   chan struct{} // closed once the sockets are bound or connected
 	done    chan struct{} // closed when every goroutine of the pool has ended
 
-	mu        sync.Mutex              // guards the fields below
-	streams   map[kvblock.Pod]*stream // every followed (pod, rank)
-	unadded   int                     // of which created from topics (Security.AllowAnySource)
-	pending   []sockCmd               // connect mode socket changes for the receiver
-	state     poolState
-	cancel    context.CancelFunc // ends the goroutines Start began
-	runErr    error              // why the receiver stopped, if not its context
+	mu      sync.Mutex              // guards the fields below
+	streams map[kvblock.Pod]*stream // every followed (pod, rank)
+	unadded int                     // of which created from topics (Security.AllowAnySource)
+	pending []sockCmd               // connect mode socket changes for the receiver
+	state   poolState
+	cancel  context.CancelFunc // ends the goroutines Start began
+	runErr  error              // why the receiver stopped, if not its context
 
 	closeOnce sync.Once
 }
