@@ -219,6 +219,11 @@ type EventsConfig struct {
 	// block hash to kvtrack key; past it the oldest mappings go and removes
 	// naming them are counted as unresolved. Default 1048576.
 	MaxEngineKeys int `json:"maxEngineKeys,omitempty"`
+	// ResyncInterval is how often a pod whose index writes failed (a Redis
+	// outage) is retried: once the index answers, the pod is cleared and
+	// replayed from its replay endpoint, or left cleared to refill from new
+	// events. Default 1s.
+	ResyncInterval Duration `json:"resyncInterval,omitempty"`
 	// Limits bound what one publisher can make kvtrack hold and do.
 	Limits EventsLimits `json:"limits,omitzero"`
 	// Security says who may publish in bind mode.
@@ -381,6 +386,7 @@ const (
 	DefaultMaxHeld         = 10000
 	DefaultReplayTimeout   = Duration(2 * time.Second)
 	DefaultReceiveHWM      = 100000
+	DefaultResyncInterval  = Duration(time.Second)
 	DefaultMaxEngineKeys   = 1 << 20
 	DefaultTokenCacheBytes = 64 << 20
 	DefaultKeyCacheBytes   = 16 << 20
@@ -482,6 +488,7 @@ func (c Config) WithDefaults() Config {
 	defDur(&c.Events.ReplayTimeout, DefaultReplayTimeout)
 	def(&c.Events.ReceiveHWM, DefaultReceiveHWM)
 	def(&c.Events.MaxEngineKeys, DefaultMaxEngineKeys)
+	defDur(&c.Events.ResyncInterval, DefaultResyncInterval)
 	c.Events.Limits = c.Events.Limits.withDefaults()
 	def(&c.Tokenizer.CacheBytes, DefaultTokenCacheBytes)
 	defDur(&c.Speculative.TTL, DefaultSpeculativeTTL)
@@ -584,6 +591,9 @@ func (c Config) Validate() error {
 	}
 	if c.Events.ReceiveHWM < 1 {
 		bad("events.receiveHWM", "%d out of range (valid: a positive number of messages)", c.Events.ReceiveHWM)
+	}
+	if c.Events.ResyncInterval <= 0 {
+		bad("events.resyncInterval", "%v out of range (valid: a positive duration such as 1s)", c.Events.ResyncInterval)
 	}
 	if c.Events.MaxEngineKeys < 1 {
 		bad("events.maxEngineKeys", "%d out of range (valid: a positive number of entries)", c.Events.MaxEngineKeys)

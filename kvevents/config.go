@@ -164,6 +164,11 @@ type Config struct {
 	Limits Limits `json:"limits"`
 	// Security says who may publish in bind mode.
 	Security Security `json:"security"`
+
+	// ResyncInterval is how often a pod whose index writes failed is
+	// retried: its blocks cleared, then replayed from its replay endpoint
+	// or left to fill again (default 1s). See resync.go.
+	ResyncInterval time.Duration `json:"resyncInterval,omitempty"`
 }
 
 // hashCheck reports whether the vllm scheme should verify hashes.
@@ -211,6 +216,7 @@ func (c Config) withDefaults() Config {
 		c.MaxEngineKeys = DefaultMaxEngineKeys
 	}
 	c.Limits = c.Limits.withDefaults()
+	c.resyncDefaults()
 	if c.hashCheck() && c.Hash.Algorithm == "" {
 		c.Hash.Algorithm = kvblock.SHA256 // vLLM's default
 	}
@@ -263,6 +269,7 @@ func (c Config) Validate() error {
 		bad("maxEngineKeys %d: must be positive", c.MaxEngineKeys)
 	}
 	errs = append(errs, c.Limits.validate()...)
+	errs = append(errs, c.validateResync()...)
 	switch c.KeyScheme {
 	case SchemeVLLM:
 		if c.hashCheck() {
@@ -337,4 +344,26 @@ func (l Limits) validate() []error {
 		bad("maxReplayBytes %d: must be a positive number of bytes", l.MaxReplayBytes)
 	}
 	return errs
+}
+
+// Settings added for issue 14 (resync after an index backend outage); the
+// unified configuration should carry them.
+
+// DefaultResyncInterval is how often a worker retries a pod whose index
+// writes failed (Config.ResyncInterval).
+const DefaultResyncInterval = time.Second
+
+// resyncDefaults sets the issue-14 fields' defaults.
+func (c *Config) resyncDefaults() {
+	if c.ResyncInterval == 0 {
+		c.ResyncInterval = DefaultResyncInterval
+	}
+}
+
+// validateResync checks the issue-14 fields, after defaults.
+func (c *Config) validateResync() []error {
+	if c.ResyncInterval < 0 {
+		return []error{fmt.Errorf("kvevents: resyncInterval %v: must be positive (0 means the default, %v)", c.ResyncInterval, DefaultResyncInterval)}
+	}
+	return nil
 }

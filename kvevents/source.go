@@ -2,7 +2,6 @@ package kvevents
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -45,6 +44,7 @@ func PoolConfig(cfg kvcache.Config) Config {
 		KeyScheme:        KeyScheme(cfg.KeyScheme),
 		Hash:             kvblock.HashConfig{Algorithm: kvblock.Algorithm(cfg.Hash.Algorithm), Seed: cfg.Hash.Seed, BlockSize: cfg.Hash.BlockSize},
 		MaxEngineKeys:    e.MaxEngineKeys,
+		ResyncInterval:   time.Duration(e.ResyncInterval),
 		Limits:           Limits(e.Limits),
 		Security:         Security(e.Security),
 	}
@@ -69,29 +69,24 @@ func (s *source) Done() <-chan struct{}           { return s.p.Done() }
 func (s *source) Err() error                      { return s.p.Err() }
 func (s *source) Close() error                    { return s.p.Close() }
 
+// AddPod follows every data-parallel rank of pod: the pool expands rank 0
+// to the ranks below events.dataParallelSize, offsetting the endpoints'
+// ports by the rank as vLLM does.
 func (s *source) AddPod(ctx context.Context, pod string) error {
-	var errs []error
-	for rank := range s.cfg.DataParallelSize {
-		ep, replay, err := s.endpoints(pod, rank)
-		if err == nil {
-			err = s.p.AddPod(ctx, kvblock.Pod{Addr: pod, Rank: rank}, ep, replay)
-		}
-		errs = append(errs, err)
+	ep, replay, err := s.endpoints(pod)
+	if err != nil {
+		return err
 	}
-	return errors.Join(errs...)
+	return s.p.AddPod(ctx, kvblock.Pod{Addr: pod}, ep, replay)
 }
 
 func (s *source) RemovePod(ctx context.Context, pod string) error {
-	var errs []error
-	for rank := range s.cfg.DataParallelSize {
-		errs = append(errs, s.p.RemovePod(ctx, kvblock.Pod{Addr: pod, Rank: rank}))
-	}
-	return errors.Join(errs...)
+	return s.p.RemovePod(ctx, kvblock.Pod{Addr: pod})
 }
 
-// endpoints returns rank's publisher and replay endpoints in connect mode
-// (vLLM offsets both by the rank); in bind mode the pod connects to us.
-func (s *source) endpoints(pod string, rank int) (ep, replay string, err error) {
+// endpoints returns rank 0's publisher and replay endpoints in connect
+// mode; in bind mode the pod connects to us.
+func (s *source) endpoints(pod string) (ep, replay string, err error) {
 	if s.cfg.Mode == kvcache.EventsBind {
 		return "", "", nil
 	}
@@ -99,9 +94,9 @@ func (s *source) endpoints(pod string, rank int) (ep, replay string, err error) 
 	if err != nil {
 		return "", "", fmt.Errorf("kvevents: pod %q is not address:port: %w", pod, err)
 	}
-	ep = "tcp://" + net.JoinHostPort(host, strconv.Itoa(s.cfg.Port+rank))
+	ep = "tcp://" + net.JoinHostPort(host, strconv.Itoa(s.cfg.Port))
 	if s.cfg.ReplayPort > 0 {
-		replay = "tcp://" + net.JoinHostPort(host, strconv.Itoa(s.cfg.ReplayPort+rank))
+		replay = "tcp://" + net.JoinHostPort(host, strconv.Itoa(s.cfg.ReplayPort))
 	}
 	return ep, replay, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"reflect"
 	"strings"
 	"sync/atomic"
@@ -301,15 +302,16 @@ func contentText(c scheduling.Content) string {
 	return b.String()
 }
 
-// EndpointKey is the pod name kvtrack uses for an endpoint: "address:port",
-// the inference endpoint requests are sent to. vLLM must publish its events
-// with the same name in the topic (kv@<address:port>@<model>) for the bind
-// mode to match them.
+// EndpointKey is the pod name kvtrack uses for an endpoint: "address:port"
+// ("[v6]:port" for IPv6), the inference endpoint requests are sent to. vLLM
+// must publish its events with the same name in the topic
+// (kv@<address:port>@<model>), or with the address alone when no other
+// endpoint shares it, for the bind mode to match them.
 func EndpointKey(m *fwkdl.EndpointMetadata) string {
 	if m == nil {
 		return ""
 	}
-	return m.Address + ":" + m.Port
+	return net.JoinHostPort(m.Address, m.Port)
 }
 
 // PreRequest implements requestcontrol.PreRequest: with speculative
