@@ -279,7 +279,7 @@ func TestAllowAnySource(t *testing.T) {
 // TestAddPodNeedsIPInBindMode checks that bind mode refuses a pod it could
 // not admit by address.
 func TestAddPodNeedsIPInBindMode(t *testing.T) {
-	p, err := NewPool(Config{}, nil)
+	p, err := NewPool(Config{Mode: ModeBind}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,7 +329,7 @@ kvtrack_events_pod_rejected_total{pod="127.0.0.2:8000",reason="blocks"} 1
 // 1-block batch: the limits, the rate bucket and the bind-mode peer check
 // (a cached topic, the peer's IPv4 matching it).
 func BenchmarkMessageChecks(b *testing.B) {
-	p, err := NewPool(Config{}, nil)
+	p, err := NewPool(Config{Mode: ModeBind}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -373,7 +373,7 @@ func BenchmarkMessageChecks(b *testing.B) {
 // address:port, or an IP alone when exactly one pod has it), of a rank that
 // is followed, and the sender's IP must be that pod's.
 func TestResolve(t *testing.T) {
-	p, err := NewPool(Config{DataParallelSize: 2}, nil)
+	p, err := NewPool(Config{Mode: ModeBind, DataParallelSize: 2}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

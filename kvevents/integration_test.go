@@ -238,7 +238,7 @@ kvtrack_events_sequence_gaps_total 1
 
 func TestMetricsRegistered(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
-	if _, err := NewPool(Config{}, newRefIndex(), WithRegisterer(reg)); err != nil {
+	if _, err := NewPool(Config{Mode: ModeBind}, newRefIndex(), WithRegisterer(reg)); err != nil {
 		t.Fatal(err)
 	}
 	mfs, err := reg.Gather()

@@ -667,7 +667,7 @@ func TestPortlessTopic(t *testing.T) {
 // TestAllowAnySourceBounded checks that with the source checks off, topics
 // create pods only up to the bound, past which they are rejected.
 func TestAllowAnySourceBounded(t *testing.T) {
-	p, err := NewPool(Config{Security: Security{AllowAnySource: true}}, nil)
+	p, err := NewPool(Config{Mode: ModeBind, Security: Security{AllowAnySource: true}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
