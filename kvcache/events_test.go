@@ -35,7 +35,7 @@ func tokens(from, n int) []uint32 {
 
 // vllmKeys are the hashes vLLM publishes for tokens' full blocks with
 // PYTHONHASHSEED=42, sha256 and block size 16.
-func vllmKeys(t *testing.T, toks []uint32) []kvblock.Key {
+func vllmKeys(t testing.TB, toks []uint32) []kvblock.Key {
 	t.Helper()
 	h, err := kvblock.NewHasher(kvblock.HashConfig{Algorithm: kvblock.SHA256, Seed: seed, BlockSize: 16})
 	if err != nil {

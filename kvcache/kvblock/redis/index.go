@@ -65,6 +65,8 @@ type Index struct {
 	weights     kvblock.TierWeights
 	m           *metrics
 
+	reloading atomic.Bool // a cluster topology reload is under way
+
 	// Score's counters are this value's own; the other Stats are shared.
 	lookups atomic.Uint64
 	hits    atomic.Uint64
@@ -535,7 +537,24 @@ func (ix *Index) done(o op, start time.Time, err error) {
 		ix.mu.Lock()
 		ix.setGen("")
 		ix.mu.Unlock()
+		ix.reloadTopology()
 	}
+}
+
+// reloadTopology has a cluster client read the slot map again after a
+// failure, in the background and one reload at a time: after a failover
+// the client otherwise keeps sending to the dead master until its own
+// periodic refresh.
+func (ix *Index) reloadTopology() {
+	if ix.cluster == nil || !ix.reloading.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer ix.reloading.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ix.cluster.ReloadState(ctx)
+	}()
 }
 
 func (ix *Index) buffer() *[]byte {

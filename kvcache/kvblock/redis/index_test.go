@@ -637,7 +637,7 @@ func TestConnectionLossDegradesAndRecovers(t *testing.T) {
 	mustAdd(t, ix, podA, kvblock.TierGPU, ks)
 	wantMatched(t, mustScore(t, ix, ks, podA), 8)
 
-	ix.srv.kill()
+	ix.srv.Kill()
 	got, err := ix.Score(ctx, ks, []kvblock.Pod{podA, podB}, nil)
 	if err == nil {
 		t.Fatal("Score with the server down returned no error")
@@ -658,7 +658,7 @@ func TestConnectionLossDegradesAndRecovers(t *testing.T) {
 		t.Errorf("add errors = %v, want >= 1", got)
 	}
 
-	ix.srv.restart() // empty: no persistence
+	ix.srv.Restart() // empty: no persistence
 	// Pooled connections to the dead server fail at most once each.
 	deadline := time.Now().Add(10 * time.Second)
 	for ix.Ping(ctx) != nil {
