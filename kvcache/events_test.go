@@ -150,13 +150,33 @@ func waitMatched(t *testing.T, ix *kvcache.Indexer, pod string, toks []uint32, w
 }
 
 // TestSharedRedisIndexersSeeEachOthersEvents is two EPP replicas over one
-// redis: the one with events enabled applies a pod's events, and the
-// read-only one (events.enabled false) scores from them at once.
+// redis (a standalone server, and a cluster of three masters): the one with
+// events enabled applies a pod's events, and the read-only one
+// (events.enabled false) scores from them at once.
 func TestSharedRedisIndexersSeeEachOthersEvents(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		redis func(t *testing.T) redis.Config
+	}{
+		{"standalone", func(t *testing.T) redis.Config {
+			rc := redis.DefaultConfig()
+			rc.Addr = testredis.Start(t)
+			return rc
+		}},
+		{"cluster", func(t *testing.T) redis.Config {
+			rc := redis.DefaultConfig()
+			rc.Addr = testredis.StartCluster(t, 3, 0).Addr()
+			rc.Cluster.Enabled = true
+			return rc
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testSharedRedisIndexers(t, tc.redis(t)) })
+	}
+}
+
+func testSharedRedisIndexers(t *testing.T, rc redis.Config) {
 	const pod = "127.0.0.1:8000"
 	eng, port := newEngine(t, "kv@"+pod+"@m")
-	rc := redis.DefaultConfig()
-	rc.Addr = testredis.Start(t)
 	off := false
 	writer := start(t, kvcache.Config{Index: kvcache.IndexConfig{Backend: kvcache.IndexRedis}, Redis: rc,
 		Events: kvcache.EventsConfig{Port: port}})

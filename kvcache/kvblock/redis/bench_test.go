@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	goredis "github.com/redis/go-redis/v9"
@@ -22,6 +23,8 @@ func benchIndex(b *testing.B) (*redis.Index, *prometheus.Registry, *goredis.Clie
 	cfg := redis.DefaultConfig()
 	cfg.Addr = srv.Addr()
 	cfg.TTL = 0
+	// A busy machine can stall one big script call past the default.
+	cfg.ReadTimeout = redis.Duration(10 * time.Second)
 	reg := prometheus.NewRegistry()
 	ix, err := redis.New(cfg, redis.WithRegisterer(reg))
 	if err != nil {
