@@ -259,4 +259,3 @@ func TestValkeyConformance(t *testing.T) {
 		return newIndexOn(t, srv, func(c *redis.Config) { c.KeyPrefix = prefix }).Index
 	})
 }
-
