@@ -155,9 +155,12 @@ func BenchmarkRedisIndexMemory(b *testing.B) {
 	for _, podsPerKey := range []int{1, 4, 16} {
 		b.Run(fmt.Sprintf("pods-per-key=%d", podsPerKey), func(b *testing.B) {
 			for b.Loop() {
-				ix, _, rc := benchIndex(b)
+				ix, _, _ := benchIndex(b)
 				ctx := context.Background()
-				base := usedMemory(b, rc)
+				base, _, err := ix.Memory(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
 				blocks := entries / podsPerKey
 				ks := make([]kvblock.Key, 512)
 				for p := range podsPerKey {
@@ -178,27 +181,12 @@ func BenchmarkRedisIndexMemory(b *testing.B) {
 				if st.Entries != entries {
 					b.Fatalf("stored %d entries, want %d", st.Entries, entries)
 				}
-				b.ReportMetric(float64(usedMemory(b, rc)-base)/float64(st.Entries), "B/entry")
+				used, _, err := ix.Memory(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(used-base)/float64(st.Entries), "B/entry")
 			}
 		})
 	}
-}
-
-func usedMemory(b *testing.B, rc *goredis.Client) int64 {
-	b.Helper()
-	s, err := rc.Info(context.Background(), "memory").Result()
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, line := range strings.Split(s, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				b.Fatal(err)
-			}
-			return n
-		}
-	}
-	b.Fatal("INFO memory has no used_memory")
-	return 0
 }

@@ -691,6 +691,7 @@ func TestMetricsAreRegisteredWithKvtrackRedisNames(t *testing.T) {
 		}
 	}
 	want := []string{
+		"kvtrack_redis_bytes_per_entry",
 		"kvtrack_redis_errors_total",
 		"kvtrack_redis_request_duration_seconds",
 		"kvtrack_redis_round_trips_total",
@@ -726,4 +727,33 @@ func TestNewRejectsNonFiniteTierWeights(t *testing.T) {
 			t.Errorf("weight %v: err = %v, want an error naming tier GPU", w, err)
 		}
 	}
+}
+
+func TestMemoryReportsBytesPerEntry(t *testing.T) {
+	ix := newTestIndex(t)
+	ctx := context.Background()
+	if _, per, err := ix.Memory(ctx); err != nil || per != 0 {
+		t.Fatalf("Memory of an empty index = %v per entry, %v; want 0, no error", per, err)
+	}
+	mustAdd(t, ix, podA, kvblock.TierGPU, keyRange(0, 1000))
+	used, per, err := ix.Memory(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if used <= 0 || per != float64(used)/1000 {
+		t.Errorf("Memory = %d bytes, %v per entry; want used_memory over the 1000 entries", used, per)
+	}
+	mfs, err := ix.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "kvtrack_redis_bytes_per_entry" {
+			if got := mf.GetMetric()[0].GetGauge().GetValue(); got != per {
+				t.Errorf("kvtrack_redis_bytes_per_entry = %v, want %v", got, per)
+			}
+			return
+		}
+	}
+	t.Error("kvtrack_redis_bytes_per_entry is not registered")
 }
