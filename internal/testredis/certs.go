@@ -32,7 +32,7 @@ func NewCerts(t testing.TB, dir string) *Certs {
 		ServerKey:  filepath.Join(dir, "server-key.pem"),
 	}
 	now := time.Now()
-	caKey := newKey(t)
+	caKey, srvKey := newKey(t), newKey(t)
 	ca := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
 		Subject:               pkix.Name{CommonName: "kvtrack test CA"},
@@ -42,25 +42,18 @@ func NewCerts(t testing.TB, dir string) *Certs {
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 	}
-	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatalf("creating the CA certificate: %v", err)
-	}
-	srvKey := newKey(t)
 	srv := &x509.Certificate{
 		SerialNumber: big.NewInt(2),
 		Subject:      pkix.Name{CommonName: "localhost"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
+		NotBefore:    ca.NotBefore,
+		NotAfter:     ca.NotAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		DNSNames:     []string{"localhost"},
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
 	}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srv, ca, &srvKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatalf("creating the server certificate: %v", err)
-	}
+	caDER := sign(t, ca, ca, caKey, caKey)
+	srvDER := sign(t, srv, ca, srvKey, caKey)
 	keyDER, err := x509.MarshalECPrivateKey(srvKey)
 	if err != nil {
 		t.Fatal(err)
@@ -69,6 +62,16 @@ func NewCerts(t testing.TB, dir string) *Certs {
 	writePEM(t, c.ServerCert, "CERTIFICATE", srvDER)
 	writePEM(t, c.ServerKey, "EC PRIVATE KEY", keyDER)
 	return c
+}
+
+// sign makes tmpl's certificate for key, signed by parent's key signer.
+func sign(t testing.TB, tmpl, parent *x509.Certificate, key, signer *ecdsa.PrivateKey) []byte {
+	t.Helper()
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, signer)
+	if err != nil {
+		t.Fatalf("creating the certificate of %s: %v", tmpl.Subject.CommonName, err)
+	}
+	return der
 }
 
 func newKey(t testing.TB) *ecdsa.PrivateKey {

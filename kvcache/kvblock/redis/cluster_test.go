@@ -19,20 +19,11 @@ import (
 // clusterIndex is an Index on a cluster, with its registry.
 func clusterIndex(t *testing.T, c *testredis.Cluster, edit ...func(*redis.Config)) (*redis.Index, *prometheus.Registry) {
 	t.Helper()
-	cfg := redis.DefaultConfig()
-	cfg.Addr = c.Addr()
-	cfg.Cluster.Enabled = true
-	cfg.DialTimeout = redis.Duration(300 * time.Millisecond)
-	for _, e := range edit {
-		e(&cfg)
-	}
-	reg := prometheus.NewRegistry()
-	ix, err := redis.New(cfg, redis.WithRegisterer(reg))
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	t.Cleanup(func() { _ = ix.Close() })
-	return ix, reg
+	ti := newIndexAt(t, c.Addr(), append([]func(*redis.Config){func(cfg *redis.Config) {
+		cfg.Cluster.Enabled = true
+		cfg.DialTimeout = redis.Duration(300 * time.Millisecond)
+	}}, edit...)...)
+	return ti.Index, ti.reg
 }
 
 // TestClusterConformance runs the suite against a cluster of three masters,

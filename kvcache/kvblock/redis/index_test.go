@@ -39,8 +39,17 @@ func newTestIndex(t *testing.T, edit ...func(*redis.Config)) *testIndex {
 
 func newIndexOn(t *testing.T, srv *server, edit ...func(*redis.Config)) *testIndex {
 	t.Helper()
+	ti := newIndexAt(t, srv.Addr(), edit...)
+	ti.srv = srv
+	return ti
+}
+
+// newIndexAt is an Index on the server (or cluster node) at addr, closed
+// when the test ends.
+func newIndexAt(t *testing.T, addr string, edit ...func(*redis.Config)) *testIndex {
+	t.Helper()
 	cfg := redis.DefaultConfig()
-	cfg.Addr = srv.Addr()
+	cfg.Addr = addr
 	for _, e := range edit {
 		e(&cfg)
 	}
@@ -50,7 +59,7 @@ func newIndexOn(t *testing.T, srv *server, edit ...func(*redis.Config)) *testInd
 		t.Fatalf("New: %v", err)
 	}
 	t.Cleanup(func() { _ = ix.Close() })
-	return &testIndex{Index: ix, srv: srv, reg: reg, cfg: cfg}
+	return &testIndex{Index: ix, reg: reg, cfg: cfg}
 }
 
 // rawClient is a plain client on the test's server, to look at what the
