@@ -282,6 +282,8 @@ type RedisConfig struct {
 	KeyPrefix string `json:"keyPrefix,omitempty"`
 	// PoolSize is the maximum number of connections. Default 0: 10 per CPU.
 	PoolSize int `json:"poolSize,omitempty"`
+	// Cluster selects Redis Cluster, addr then naming a seed node.
+	Cluster RedisClusterConfig `json:"cluster,omitzero"`
 	// TTL drops an entry that has not been stored again for this long: a
 	// safety net for removals that never arrived. Default 1h; a negative
 	// value ("-1s") disables expiry.
@@ -292,6 +294,17 @@ type RedisConfig struct {
 	// earlier context deadline wins. Default 500ms each.
 	ReadTimeout  Duration `json:"readTimeout,omitempty"`
 	WriteTimeout Duration `json:"writeTimeout,omitempty"`
+}
+
+// RedisClusterConfig is the redis.cluster section.
+type RedisClusterConfig struct {
+	// Enabled talks the Redis Cluster protocol: keys are routed by hash
+	// slot, MOVED/ASK redirections followed, and the other nodes learned
+	// from the seed node addr names.
+	Enabled bool `json:"enabled,omitempty"`
+	// Groups is the number of hash-tagged groups the blocks are spread
+	// over, each one hash slot. Default 1 standalone, 48 in a cluster.
+	Groups int `json:"groups,omitempty"`
 }
 
 // RedisTLSConfig configures TLS to the Redis server.
@@ -726,6 +739,12 @@ func (r RedisConfig) validate(bad func(field, format string, args ...any)) {
 	}
 	if strings.ContainsAny(r.KeyPrefix, " \t\r\n") {
 		bad("redis.keyPrefix", "%q contains whitespace (valid: letters, digits and punctuation such as ':')", r.KeyPrefix)
+	}
+	if r.Cluster.Enabled && r.DB != 0 {
+		bad("redis.db", "%d with redis.cluster.enabled (valid: 0, Redis Cluster's only database)", r.DB)
+	}
+	if r.Cluster.Groups < 0 || r.Cluster.Groups > 4096 {
+		bad("redis.cluster.groups", "%d out of range (valid: 0 for the default, up to 4096)", r.Cluster.Groups)
 	}
 	if r.PoolSize < 0 {
 		bad("redis.poolSize", "%d is negative (valid: 0 for 10 per CPU, or a number of connections)", r.PoolSize)

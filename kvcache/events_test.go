@@ -35,7 +35,7 @@ func tokens(from, n int) []uint32 {
 
 // vllmKeys are the hashes vLLM publishes for tokens' full blocks with
 // PYTHONHASHSEED=42, sha256 and block size 16.
-func vllmKeys(t *testing.T, toks []uint32) []kvblock.Key {
+func vllmKeys(t testing.TB, toks []uint32) []kvblock.Key {
 	t.Helper()
 	h, err := kvblock.NewHasher(kvblock.HashConfig{Algorithm: kvblock.SHA256, Seed: seed, BlockSize: 16})
 	if err != nil {
@@ -151,12 +151,29 @@ func waitMatched(t *testing.T, ix *kvcache.Indexer, pod string, toks []uint32, w
 }
 
 // TestSharedRedisIndexersSeeEachOthersEvents is two EPP replicas over one
-// redis: the one with events enabled applies a pod's events, and the
-// read-only one (events.enabled false) scores from them at once.
+// redis (a standalone server, and a cluster of three masters): the one with
+// events enabled applies a pod's events, and the read-only one
+// (events.enabled false) scores from them at once.
 func TestSharedRedisIndexersSeeEachOthersEvents(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		redis func(t *testing.T) kvcache.RedisConfig
+	}{
+		{"standalone", func(t *testing.T) kvcache.RedisConfig {
+			return kvcache.RedisConfig{Addr: testredis.Start(t)}
+		}},
+		{"cluster", func(t *testing.T) kvcache.RedisConfig {
+			return kvcache.RedisConfig{Addr: testredis.StartCluster(t, 3, 0).Addr(),
+				Cluster: kvcache.RedisClusterConfig{Enabled: true}}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testSharedRedisIndexers(t, tc.redis(t)) })
+	}
+}
+
+func testSharedRedisIndexers(t *testing.T, rc kvcache.RedisConfig) {
 	const pod = "127.0.0.1:8000"
 	eng, port := newEngine(t, "kv@"+pod+"@m")
-	rc := kvcache.RedisConfig{Addr: testredis.Start(t)}
 	off := false
 	writer := start(t, kvcache.Config{Index: kvcache.IndexConfig{Backend: kvcache.IndexRedis}, Redis: rc,
 		Events: kvcache.EventsConfig{Port: port}})

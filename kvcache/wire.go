@@ -70,7 +70,8 @@ func (r RedisConfig) options() redis.Config {
 			ServerName: r.TLS.ServerName, InsecureSkipVerify: r.TLS.InsecureSkipVerify,
 		},
 		KeyPrefix: r.KeyPrefix, PoolSize: r.PoolSize,
-		TTL: redis.Duration(ttl), DialTimeout: redis.Duration(r.DialTimeout),
+		Cluster: redis.ClusterConfig{Enabled: r.Cluster.Enabled, Groups: r.Cluster.Groups},
+		TTL:     redis.Duration(ttl), DialTimeout: redis.Duration(r.DialTimeout),
 		ReadTimeout: redis.Duration(r.ReadTimeout), WriteTimeout: redis.Duration(r.WriteTimeout),
 	}
 }

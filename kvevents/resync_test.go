@@ -18,9 +18,9 @@ func TestResyncAfterRedisOutage(t *testing.T) {
 	for _, withReplay := range []bool{true, false} {
 		name := map[bool]string{true: "replay endpoint", false: "no replay endpoint"}[withReplay]
 		t.Run(name, func(t *testing.T) {
-			srv := testredis.StartServer(t)
+			srv := testredis.StartServer(t, testredis.Options{})
 			rc := redis.DefaultConfig()
-			rc.Addr = srv.Addr
+			rc.Addr = srv.Addr()
 			rc.DialTimeout = redis.Duration(100 * time.Millisecond)
 			idx, err := redis.New(rc)
 			if err != nil {

@@ -45,6 +45,10 @@ type Config struct {
 	// context deadline, when earlier, wins. Default 500ms each.
 	ReadTimeout  Duration `json:"readTimeout,omitempty"`
 	WriteTimeout Duration `json:"writeTimeout,omitempty"`
+
+	// Cluster selects Redis Cluster and spreads the index over hash slots;
+	// see ClusterConfig (config_cluster.go).
+	Cluster ClusterConfig `json:"cluster,omitzero"`
 }
 
 // TLSConfig configures TLS to the server.
@@ -124,6 +128,7 @@ func (c Config) Validate() error {
 	if c.TTL > 0 && time.Duration(c.TTL) < time.Millisecond {
 		bad("ttl", "%s is below the 1ms resolution of expiry; want 0 (disabled) or >= 1ms", time.Duration(c.TTL))
 	}
+	c.Cluster.validate(c.DB, bad)
 	return errors.Join(errs...)
 }
 
