@@ -3,6 +3,7 @@ package kvcache
 import (
 	"fmt"
 	"maps"
+	"time"
 
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock/redis"
@@ -71,7 +72,7 @@ func (r RedisConfig) options() redis.Config {
 		},
 		KeyPrefix: r.KeyPrefix, PoolSize: r.PoolSize,
 		Cluster: redis.ClusterConfig{Enabled: r.Cluster.Enabled, Groups: r.Cluster.Groups},
-		TTL:     redis.Duration(ttl), DialTimeout: redis.Duration(r.DialTimeout),
-		ReadTimeout: redis.Duration(r.ReadTimeout), WriteTimeout: redis.Duration(r.WriteTimeout),
+		TTL:     time.Duration(ttl), DialTimeout: time.Duration(r.DialTimeout),
+		ReadTimeout: time.Duration(r.ReadTimeout), WriteTimeout: time.Duration(r.WriteTimeout),
 	}
 }

@@ -21,7 +21,7 @@ func TestResyncAfterRedisOutage(t *testing.T) {
 			srv := testredis.StartServer(t, testredis.Options{})
 			rc := redis.DefaultConfig()
 			rc.Addr = srv.Addr()
-			rc.DialTimeout = redis.Duration(100 * time.Millisecond)
+			rc.DialTimeout = time.Duration(100 * time.Millisecond)
 			idx, err := redis.New(rc)
 			if err != nil {
 				t.Fatal(err)

@@ -24,7 +24,7 @@ func benchIndex(b *testing.B) (*redis.Index, *prometheus.Registry, *goredis.Clie
 	cfg.Addr = srv.Addr()
 	cfg.TTL = 0
 	// A busy machine can stall one big script call past the default.
-	cfg.ReadTimeout = redis.Duration(10 * time.Second)
+	cfg.ReadTimeout = time.Duration(10 * time.Second)
 	reg := prometheus.NewRegistry()
 	ix, err := redis.New(cfg, redis.WithRegisterer(reg))
 	if err != nil {

@@ -21,7 +21,7 @@ func clusterIndex(t *testing.T, c *testredis.Cluster, edit ...func(*redis.Config
 	t.Helper()
 	ti := newIndexAt(t, c.Addr(), append([]func(*redis.Config){func(cfg *redis.Config) {
 		cfg.Cluster.Enabled = true
-		cfg.DialTimeout = redis.Duration(300 * time.Millisecond)
+		cfg.DialTimeout = time.Duration(300 * time.Millisecond)
 	}}, edit...)...)
 	return ti.Index, ti.reg
 }

@@ -12,13 +12,13 @@ type ClusterConfig struct {
 	// MOVED/ASK redirections are followed. Addr names a seed node (a
 	// Service in front of the nodes does); the client learns the others
 	// from it.
-	Enabled bool `json:"enabled,omitempty"`
+	Enabled bool
 	// Groups is the number of hash-tagged groups the blocks are spread over:
 	// each group is one hash slot, so one script updates it atomically, and
 	// a score sends one MGET per group, pipelined per node. Default 1
 	// standalone (the whole index in one call), DefaultClusterGroups with
 	// Enabled. More groups spread a cluster's load more evenly.
-	Groups int `json:"groups,omitempty"`
+	Groups int
 }
 
 // DefaultClusterGroups is Groups' default in a cluster: enough that three

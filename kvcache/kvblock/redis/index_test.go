@@ -570,7 +570,7 @@ func TestKeyPrefixSeparatesIndexes(t *testing.T) {
 }
 
 func TestTTLExpiresEntriesNotStoredAgain(t *testing.T) {
-	ix := newTestIndex(t, func(c *redis.Config) { c.TTL = redis.Duration(300 * time.Millisecond) })
+	ix := newTestIndex(t, func(c *redis.Config) { c.TTL = time.Duration(300 * time.Millisecond) })
 	ks := keyRange(0, 4)
 	mustAdd(t, ix, podA, kvblock.TierGPU, ks)
 	mustAdd(t, ix, podB, kvblock.TierGPU, ks)
@@ -639,7 +639,7 @@ func TestReplicasShareOneServer(t *testing.T) {
 
 func TestConnectionLossDegradesAndRecovers(t *testing.T) {
 	ix := newTestIndex(t, func(c *redis.Config) {
-		c.DialTimeout = redis.Duration(200 * time.Millisecond)
+		c.DialTimeout = time.Duration(200 * time.Millisecond)
 	})
 	ctx := context.Background()
 	ks := keyRange(0, 8)
