@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kvtrack/kvtrack/examples/simulate"
+	simulate "github.com/kvtrack/kvtrack/internal/sim"
 )
 
 func init() {

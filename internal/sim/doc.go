@@ -1,4 +1,4 @@
-// Package simulate compares request routers on a simulated vLLM pool, with
+// Package sim compares request routers on a simulated vLLM pool, with
 // kvtrack as the precise router.
 //
 // Each simulated pod is a vLLM-like engine (internal/vllmfake): a
@@ -27,4 +27,4 @@
 //
 // Run is not safe to call concurrently with itself on the same Config's
 // endpoints; everything else is plain data.
-package simulate
+package sim
