@@ -251,7 +251,7 @@ func (s *sim) connect(ctx context.Context, b eventBarrier) error {
 		pub, err := vllmfake.NewPublisher(vllmfake.PublisherConfig{
 			Endpoint: eps[0],
 			Also:     eps[1:],
-			Topic:    "kv@" + p.addr + "@" + approxModel,
+			Topic:    "kv@" + p.addr + "@" + simModel,
 			Layout:   layout,
 		})
 		if err != nil {
