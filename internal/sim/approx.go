@@ -37,7 +37,7 @@ func (ap *approximate) route(_ context.Context, r *request, c cluster) (int, err
 	hashes := ap.ix.Hash(r.text, r.salt)
 	ap.ix.Match(hashes, ap.matched)
 	approxprefix.Scores(ap.matched, len(hashes), ap.prefix)
-	pod := ap.pick(ap.prefix, c)
+	pod := ap.pick(ap.prefix, nil, c)
 	ap.ix.Record(hashes, pod) // PreRequest
 	return pod, nil
 }
