@@ -87,6 +87,11 @@ type Config struct {
 	// subscribes to every pod's events (llm-d's active-active mode) and
 	// keeps its own speculative entries.
 	Replicas int `json:"replicas"`
+	// SharedIndex makes the precise router's replicas share one kvtrack
+	// index, speculative entries included, as replicas backed by one Redis
+	// index do, instead of each keeping its own (llm-d's active-active
+	// mode, where only the pods' events are shared).
+	SharedIndex bool `json:"shared_index"`
 	// ApproxLRU is the approximate router's per-pod LRU capacity in
 	// character blocks; 0 is GIE's autoTune, which sizes it to the pod's
 	// KV blocks (vllm:cache_config_info num_gpu_blocks).
@@ -135,6 +140,10 @@ var RouterNames = []string{"precise", "approximate", "round_robin", "random", "l
 // by the pods' cached blocks (Config.PlacementWeight). It is not among the
 // default routers; the matrix runs it.
 const RouterPrecisePlacement = "precise_placement"
+
+// RouterPreciseShared is precise routing whose replicas share one index
+// (Config.SharedIndex). The matrix runs it.
+const RouterPreciseShared = "precise_shared"
 
 // Variant kinds.
 const (
@@ -279,7 +288,7 @@ func (c Config) turnsPerConversation() int {
 }
 
 func validRouter(name string) bool {
-	if name == RouterPrecisePlacement {
+	if name == RouterPrecisePlacement || name == RouterPreciseShared {
 		return true
 	}
 	for _, n := range RouterNames {

@@ -64,14 +64,31 @@ func Run(ctx context.Context, cfg Config, progress Progress) (*Report, error) {
 		return nil, err
 	}
 	rep := &Report{Config: cfg}
-	for i, name := range cfg.routers() {
-		res, err := runRouter(ctx, cfg, name, uint64(i), reqs, progress)
+	for _, name := range cfg.routers() {
+		res, err := runRouter(ctx, cfg, name, routerStream(name), reqs, progress)
 		if err != nil {
 			return nil, fmt.Errorf("simulate: router %s: %w", name, err)
 		}
 		rep.Routers = append(rep.Routers, res)
 	}
 	return rep, nil
+}
+
+// routerStream is the random stream of a router's choices, fixed per router
+// so that a router's result does not depend on which others run with it.
+// The precise variants share precise's, so that with one replica and no
+// placement they choose alike.
+func routerStream(name string) uint64 {
+	switch name {
+	case RouterPrecisePlacement, RouterPreciseShared:
+		name = "precise"
+	}
+	for i, n := range RouterNames {
+		if n == name {
+			return uint64(i)
+		}
+	}
+	return uint64(len(RouterNames))
 }
 
 func runRouter(ctx context.Context, cfg Config, name string, stream uint64, reqs []*request, progress Progress) (Result, error) {
@@ -88,15 +105,19 @@ func runRouter(ctx context.Context, cfg Config, name string, stream uint64, reqs
 	// request reaching one of them at random, as behind a Service.
 	var replicas []router
 	switch name {
-	case "precise", RouterPrecisePlacement:
+	case "precise", RouterPrecisePlacement, RouterPreciseShared:
 		kts := make(multiKVTrack, 0, cfg.Replicas)
 		defer func() { kts.close() }()
-		for range cfg.Replicas {
-			kt, err := startKVTrack(ctx, cfg, addrs)
-			if err != nil {
-				return Result{}, err
+		shared := cfg.SharedIndex || name == RouterPreciseShared
+		for r := range cfg.Replicas {
+			if r == 0 || !shared {
+				kt, err := startKVTrack(ctx, cfg, addrs)
+				if err != nil {
+					return Result{}, err
+				}
+				kts = append(kts, kt)
 			}
-			kts = append(kts, kt)
+			kt := kts[len(kts)-1]
 			p := &precise{affinity: aff, idx: kt, addrs: addrs, matched: make([]int, cfg.Pods), prefix: make([]float64, cfg.Pods), audit: cfg.audit}
 			if name == RouterPrecisePlacement {
 				p.placement, p.capacity = cfg.PlacementWeight, cfg.CacheBlocks

@@ -158,25 +158,6 @@ func TestValidateNamesBadFields(t *testing.T) {
 	}
 }
 
-func TestApproximateHashesFullCharacterBlocksOnly(t *testing.T) {
-	ap, err := newApproximate(affinity{}, 2, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := strings.Repeat("x", 64*3+10)
-	if got := len(ap.hashPrompt(text)); got != 3 {
-		t.Errorf("%d hashes for 3 full blocks and a partial one, want 3", got)
-	}
-	if got := len(ap.hashPrompt(strings.Repeat("y", 64*300))); got != approxMaxBlocks {
-		t.Errorf("%d hashes for 300 blocks, want the cap %d", got, approxMaxBlocks)
-	}
-	a := append([]uint64(nil), ap.hashPrompt("a"+strings.Repeat("z", 127))...)
-	b := ap.hashPrompt("b" + strings.Repeat("z", 127))
-	if a[1] == b[1] {
-		t.Error("second block's hash ignores the first block: hashes are not chained")
-	}
-}
-
 func TestChatWorkloadReusesHistory(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Workload = WorkloadChat
