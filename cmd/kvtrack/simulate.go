@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -70,16 +71,25 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	chart := fs.String("chart", defaultChart, "write the chart as SVG here; empty for none")
 	quiet := fs.Bool("quiet", false, "no progress bar (it is drawn on stderr only when stdout is a terminal)")
 	fs.Bool("matrix", false, "run the evidence matrix: precise, precise_placement, approximate, least_loaded and oracle over every scenario x replicas 1, 2, 4, from a 4-pod base (--routers and --replicas do not apply)")
+	scenarioList := fs.String("matrix-scenarios", "", "with --matrix: the scenarios to run, comma-separated (default all)")
+	replicaList := fs.String("matrix-replicas", "1,2,4", "with --matrix: the replica counts, comma-separated")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	cfg.Routers = strings.Split(*routers, ",")
+	var mx matrixSpec
+	if matrixMode {
+		var err error
+		if mx, err = parseMatrixSpec(*scenarioList, *replicaList); err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	showProgress := !*quiet && !*jsonOut && isTerminal(stdout)
 	if matrixMode {
-		return runMatrix(ctx, cfg, *jsonOut, *chart, showProgress, stdout, stderr)
+		return runMatrix(ctx, cfg, mx, *jsonOut, *chart, showProgress, stdout, stderr)
 	}
 	var prog simulate.Progress
 	var bar *progressBar
@@ -144,7 +154,33 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-func runMatrix(ctx context.Context, base simulate.Config, jsonOut bool, chart string, progress bool, stdout, stderr io.Writer) error {
+// matrixSpec is the grid --matrix runs.
+type matrixSpec struct {
+	scenarios []simulate.Scenario
+	replicas  []int
+}
+
+func parseMatrixSpec(scenarios, replicas string) (matrixSpec, error) {
+	var mx matrixSpec
+	if scenarios == "" {
+		mx.scenarios = simulate.Scenarios()
+	} else {
+		var err error
+		if mx.scenarios, err = simulate.ScenariosNamed(strings.Split(scenarios, ",")); err != nil {
+			return mx, fmt.Errorf("--matrix-scenarios: %w", err)
+		}
+	}
+	for _, f := range strings.Split(replicas, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return mx, fmt.Errorf("--matrix-replicas: %q: want positive integers", f)
+		}
+		mx.replicas = append(mx.replicas, n)
+	}
+	return mx, nil
+}
+
+func runMatrix(ctx context.Context, base simulate.Config, mx matrixSpec, jsonOut bool, chart string, progress bool, stdout, stderr io.Writer) error {
 	var prog simulate.MatrixProgress
 	var bar *progressBar
 	if progress {
@@ -152,7 +188,7 @@ func runMatrix(ctx context.Context, base simulate.Config, jsonOut bool, chart st
 		prog = bar.matrixUpdate
 	}
 	start := time.Now()
-	m, err := simulate.RunMatrix(ctx, base, simulate.Scenarios(), simulate.MatrixReplicas, prog)
+	m, err := simulate.RunMatrix(ctx, base, mx.scenarios, mx.replicas, prog)
 	if bar != nil {
 		bar.finish()
 	}
@@ -168,8 +204,8 @@ func runMatrix(ctx context.Context, base simulate.Config, jsonOut bool, chart st
 	if jsonOut {
 		return m.WriteJSON(stdout)
 	}
-	fmt.Fprintf(stdout, "evidence matrix: %d pods x %d blocks, %d requests per router and cell (chat: 1000), hit rates over the router's own requests; modelled times\n\n",
-		base.Pods, base.CacheBlocks, base.Requests)
+	fmt.Fprintf(stdout, "evidence matrix: %d pods x %d blocks, %d requests per router and cell (chat: %d), hit rates over the router's own requests; modelled times\n\n",
+		base.Pods, base.CacheBlocks, base.Requests, base.Requests*5/6)
 	for _, sc := range m.Scenarios {
 		fmt.Fprintf(stdout, "  %-10s %s\n", sc.Name, sc.About)
 	}

@@ -53,9 +53,10 @@ func Scenarios() []Scenario {
 		{Name: "restarts", About: "4 pod restarts, each clearing one pod's cache", apply: func(c *Config) { c.Restarts = 4 }},
 		{Name: "external30", About: "30% of traffic reaches the pods around this router", apply: func(c *Config) { c.ExternalShare = 0.3 }},
 		{Name: "chat", About: "multi-turn chat, each turn's prompt the whole history", apply: func(c *Config) {
+			// From the base: 50 conversations, 1,000 requests.
 			c.Workload = WorkloadChat
-			c.Groups, c.SystemTokens, c.QuestionTokens, c.OutputTokens = 50, 1000, 200, 200
-			c.Requests = 1000
+			c.Groups, c.Requests = 3*c.Groups+2, c.Requests*5/6
+			c.SystemTokens, c.QuestionTokens, c.OutputTokens = 1000, 200, 200
 		}},
 		{Name: "template", About: "2 chat-template renderings of the same messages", apply: func(c *Config) {
 			c.Variants, c.VariantKind = 2, VariantTemplate
@@ -69,6 +70,24 @@ func Scenarios() []Scenario {
 // workingSetBlocks is the shared-prefix workload's distinct prompt blocks.
 func workingSetBlocks(c Config) int {
 	return c.Groups * (c.SystemTokens + c.PromptsPerGroup*c.QuestionTokens) / c.BlockSize
+}
+
+// ScenariosNamed returns the scenarios named, in the order given.
+func ScenariosNamed(names []string) ([]Scenario, error) {
+	all := Scenarios()
+	var out []Scenario
+	for _, n := range names {
+		i := slices.IndexFunc(all, func(s Scenario) bool { return s.Name == n })
+		if i < 0 {
+			valid := make([]string, len(all))
+			for j, s := range all {
+				valid[j] = s.Name
+			}
+			return nil, fmt.Errorf("scenario %q: valid: %s", n, strings.Join(valid, ", "))
+		}
+		out = append(out, all[i])
+	}
+	return out, nil
 }
 
 // Cell is one scenario at one replica count.
