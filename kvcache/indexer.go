@@ -211,6 +211,7 @@ func New(cfg Config, opts ...Option) (_ *Indexer, err error) {
 	ix.metrics = newMetrics()
 	if ix.spec != nil {
 		ix.metrics.specDrop = ix.spec.dropped.Load
+		ix.metrics.specRemoveErrors = ix.spec.removeErrors.Load
 	}
 	if ix.kcache != nil {
 		ix.metrics.keyHits, ix.metrics.keyMisses = ix.kcache.hits.Load, ix.kcache.misses.Load

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -481,5 +482,54 @@ func TestStoredBlockLeavesOtherChainsSpeculative(t *testing.T) {
 	}
 	if got := matchedOn(t, ix, req); got != len(keys) {
 		t.Errorf("after another prompt's block was stored: matched %d, want %d (still speculative)", got, len(keys))
+	}
+}
+
+// refusingIndex is a real memory index whose Remove fails while refuse is
+// set: an index backend in an outage.
+type refusingIndex struct {
+	kvblock.Index
+	refuse atomic.Bool
+}
+
+func (r *refusingIndex) Remove(ctx context.Context, pod kvblock.Pod, tier kvblock.Tier, keys []kvblock.Key) error {
+	if r.refuse.Load() {
+		return errors.New("index unavailable")
+	}
+	return r.Index.Remove(ctx, pod, tier, keys)
+}
+
+// TestSpeculativeRemovalIsRetriedAfterAnIndexError: an expiry the index
+// refuses is counted and retried at the next pass, so the entry does not
+// outlive its TTL once the index answers again.
+func TestSpeculativeRemovalIsRetriedAfterAnIndexError(t *testing.T) {
+	mem, err := kvblock.NewMemIndex(kvblock.MemIndexConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := &refusingIndex{Index: mem}
+	now := time.Unix(1000, 0)
+	ix := newIndexer(t, Config{Speculative: SpeculativeConfig{Enabled: true, TTL: Duration(time.Second)}},
+		WithIndex(idx), WithClock(func() time.Time { return now }))
+	req := Request{TokenIDs: seq(1, 64), Pods: []string{"a:1"}}
+	res, err := ix.Score(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.Speculate(t.Context(), "a:1", res.Keys); err != nil {
+		t.Fatal(err)
+	}
+	idx.refuse.Store(true)
+	now = now.Add(2 * time.Second)
+	if got := matchedOn(t, ix, req); got != 4 {
+		t.Fatalf("during the outage the entry matches %d blocks, want 4 (its removal failed)", got)
+	}
+	if ix.spec.removeErrors.Load() == 0 {
+		t.Error("the failed removal was not counted")
+	}
+	idx.refuse.Store(false)
+	ix.spec.expire(t.Context())
+	if got := matchedOn(t, ix, req); got != 0 {
+		t.Errorf("after the index recovered the expired entry matches %d blocks, want 0", got)
 	}
 }

@@ -17,13 +17,15 @@ type metrics struct {
 	blocks   atomic.Uint64
 	latency  prometheus.Histogram
 	specDrop func() uint64
+	// failed removals of speculative entries; nil without speculation
+	specRemoveErrors func() uint64
 	// key cache counters; nil when the cache is disabled
 	keyHits, keyMisses func() uint64
 	// chain cache counters, in blocks; nil when the cache is disabled
 	chainHits, chainMisses func() uint64
 
 	scoresDesc, errorsDesc, blocksDesc, specDropDesc, keyHitsDesc, keyMissesDesc *prometheus.Desc
-	chainHitsDesc, chainMissesDesc                                               *prometheus.Desc
+	chainHitsDesc, chainMissesDesc, specRemoveErrorsDesc                         *prometheus.Desc
 }
 
 func newMetrics() *metrics {
@@ -35,12 +37,14 @@ func newMetrics() *metrics {
 			// 32k-character prompt tokenizes in milliseconds.
 			Buckets: prometheus.ExponentialBuckets(10e-6, 2, 14),
 		}),
-		scoresDesc:      prometheus.NewDesc("kvtrack_indexer_scores_total", "Requests scored.", nil, nil),
-		errorsDesc:      prometheus.NewDesc("kvtrack_indexer_score_errors_total", "Requests that could not be scored (tokenization, key or index errors).", nil, nil),
-		blocksDesc:      prometheus.NewDesc("kvtrack_indexer_score_blocks_total", "Prompt blocks looked up by scored requests.", nil, nil),
-		specDropDesc:    prometheus.NewDesc("kvtrack_indexer_speculative_dropped_total", "Speculative records dropped because too many were pending.", nil, nil),
-		keyHitsDesc:     prometheus.NewDesc("kvtrack_indexer_key_cache_hits_total", "Scored requests whose block keys came from the key cache.", nil, nil),
-		keyMissesDesc:   prometheus.NewDesc("kvtrack_indexer_key_cache_misses_total", "Scored requests that were tokenized and hashed.", nil, nil),
+		scoresDesc:    prometheus.NewDesc("kvtrack_indexer_scores_total", "Requests scored.", nil, nil),
+		errorsDesc:    prometheus.NewDesc("kvtrack_indexer_score_errors_total", "Requests that could not be scored (tokenization, key or index errors).", nil, nil),
+		blocksDesc:    prometheus.NewDesc("kvtrack_indexer_score_blocks_total", "Prompt blocks looked up by scored requests.", nil, nil),
+		specDropDesc:  prometheus.NewDesc("kvtrack_indexer_speculative_dropped_total", "Speculative records dropped because too many were pending.", nil, nil),
+		keyHitsDesc:   prometheus.NewDesc("kvtrack_indexer_key_cache_hits_total", "Scored requests whose block keys came from the key cache.", nil, nil),
+		keyMissesDesc: prometheus.NewDesc("kvtrack_indexer_key_cache_misses_total", "Scored requests that were tokenized and hashed.", nil, nil),
+		specRemoveErrorsDesc: prometheus.NewDesc("kvtrack_indexer_speculative_remove_errors_total",
+			"Removals of speculative entries the index refused (each is retried at the next expiry pass).", nil, nil),
 		chainHitsDesc:   prometheus.NewDesc("kvtrack_indexer_chain_cache_hits_total", "Prompt blocks whose vLLM key came from the prefix-chain cache.", nil, nil),
 		chainMissesDesc: prometheus.NewDesc("kvtrack_indexer_chain_cache_misses_total", "Prompt blocks hashed with vLLM's algorithm because the prefix-chain cache did not hold them.", nil, nil),
 	}
@@ -63,6 +67,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.errorsDesc
 	ch <- m.blocksDesc
 	ch <- m.specDropDesc
+	ch <- m.specRemoveErrorsDesc
 	ch <- m.keyHitsDesc
 	ch <- m.keyMissesDesc
 	ch <- m.chainHitsDesc
@@ -76,6 +81,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.errorsDesc, prometheus.CounterValue, float64(m.errors.Load()))
 	ch <- prometheus.MustNewConstMetric(m.blocksDesc, prometheus.CounterValue, float64(m.blocks.Load()))
 	ch <- prometheus.MustNewConstMetric(m.specDropDesc, prometheus.CounterValue, float64(load(m.specDrop)))
+	ch <- prometheus.MustNewConstMetric(m.specRemoveErrorsDesc, prometheus.CounterValue, float64(load(m.specRemoveErrors)))
 	ch <- prometheus.MustNewConstMetric(m.keyHitsDesc, prometheus.CounterValue, float64(load(m.keyHits)))
 	ch <- prometheus.MustNewConstMetric(m.keyMissesDesc, prometheus.CounterValue, float64(load(m.keyMisses)))
 	ch <- prometheus.MustNewConstMetric(m.chainHitsDesc, prometheus.CounterValue, float64(load(m.chainHits)))

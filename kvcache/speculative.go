@@ -54,6 +54,49 @@ type speculator struct {
 	nlive atomic.Int64
 
 	dropped atomic.Uint64
+
+	// failed holds removals the index refused (a Redis outage), retried
+	// at every expiry pass so that no speculative entry outlives its end;
+	// bounded by maxSpeculativeKeys keys, past which they are dropped and
+	// left to the index's own expiry.
+	failedMu   sync.Mutex
+	failed     []specRemoval
+	failedKeys int
+	// removeErrors counts index removals that failed, retries included.
+	removeErrors atomic.Uint64
+}
+
+// specRemoval is one index removal of speculative references.
+type specRemoval struct {
+	pod  kvblock.Pod
+	keys []kvblock.Key
+}
+
+// remove drops speculative references from the index; a failure is
+// counted and queued for the next expiry pass.
+func (s *speculator) remove(ctx context.Context, pod kvblock.Pod, keys []kvblock.Key) {
+	if err := s.index.Remove(ctx, pod, speculativeTier, keys); err != nil {
+		s.removeErrors.Add(1)
+		s.failedMu.Lock()
+		if s.failedKeys+len(keys) <= maxSpeculativeKeys {
+			s.failed = append(s.failed, specRemoval{pod, keys})
+			s.failedKeys += len(keys)
+		} else {
+			s.dropped.Add(uint64(len(keys)))
+		}
+		s.failedMu.Unlock()
+	}
+}
+
+// retryFailed retries the removals that failed before.
+func (s *speculator) retryFailed(ctx context.Context) {
+	s.failedMu.Lock()
+	retry := s.failed
+	s.failed, s.failedKeys = nil, 0
+	s.failedMu.Unlock()
+	for _, r := range retry {
+		s.remove(ctx, r.pod, r.keys)
+	}
 }
 
 type specKey struct {
@@ -156,7 +199,7 @@ func (s *speculator) confirm(ctx context.Context, pod kvblock.Pod, keys []kvbloc
 	s.nlive.Store(int64(len(s.live)))
 	s.mu.Unlock()
 	for _, ks := range refs {
-		_ = s.index.Remove(ctx, kvblock.Pod{Addr: pod.Addr}, speculativeTier, ks)
+		s.remove(ctx, kvblock.Pod{Addr: pod.Addr}, ks)
 	}
 }
 
@@ -179,11 +222,7 @@ func (s *speculator) expire(ctx context.Context) time.Duration {
 	for n < len(s.queue) && !s.queue[n].deadline.After(now) {
 		n++
 	}
-	type removal struct {
-		pod  kvblock.Pod
-		keys []kvblock.Key
-	}
-	var removals []removal
+	var removals []specRemoval
 	for _, e := range s.queue[:n] {
 		s.pending -= len(e.keys)
 		// Keys confirmed meanwhile hold no reference any more.
@@ -201,7 +240,7 @@ func (s *speculator) expire(ctx context.Context) time.Duration {
 			}
 		}
 		if len(keep) > 0 {
-			removals = append(removals, removal{e.pod, keep})
+			removals = append(removals, specRemoval{e.pod, keep})
 		}
 	}
 	s.nlive.Store(int64(len(s.live)))
@@ -214,8 +253,9 @@ func (s *speculator) expire(ctx context.Context) time.Duration {
 	s.mu.Unlock()
 	// Index calls happen outside the lock: a slow remote index must not
 	// block record.
+	s.retryFailed(ctx)
 	for _, r := range removals {
-		_ = s.index.Remove(ctx, r.pod, speculativeTier, r.keys)
+		s.remove(ctx, r.pod, r.keys)
 	}
 	// Only now that the removals are done may a Score skip waiting.
 	s.mu.Lock()
@@ -249,9 +289,10 @@ func (s *speculator) run(ctx context.Context) {
 			s.due.Store(math.MaxInt64)
 			s.mu.Unlock()
 			bg := context.WithoutCancel(ctx)
+			s.retryFailed(bg)
 			for sk, r := range live {
 				for range r.n {
-					_ = s.index.Remove(bg, kvblock.Pod{Addr: sk.pod}, speculativeTier, []kvblock.Key{sk.key})
+					s.remove(bg, kvblock.Pod{Addr: sk.pod}, []kvblock.Key{sk.key})
 				}
 			}
 			return
