@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kvtrack/kvtrack/internal/testnet"
+	"github.com/kvtrack/kvtrack/internal/testwait"
 
 	"github.com/go-logr/logr/funcr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -83,9 +84,7 @@ func connectEngine(t *testing.T, endpoint, topic string) *engine {
 
 func (e *engine) waitSubscribed() {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := e.pub.WaitSubscribed(ctx); err != nil {
+	if err := e.pub.WaitSubscribed(testwait.Context(e.t)); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -137,17 +136,9 @@ func matched(t *testing.T, ix *kvcache.Indexer, pod string, toks []uint32) int {
 
 func waitMatched(t *testing.T, ix *kvcache.Indexer, pod string, toks []uint32, want int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got := matched(t, ix, pod, toks)
-		if got == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s matches %d blocks after 10s, want %d", pod, got, want)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.For(t, fmt.Sprintf("%s to match %d blocks", pod, want), func() bool {
+		return matched(t, ix, pod, toks) == want
+	})
 }
 
 // TestSharedRedisIndexersSeeEachOthersEvents is two EPP replicas over one
@@ -315,24 +306,16 @@ func TestMetricsShareOneRegistry(t *testing.T) {
 		}
 	}
 
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testwait.For(t, "a metrics beat line with entries=4", func() bool {
 		mu.Lock()
-		var beat string
+		defer mu.Unlock()
 		for _, l := range logs {
 			if strings.Contains(l, `"msg"="index"`) && strings.Contains(l, `"entries"=4`) {
-				beat = l
+				return true
 			}
 		}
-		mu.Unlock()
-		if beat != "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no metrics beat line with entries=4 after 10s; logged:\n%s", strings.Join(logs, "\n"))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return false
+	})
 }
 
 func freePort(t testing.TB) int { return testnet.FreePort(t) }

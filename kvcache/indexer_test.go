@@ -12,6 +12,7 @@ import (
 	"github.com/zeebo/xxh3"
 
 	"github.com/kvtrack/kvtrack/internal/testredis"
+	"github.com/kvtrack/kvtrack/internal/testwait"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
@@ -143,17 +144,10 @@ func TestSpeculateExpiresAfterTTL(t *testing.T) {
 	if want := defaultSpeculativeTier * 4; res.Pods[1].Weighted != want {
 		t.Errorf("speculative Weighted = %v, want %v", res.Pods[1].Weighted, want)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testwait.For(t, "the speculative entry to expire after its 100ms TTL", func() bool {
 		res, err = ix.Score(ctx, req)
-		if err == nil && res.Pods[1].Matched == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("speculative entry alive 10s after a 100ms TTL: %+v, %v", res.Pods, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return err == nil && res.Pods[1].Matched == 0
+	})
 }
 
 func TestStartTwiceIsAnError(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/kvtrack/kvtrack/internal/testwait"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
@@ -91,14 +92,13 @@ func rawBatch(events ...mp) []byte { return mpArr(mpF64(sampleTS), mpArr(events.
 // PUB/SUB drops what is sent before a connection is up.
 func repeatUntil(t *testing.T, what string, send func(), cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	testwait.For(t, what, func() bool {
+		if cond() {
+			return true
 		}
 		send()
-		time.Sleep(5 * time.Millisecond)
-	}
+		return false
+	})
 }
 
 func (p *Pool) podRejected(pod kvblock.Pod, r RejectReason) uint64 {

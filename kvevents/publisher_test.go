@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kvtrack/kvtrack/internal/testnet"
+	"github.com/kvtrack/kvtrack/internal/testwait"
 
 	zmq "github.com/pebbe/zmq4"
 
@@ -250,14 +251,13 @@ func (p *goPublisher) publish(drop bool, events ...mp) {
 // what is sent before the subscription reaches the publisher.
 func (p *goPublisher) waitSubscribed(cond func() bool) {
 	p.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			p.t.Fatalf("publisher %s: subscriber never received a message", p.pubEP)
+	testwait.For(p.t, "publisher "+p.pubEP+"'s subscriber to receive a message", func() bool {
+		if cond() {
+			return true
 		}
 		p.publish(false)
-		time.Sleep(5 * time.Millisecond)
-	}
+		return false
+	})
 }
 
 func (p *goPublisher) tier(medium string) kvblock.Tier { return kvblock.TierOf(medium) }
@@ -343,30 +343,18 @@ func startPool(t *testing.T, cfg Config, index kvblock.Index, opts ...Option) *P
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testwait.For(t, what, cond)
 }
 
 // waitIndexEquals polls until the index holds exactly want for the pods in
 // it, then reports any difference.
 func waitIndexEquals(t *testing.T, idx kvblock.Index, want func() map[refEntry]int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		d := indexDiff(idx, want())
-		if d == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("index differs from the publisher's ground truth:\n%s", d)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	var d string
+	testwait.For(t, "the index to equal the publisher's ground truth", func() bool {
+		d = indexDiff(idx, want())
+		return d == ""
+	})
 }
 
 // hashes returns n distinct block hashes starting at base.

@@ -12,11 +12,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	zmq "github.com/pebbe/zmq4"
 
 	"github.com/kvtrack/kvtrack/internal/testnet"
+	"github.com/kvtrack/kvtrack/internal/testwait"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -126,14 +126,15 @@ func TestListen(t *testing.T) {
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"listen", "--connect", ep}, &stdout, &stderr) }()
 
-	deadline := time.Now().Add(10 * time.Second)
-	for seq := uint64(0); !strings.Contains(stdout.String(), "\n"); seq++ {
-		if time.Now().After(deadline) {
-			t.Fatalf("listen printed nothing; stderr: %s", stderr.String())
+	seq := uint64(0)
+	testwait.For(t, "listen to print a line", func() bool {
+		if strings.Contains(stdout.String(), "\n") {
+			return true
 		}
 		send(seq)
-		time.Sleep(5 * time.Millisecond)
-	}
+		seq++
+		return false
+	})
 	first := strings.SplitN(stdout.String(), "\n", 2)[0]
 	var line struct {
 		Pod   string `json:"pod"`
@@ -155,6 +156,6 @@ func TestListen(t *testing.T) {
 		t.Errorf("first line = %+v, want pod %s rank 0 with the sample BlockStored", line, wantPod)
 	}
 	send(line.Seq + 1000) // a gap, and no replay endpoint to fill it
-	waitStderr(t, &stderr, "sequence gap", deadline)
+	waitStderr(t, &stderr, "sequence gap")
 	stopListen(t, cancel, done, &stderr)
 }

@@ -7,11 +7,12 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	zmq "github.com/pebbe/zmq4"
 
 	"github.com/kvtrack/kvtrack/internal/testnet"
+
+	"github.com/kvtrack/kvtrack/internal/testwait"
 )
 
 // TestListenAllow runs listen --bind --allow against a publisher at an
@@ -49,18 +50,17 @@ func TestListenAllow(t *testing.T) {
 		}
 		seq++
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(stdout.String(), "\n") {
-		if time.Now().After(deadline) {
-			t.Fatalf("listen printed nothing; stderr: %s", stderr.String())
+	testwait.For(t, "listen to print a line", func() bool {
+		if strings.Contains(stdout.String(), "\n") {
+			return true
 		}
 		send("kv@127.0.0.2:8000@m")
-		time.Sleep(5 * time.Millisecond)
-	}
+		return false
+	})
 	for i := range 1000 {
 		send(fmt.Sprintf("kv@127.0.0.2:%d@m", 9000+i))
 	}
-	waitStderr(t, &stderr, "names no pod added", deadline)
+	waitStderr(t, &stderr, "names no pod added")
 	stopListen(t, cancel, done, &stderr)
 	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
 		if !strings.Contains(line, `"pod":"127.0.0.2:8000"`) {
@@ -73,14 +73,9 @@ func TestListenAllow(t *testing.T) {
 }
 
 // waitStderr waits until listen's standard error says substr.
-func waitStderr(t *testing.T, stderr *syncBuffer, substr string, deadline time.Time) {
+func waitStderr(t *testing.T, stderr *syncBuffer, substr string) {
 	t.Helper()
-	for !strings.Contains(stderr.String(), substr) {
-		if time.Now().After(deadline) {
-			t.Fatalf("listen never said %q; stderr: %s", substr, stderr.String())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.For(t, fmt.Sprintf("listen to say %q", substr), func() bool { return strings.Contains(stderr.String(), substr) })
 }
 
 // stopListen cancels listen and checks that it exits cleanly.
