@@ -80,6 +80,11 @@ type Config struct {
 	Speculative SpeculativeConfig `json:"speculative" yaml:"speculative"`
 	// Metrics configures instrumentation.
 	Metrics MetricsConfig `json:"metrics" yaml:"metrics"`
+
+	// --- request mapping (branch scoring; see config_lora.go) ---
+
+	// LoRA names the LoRA adapters and base models the engines serve.
+	LoRA LoRAConfig `json:"lora,omitzero" yaml:"lora,omitempty"`
 }
 
 // HashConfig is how the engines hash their blocks.
@@ -460,6 +465,7 @@ func (c Config) Validate() error {
 	if ttl := time.Duration(c.Speculative.TTL); ttl <= 0 || ttl > maxSpeculativeTTL {
 		bad("speculative.ttl", "%v out of range (valid: above 0 and at most %v)", ttl, maxSpeculativeTTL)
 	}
+	c.LoRA.validate(bad) // branch scoring
 	if c.Metrics.BeatInterval < 0 {
 		bad("metrics.beatInterval", "%v is negative (valid: 0 to disable, or a period such as 30s)", time.Duration(c.Metrics.BeatInterval))
 	}

@@ -111,7 +111,7 @@ func TestEventsSecurityReachesThePool(t *testing.T) {
 		cfg := validConfig()
 		cfg.Events.Mode, cfg.Events.Endpoint = EventsBind, "tcp://127.0.0.1:0"
 		cfg.Events.Security.AllowAnySource = anySource
-		src, err := newEventSource(cfg.WithDefaults(), nil, options{})
+		src, err := newEventSource(cfg.WithDefaults(), nil, options{}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

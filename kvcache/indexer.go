@@ -85,6 +85,7 @@ type Indexer struct {
 	events  eventSource // nil when events are disabled
 	spec    *speculator // nil unless speculative recording is enabled
 	kcache  *keyCache   // nil when hash.keyCacheBytes is -1
+	lora    *loraNames  // adapters, configured and learned from events (lora.go)
 	metrics *metrics
 
 	pool sync.Pool // *scratch
@@ -112,6 +113,7 @@ func New(cfg Config, opts ...Option) (*Indexer, error) {
 	}
 	ix := &Indexer{cfg: cfg, log: o.log, index: o.index, tok: o.tokenizer}
 	ix.pool.New = func() any { return &scratch{hasher: xxh3.New128()} }
+	ix.lora = newLoRANames(cfg.LoRA)
 	if cfg.Hash.KeyCacheBytes > 0 {
 		ix.kcache = newKeyCache(cfg.Hash.KeyCacheBytes)
 	}
@@ -136,7 +138,7 @@ func New(cfg Config, opts ...Option) (*Indexer, error) {
 		events = confirmingIndex{ix.index, ix.spec}
 	}
 	if *cfg.Events.Enabled {
-		if ix.events, err = newEventSource(cfg, events, o); err != nil {
+		if ix.events, err = newEventSource(cfg, events, o, ix.lora); err != nil {
 			return nil, err
 		}
 	}
@@ -241,6 +243,14 @@ func (ix *Indexer) score(ctx context.Context, req *Request) (Result, error) {
 	if err := req.validate(); err != nil {
 		return Result{}, err
 	}
+	// Request mapping (kvcache/openai): LoRA adapters and batches; see
+	// lora.go and batch.go.
+	if req.LoRA == "" {
+		req.LoRA = ix.lora.adapterFor(req.Model)
+	}
+	if req.Prompts != nil {
+		return ix.scoreBatch(ctx, req)
+	}
 	s := ix.pool.Get().(*scratch)
 	defer ix.pool.Put(s)
 
@@ -307,6 +317,9 @@ func (ix *Indexer) Tokens(ctx context.Context, req Request) ([]uint32, error) {
 	if err := req.validate(); err != nil {
 		return nil, err
 	}
+	if req.Prompts != nil {
+		return nil, errors.New("kvcache: Tokens takes one prompt; call it for each of a batch's Prompts")
+	}
 	return ix.tokens(ctx, &req)
 }
 
@@ -333,7 +346,7 @@ func (ix *Indexer) tokens(ctx context.Context, req *Request) ([]uint32, error) {
 		if ix.tok == nil {
 			return nil, ErrNoTokenizer
 		}
-		toks, err := ix.tok.Encode(req.Prompt, true)
+		toks, err := encodeText(ctx, ix.tok, req.Model, req.Prompt, !req.NoSpecialTokens)
 		if err != nil {
 			return nil, fmt.Errorf("kvcache: tokenize: %w", err)
 		}

@@ -12,7 +12,7 @@ import (
 	"github.com/kvtrack/kvtrack/kvevents"
 )
 
-func newEventSource(cfg Config, idx kvblock.Index, o options) (eventSource, error) {
+func newEventSource(cfg Config, idx kvblock.Index, o options, lora *loraNames) (eventSource, error) {
 	ecfg := kvevents.Config{
 		Mode: kvevents.Mode(cfg.Events.Mode), Endpoint: cfg.Events.Endpoint, TopicFilter: cfg.Events.TopicFilter,
 		Workers: cfg.Events.Workers, QueueSize: cfg.Events.QueueSize, KeyScheme: kvevents.KeyScheme(cfg.KeyScheme),
@@ -25,6 +25,9 @@ func newEventSource(cfg Config, idx kvblock.Index, o options) (eventSource, erro
 	}
 	var opts []kvevents.Option
 	opts = append(opts, kvevents.WithLogger(o.log))
+	if lora != nil {
+		opts = append(opts, kvevents.WithObserver(lora.observe))
+	}
 	if o.reg != nil && *cfg.Metrics.Enabled {
 		opts = append(opts, kvevents.WithRegisterer(o.reg))
 	}
