@@ -165,7 +165,7 @@ func (r *Router) readScored(w http.ResponseWriter, req *http.Request, api openai
 	}
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Now().Add(time.Duration(lim.BodyReadTimeout)))
-	body, err = io.ReadAll(http.MaxBytesReader(w, req.Body, r.cfg.MaxBodyBytes))
+	body, err = readBody(w, req, r.cfg.MaxBodyBytes)
 	req.Body.Close()
 	_ = rc.SetReadDeadline(time.Time{})
 	var mbe *http.MaxBytesError
@@ -193,6 +193,20 @@ func (r *Router) readScored(w http.ResponseWriter, req *http.Request, api openai
 		parsed = &p
 	}
 	return body, parsed, release, true
+}
+
+// readBody reads the whole body, at most max bytes: into one buffer of the
+// announced length when there is one (no growth, no garbage), else growing.
+func readBody(w http.ResponseWriter, req *http.Request, max int64) ([]byte, error) {
+	body := http.MaxBytesReader(w, req.Body, max)
+	if n := req.ContentLength; n >= 0 {
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(body, buf); err != nil {
+			return nil, err
+		}
+		return buf, nil
+	}
+	return io.ReadAll(body)
 }
 
 // rejectParse answers the client for a parse or limit error and reports

@@ -25,6 +25,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/kvtrack/kvtrack/kvcache"
@@ -115,13 +117,15 @@ func Parse(api API, body []byte, lim Limits) (kvcache.Request, error) {
 
 // common are the fields both APIs share.
 type common struct {
-	Model            string          `json:"model"`
+	Model            *string         `json:"model"`
 	CacheSalt        json.RawMessage `json:"cache_salt"`
 	AddSpecialTokens *bool           `json:"add_special_tokens"`
 }
 
 func (c *common) apply(req *kvcache.Request) error {
-	req.Model = c.Model
+	if c.Model != nil {
+		req.Model = *c.Model
+	}
 	if isNull(c.CacheSalt) {
 		return nil
 	}
@@ -309,10 +313,43 @@ func parseChat(body []byte, lim Limits) (kvcache.Request, error) {
 	return req, nil
 }
 
-// decodeBody decodes a JSON object, answering ErrInvalid for anything else.
+// decodeBody fills v's fields (each a json.RawMessage, *bool or *string
+// tagged with its JSON key, embedded structs flattened) from the body's
+// members of the same name, decoding only those: a member kvtrack does not
+// read, however large, costs one validating pass. It answers ErrInvalid
+// for a body that is not a JSON object or a field of the wrong type.
 func decodeBody(body []byte, v any) error {
-	if err := json.Unmarshal(body, v); err != nil {
-		return invalid("body is not a JSON object of the expected shape: %v", err)
+	if !json.Valid(body) {
+		return invalid("body is not valid JSON")
+	}
+	fields, ok := topLevel(body)
+	if !ok {
+		return invalid("body is not a JSON object")
+	}
+	return fill(reflect.ValueOf(v).Elem(), fields)
+}
+
+func fill(v reflect.Value, fields map[string][]byte) error {
+	t := v.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if f.Anonymous {
+			if err := fill(v.Field(i), fields); err != nil {
+				return err
+			}
+			continue
+		}
+		raw, ok := fields[strings.Split(f.Tag.Get("json"), ",")[0]]
+		if !ok {
+			continue
+		}
+		if rm, isRaw := v.Field(i).Addr().Interface().(*json.RawMessage); isRaw {
+			*rm = raw // a subslice of the body, not a copy
+			continue
+		}
+		if err := json.Unmarshal(raw, v.Field(i).Addr().Interface()); err != nil {
+			return invalid("%s: %v", f.Tag.Get("json"), err)
+		}
 	}
 	return nil
 }

@@ -124,3 +124,20 @@ func TestScannersCountWithoutDecoding(t *testing.T) {
 		}
 	}
 }
+
+func TestTopLevelSlicesMembersWithoutCopying(t *testing.T) {
+	body := []byte(` { "a" : [1, {"x": "]"}] , "b\u0022c":"s\"}", "n": -1.5e3,"a":null, "o":{"k":[]} } `)
+	got, ok := topLevel(body)
+	want := map[string]string{"a": "null", `b"c`: `"s\"}"`, "n": "-1.5e3", "o": `{"k":[]}`}
+	if !ok || len(got) != len(want) {
+		t.Fatalf("topLevel = %q, %v; want %q", got, ok, want)
+	}
+	for k, v := range want {
+		if string(got[k]) != v {
+			t.Errorf("member %q = %q, want %q", k, got[k], v)
+		}
+	}
+	if _, ok := topLevel([]byte(`[1]`)); ok {
+		t.Error("topLevel accepted an array")
+	}
+}
