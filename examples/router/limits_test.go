@@ -175,7 +175,10 @@ func TestAdmissionBoundsBodiesInFlight(t *testing.T) {
 	gate.waitInside(t, 2)
 	// A small request is admitted while the large ones wait.
 	small := make(chan int, 1)
-	go func() { code, _, _ := postBody(t, url, "/v1/completions", strings.NewReader(`{"prompt":"hi"}`)); small <- code }()
+	go func() {
+		code, _, _ := postBody(t, url, "/v1/completions", strings.NewReader(`{"prompt":"hi"}`))
+		small <- code
+	}()
 	gate.waitInside(t, 3)
 	if n := gate.maxLarge(); n != 2 {
 		t.Errorf("%d large bodies scored at once, want the limit of 2", n)
