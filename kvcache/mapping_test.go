@@ -140,5 +140,3 @@ func TestRemoteTokenizerGetsTheRequestsModel(t *testing.T) {
 		t.Errorf("the remote tokenizer was asked for models %s, want m1,m2,default", got)
 	}
 }
-
-
