@@ -3,6 +3,7 @@ package tokenization
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -48,6 +49,7 @@ func TestRemoteTokenizesForTheRequestsModel(t *testing.T) {
 func TestRemoteHonoursTheRequestsContext(t *testing.T) {
 	arrived := make(chan struct{}, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body) // then the server notices the client leaving
 		arrived <- struct{}{}
 		<-r.Context().Done() // answers only when the client goes away
 	}))
