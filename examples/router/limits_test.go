@@ -242,8 +242,8 @@ func (g *gatedScorer) maxLarge() int {
 // keep being served. It asserts on status codes and logs the figures (peak
 // RSS, CPU time, small-request latency) the README reports.
 func TestRouterHoldsItsCostUnderAttack(t *testing.T) {
-	if testing.Short() {
-		t.Skip("moves ~500 MiB over loopback")
+	if testing.Short() || raceEnabled {
+		t.Skip("moves ~500 MiB over loopback; its figures mean something only without -race")
 	}
 	// kvtrack itself scores the small requests: tokenizer and index, no events.
 	cfg := kvcache.Config{Hash: kvcache.HashConfig{Seed: "42"}, Tokenizer: kvcache.TokenizerConfig{Path: filepath.Join(testtokenizer.Qwen3Dir(t), "tokenizer.json")}}
