@@ -60,9 +60,12 @@ func TestRemoteHonoursTheRequestsContext(t *testing.T) {
 	}
 	p, _ := NewPool(r, PoolConfig{})
 	for name, call := range map[string]func(ctx context.Context) error{
-		"EncodeFor":     func(ctx context.Context) error { _, err := r.EncodeFor(ctx, "m", "x", true); return err },
-		"EncodeChatFor": func(ctx context.Context) error { _, err := r.EncodeChatFor(ctx, "m", &ChatRequest{Messages: []byte(`[]`)}); return err },
-		"Pool":          func(ctx context.Context) error { _, err := p.EncodeFor(ctx, "m", "y", true); return err },
+		"EncodeFor": func(ctx context.Context) error { _, err := r.EncodeFor(ctx, "m", "x", true); return err },
+		"EncodeChatFor": func(ctx context.Context) error {
+			_, err := r.EncodeChatFor(ctx, "m", &ChatRequest{Messages: []byte(`[]`)})
+			return err
+		},
+		"Pool": func(ctx context.Context) error { _, err := p.EncodeFor(ctx, "m", "y", true); return err },
 	} {
 		ctx, cancel := context.WithCancel(context.Background())
 		errc := make(chan error, 1)
