@@ -80,6 +80,9 @@ type Config struct {
 	Speculative SpeculativeConfig `json:"speculative"`
 	// Metrics configures instrumentation.
 	Metrics MetricsConfig `json:"metrics"`
+	// LoRA names the LoRA adapters and base models the engines serve (see
+	// config_lora.go); adapters are also learned from the engines' events.
+	LoRA LoRAConfig `json:"lora,omitzero"`
 }
 
 // HashConfig is how the engines hash their blocks.
@@ -647,6 +650,7 @@ func (c Config) Validate() error {
 	if ttl := time.Duration(c.Speculative.TTL); ttl <= 0 || ttl > maxSpeculativeTTL {
 		bad("speculative.ttl", "%v out of range (valid: above 0 and at most %v)", ttl, maxSpeculativeTTL)
 	}
+	c.LoRA.validate(bad) // branch scoring
 	if c.Metrics.BeatInterval < 0 {
 		bad("metrics.beatInterval", "%v is negative (valid: 0 to disable, or a period such as 30s)", time.Duration(c.Metrics.BeatInterval))
 	}

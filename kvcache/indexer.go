@@ -60,6 +60,10 @@ type SourceEnv struct {
 	// are off.
 	Log        logr.Logger
 	Registerer prometheus.Registerer
+	// LoRAName, when set, is called with the lora_name of every BlockStored
+	// event that has one (vLLM v0.14+), so adapters are learned from the
+	// engines. It must be cheap and safe for concurrent use.
+	LoRAName func(name string)
 }
 
 // NewEventSource builds an EventSource for cfg (defaults applied, valid).
@@ -127,6 +131,7 @@ type Indexer struct {
 	events  EventSource // nil when events are disabled
 	spec    *speculator // nil unless speculative recording is enabled
 	kcache  *keyCache   // nil when hash.keyCacheBytes is -1
+	lora    *loraNames  // adapters, configured and learned from events (lora.go)
 	metrics *metrics
 	reg     *trackingRegisterer // nil without a Registerer
 	owned   io.Closer           // the index's client, when New built it
@@ -180,6 +185,7 @@ func New(cfg Config, opts ...Option) (_ *Indexer, err error) {
 		}
 	}()
 	ix.pool.New = func() any { return &scratch{hasher: xxh3.New128()} }
+	ix.lora = newLoRANames(cfg.LoRA)
 	if cfg.Hash.KeyCacheBytes > 0 {
 		ix.kcache = newKeyCache(cfg.Hash.KeyCacheBytes)
 	}
@@ -204,7 +210,11 @@ func New(cfg Config, opts ...Option) (_ *Indexer, err error) {
 		sink = confirmingIndex{ix.index, ix.spec}
 	}
 	if *cfg.Events.Enabled {
-		if ix.events, err = o.newSource(cfg, SourceEnv{Sink: sink, Log: o.log, Registerer: o.reg}); err != nil {
+		env := SourceEnv{Sink: sink, Log: o.log, Registerer: o.reg}
+		if ix.lora != nil {
+			env.LoRAName = ix.lora.observe
+		}
+		if ix.events, err = o.newSource(cfg, env); err != nil {
 			return nil, fmt.Errorf("kvcache: events: %w", err)
 		}
 	}
@@ -414,6 +424,14 @@ func (ix *Indexer) score(ctx context.Context, req *Request) (Result, error) {
 	if err := req.validate(); err != nil {
 		return Result{}, err
 	}
+	// Request mapping (kvcache/openai): LoRA adapters and batches; see
+	// lora.go and batch.go.
+	if req.LoRA == "" {
+		req.LoRA = ix.lora.adapterFor(req.Model)
+	}
+	if req.Prompts != nil {
+		return ix.scoreBatch(ctx, req)
+	}
 	s := ix.pool.Get().(*scratch)
 	defer ix.pool.Put(s)
 
@@ -480,6 +498,9 @@ func (ix *Indexer) Tokens(ctx context.Context, req Request) ([]uint32, error) {
 	if err := req.validate(); err != nil {
 		return nil, err
 	}
+	if req.Prompts != nil {
+		return nil, errors.New("kvcache: Tokens takes one prompt; call it for each of a batch's Prompts")
+	}
 	return ix.tokens(ctx, &req)
 }
 
@@ -506,7 +527,7 @@ func (ix *Indexer) tokens(ctx context.Context, req *Request) ([]uint32, error) {
 		if ix.tok == nil {
 			return nil, ErrNoTokenizer
 		}
-		toks, err := ix.tok.Encode(req.Prompt, true)
+		toks, err := encodeText(ctx, ix.tok, req.Model, req.Prompt, !req.NoSpecialTokens)
 		if err != nil {
 			return nil, fmt.Errorf("kvcache: tokenize: %w", err)
 		}

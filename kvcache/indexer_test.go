@@ -270,6 +270,12 @@ func TestKeyCacheIDSeparatesEveryField(t *testing.T) {
 		"chat, empty tools":    chat(func(c *ChatRequest) { c.Tools = []any{} }),
 		"chat, documents":      chat(func(c *ChatRequest) { c.Documents = []any{"doc"} }),
 		"chat, template kwarg": chat(func(c *ChatRequest) { c.TemplateKWArgs = map[string]any{"enable_thinking": false} }),
+		"prompt, no special":   {Prompt: "hello world", NoSpecialTokens: true},
+		"chat, special tokens": chat(func(c *ChatRequest) { c.AddSpecialTokens = true }),
+		"chat, raw messages":   chat(func(c *ChatRequest) { c.RawMessages = []byte(`[{"role":"user","content":"hi"}]`) }),
+		"chat, raw tools":      chat(func(c *ChatRequest) { c.RawTools = []byte(`[]`) }),
+		"chat, raw documents":  chat(func(c *ChatRequest) { c.RawDocuments = []byte(`[]`) }),
+		"chat, raw kwargs":     chat(func(c *ChatRequest) { c.RawTemplateKWArgs = []byte(`{}`) }),
 	}
 	seen := map[requestID]string{}
 	for name, req := range reqs {

@@ -138,6 +138,14 @@ func (c *keyCache) id(h *xxh3.Hasher128, req *Request) (id requestID, ok bool) {
 		w.str(ch.ChatTemplate)
 		w.bool(ch.AddGenerationPrompt)
 		w.bool(ch.ContinueFinalMessage)
+		w.bool(ch.AddSpecialTokens)
+		for _, raw := range []json.RawMessage{ch.RawMessages, ch.RawTools, ch.RawDocuments, ch.RawTemplateKWArgs} {
+			if raw == nil {
+				w.int(-1)
+			} else {
+				w.bytes(raw)
+			}
+		}
 		// Tools, documents and template arguments reach the template as
 		// JSON (see poolTokenizer), so their JSON is what identifies them.
 		for _, v := range []any{ch.Tools, ch.Documents, ch.TemplateKWArgs} {
@@ -147,6 +155,7 @@ func (c *keyCache) id(h *xxh3.Hasher128, req *Request) (id requestID, ok bool) {
 		}
 	default:
 		w.tag('p')
+		w.bool(req.NoSpecialTokens)
 		w.str(req.Prompt)
 	}
 	s := h.Sum128()

@@ -1,6 +1,7 @@
 package kvcache
 
 import (
+	"encoding/json"
 	"errors"
 
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
@@ -23,8 +24,18 @@ type Request struct {
 	Chat *ChatRequest
 	// TokenIDs is an already tokenized prompt (from an upstream tokenizer).
 	TokenIDs []uint32
+	// Prompts is a batch: a completions request whose prompt is a list.
+	// vLLM serves each prompt as its own request on the pod the batch is
+	// routed to; see Indexer.Score. It excludes Prompt, Chat and TokenIDs.
+	Prompts []BatchPrompt
+	// NoSpecialTokens is a completion's add_special_tokens: false. vLLM's
+	// default for completions is true, so the zero value matches it.
+	// (Chat requests carry theirs in ChatRequest.AddSpecialTokens.)
+	NoSpecialTokens bool
 	// LoRA is the LoRA adapter's name when the request targets one; vLLM
-	// mixes it into every block's hash.
+	// mixes it into every block's hash. When empty and Model names a known
+	// adapter (configured in lora.adapters or seen in the engines' events),
+	// the Indexer sets it to Model.
 	LoRA string
 	// CacheSalt is the request's cache_salt; vLLM mixes it into the first
 	// block's hash, so salted prompts share nothing with unsalted ones.
@@ -43,6 +54,17 @@ type ChatRequest struct {
 	AddGenerationPrompt  bool
 	ContinueFinalMessage bool
 	TemplateKWArgs       map[string]any // chat_template_kwargs
+	// AddSpecialTokens is add_special_tokens; vLLM's default for chat is
+	// false (the template carries the special tokens).
+	AddSpecialTokens bool
+
+	// The request's own JSON, set by kvcache/openai from the body: when
+	// non-nil each replaces its typed counterpart above and reaches the
+	// chat template as sent (content parts, tool calls, key order).
+	RawMessages       json.RawMessage
+	RawTools          json.RawMessage
+	RawDocuments      json.RawMessage
+	RawTemplateKWArgs json.RawMessage
 }
 
 // ChatMessage is one message of a chat.
@@ -62,6 +84,9 @@ type Result struct {
 	// They may be shared with the Indexer's key cache: read them, do not
 	// modify them (appending is safe; it copies).
 	Keys []kvblock.Key
+	// Batch, for a batch request (Request.Prompts), holds each prompt's
+	// keys; Keys is then their concatenation. Nil for a single prompt.
+	Batch [][]kvblock.Key
 }
 
 // PodScore is one candidate's result.
@@ -92,8 +117,11 @@ func (r *Request) validate() error {
 	if r.TokenIDs != nil {
 		n++
 	}
+	if r.Prompts != nil {
+		n++
+	}
 	if n > 1 {
-		return errors.New("kvcache: request sets more than one of Prompt, Chat and TokenIDs")
+		return errors.New("kvcache: request sets more than one of Prompt, Chat, TokenIDs and Prompts")
 	}
 	return nil
 }

@@ -37,7 +37,37 @@ type poolTokenizer struct{ p *tokenization.Pool }
 
 func (t poolTokenizer) Encode(text string, add bool) ([]uint32, error) { return t.p.Encode(text, add) }
 
+// EncodeFor implements contextTokenizer: the request's model reaches a
+// remote tokenizer, and ctx bounds the call.
+func (t poolTokenizer) EncodeFor(ctx context.Context, model, text string, add bool) ([]uint32, error) {
+	return t.p.EncodeFor(ctx, model, text, add)
+}
+
+// contextTokenizer is a Tokenizer that takes the request's context and
+// model; the built-in tokenizer is one.
+type contextTokenizer interface {
+	EncodeFor(ctx context.Context, model, text string, addSpecialTokens bool) ([]uint32, error)
+}
+
+// encodeText tokenizes a text prompt for model with ctx when tok takes them.
+func encodeText(ctx context.Context, tok Tokenizer, model, text string, add bool) ([]uint32, error) {
+	if ct, ok := tok.(contextTokenizer); ok {
+		return ct.EncodeFor(ctx, model, text, add)
+	}
+	return tok.Encode(text, add)
+}
+
 func (t poolTokenizer) EncodeChat(ctx context.Context, model string, c *ChatRequest) ([]uint32, error) {
+	req, err := chatRequest(c)
+	if err != nil {
+		return nil, err
+	}
+	return t.p.EncodeChatFor(ctx, model, req)
+}
+
+// chatRequest is c as the tokenization package takes it: the request's
+// own JSON where kvcache/openai kept it, else the typed fields encoded.
+func chatRequest(c *ChatRequest) (*tokenization.ChatRequest, error) {
 	// A struct keeps the keys in the order clients send them (a template
 	// that prints a message with tojson sees role before content) and
 	// encodes faster than a map.
@@ -45,29 +75,36 @@ func (t poolTokenizer) EncodeChat(ctx context.Context, model string, c *ChatRequ
 		Role    string `json:"role"`
 		Content string `json:"content"`
 	}
-	msgs := make([]message, len(c.Messages))
-	for i, m := range c.Messages {
-		msgs[i] = message{Role: m.Role, Content: m.Content}
+	req := &tokenization.ChatRequest{
+		AddGenerationPrompt: c.AddGenerationPrompt, ContinueFinalMessage: c.ContinueFinalMessage,
+		AddSpecialTokens: c.AddSpecialTokens, ChatTemplate: c.ChatTemplate,
+		Messages: c.RawMessages, Tools: c.RawTools, Documents: c.RawDocuments, ChatTemplateKwargs: c.RawTemplateKWArgs,
 	}
-	req := &tokenization.ChatRequest{AddGenerationPrompt: c.AddGenerationPrompt, ContinueFinalMessage: c.ContinueFinalMessage, ChatTemplate: c.ChatTemplate}
 	var err error
-	if req.Messages, err = json.Marshal(msgs); err != nil {
-		return nil, err
-	}
-	if c.Tools != nil {
-		if req.Tools, err = json.Marshal(c.Tools); err != nil {
+	if req.Messages == nil {
+		msgs := make([]message, len(c.Messages))
+		for i, m := range c.Messages {
+			msgs[i] = message{Role: m.Role, Content: m.Content}
+		}
+		if req.Messages, err = json.Marshal(msgs); err != nil {
 			return nil, err
 		}
 	}
-	if c.Documents != nil {
-		if req.Documents, err = json.Marshal(c.Documents); err != nil {
+	for _, f := range []struct {
+		dst *json.RawMessage
+		v   any
+		nil bool
+	}{
+		{&req.Tools, c.Tools, c.Tools == nil},
+		{&req.Documents, c.Documents, c.Documents == nil},
+		{&req.ChatTemplateKwargs, c.TemplateKWArgs, c.TemplateKWArgs == nil},
+	} {
+		if *f.dst != nil || f.nil {
+			continue
+		}
+		if *f.dst, err = json.Marshal(f.v); err != nil {
 			return nil, err
 		}
 	}
-	if c.TemplateKWArgs != nil {
-		if req.ChatTemplateKwargs, err = json.Marshal(c.TemplateKWArgs); err != nil {
-			return nil, err
-		}
-	}
-	return t.p.EncodeChatContext(ctx, req)
+	return req, nil
 }

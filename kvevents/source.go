@@ -17,6 +17,15 @@ import (
 func Source(cfg kvcache.Config, env kvcache.SourceEnv) (kvcache.EventSource, error) {
 	pcfg := PoolConfig(cfg)
 	opts := []Option{WithLogger(env.Log)}
+	if learn := env.LoRAName; learn != nil {
+		opts = append(opts, WithObserver(func(m Message) {
+			for i := range m.Batch.Events {
+				if ev := &m.Batch.Events[i]; ev.Kind == BlockStored && ev.LoraName != "" {
+					learn(ev.LoraName)
+				}
+			}
+		}))
+	}
 	if env.Registerer != nil {
 		opts = append(opts, WithRegisterer(env.Registerer))
 	}

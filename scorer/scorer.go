@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"reflect"
-	"strings"
 	"sync/atomic"
 
 	"github.com/go-logr/logr"
@@ -188,11 +187,19 @@ func (s *Scorer) Indexer() *kvcache.Indexer { return s.ix }
 // to where their state is.
 func (s *Scorer) Category() scheduling.ScorerCategory { return scheduling.Affinity }
 
-// keysState carries a request's block keys from Score to PreRequest.
-type keysState struct{ keys []kvblock.Key }
+// keysState carries a request's block keys from Score to PreRequest
+// (batch: each prompt's keys, see kvcache.Result.Batch).
+type keysState struct {
+	keys  []kvblock.Key
+	batch [][]kvblock.Key
+}
 
 func (k *keysState) Clone() fwkplugin.StateData {
-	return &keysState{keys: append([]kvblock.Key(nil), k.keys...)}
+	c := &keysState{keys: append([]kvblock.Key(nil), k.keys...)}
+	for _, b := range k.batch {
+		c.batch = append(c.batch, append([]kvblock.Key(nil), b...))
+	}
+	return c
 }
 
 const keysStateKey fwkplugin.StateKey = PreciseScorerType + "/keys"
@@ -232,74 +239,12 @@ func (s *Scorer) Score(ctx context.Context, _ *scheduling.CycleState, request *s
 		scores[ep] = res.Pods[i].Score
 	}
 	if s.ix.Config().Speculative.Enabled && request.RequestId != "" && len(res.Keys) > 0 {
-		s.state.Write(request.RequestId, keysStateKey, &keysState{keys: res.Keys})
+		s.state.Write(request.RequestId, keysStateKey, &keysState{keys: res.Keys, batch: res.Batch})
 	}
 	if s.log.V(2).Enabled() {
 		s.log.V(2).Info("scored", "requestID", request.RequestId, "blocks", res.Blocks, "pods", res.Pods)
 	}
 	return scores
-}
-
-// toRequest turns the EPP's request into a kvcache.Request. The token IDs an
-// upstream plugin produced win over the body; a body the scorer cannot use
-// (responses, conversations, embeddings) gives ok false.
-func (s *Scorer) toRequest(r *scheduling.LLMRequest) (req kvcache.Request, ok bool) {
-	req.Model = r.TargetModel
-	if r.Body != nil {
-		req.CacheSalt = r.Body.CacheSalt()
-	}
-	if r.TokenizedPrompt != nil && len(r.TokenizedPrompt.TokenIDs) > 0 {
-		req.TokenIDs = r.TokenizedPrompt.TokenIDs
-		return req, true
-	}
-	switch {
-	case r.Body == nil:
-		return req, false
-	case r.Body.Completions != nil:
-		req.Prompt = r.Body.Completions.Prompt.PlainText()
-		return req, true
-	case r.Body.ChatCompletions != nil:
-		c := r.Body.ChatCompletions
-		chat := &kvcache.ChatRequest{
-			Messages:             make([]kvcache.ChatMessage, len(c.Messages)),
-			Tools:                c.Tools,
-			Documents:            c.Documents,
-			ChatTemplate:         c.ChatTemplate,
-			AddGenerationPrompt:  c.AddGenerationPrompt,
-			ContinueFinalMessage: c.ContinueFinalMessage,
-			TemplateKWArgs:       c.ChatTemplateKWArgs,
-		}
-		for i, m := range c.Messages {
-			chat.Messages[i] = kvcache.ChatMessage{Role: m.Role, Content: contentText(m.Content)}
-		}
-		req.Chat = chat
-		return req, true
-	default:
-		return req, false
-	}
-}
-
-// contentText flattens a message's content the way vLLM does for text-only
-// parts under the "string" content format: the text parts joined by
-// newlines. (GIE's Content.PlainText appends a space to each part instead,
-// which would tokenize differently.)
-func contentText(c scheduling.Content) string {
-	if c.Structured == nil {
-		return c.Raw
-	}
-	var b strings.Builder
-	n := 0
-	for _, blk := range c.Structured {
-		if blk.Type != "text" {
-			continue
-		}
-		if n > 0 {
-			b.WriteByte('\n')
-		}
-		b.WriteString(blk.Text)
-		n++
-	}
-	return b.String()
 }
 
 // EndpointKey is the pod name kvtrack uses for an endpoint: "address:port"
@@ -335,7 +280,7 @@ func (s *Scorer) PreRequest(ctx context.Context, request *scheduling.LLMRequest,
 			continue
 		}
 		pod := EndpointKey(pr.TargetEndpoints[0].GetMetadata())
-		if err := s.ix.Speculate(ctx, pod, st.keys); err != nil {
+		if err := s.ix.SpeculateResult(ctx, pod, kvcache.Result{Keys: st.keys, Batch: st.batch}); err != nil {
 			s.log.Error(err, "speculative record", "pod", pod)
 		}
 	}

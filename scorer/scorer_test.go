@@ -293,15 +293,3 @@ func TestPreRequestRecordsSpeculativelyUntilTTL(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-
-func TestContentTextJoinsTextPartsLikeVLLM(t *testing.T) {
-	c := scheduling.Content{Structured: []scheduling.ContentBlock{
-		{Type: "text", Text: "first"}, {Type: "image_url"}, {Type: "text", Text: "second"},
-	}}
-	if got, want := contentText(c), "first\nsecond"; got != want {
-		t.Errorf("contentText = %q, want %q", got, want)
-	}
-	if got := contentText(scheduling.Content{Raw: "plain"}); got != "plain" {
-		t.Errorf("contentText(raw) = %q", got)
-	}
-}

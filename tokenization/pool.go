@@ -98,6 +98,41 @@ func (p *Pool) EncodeChatContext(ctx context.Context, req *ChatRequest) ([]uint3
 	return p.do(ctx, 'c', chatKey(req), func() ([]uint32, error) { return ct.EncodeChat(req) })
 }
 
+// EncodeFor implements ModelTokenizer. When the wrapped tokenizer is a
+// ModelTokenizer (Remote) model and ctx reach it and the cache keeps models
+// apart; otherwise model is ignored (one local tokenizer serves every
+// model name) and ctx bounds the wait for a free slot.
+func (p *Pool) EncodeFor(ctx context.Context, model, text string, addSpecialTokens bool) ([]uint32, error) {
+	mt, ok := p.tok.(ModelTokenizer)
+	if !ok {
+		return p.EncodeContext(ctx, text, addSpecialTokens)
+	}
+	kind := byte('m')
+	if addSpecialTokens {
+		kind = 'M'
+	}
+	return p.do(ctx, kind, modelKey(model, text), func() ([]uint32, error) {
+		return mt.EncodeFor(ctx, model, text, addSpecialTokens)
+	})
+}
+
+// EncodeChatFor implements ModelTokenizer, as EncodeFor does for text.
+func (p *Pool) EncodeChatFor(ctx context.Context, model string, req *ChatRequest) ([]uint32, error) {
+	mt, ok := p.tok.(ModelTokenizer)
+	if !ok {
+		return p.EncodeChatContext(ctx, req)
+	}
+	return p.do(ctx, 'C', modelKey(model, chatKey(req)), func() ([]uint32, error) {
+		return mt.EncodeChatFor(ctx, model, req)
+	})
+}
+
+// modelKey prefixes key with model, length-prefixed.
+func modelKey(model, key string) string {
+	b := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+len(model)+len(key)), uint64(len(model)))
+	return string(append(append(b, model...), key...))
+}
+
 // chatKey identifies a chat request in the prompt cache: every field,
 // length-prefixed so no two requests share a key. It copies the raw JSON
 // rather than re-encoding it, which for a long conversation cost more than

@@ -40,12 +40,25 @@ func (r *Remote) Encode(text string, addSpecialTokens bool) ([]uint32, error) {
 
 // EncodeContext is Encode with a context for the HTTP request.
 func (r *Remote) EncodeContext(ctx context.Context, text string, addSpecialTokens bool) ([]uint32, error) {
+	return r.EncodeFor(ctx, "", text, addSpecialTokens)
+}
+
+// EncodeFor implements ModelTokenizer: it tokenizes text as model does (the
+// Remote's own model when model is empty). ctx bounds the HTTP request.
+func (r *Remote) EncodeFor(ctx context.Context, model, text string, addSpecialTokens bool) ([]uint32, error) {
 	body := struct {
 		Model            string `json:"model,omitempty"`
 		Prompt           string `json:"prompt"`
 		AddSpecialTokens bool   `json:"add_special_tokens"`
-	}{r.model, text, addSpecialTokens}
+	}{r.modelOr(model), text, addSpecialTokens}
 	return r.post(ctx, body)
+}
+
+func (r *Remote) modelOr(model string) string {
+	if model == "" {
+		return r.model
+	}
+	return model
 }
 
 // EncodeChat implements ChatTokenizer.
@@ -55,6 +68,13 @@ func (r *Remote) EncodeChat(req *ChatRequest) ([]uint32, error) {
 
 // EncodeChatContext is EncodeChat with a context for the HTTP request.
 func (r *Remote) EncodeChatContext(ctx context.Context, req *ChatRequest) ([]uint32, error) {
+	return r.EncodeChatFor(ctx, "", req)
+}
+
+// EncodeChatFor implements ModelTokenizer: it renders and tokenizes req as
+// model does (the Remote's own model when model is empty). ctx bounds the
+// HTTP request.
+func (r *Remote) EncodeChatFor(ctx context.Context, model string, req *ChatRequest) ([]uint32, error) {
 	// Every field is sent: vLLM's defaults differ from Go's zero values
 	// (add_generation_prompt defaults to true there).
 	body := struct {
@@ -66,7 +86,7 @@ func (r *Remote) EncodeChatContext(ctx context.Context, req *ChatRequest) ([]uin
 		AddSpecialTokens     bool            `json:"add_special_tokens"`
 		ChatTemplate         string          `json:"chat_template,omitempty"`
 		ChatTemplateKwargs   json.RawMessage `json:"chat_template_kwargs,omitempty"`
-	}{r.model, req.Messages, req.Tools, req.AddGenerationPrompt, req.ContinueFinalMessage,
+	}{r.modelOr(model), req.Messages, req.Tools, req.AddGenerationPrompt, req.ContinueFinalMessage,
 		req.AddSpecialTokens, req.ChatTemplate, req.ChatTemplateKwargs}
 	if len(req.Documents) > 0 && string(req.Documents) != "null" {
 		return nil, errorf("remote tokenizer: vLLM's /tokenize takes no documents")

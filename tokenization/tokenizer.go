@@ -1,6 +1,7 @@
 package tokenization
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/kvtrack/kvtrack/tokenization/hf"
@@ -20,6 +21,14 @@ type Tokenizer interface {
 type ChatTokenizer interface {
 	Tokenizer
 	EncodeChat(req *ChatRequest) ([]uint32, error)
+}
+
+// ModelTokenizer is a tokenizer that serves several models and honours
+// the request's context: Remote (vLLM's /tokenize, which picks the model by
+// the request's "model"). An empty model means the tokenizer's own.
+type ModelTokenizer interface {
+	EncodeFor(ctx context.Context, model, text string, addSpecialTokens bool) ([]uint32, error)
+	EncodeChatFor(ctx context.Context, model string, req *ChatRequest) ([]uint32, error)
 }
 
 // Local is a tokenizer that runs in process: a tokenizer.json encoder and
@@ -46,6 +55,9 @@ var (
 	_ ChatTokenizer = (*Local)(nil)
 	_ ChatTokenizer = (*Pool)(nil)
 	_ ChatTokenizer = (*Remote)(nil)
+
+	_ ModelTokenizer = (*Remote)(nil)
+	_ ModelTokenizer = (*Pool)(nil)
 )
 
 // Encode implements Tokenizer.

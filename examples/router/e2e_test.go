@@ -88,7 +88,7 @@ func startE2E(t *testing.T, n int) *e2e {
 	})
 	env.url = "http://" + ln.Addr().String()
 
-	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	wctx, wcancel := context.WithTimeout(ctx, 60*time.Second)
 	defer wcancel()
 	for _, pub := range pubs {
 		if err := pub.WaitSubscribed(wctx); err != nil {
@@ -150,10 +150,10 @@ func (e *e2e) metric(t *testing.T, name string) float64 {
 // waitApplied waits until kvtrack has applied at least n KV events.
 func (e *e2e) waitApplied(t *testing.T, n float64) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for e.metric(t, "kvtrack_events_applied_total") < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("kvtrack applied %v KV events after 10s, want %v", e.metric(t, "kvtrack_events_applied_total"), n)
+			t.Fatalf("kvtrack applied %v KV events after 60s, want %v", e.metric(t, "kvtrack_events_applied_total"), n)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -31,11 +31,13 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/kvtrack/kvtrack/kvcache"
-	"github.com/kvtrack/kvtrack/kvevents"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kvtrack/kvtrack/kvcache"
+	"github.com/kvtrack/kvtrack/kvcache/openai"
+	"github.com/kvtrack/kvtrack/kvevents"
 )
 
 // fileConfig is the router's whole configuration.
@@ -162,7 +164,7 @@ func serve(ctx context.Context, cfg fileConfig, ln net.Listener, log logr.Logger
 			return err
 		}
 	}
-	r, err := New(cfg.Config, indexerScorer{ix}, log, reg)
+	r, err := New(cfg.Config, indexerScorer{ix: ix, maxTokens: cfg.Limits.withDefaults().MaxPromptTokens}, log, reg)
 	if err != nil {
 		return err
 	}
@@ -170,6 +172,7 @@ func serve(ctx context.Context, cfg fileConfig, ln net.Listener, log logr.Logger
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.Handle("/", r)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	cfg.Limits.configureServer(srv) // limits.go
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -192,25 +195,25 @@ func serve(ctx context.Context, cfg fileConfig, ln net.Listener, log logr.Logger
 }
 
 // indexerScorer is kvtrack as the router's PrefixScorer.
-type indexerScorer struct{ ix *kvcache.Indexer }
+type indexerScorer struct {
+	ix        *kvcache.Indexer
+	maxTokens int // limits.maxPromptTokens, for text prompts once tokenized
+}
 
-func (s indexerScorer) ScorePods(ctx context.Context, p Prompt, pods []string) ([]float64, func(context.Context, string), error) {
-	req := kvcache.Request{Model: p.Model, Prompt: p.Text, TokenIDs: p.TokenIDs, Pods: pods}
-	if len(p.Chat) > 0 {
-		chat := &kvcache.ChatRequest{AddGenerationPrompt: true} // vLLM's default for chat completions
-		for _, m := range p.Chat {
-			chat.Messages = append(chat.Messages, kvcache.ChatMessage{Role: m.Role, Content: m.Content})
-		}
-		req.Chat = chat
-	}
+func (s indexerScorer) ScorePods(ctx context.Context, req kvcache.Request, pods []string) ([]float64, func(context.Context, string), error) {
+	req.Pods = pods
 	res, err := s.ix.Score(ctx, req)
 	if err != nil {
 		return nil, nil, err
+	}
+	// Full blocks are a lower bound of the prompt's tokens.
+	if tokens := res.Blocks * s.ix.Config().Hash.BlockSize; s.maxTokens > 0 && tokens > s.maxTokens {
+		return nil, nil, &openai.LimitError{Field: "prompt", What: "tokens", Got: tokens, Limit: s.maxTokens}
 	}
 	scores := make([]float64, len(res.Pods))
 	for i, ps := range res.Pods {
 		scores[i] = ps.Score
 	}
-	picked := func(ctx context.Context, pod string) { _ = s.ix.Speculate(ctx, pod, res.Keys) }
+	picked := func(ctx context.Context, pod string) { _ = s.ix.SpeculateResult(ctx, pod, res) }
 	return scores, picked, nil
 }

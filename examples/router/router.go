@@ -3,10 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httputil"
@@ -16,22 +14,10 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kvtrack/kvtrack/kvcache"
+	"github.com/kvtrack/kvtrack/kvcache/openai"
 )
-
-// Prompt is what the prefix scorer needs from a request: exactly one of
-// Text (a completion prompt), Chat (chat messages) or TokenIDs.
-type Prompt struct {
-	Model    string
-	Text     string
-	Chat     []Message
-	TokenIDs []uint32
-}
-
-// Message is one chat message.
-type Message struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
-}
 
 // PrefixScorer scores each pod in [0, 1] by the share of the prompt's
 // prefix it holds in its KV cache; indexerScorer adapts kvtrack's
@@ -40,7 +26,7 @@ type Message struct {
 // be safe for concurrent use. An error makes the router fall back to load
 // alone.
 type PrefixScorer interface {
-	ScorePods(ctx context.Context, p Prompt, pods []string) (scores []float64, picked func(ctx context.Context, pod string), err error)
+	ScorePods(ctx context.Context, req kvcache.Request, pods []string) (scores []float64, picked func(ctx context.Context, pod string), err error)
 }
 
 // Config configures a Router.
@@ -54,6 +40,8 @@ type Config struct {
 	LoadWeight   float64 `json:"loadWeight,omitempty"`
 	// MaxBodyBytes bounds a request body. Default 16 MiB.
 	MaxBodyBytes int64 `json:"maxBodyBytes,omitempty"`
+	// Limits bound what one request may cost (limits.go).
+	Limits Limits `json:"limits,omitzero"`
 }
 
 // Router is the proxy. Create it with New.
@@ -70,6 +58,9 @@ type Router struct {
 	scoreErrors  prometheus.Counter
 	badRequests  prometheus.Counter
 	inflightDesc *prometheus.Desc
+
+	admit    admission              // limits.go
+	rejected *prometheus.CounterVec // by reason
 }
 
 type backend struct {
@@ -93,6 +84,10 @@ func New(cfg Config, scorer PrefixScorer, log logr.Logger, reg prometheus.Regist
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 16 << 20
 	}
+	cfg.Limits = cfg.Limits.withDefaults()
+	if err := cfg.Limits.validate(); err != nil {
+		return nil, err
+	}
 	r := &Router{
 		cfg: cfg, scorer: scorer, log: log, rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -105,6 +100,8 @@ func New(cfg Config, scorer PrefixScorer, log logr.Logger, reg prometheus.Regist
 			Name: "kvtrack_router_bad_requests_total", Help: "Requests rejected before routing (unreadable body).",
 		}),
 		inflightDesc: prometheus.NewDesc("kvtrack_router_inflight_requests", "Requests in flight, by pod.", []string{"pod"}, nil),
+		admit:        newAdmission(cfg.Limits),
+		rejected:     newRejectedCounter(),
 	}
 	for _, addr := range cfg.Pods {
 		u, err := url.Parse("http://" + addr)
@@ -116,7 +113,7 @@ func New(cfg Config, scorer PrefixScorer, log logr.Logger, reg prometheus.Regist
 		r.pods = append(r.pods, &backend{addr: addr, proxy: p})
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{r.requests, r.scoreErrors, r.badRequests, inflightCollector{r}} {
+		for _, c := range []prometheus.Collector{r.requests, r.scoreErrors, r.badRequests, r.rejected, inflightCollector{r}} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("router: registering metrics: %w", err)
 			}
@@ -134,31 +131,26 @@ func (c inflightCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// openAIRequest is the part of a completions or chat-completions body the
-// router reads.
-type openAIRequest struct {
-	Model    string          `json:"model"`
-	Prompt   json.RawMessage `json:"prompt"`
-	Messages []Message       `json:"messages"`
-}
-
 // ServeHTTP routes POST /v1/completions and /v1/chat/completions by prompt
-// and proxies every other request to the least loaded pod.
+// and proxies every other request to the least loaded pod. A scored
+// request's body is read and bounded first (limits.go): invalid JSON gets
+// 400, an oversize body or prompt 413, a slow body 408.
 func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	var prompt *Prompt
-	if req.Method == http.MethodPost && (req.URL.Path == "/v1/completions" || req.URL.Path == "/v1/chat/completions") {
-		body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, r.cfg.MaxBodyBytes))
-		req.Body.Close()
-		if err != nil {
-			r.badRequests.Inc()
-			http.Error(w, "reading request body: "+err.Error(), http.StatusBadRequest)
+	var prompt *kvcache.Request
+	if api, ok := openai.APIFor(req.URL.Path); ok && req.Method == http.MethodPost {
+		body, parsed, release, ok := r.readScored(w, req, api)
+		if !ok {
 			return
 		}
-		req.Body = io.NopCloser(bytes.NewReader(body))
+		defer release()
+		req.Body = &releasingBody{r: bytes.NewReader(body), release: release}
 		req.ContentLength = int64(len(body))
-		prompt = parsePrompt(body)
+		prompt = parsed
 	}
-	b, picked := r.pick(req.Context(), prompt)
+	b, picked, err := r.pick(req.Context(), prompt)
+	if r.rejectParse(w, err) {
+		return
+	}
 	if picked != nil {
 		picked(req.Context(), b.addr)
 	}
@@ -168,41 +160,21 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	b.proxy.ServeHTTP(w, req)
 }
 
-// parsePrompt extracts the prompt; nil when the body has none the scorer
-// can use (the request is then routed on load).
-func parsePrompt(body []byte) *Prompt {
-	var or openAIRequest
-	if json.Unmarshal(body, &or) != nil {
-		return nil
-	}
-	p := &Prompt{Model: or.Model, Chat: or.Messages}
-	if len(or.Prompt) > 0 {
-		var s string
-		var ids []uint32
-		switch {
-		case json.Unmarshal(or.Prompt, &s) == nil:
-			p.Text = s
-		case json.Unmarshal(or.Prompt, &ids) == nil:
-			p.TokenIDs = ids
-		default:
-			return nil // a batch of prompts: no single prefix to follow
-		}
-	}
-	if p.Text == "" && p.TokenIDs == nil && len(p.Chat) == 0 {
-		return nil
-	}
-	return p
-}
-
 // pick returns the pod with the highest PrefixWeight*prefix +
 // LoadWeight*load score, ties at random, and the scorer's callback.
-func (r *Router) pick(ctx context.Context, p *Prompt) (*backend, func(context.Context, string)) {
+// A *openai.LimitError from the scorer (a text prompt over
+// limits.maxPromptTokens) is returned for the caller to answer.
+func (r *Router) pick(ctx context.Context, p *kvcache.Request) (*backend, func(context.Context, string), error) {
 	n := len(r.pods)
 	var prefix []float64
 	var picked func(context.Context, string)
 	if p != nil && r.scorer != nil && r.cfg.PrefixWeight > 0 {
 		var err error
-		if prefix, picked, err = r.scorer.ScorePods(ctx, *p, r.cfg.Pods); err != nil || len(prefix) != n {
+		prefix, picked, err = r.scorer.ScorePods(ctx, *p, r.cfg.Pods)
+		if le := (*openai.LimitError)(nil); errors.As(err, &le) {
+			return nil, nil, err
+		}
+		if err != nil || len(prefix) != n {
 			picked = nil
 			r.scoreErrors.Inc()
 			if r.log.V(1).Enabled() {
@@ -239,5 +211,5 @@ func (r *Router) pick(ctx context.Context, p *Prompt) (*backend, func(context.Co
 			}
 		}
 	}
-	return r.pods[best], picked
+	return r.pods[best], picked, nil
 }

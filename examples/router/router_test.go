@@ -14,6 +14,8 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/kvtrack/kvtrack/kvcache"
 )
 
 // fakePod answers OpenAI requests with its own name, streaming when asked.
@@ -45,10 +47,10 @@ func addr(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://
 type fixedScorer struct {
 	scores []float64
 	err    error
-	got    []Prompt
+	got    []kvcache.Request
 }
 
-func (f *fixedScorer) ScorePods(_ context.Context, p Prompt, pods []string) ([]float64, func(context.Context, string), error) {
+func (f *fixedScorer) ScorePods(_ context.Context, p kvcache.Request, pods []string) ([]float64, func(context.Context, string), error) {
 	f.got = append(f.got, p)
 	return f.scores, nil, f.err
 }
@@ -73,7 +75,7 @@ func TestRoutesToThePodWithThePrefix(t *testing.T) {
 	if got := post(t, r, "/v1/completions", `{"model":"m","prompt":"hello"}`); got != `{"pod":"b"}` {
 		t.Errorf("got %s, want pod b", got)
 	}
-	if len(sc.got) != 1 || sc.got[0].Text != "hello" || sc.got[0].Model != "m" {
+	if len(sc.got) != 1 || sc.got[0].Prompt != "hello" || sc.got[0].Model != "m" {
 		t.Errorf("scorer saw %+v, want the completion prompt", sc.got)
 	}
 }
@@ -84,7 +86,8 @@ func TestPassesChatMessagesAndTokenIDsToTheScorer(t *testing.T) {
 	r, _ := New(Config{Pods: []string{addr(a)}}, sc, logr.Discard(), nil)
 	post(t, r, "/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":"hi"}]}`)
 	post(t, r, "/v1/completions", `{"model":"m","prompt":[1,2,3]}`)
-	if len(sc.got) != 2 || len(sc.got[0].Chat) != 1 || sc.got[0].Chat[0].Content != "hi" || len(sc.got[1].TokenIDs) != 3 {
+	if len(sc.got) != 2 || sc.got[0].Chat == nil || string(sc.got[0].Chat.RawMessages) != `[{"role":"user","content":"hi"}]` ||
+		!sc.got[0].Chat.AddGenerationPrompt || len(sc.got[1].TokenIDs) != 3 {
 		t.Errorf("scorer saw %+v", sc.got)
 	}
 }

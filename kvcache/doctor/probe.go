@@ -14,6 +14,7 @@ import (
 
 	"github.com/kvtrack/kvtrack/kvcache"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
+	"github.com/kvtrack/kvtrack/kvcache/openai"
 )
 
 // Probe is the outcome of one end-to-end request.
@@ -166,7 +167,11 @@ func (p *prober) prompt(ctx context.Context, kind, model string, bs int) (string
 	_, _ = rand.Read(nonce[:])
 	text := "kvtrack doctor probe " + hex.EncodeToString(nonce[:]) + ". " + probeText
 	for {
-		toks, err := p.ix.Tokens(ctx, p.request(kind, model, text))
+		req, err := p.request(kind, model, text)
+		if err != nil {
+			return "", nil, err
+		}
+		toks, err := p.ix.Tokens(ctx, req)
 		if err != nil {
 			return "", nil, err
 		}
@@ -177,27 +182,30 @@ func (p *prober) prompt(ctx context.Context, kind, model string, bs int) (string
 	}
 }
 
-func (p *prober) request(kind, model, text string) kvcache.Request {
-	if kind == "chat" {
-		return kvcache.Request{Model: model, Chat: &kvcache.ChatRequest{
-			Messages: []kvcache.ChatMessage{{Role: "user", Content: text}}, AddGenerationPrompt: true}}
-	}
-	return kvcache.Request{Model: model, Prompt: text}
-}
-
-func (p *prober) send(ctx context.Context, kind, model, text string) error {
+// probeBody is the body doctor sends for a probe, and the path it goes to.
+func probeBody(kind, model, text string) (openai.API, string, []byte) {
 	body := map[string]any{"model": model, "max_tokens": 1, "temperature": 0}
-	path := "/v1/completions"
 	if kind == "chat" {
-		path = "/v1/chat/completions"
 		body["messages"] = []map[string]string{{"role": "user", "content": text}}
 	} else {
 		body["prompt"] = text
 	}
-	b, err := json.Marshal(body)
-	if err != nil {
-		return err
+	b, _ := json.Marshal(body) // strings and numbers always encode
+	if kind == "chat" {
+		return openai.ChatCompletions, "/v1/chat/completions", b
 	}
+	return openai.Completions, "/v1/completions", b
+}
+
+// request is what kvtrack derives from the probe's body: the mapper the
+// scorer and the router use, so doctor checks the same keys they look up.
+func (p *prober) request(kind, model, text string) (kvcache.Request, error) {
+	api, _, b := probeBody(kind, model, text)
+	return openai.Parse(api, b, openai.Limits{})
+}
+
+func (p *prober) send(ctx context.Context, kind, model, text string) error {
+	_, path, b := probeBody(kind, model, text)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+p.pod+path, bytes.NewReader(b))
 	if err != nil {
 		return err

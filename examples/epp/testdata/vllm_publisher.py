@@ -12,8 +12,11 @@ The socket is an XPUB (a PUB on the wire) so the batch can wait until a
 subscriber has joined: a PUB drops what is sent before that. It is sent
 once, as vLLM would: every BlockStored takes a reference in the index.
 
-Usage: vllm_publisher.py ENDPOINT TOPIC SEED BLOCK_SIZE < sequences.json
-(sequences.json: one line, a JSON array of token-ID arrays). Prints "ready"
+Usage: vllm_publisher.py ENDPOINT TOPIC SEED BLOCK_SIZE [LORA_NAME] < sequences.json
+(sequences.json: one line, a JSON array of token-ID arrays). With LORA_NAME
+the blocks are a LoRA adapter's, as vLLM v0.14+ hashes and publishes them:
+the adapter's name is every block's extra key, (LORA_NAME,), and the event
+carries lora_id 1, lora_name and those extra keys. Prints "ready"
 once bound and "published" once the batch is sent; exits when stdin closes.
 Needs Debian's python3-zmq and python3-msgpack.
 """
@@ -32,25 +35,30 @@ def sha256(obj):
     return hashlib.sha256(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)).digest()
 
 
-def block_hashes(tokens, seed, block_size):
+def block_hashes(tokens, seed, block_size, extra=None):
     parent = sha256(seed)  # NONE_HASH
     out = []
     for i in range(len(tokens) // block_size):
-        parent = sha256((parent, tuple(tokens[i * block_size:(i + 1) * block_size]), None))
+        parent = sha256((parent, tuple(tokens[i * block_size:(i + 1) * block_size]), extra))
         out.append(int.from_bytes(parent, "big") & (2**64 - 1))
     return out
 
 
-def block_stored(tokens, seed, block_size):
+def block_stored(tokens, seed, block_size, lora_name=None):
     n = len(tokens) // block_size
-    return ["BlockStored", block_hashes(tokens, seed, block_size), None, tokens[: n * block_size],
-            block_size, None, "GPU", None, [None] * n, 0, "full_attention", None]
+    if lora_name is None:
+        return ["BlockStored", block_hashes(tokens, seed, block_size), None, tokens[: n * block_size],
+                block_size, None, "GPU", None, [None] * n, 0, "full_attention", None]
+    extra = (lora_name,)
+    return ["BlockStored", block_hashes(tokens, seed, block_size, extra), None, tokens[: n * block_size],
+            block_size, 1, "GPU", lora_name, [list(extra)] * n, 0, "full_attention", None]
 
 
 def main():
     endpoint, topic, seed, block_size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    lora_name = sys.argv[5] if len(sys.argv) > 5 else None
     sequences = json.loads(sys.stdin.readline())
-    events = [block_stored(toks, seed, block_size) for toks in sequences]
+    events = [block_stored(toks, seed, block_size, lora_name) for toks in sequences]
 
     ctx = zmq.Context()
     pub = ctx.socket(zmq.XPUB)

@@ -1,0 +1,74 @@
+package kvcache
+
+import (
+	"context"
+	"errors"
+
+	"github.com/kvtrack/kvtrack/kvcache/kvblock"
+)
+
+// BatchPrompt is one prompt of a batch (Request.Prompts): text, tokenized
+// like Request.Prompt, or token IDs used as given.
+type BatchPrompt struct {
+	Text     string
+	TokenIDs []uint32
+}
+
+// errNestedBatch guards scoreBatch's recursion into score.
+var errNestedBatch = errors.New("kvcache: a batch prompt sets both Text and TokenIDs")
+
+// scoreBatch scores a batch as vLLM serves it: every prompt runs as its own
+// request on the pod the batch is routed to, so a pod's Matched, Weighted
+// and the Blocks are sums over the prompts, and its Score is the mean of the
+// prompts' scores weighted by their blocks (sum of matched blocks over sum of
+// blocks, when each prompt's score is its matched fraction). Keys is the
+// concatenation of the prompts' keys; Batch holds them per prompt, which is
+// what SpeculateResult records.
+func (ix *Indexer) scoreBatch(ctx context.Context, req *Request) (Result, error) {
+	res := Result{Pods: make([]PodScore, len(req.Pods)), Batch: make([][]kvblock.Key, 0, len(req.Prompts))}
+	for i, p := range req.Pods {
+		res.Pods[i].Pod = p
+	}
+	weighted := make([]float64, len(req.Pods))
+	one := *req
+	one.Prompts = nil
+	for _, p := range req.Prompts {
+		if p.Text != "" && p.TokenIDs != nil {
+			return Result{}, errNestedBatch
+		}
+		one.Prompt, one.TokenIDs = p.Text, p.TokenIDs
+		r, err := ix.score(ctx, &one)
+		if err != nil {
+			return Result{}, err
+		}
+		res.Blocks += r.Blocks
+		res.Keys = append(res.Keys, r.Keys...)
+		res.Batch = append(res.Batch, r.Keys)
+		for i, ps := range r.Pods {
+			res.Pods[i].Matched += ps.Matched
+			res.Pods[i].Weighted += ps.Weighted
+			weighted[i] += ps.Score * float64(r.Blocks)
+		}
+	}
+	if res.Blocks > 0 {
+		for i := range res.Pods {
+			res.Pods[i].Score = weighted[i] / float64(res.Blocks)
+		}
+	}
+	return res, nil
+}
+
+// SpeculateResult records res's keys on pod, the pod res was routed to: a
+// batch's prompts each as their own chain, as the engine will store them.
+// See Speculate.
+func (ix *Indexer) SpeculateResult(ctx context.Context, pod string, res Result) error {
+	if res.Batch == nil {
+		return ix.Speculate(ctx, pod, res.Keys)
+	}
+	for _, keys := range res.Batch {
+		if err := ix.Speculate(ctx, pod, keys); err != nil {
+			return err
+		}
+	}
+	return nil
+}
