@@ -21,9 +21,9 @@ func init() {
 }
 
 func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("simulate", "simulate [flags]", stderr)
+	fs := newFlagSet("simulate", "simulate [flags]", stdout, stderr)
 	cfg := simulate.DefaultConfig()
-	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of the workload, arrivals and random choices")
+	fs.Uint64Var(&cfg.Seed, "rng-seed", cfg.Seed, "random seed of the workload, arrivals and random choices (not PYTHONHASHSEED: that is --hash-seed)")
 	fs.IntVar(&cfg.Pods, "pods", cfg.Pods, "simulated vLLM pods")
 	fs.IntVar(&cfg.CacheBlocks, "cache-blocks", cfg.CacheBlocks, "KV-cache blocks per pod")
 	fs.IntVar(&cfg.BlockSize, "block-size", cfg.BlockSize, "tokens per block (vLLM --block-size)")
@@ -51,11 +51,15 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.Float64Var(&cfg.KVUsageWeight, "kv-usage-weight", cfg.KVUsageWeight, "weight of the KV-cache utilisation score in the affinity routers")
 	fs.Float64Var(&cfg.QueueWeight, "queue-weight", cfg.QueueWeight, "weight of the queue score in the affinity routers")
 	routers := fs.String("routers", strings.Join(simulate.RouterNames, ","), "routers to compare, comma-separated")
-	jsonOut := fs.Bool("json", false, `print {"routers": [...]} as JSON instead of the table`)
-	chart := fs.String("chart", "simulate.svg", "write the TTFT p90 / hit-rate chart as SVG here; empty for none")
-	quiet := fs.Bool("quiet", false, "no progress bar")
+	jsonOut := fs.Bool("json", false, `print {"routers": [...]} as JSON instead of the table, and nothing else`)
+	chart := fs.String("chart", "simulate.svg", "write the TTFT p90 / hit-rate chart as SVG here, after the table; empty for none (with --json: none unless given)")
+	quiet := fs.Bool("quiet", false, "no progress bar (it is drawn only on a terminal anyway)")
+	fs.deprecated("seed", "rng-seed")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *jsonOut && !fs.set()["chart"] {
+		*chart = ""
 	}
 	cfg.Routers = strings.Split(*routers, ",")
 	if err := cfg.Validate(); err != nil {
@@ -63,7 +67,7 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	var prog simulate.Progress
 	var bar *progressBar
-	if !*quiet {
+	if !*quiet && isTerminal(stderr) {
 		bar = &progressBar{w: stderr, routers: len(cfg.Routers)}
 		prog = bar.update
 	}
@@ -76,24 +80,28 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	wall := time.Since(start)
-	if *chart != "" {
-		if err := writeChart(*chart, rep); err != nil {
+	// The results first: a chart that cannot be written must not lose them.
+	if *jsonOut {
+		if err := rep.WriteJSON(stdout); err != nil {
 			return err
 		}
+	} else {
+		fmt.Fprintf(stdout, "%d pods x %d blocks of %d tokens; %s workload, %d requests at %g req/s; modelled times\n\n",
+			cfg.Pods, cfg.CacheBlocks, cfg.BlockSize, cfg.Workload, cfg.Requests, cfg.Rate)
+		if err := rep.WriteTable(stdout); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "\nsimulated in %.1fs\n", wall.Seconds())
 	}
-	if *jsonOut {
-		return rep.WriteJSON(stdout)
+	if *chart == "" {
+		return nil
 	}
-	fmt.Fprintf(stdout, "%d pods x %d blocks of %d tokens; %s workload, %d requests at %g req/s; modelled times\n\n",
-		cfg.Pods, cfg.CacheBlocks, cfg.BlockSize, cfg.Workload, cfg.Requests, cfg.Rate)
-	if err := rep.WriteTable(stdout); err != nil {
+	if err := writeChart(*chart, rep); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "\nsimulated in %.1fs", wall.Seconds())
-	if *chart != "" {
-		fmt.Fprintf(stdout, "; chart: %s", *chart)
+	if !*jsonOut {
+		fmt.Fprintf(stdout, "chart: %s\n", *chart)
 	}
-	fmt.Fprintln(stdout)
 	return nil
 }
 
