@@ -3,6 +3,7 @@ package kvevents
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
@@ -205,6 +206,7 @@ func (w *worker) apply(ctx context.Context, s *stream, seq uint64, payload []byt
 		p.reject(s, RejectRate, "rejected a message: the pod is over its rate of events", "seq", seq, "events", len(b.Events))
 		return
 	}
+	s.lastMessage.Store(time.Now().UnixNano())
 	if p.observe != nil {
 		p.observe(Message{Pod: s.pod, Seq: seq, Replayed: fromReplay, Batch: b})
 	}
