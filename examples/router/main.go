@@ -28,6 +28,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -82,10 +83,59 @@ func parseArgs(args []string, stderr io.Writer) (fileConfig, error) {
 	path := fs.String("config", "", "configuration file (YAML or JSON); see router.example.yaml")
 	listen := fs.String("listen", "", `address to serve on (default ":8080")`)
 	pods := fs.String("pods", "", "comma-separated vLLM servers, host:port of their OpenAI API")
-	events := fs.String("events-bind", "", "bind this ZMQ endpoint for the pods' KV events (e.g. tcp://*:5557) instead of dialling each pod")
-	seed := fs.String("hash-seed", "", "the pods' PYTHONHASHSEED")
-	blockSize := fs.Int("block-size", 0, "the pods' --block-size (default 16)")
+	events := fs.String("events-bind", "", "bind this ZMQ endpoint for the pods' KV events (e.g. tcp://*:5557) instead of dialling each pod (sets -events-mode bind)")
+	seed := fs.String("hash-seed", "", "kvcache.hash.seed: the pods' PYTHONHASHSEED")
+	blockSize := fs.Int("block-size", 0, "kvcache.hash.blockSize: the pods' --block-size (default 16)")
 	tok := fs.String("tokenizer", "", "tokenizer.json (or its directory), or the http(s) URL of a vLLM server whose /tokenize to use")
+	// The rest of what a newcomer needs without a file; each overrides the
+	// file's setting only when given.
+	var overrides []func(*fileConfig) error
+	str := func(name, usage string, set func(*fileConfig, string) error) {
+		fs.Func(name, usage, func(v string) error {
+			overrides = append(overrides, func(c *fileConfig) error { return set(c, v) })
+			return nil
+		})
+	}
+	num := func(name, usage string, set func(*fileConfig, float64)) {
+		str(name, usage, func(c *fileConfig, v string) error {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return fmt.Errorf("-%s %q: not a number", name, v)
+			}
+			set(c, f)
+			return nil
+		})
+	}
+	str("key-scheme", "kvcache.keyScheme: vllm (the pods' own hashes; default) or tokens (engines whose hashes cannot be reproduced)",
+		func(c *fileConfig, v string) error { c.KVCache.KeyScheme = kvcache.KeyScheme(v); return nil })
+	str("hash-algo", "kvcache.hash.algorithm: the pods' --prefix-caching-hash-algo (default sha256)",
+		func(c *fileConfig, v string) error { c.KVCache.Hash.Algorithm = v; return nil })
+	str("events-mode", "kvcache.events.mode: connect (dial each pod's publisher; default) or bind",
+		func(c *fileConfig, v string) error { c.KVCache.Events.Mode = kvcache.EventsMode(v); return nil })
+	num("events-port", "kvcache.events.port: each pod's KV-event publisher port in connect mode (default 5557)",
+		func(c *fileConfig, v float64) { c.KVCache.Events.Port = int(v) })
+	num("replay-port", "kvcache.events.replayPort: each pod's replay port (default 0: none)",
+		func(c *fileConfig, v float64) { c.KVCache.Events.ReplayPort = int(v) })
+	str("topic-filter", `kvcache.events.topicFilter: ZMQ topic prefix (default "kv@" in bind mode, "" in connect mode)`,
+		func(c *fileConfig, v string) error { c.KVCache.Events.TopicFilter = &v; return nil })
+	str("tokenizer-model", "kvcache.tokenizer.model: the model name sent to a tokenizer URL (default: the request's)",
+		func(c *fileConfig, v string) error { c.KVCache.Tokenizer.Model = v; return nil })
+	str("speculative", "kvcache.speculative.enabled: record each routing decision until the pod's events confirm it (true or false)",
+		func(c *fileConfig, v string) error {
+			b, err := strconv.ParseBool(v)
+			c.KVCache.Speculative.Enabled = b
+			return err
+		})
+	num("prefix-weight", "weight of the prefix score (default 2)", func(c *fileConfig, v float64) { c.PrefixWeight = v })
+	num("load-weight", "weight of the load score (default 1)", func(c *fileConfig, v float64) { c.LoadWeight = v })
+	num("occupancy-weight", "weight of the placement score that spreads new prompts over the pods (default 1)",
+		func(c *fileConfig, v float64) { c.OccupancyWeight = &v })
+	str("health-interval", "interval of the pods' GET /health checks (default 5s; negative: off)",
+		func(c *fileConfig, v string) error {
+			d, err := time.ParseDuration(v)
+			c.Health.Interval = d
+			return err
+		})
 	if err := fs.Parse(args); err != nil {
 		return fileConfig{}, err
 	}
@@ -107,6 +157,11 @@ func parseArgs(args []string, stderr io.Writer) (fileConfig, error) {
 	}
 	if *events != "" {
 		cfg.KVCache.Events.Mode, cfg.KVCache.Events.Endpoint = kvcache.EventsBind, *events
+	}
+	for _, o := range overrides {
+		if err := o(&cfg); err != nil {
+			return fileConfig{}, err
+		}
 	}
 	if *seed != "" {
 		cfg.KVCache.Hash.Seed = *seed
@@ -179,6 +234,7 @@ func serve(ctx context.Context, cfg fileConfig, ln net.Listener, log logr.Logger
 	errc := make(chan error, 2)
 	go func() { errc <- ix.Run(ctx) }()
 	go func() { errc <- srv.Serve(ln) }()
+	go r.RunHealthChecks(ctx)
 	select {
 	case err = <-errc: // kvtrack's event subscription or the listener failed
 		cancel()

@@ -119,6 +119,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Name != "" {
 		w.Header().Set(PodHeader, s.cfg.Name)
 	}
+	if r.URL.Path == "/health" { // vLLM's liveness check: 200, empty body
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	if r.URL.Path == "/version" { // vLLM's OpenAI server answers this
 		writeJSON(w, http.StatusOK, map[string]string{"version": Version})
 		return
