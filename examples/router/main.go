@@ -47,6 +47,10 @@ type fileConfig struct {
 	// Listen is the address to serve on. Default ":8080".
 	Listen string `json:"listen,omitempty"`
 	Config
+	// Tokenizers, when set, replace kvcache.tokenizer: local tokenizer
+	// files and vLLM server URLs tried in order, a failing one skipped for
+	// a while (see tokenizers.go).
+	Tokenizers []string `json:"tokenizers,omitempty"`
 	// KVCache is kvtrack's configuration: hash settings matching the pods'
 	// vLLM flags, the event subscription, the tokenizer.
 	KVCache kvcache.Config `json:"kvcache"`
@@ -86,7 +90,7 @@ func parseArgs(args []string, stderr io.Writer) (fileConfig, error) {
 	events := fs.String("events-bind", "", "bind this ZMQ endpoint for the pods' KV events (e.g. tcp://*:5557) instead of dialling each pod (sets -events-mode bind)")
 	seed := fs.String("hash-seed", "", "kvcache.hash.seed: the pods' PYTHONHASHSEED")
 	blockSize := fs.Int("block-size", 0, "kvcache.hash.blockSize: the pods' --block-size (default 16)")
-	tok := fs.String("tokenizer", "", "tokenizer.json (or its directory), or the http(s) URL of a vLLM server whose /tokenize to use")
+	tok := fs.String("tokenizer", "", "tokenizer.json (or its directory), or the http(s) URL of a vLLM server whose /tokenize to use; several, comma-separated, fail over in order")
 	// The rest of what a newcomer needs without a file; each overrides the
 	// file's setting only when given.
 	var overrides []func(*fileConfig) error
@@ -170,6 +174,9 @@ func parseArgs(args []string, stderr io.Writer) (fileConfig, error) {
 		cfg.KVCache.Hash.BlockSize = *blockSize
 	}
 	switch {
+	case strings.Contains(*tok, ","):
+		cfg.Tokenizers = strings.Split(*tok, ",")
+		cfg.KVCache.Tokenizer.URL, cfg.KVCache.Tokenizer.Path = "", ""
 	case strings.HasPrefix(*tok, "http://"), strings.HasPrefix(*tok, "https://"):
 		cfg.KVCache.Tokenizer.URL, cfg.KVCache.Tokenizer.Path = *tok, ""
 	case *tok != "":
@@ -180,6 +187,9 @@ func parseArgs(args []string, stderr io.Writer) (fileConfig, error) {
 	}
 	if len(cfg.Pods) == 0 {
 		return fileConfig{}, errors.New("no pods: set -pods or pods in -config")
+	}
+	if len(cfg.Tokenizers) > 0 && (cfg.KVCache.Tokenizer.Path != "" || cfg.KVCache.Tokenizer.URL != "") {
+		return fileConfig{}, errors.New("tokenizers and kvcache.tokenizer.path/url are exclusive: list every source under tokenizers")
 	}
 	if err := cfg.KVCache.Validate(); err != nil {
 		return fileConfig{}, err
@@ -211,7 +221,15 @@ func loadConfig(path string) (fileConfig, error) {
 func serve(ctx context.Context, cfg fileConfig, ln net.Listener, log logr.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	ix, err := kvcache.New(cfg.KVCache, kvcache.WithLogger(log), kvcache.WithRegisterer(reg))
+	kopts := []kvcache.Option{kvcache.WithLogger(log), kvcache.WithRegisterer(reg)}
+	if len(cfg.Tokenizers) > 0 {
+		ft, err := newFailoverTokenizer(ctx, cfg.Tokenizers, cfg.KVCache.Tokenizer.Model)
+		if err != nil {
+			return err
+		}
+		kopts = append(kopts, kvcache.WithTokenizer(ft))
+	}
+	ix, err := kvcache.New(cfg.KVCache, kopts...)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/go-logr/logr"
 
+	"github.com/kvtrack/kvtrack/internal/testtokenizer"
 	"github.com/kvtrack/kvtrack/kvcache"
 )
 
@@ -230,5 +233,48 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
+	}
+}
+
+// A failing tokenizer source is skipped for a cooldown; the next one
+// answers, with the same tokens.
+func TestTokenizerFailover(t *testing.T) {
+	var hits atomic.Int64
+	broken := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		http.Error(w, "tokenizer crashed", http.StatusInternalServerError)
+	}))
+	t.Cleanup(broken.Close)
+	dir := testtokenizer.Qwen3Dir(t)
+	f, err := newFailoverTokenizer(context.Background(), []string{broken.URL, filepath.Join(dir, "tokenizer.json")}, "qwen3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := testtokenizer.Qwen3(t).Encode("hello world", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		got, err := f.Encode("hello world", true)
+		if err != nil || !slices.Equal(got, want) {
+			t.Fatalf("call %d: %v, %v; want %v", i, got, err, want)
+		}
+	}
+	if n := hits.Load(); n != 1 {
+		t.Errorf("the broken source was asked %d times, want once (then skipped)", n)
+	}
+	chat, err := f.EncodeChat(context.Background(), "qwen3", &kvcache.ChatRequest{Messages: []kvcache.ChatMessage{{Role: "user", Content: "hi"}}, AddGenerationPrompt: true})
+	if err != nil || len(chat) == 0 {
+		t.Errorf("chat: %v, %v", chat, err)
+	}
+	if _, err := newFailoverTokenizer(context.Background(), []string{"/no/such/tokenizer.json"}, ""); err == nil {
+		t.Error("a missing tokenizer file was accepted")
+	}
+}
+
+func TestTokenizerFlagTakesSeveralSources(t *testing.T) {
+	cfg, err := parseArgs([]string{"-pods", "a:1", "-hash-seed", "1", "-tokenizer", "http://10.0.0.7:8000,/models/t.json"}, io.Discard)
+	if err != nil || !slices.Equal(cfg.Tokenizers, []string{"http://10.0.0.7:8000", "/models/t.json"}) || cfg.KVCache.Tokenizer.URL != "" {
+		t.Errorf("tokenizers %q, kvcache tokenizer %+v, err %v", cfg.Tokenizers, cfg.KVCache.Tokenizer, err)
 	}
 }
