@@ -1,5 +1,6 @@
 # kvtrack developer entry points. `make demo` and `make test` are all a
-# newcomer types: both install what is missing first (make deps).
+# newcomer types: each installs what it is missing first (demo: deps-demo,
+# the rest: deps).
 
 GO       ?= go
 PKGS     ?= ./...
@@ -8,12 +9,15 @@ BENCHCOUNT ?= 5
 
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all deps build test test-short bench demo lint fmt fuzz clean
+.PHONY: all deps deps-demo build test test-short bench demo lint fmt fuzz clean
 
 all: build
 
-deps: ## install missing system packages and fetched fixtures
-	@hack/install-deps.sh
+deps: ## install missing system packages and fetched fixtures (the test suite's)
+	@hack/install-deps.sh all
+
+deps-demo: ## install only what the demo needs: libzmq3-dev, pkg-config
+	@hack/install-deps.sh demo
 
 build: deps
 	$(GO) build $(PKGS)
@@ -29,7 +33,7 @@ bench: deps ## benchmarks into $(BENCHOUT), readable by benchstat
 	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) $(PKGS) | tee $(BENCHOUT)
 	@echo "wrote $(BENCHOUT); compare runs with: benchstat old.txt $(BENCHOUT)"
 
-demo: deps ## the main job: kvtrack simulate with its defaults
+demo: deps-demo ## the main job: kvtrack simulate with its defaults
 	$(GO) run ./cmd/kvtrack simulate
 
 lint: ## gofmt check and go vet

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# install-deps.sh installs the system packages kvtrack's build, tests and demo
-# need, and only those that are missing: running it twice is cheap.
+# install-deps.sh installs the system packages kvtrack needs, and only those
+# that are missing: running it twice is cheap.
+#
+#   hack/install-deps.sh demo   only what `make demo` needs: the simulation
+#                               builds the ZMQ transport and nothing else
+#   hack/install-deps.sh        everything the build and the test suite need
 #
 #   libzmq3-dev, pkg-config   cgo build of github.com/pebbe/zmq4 (ZMQ transport)
 #   redis-server              the Redis index's tests start their own server
@@ -9,7 +13,15 @@
 #   nodejs, npm               tokenizer fixtures and the HF tokenizer oracle (npm)
 set -euo pipefail
 
-pkgs=(libzmq3-dev pkg-config redis-server python3-zmq python3-msgpack python3-jinja2 nodejs npm)
+set_name=${1:-all}
+case "$set_name" in
+demo) pkgs=(libzmq3-dev pkg-config) ;;
+all) pkgs=(libzmq3-dev pkg-config redis-server python3-zmq python3-msgpack python3-jinja2 nodejs npm) ;;
+*)
+	echo "usage: $0 [demo|all]" >&2
+	exit 2
+	;;
+esac
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -34,10 +46,11 @@ if ((${#missing[@]})); then
 	$sudo apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 else
-	echo "install-deps: system packages present"
+	echo "install-deps: system packages present ($set_name)"
 fi
 
-# Test fixtures that are fetched rather than committed (see hack/README.md).
+# The demo needs no fetched fixtures; the test suite does (see hack/README.md).
+[ "$set_name" = demo ] && exit 0
 here=$(cd "$(dirname "$0")" && pwd)
 for f in "$here"/fetch-*.sh; do
 	[ -e "$f" ] || continue

@@ -47,7 +47,7 @@
 // With WithRegisterer, the Indexer registers its own kvtrack_indexer_*
 // metrics, the index's (kvtrack_index_* for the memory backend,
 // kvtrack_redis_* for redis) and the event pool's (kvtrack_events_*,
-// kvtrack_hash_mismatch_total) on the one registerer; metrics.beatInterval
+// kvtrack_events_hash_mismatches_total) on the one registerer; metrics.beatInterval
 // adds a periodic log line about the index (kvblock.RunMetricsBeat).
 //
 // Importing kvcache compiles no Kubernetes or EPP framework code.

@@ -72,6 +72,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.keyMissesDesc
 	ch <- m.chainHitsDesc
 	ch <- m.chainMissesDesc
+	ch <- buildInfoDesc
 }
 
 // Collect implements prometheus.Collector.
@@ -86,6 +87,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.keyMissesDesc, prometheus.CounterValue, float64(load(m.keyMisses)))
 	ch <- prometheus.MustNewConstMetric(m.chainHitsDesc, prometheus.CounterValue, float64(load(m.chainHits)))
 	ch <- prometheus.MustNewConstMetric(m.chainMissesDesc, prometheus.CounterValue, float64(load(m.chainMisses)))
+	ch <- buildInfoMetric()
 }
 
 // load reads an optional counter; nil reads 0.

@@ -58,16 +58,18 @@ func encodeText(ctx context.Context, tok Tokenizer, model, text string, add bool
 }
 
 func (t poolTokenizer) EncodeChat(ctx context.Context, model string, c *ChatRequest) ([]uint32, error) {
-	req, err := chatRequest(c)
+	req, err := c.TokenizationRequest()
 	if err != nil {
 		return nil, err
 	}
 	return t.p.EncodeChatFor(ctx, model, req)
 }
 
-// chatRequest is c as the tokenization package takes it: the request's
-// own JSON where kvcache/openai kept it, else the typed fields encoded.
-func chatRequest(c *ChatRequest) (*tokenization.ChatRequest, error) {
+// TokenizationRequest is c as package tokenization renders it: the
+// request's own JSON where kvcache/openai kept it, else the typed fields
+// encoded. A Tokenizer of a program's own (a failover over several) uses it
+// to render chats exactly as the built-in one does.
+func (c *ChatRequest) TokenizationRequest() (*tokenization.ChatRequest, error) {
 	// A struct keeps the keys in the order clients send them (a template
 	// that prints a message with tojson sees role before content) and
 	// encodes faster than a map.

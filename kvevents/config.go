@@ -155,7 +155,7 @@ type Config struct {
 	// Hash is the engines' hashing configuration. In the vllm scheme, when
 	// Hash.Seed or Hash.Algorithm is set, every BlockStored that starts at
 	// the root and carries token_ids is re-hashed and compared; mismatches
-	// are counted (kvtrack_hash_mismatch_total) and logged once per pod. In
+	// are counted (kvtrack_events_hash_mismatches_total) and logged once per pod. In
 	// the tokens scheme, Hash.BlockSize is the token-derived block size
 	// (default: each event's own block_size).
 	Hash kvblock.HashConfig

@@ -46,7 +46,7 @@
 // seen as such only if the new process's first message to arrive numbers
 // below the old process's last; a restart that goes unheard for longer looks
 // like a gap.) AllBlocksCleared clears that (pod, rank). A pod without a
-// replay endpoint is reported degraded (kvtrack_events_pod_degraded and a
+// replay endpoint is reported as such (kvtrack_events_replay_configured 0 and a
 // log line): its gaps cannot be repaired.
 //
 // A failed index write (a Redis that is down or restarting) is a gap too:
@@ -63,7 +63,7 @@
 // In the vllm key scheme the published hashes are the index keys; when
 // Config.Hash names the engines' seed or algorithm, every BlockStored that
 // starts at the root and carries token_ids is re-hashed, and a mismatch is
-// counted (kvtrack_hash_mismatch_total) and logged once per pod with its
+// counted (kvtrack_events_hash_mismatches_total) and logged once per pod with its
 // likely cause (PYTHONHASHSEED, hash algorithm or block size). In the tokens
 // scheme keys are derived from token_ids (kvblock.TokenHasher), and a
 // bounded per-pod map from engine hash to key serves removes.

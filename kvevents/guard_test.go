@@ -318,7 +318,7 @@ kvtrack_events_rejected_total{reason="unknown_peer"} 0
 kvtrack_events_rejected_total{reason="unknown_pod"} 0
 # HELP kvtrack_events_pod_rejected_total KV-event messages of a known (pod, rank) rejected by a limit, by reason.
 # TYPE kvtrack_events_pod_rejected_total counter
-kvtrack_events_pod_rejected_total{pod="127.0.0.2:8000",reason="blocks"} 1
+kvtrack_events_pod_rejected_total{pod="127.0.0.2:8000",rank="0",reason="blocks"} 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "kvtrack_events_rejected_total", "kvtrack_events_pod_rejected_total"); err != nil {
 		t.Error(err)

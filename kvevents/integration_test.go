@@ -93,8 +93,8 @@ func TestIngestBindModePodFromTopic(t *testing.T) {
 		}
 		return want
 	})
-	if s := p.Stats(); s.Pods != 4 || s.DegradedPods != 4 { // each pod added has 2 ranks
-		t.Errorf("pods, degraded = %d, %d; want 4, 4 (no replay port configured)", s.Pods, s.DegradedPods)
+	if s := p.Stats(); s.Pods != 4 || s.PodsWithoutReplay != 4 { // each pod added has 2 ranks
+		t.Errorf("pods, without replay = %d, %d; want 4, 4 (no replay port configured)", s.Pods, s.PodsWithoutReplay)
 	}
 }
 
@@ -221,18 +221,32 @@ func TestNoReplayEndpointDegraded(t *testing.T) {
 	eventually(t, "the gap to be counted", func() bool { return p.Stats().Lost == 1 })
 
 	want := fmt.Sprintf(`
-# HELP kvtrack_events_pod_degraded 1 for each (pod, rank) event stream without a replay endpoint.
-# TYPE kvtrack_events_pod_degraded gauge
-kvtrack_events_pod_degraded{pod=%q} 1
-# HELP kvtrack_events_pods_degraded (pod, rank) event streams without a replay endpoint: gaps cannot be repaired.
-# TYPE kvtrack_events_pods_degraded gauge
-kvtrack_events_pods_degraded 1
+# HELP kvtrack_events_pods_without_replay (pod, rank) event streams with no replay endpoint configured: a gap is counted, not repaired.
+# TYPE kvtrack_events_pods_without_replay gauge
+kvtrack_events_pods_without_replay 1
+# HELP kvtrack_events_replay_configured 1 if the (pod, rank) event stream has a replay endpoint configured, else 0.
+# TYPE kvtrack_events_replay_configured gauge
+kvtrack_events_replay_configured{pod=%q,rank="0"} 0
 # HELP kvtrack_events_sequence_gaps_total Gaps seen in a (pod, rank) message sequence.
 # TYPE kvtrack_events_sequence_gaps_total counter
 kvtrack_events_sequence_gaps_total 1
-`, pub.pod.String())
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "kvtrack_events_pod_degraded", "kvtrack_events_pods_degraded", "kvtrack_events_sequence_gaps_total"); err != nil {
+`, pub.pod.Addr)
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "kvtrack_events_replay_configured", "kvtrack_events_pods_without_replay", "kvtrack_events_sequence_gaps_total"); err != nil {
 		t.Error(err)
+	}
+	// The stream's last message time is exported, for "pod went silent".
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last float64
+	for _, mf := range mfs {
+		if mf.GetName() == "kvtrack_events_last_timestamp_seconds" && len(mf.GetMetric()) == 1 {
+			last = mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	if now := float64(time.Now().Unix()); last < now-3600 || last > now+1 {
+		t.Errorf("kvtrack_events_last_timestamp_seconds = %v, want about now (%v)", last, now)
 	}
 }
 
@@ -253,7 +267,7 @@ func TestMetricsRegistered(t *testing.T) {
 		"kvtrack_events_received_total", "kvtrack_events_applied_total", "kvtrack_events_dropped_total",
 		"kvtrack_events_malformed_total", "kvtrack_events_unknown_tags_total", "kvtrack_events_unknown_fields_total",
 		"kvtrack_events_sequence_gaps_total", "kvtrack_events_replays_total", "kvtrack_events_restarts_total",
-		"kvtrack_events_lost_total", "kvtrack_hash_mismatch_total", "kvtrack_events_pods", "kvtrack_events_pods_degraded",
+		"kvtrack_events_lost_total", "kvtrack_events_hash_mismatches_total", "kvtrack_events_pods", "kvtrack_events_pods_without_replay",
 	} {
 		if !got[name] {
 			t.Errorf("metric %s not registered", name)
@@ -317,7 +331,7 @@ func TestBindModeReplayPort(t *testing.T) {
 	pub.publish(true, pub.stored(hashes(100, 2), 0, seqTokens(0, 32), "GPU")) // lost on the wire
 	pub.publish(false, pub.stored(hashes(102, 1), 101, seqTokens(32, 16), "GPU"))
 	waitIndexEquals(t, idx, pub.groundTruth)
-	if s := p.Stats(); s.Replays != 1 || s.DegradedPods != 0 {
-		t.Errorf("replays, degraded = %d, %d; want 1, 0", s.Replays, s.DegradedPods)
+	if s := p.Stats(); s.Replays != 1 || s.PodsWithoutReplay != 0 {
+		t.Errorf("replays, degraded = %d, %d; want 1, 0", s.Replays, s.PodsWithoutReplay)
 	}
 }

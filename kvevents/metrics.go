@@ -1,6 +1,7 @@
 package kvevents
 
 import (
+	"strconv"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,8 +45,8 @@ type Stats struct {
 	Unresolved     uint64 // tokens scheme: events naming an engine hash with no known key
 	IndexErrors    uint64 // index operations that failed
 
-	Pods         int // (pod, rank) streams known
-	DegradedPods int // of which without a replay endpoint
+	Pods              int // (pod, rank) streams known
+	PodsWithoutReplay int // of which without a replay endpoint configured (a setting, not a fault)
 }
 
 // counters are the atomics behind Stats; the hot path only adds to them.
@@ -86,7 +87,7 @@ type collector struct {
 
 	received, applied, dropped, malformed, unknownTags, unknownFields *prometheus.Desc
 	gaps, lost, replays, restarts, hashMismatch, unresolved, indexErr *prometheus.Desc
-	pods, degraded, podDegraded                                       *prometheus.Desc
+	pods, withoutReplay, replayConfigured, lastMessage                *prometheus.Desc
 	rejected, podRejected, disconnects, queued, unknownRank, resyncs  *prometheus.Desc
 }
 
@@ -95,35 +96,36 @@ func newCollector(p *Pool) *collector {
 		return prometheus.NewDesc(name, help, labels, nil)
 	}
 	return &collector{
-		p:             p,
-		received:      d("kvtrack_events_received_total", "KV-event messages received from ZMQ."),
-		applied:       d("kvtrack_events_applied_total", "KV events applied to the index."),
-		dropped:       d("kvtrack_events_dropped_total", "KV-event messages dropped, by reason.", "reason"),
-		malformed:     d("kvtrack_events_malformed_total", "Malformed KV-event input skipped, by what was malformed.", "what"),
-		unknownTags:   d("kvtrack_events_unknown_tags_total", "KV events of an unknown kind, skipped."),
-		unknownFields: d("kvtrack_events_unknown_fields_total", "KV-event fields not understood, skipped."),
-		gaps:          d("kvtrack_events_sequence_gaps_total", "Gaps seen in a (pod, rank) message sequence."),
-		lost:          d("kvtrack_events_lost_total", "KV-event messages known missed and not recovered by replay."),
-		replays:       d("kvtrack_events_replays_total", "Replays requested from publishers, by result.", "result"),
-		restarts:      d("kvtrack_events_restarts_total", "Publisher sequences that went backwards (engine restarts); the pod's blocks were cleared."),
-		hashMismatch:  d("kvtrack_hash_mismatch_total", "Root BlockStored events whose published hashes the configured algorithm, seed and block size do not reproduce."),
-		unresolved:    d("kvtrack_events_unresolved_total", "Tokens key scheme: events naming an engine hash with no known key."),
-		indexErr:      d("kvtrack_events_index_errors_total", "Index operations that failed while applying events."),
-		pods:          d("kvtrack_events_pods", "(pod, rank) event streams known."),
-		degraded:      d("kvtrack_events_pods_degraded", "(pod, rank) event streams without a replay endpoint: gaps cannot be repaired."),
-		podDegraded:   d("kvtrack_events_pod_degraded", "1 for each (pod, rank) event stream without a replay endpoint.", "pod"),
-		rejected:      d("kvtrack_events_rejected_total", "KV-event messages (and held publisher handshakes) rejected by the source checks and limits, by reason.", "reason"),
-		podRejected:   d("kvtrack_events_pod_rejected_total", "KV-event messages of a known (pod, rank) rejected by a limit, by reason.", "pod", "reason"),
-		disconnects:   d("kvtrack_events_disconnects_total", "Publisher connections to the bound socket closed: the peer went away, or sent a message over limits.maxMessageBytes."),
-		queued:        d("kvtrack_events_queued_bytes", "KV-event payload bytes received and not yet applied."),
-		resyncs:       d("kvtrack_events_resyncs_total", "Pods resynced after an index backend failure, by result: replayed from the engine, or cleared and left cold.", "result"),
-		unknownRank:   d("kvtrack_events_unknown_rank_total", "KV-event batches naming a data-parallel rank beyond the configured dataParallelSize."),
+		p:                p,
+		received:         d("kvtrack_events_received_total", "KV-event messages received from ZMQ."),
+		applied:          d("kvtrack_events_applied_total", "KV events applied to the index."),
+		dropped:          d("kvtrack_events_dropped_total", "KV-event messages dropped, by reason.", "reason"),
+		malformed:        d("kvtrack_events_malformed_total", "Malformed KV-event input skipped, by what was malformed.", "what"),
+		unknownTags:      d("kvtrack_events_unknown_tags_total", "KV events of an unknown kind, skipped."),
+		unknownFields:    d("kvtrack_events_unknown_fields_total", "KV-event fields not understood, skipped."),
+		gaps:             d("kvtrack_events_sequence_gaps_total", "Gaps seen in a (pod, rank) message sequence."),
+		lost:             d("kvtrack_events_lost_total", "KV-event messages known missed and not recovered by replay."),
+		replays:          d("kvtrack_events_replays_total", "Replays requested from publishers, by result.", "result"),
+		restarts:         d("kvtrack_events_restarts_total", "Publisher sequences that went backwards (engine restarts); the pod's blocks were cleared."),
+		hashMismatch:     d("kvtrack_events_hash_mismatches_total", "Root BlockStored events whose published hashes the configured algorithm, seed and block size do not reproduce."),
+		unresolved:       d("kvtrack_events_unresolved_total", "Tokens key scheme: events naming an engine hash with no known key."),
+		indexErr:         d("kvtrack_events_index_errors_total", "Index operations that failed while applying events."),
+		pods:             d("kvtrack_events_pods", "(pod, rank) event streams known."),
+		withoutReplay:    d("kvtrack_events_pods_without_replay", "(pod, rank) event streams with no replay endpoint configured: a gap is counted, not repaired."),
+		replayConfigured: d("kvtrack_events_replay_configured", "1 if the (pod, rank) event stream has a replay endpoint configured, else 0.", "pod", "rank"),
+		lastMessage:      d("kvtrack_events_last_timestamp_seconds", "Unix time the last KV-event message of the (pod, rank) stream was taken; absent before the first.", "pod", "rank"),
+		rejected:         d("kvtrack_events_rejected_total", "KV-event messages (and held publisher handshakes) rejected by the source checks and limits, by reason.", "reason"),
+		podRejected:      d("kvtrack_events_pod_rejected_total", "KV-event messages of a known (pod, rank) rejected by a limit, by reason.", "pod", "rank", "reason"),
+		disconnects:      d("kvtrack_events_disconnects_total", "Publisher connections to the bound socket closed: the peer went away, or sent a message over limits.maxMessageBytes."),
+		queued:           d("kvtrack_events_queued_bytes", "KV-event payload bytes received and not yet applied."),
+		resyncs:          d("kvtrack_events_resyncs_total", "Pods resynced after an index backend failure, by result: replayed from the engine, or cleared and left cold.", "result"),
+		unknownRank:      d("kvtrack_events_unknown_rank_total", "KV-event batches naming a data-parallel rank beyond the configured dataParallelSize."),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.received, c.applied, c.dropped, c.malformed, c.unknownTags, c.unknownFields,
-		c.gaps, c.lost, c.replays, c.restarts, c.hashMismatch, c.unresolved, c.indexErr, c.pods, c.degraded, c.podDegraded,
+		c.gaps, c.lost, c.replays, c.restarts, c.hashMismatch, c.unresolved, c.indexErr, c.pods, c.withoutReplay, c.replayConfigured, c.lastMessage,
 		c.rejected, c.podRejected, c.disconnects, c.queued, c.unknownRank, c.resyncs} {
 		ch <- d
 	}
@@ -153,9 +155,17 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.unresolved, s.Unresolved)
 	counter(c.indexErr, s.IndexErrors)
 	ch <- prometheus.MustNewConstMetric(c.pods, prometheus.GaugeValue, float64(s.Pods))
-	ch <- prometheus.MustNewConstMetric(c.degraded, prometheus.GaugeValue, float64(s.DegradedPods))
-	for _, pod := range c.p.degradedPods() {
-		ch <- prometheus.MustNewConstMetric(c.podDegraded, prometheus.GaugeValue, 1, pod)
+	ch <- prometheus.MustNewConstMetric(c.withoutReplay, prometheus.GaugeValue, float64(s.PodsWithoutReplay))
+	for _, st := range c.p.streamStates() {
+		rank := strconv.Itoa(st.pod.Rank)
+		replay := 0.0
+		if st.replay {
+			replay = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.replayConfigured, prometheus.GaugeValue, replay, st.pod.Addr, rank)
+		if st.lastMessage > 0 {
+			ch <- prometheus.MustNewConstMetric(c.lastMessage, prometheus.GaugeValue, float64(st.lastMessage)/1e9, st.pod.Addr, rank)
+		}
 	}
 	for r, n := range s.Rejected {
 		counter(c.rejected, n, RejectReason(r).String())
@@ -168,6 +178,6 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	// Only the streams of pods added with AddPod get a pod label, so the
 	// series stay bounded, and a removed pod's series go with it.
 	for _, pr := range c.p.podRejections() {
-		counter(c.podRejected, pr.n, pr.pod, pr.reason.String())
+		counter(c.podRejected, pr.n, pr.pod.Addr, strconv.Itoa(pr.pod.Rank), pr.reason.String())
 	}
 }

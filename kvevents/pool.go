@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,7 +36,7 @@ type Option func(*Pool)
 func WithLogger(l logr.Logger) Option { return func(p *Pool) { p.log = l } }
 
 // WithRegisterer registers the pool's kvtrack_events_* metrics (and
-// kvtrack_hash_mismatch_total) on reg. Without it no metrics are
+// kvtrack_events_hash_mismatches_total) on reg. Without it no metrics are
 // registered; Stats still reports them.
 func WithRegisterer(reg prometheus.Registerer) Option { return func(p *Pool) { p.reg = reg } }
 
@@ -146,14 +147,14 @@ func (p *Pool) Stats() Stats {
 	s.Pods = len(p.streams)
 	for _, st := range p.streams {
 		if st.replayEndpoint() == "" {
-			s.DegradedPods++
+			s.PodsWithoutReplay++
 		}
 	}
 	return s
 }
 
 type podRejection struct {
-	pod    string
+	pod    kvblock.Pod
 	reason RejectReason
 	n      uint64
 }
@@ -170,26 +171,37 @@ func (p *Pool) podRejections() []podRejection {
 		}
 		for r := range st.rejected {
 			if n := st.rejected[r].Load(); n > 0 {
-				out = append(out, podRejection{st.label, RejectReason(r), n})
+				out = append(out, podRejection{st.pod, RejectReason(r), n})
 			}
 		}
 	}
 	return out
 }
 
-// degradedPods returns the labels of the added pods' streams without a
-// replay endpoint.
-func (p *Pool) degradedPods() []string {
+// streamState is what the metrics export per (pod, rank) stream of an
+// added pod (only those get a pod label, so the series stay bounded).
+type streamState struct {
+	pod         kvblock.Pod
+	replay      bool  // a replay endpoint is configured
+	lastMessage int64 // unix nanoseconds, 0 before the first message
+}
+
+func (p *Pool) streamStates() []streamState {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var pods []string
+	out := make([]streamState, 0, len(p.streams))
 	for _, st := range p.streams {
-		if st.added && st.replayEndpoint() == "" {
-			pods = append(pods, st.label)
+		if st.added {
+			out = append(out, streamState{pod: st.pod, replay: st.replayEndpoint() != "", lastMessage: st.lastMessage.Load()})
 		}
 	}
-	slices.Sort(pods)
-	return pods
+	slices.SortFunc(out, func(a, b streamState) int {
+		if c := strings.Compare(a.pod.Addr, b.pod.Addr); c != 0 {
+			return c
+		}
+		return a.pod.Rank - b.pod.Rank
+	})
+	return out
 }
 
 // ErrRunning is returned by Start and Run when the pool already started.
@@ -544,7 +556,7 @@ func (p *Pool) newStreamLocked(pod kvblock.Pod, endpoint, replay string, added b
 	p.streams[pod] = s
 	if replay == "" {
 		if added {
-			p.log.Info("pod has no replay endpoint: gaps in its event stream cannot be repaired (degraded)", "pod", s.label)
+			p.log.Info("pod has no replay endpoint configured: a gap in its event stream is counted, not repaired", "pod", s.label)
 		}
 	} else {
 		p.log.V(1).Info("following pod", "pod", s.label, "endpoint", endpoint, "replay", replay)
@@ -563,6 +575,9 @@ type stream struct {
 	w        *worker
 	replay   atomic.Pointer[string] // replay endpoint, "" for none
 	removed  atomic.Bool            // set under mu by RemovePod
+	// lastMessage is when the worker last took a message of the stream
+	// (unix nanoseconds; 0 before the first), for "pod went silent" alerts.
+	lastMessage atomic.Int64
 
 	// mu serialises the worker's processing with RemovePod. The fields
 	// below are the worker's, accessed under mu.

@@ -255,6 +255,7 @@ func (w *worker) apply(ctx context.Context, s *stream, seq uint64, payload []byt
 	if b.HasRank && (b.DPRank < 0 || b.DPRank >= p.cfg.DataParallelSize) {
 		p.unknownRank(s, b.DPRank)
 	}
+	s.lastMessage.Store(time.Now().UnixNano())
 	if p.observe != nil {
 		// Outside the stream's lock, so that the observer may call
 		// RemovePod; b stays valid, as only this worker decodes into it.

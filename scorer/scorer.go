@@ -78,7 +78,7 @@ func NewFactory(opts ...Option) fwkplugin.FactoryFunc {
 		if name == "" {
 			name = PreciseScorerType
 		}
-		cfg, err := ParseParameters(parameters)
+		cfg, llmdWarnings, err := parseAnyParameters(parameters)
 		if err != nil {
 			return nil, fmt.Errorf("%s %q: %w", PreciseScorerType, name, err)
 		}
@@ -87,6 +87,9 @@ func NewFactory(opts ...Option) fwkplugin.FactoryFunc {
 			ctx = handle.Context()
 		}
 		log := logr.FromContextOrDiscard(ctx).WithName(PreciseScorerType).WithValues("plugin", name)
+		for _, w := range llmdWarnings { // llm-d's schema: settings kvtrack maps differently
+			log.Info("llm-d parameter without a kvtrack equivalent", "setting", w.Setting, "warning", w.Message)
+		}
 		reg := o.reg
 		if reg == nil {
 			reg = crmetrics.Registry

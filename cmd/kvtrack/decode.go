@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -31,16 +29,12 @@ standard input. Skipped unknown tags, unknown fields and malformed events are
 reported on standard error.`
 
 func runDecode(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("decode", decodeSynopsis, stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+	fs := newFlagSet("decode", decodeSynopsis, stdout, stderr)
+	if err := fs.parse(args); err != nil {
+		return err
 	}
 	if fs.NArg() != 1 {
-		fs.Usage()
-		return fmt.Errorf("%w: want exactly one FILE, got %d arguments", errUsage, fs.NArg())
+		return fs.usageError("want exactly one FILE, got %d arguments", fs.NArg())
 	}
 	name := fs.Arg(0)
 	var payload []byte

@@ -28,9 +28,10 @@ var demoTokens = []uint32{
 }
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("demo", "demo [--seed SEED] [--block-size N]", stderr)
-	seed := fs.String("seed", "42", "PYTHONHASHSEED of the imagined engine")
+	fs := newFlagSet("demo", "demo [--hash-seed SEED] [--block-size N]", stdout, stderr)
+	seed := fs.String("hash-seed", "42", "PYTHONHASHSEED of the imagined engine")
 	bs := fs.Int("block-size", 16, "block size in tokens")
+	fs.deprecated("seed", "hash-seed")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -62,7 +63,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "\nReproduce a row: kvtrack hash --algo sha256 --seed 42 --tokens %s\n", joinTokens(demoTokens))
+	fmt.Fprintf(stdout, "\nReproduce a row: kvtrack hash --hash-algo sha256 --hash-seed 42 --tokens %s\n", joinTokens(demoTokens))
 	return nil
 }
 

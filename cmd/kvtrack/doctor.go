@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -48,7 +47,7 @@ events.endpoint and reads the pod from each topic kv@<pod-ip:port>@<model>.
 Exit status: 0 when every check passes, 1 otherwise, 2 for bad usage.`
 
 func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("doctor", doctorSynopsis, stderr)
+	fs := newFlagSet("doctor", doctorSynopsis, stdout, stderr)
 	configFile := fs.String("config", "", "kvcache config file (JSON, or YAML by extension .yaml/.yml)")
 	pods := fs.String("pods", "", "comma-separated pod addresses, host:port of each pod's OpenAI API")
 	events := fs.String("events", "", "comma-separated event endpoints, one per pod (default: derived from the config)")
@@ -60,7 +59,8 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	replayTimeout := fs.Duration("replay-timeout", 2*time.Second, "how long to wait for a replay answer")
 	asJSON := fs.Bool("json", false, "print the report as JSON instead of a checklist")
 	// Config overrides.
-	seed := fs.String("seed", "", "hash.seed: the engines' PYTHONHASHSEED")
+	quiet := fs.Bool("quiet", false, "no progress line (it is drawn only on a terminal anyway)")
+	seed := fs.String("hash-seed", "", "hash.seed: the engines' PYTHONHASHSEED")
 	algo := fs.String("hash-algo", "", "hash.algorithm: the engines' --prefix-caching-hash-algo")
 	blockSize := fs.Int("block-size", 0, "hash.blockSize: the engines' --block-size")
 	scheme := fs.String("key-scheme", "", "keyScheme: vllm or tokens")
@@ -71,6 +71,7 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	topicFilter := fs.String("topic-filter", "", "events.topicFilter: the router's topic prefix")
 	tokPath := fs.String("tokenizer", "", "tokenizer.path: tokenizer.json or its directory")
 	tokURL := fs.String("tokenizer-url", "", "tokenizer.url: a vLLM server to tokenize with")
+	fs.deprecated("seed", "hash-seed")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -82,13 +83,12 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return fmt.Errorf("%w: --config: %v", errUsage, err)
 		}
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	set := fs.set()
 	overrides := []struct {
 		flag  string
 		apply func()
 	}{
-		{"seed", func() { cfg.Hash.Seed = *seed }},
+		{"hash-seed", func() { cfg.Hash.Seed = *seed }},
 		{"hash-algo", func() { cfg.Hash.Algorithm = *algo }},
 		{"block-size", func() { cfg.Hash.BlockSize = *blockSize }},
 		{"key-scheme", func() { cfg.KeyScheme = kvcache.KeyScheme(*scheme) }},
@@ -114,11 +114,13 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		Duration: *duration, Probe: *probe, Model: *modelName, ProbeWait: *probeWait, ReplayTimeout: *replayTimeout,
 	}
 	width := 0
-	opts.Progress = func(line string) {
-		line = "kvtrack doctor: " + line
-		pad := max(width-len(line), 0)
-		width = len(line)
-		fmt.Fprintf(stderr, "\r%s%s", line, strings.Repeat(" ", pad))
+	if !*quiet && isTerminal(stderr) {
+		opts.Progress = func(line string) {
+			line = "kvtrack doctor: " + line
+			pad := max(width-len(line), 0)
+			width = len(line)
+			fmt.Fprintf(stderr, "\r%s%s", line, strings.Repeat(" ", pad))
+		}
 	}
 	rep, err := doctor.Run(ctx, opts)
 	if width > 0 {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -20,19 +19,26 @@ func init() {
 	})
 }
 
-const hashSynopsis = `hash --seed SEED --tokens 1,2,3,... [flags]
+const hashSynopsis = `hash --hash-seed SEED --tokens 1,2,3,... [flags]
 
 Prints one decimal uint64 per full block, one per line: the block hashes a
 vLLM engine with the same --prefix-caching-hash-algo, PYTHONHASHSEED and
 --block-size publishes in its BlockStored events (or, with --scheme tokens,
-kvtrack's token-derived keys). A prompt shorter than a block prints nothing.`
+kvtrack's token-derived keys). The tokens are comma-separated IDs or a JSON
+array as 'kvtrack tokenize' prints it; --tokens - reads them from stdin:
+
+  kvtrack tokenize --tokenizer DIR --text "..." | kvtrack hash --hash-seed 42 --tokens -
+
+Fewer tokens than one block is an error: vLLM hashes only full blocks.`
 
 func runHash(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("hash", hashSynopsis, stderr)
-	algo := fs.String("algo", string(kvblock.SHA256), "vLLM's --prefix-caching-hash-algo: "+algoList())
-	seed := fs.String("seed", "", "the engine's PYTHONHASHSEED string (required for --scheme vllm)")
+	fs := newFlagSet("hash", hashSynopsis, stdout, stderr)
+	algo := fs.String("hash-algo", string(kvblock.SHA256), "vLLM's --prefix-caching-hash-algo: "+algoList())
+	seed := fs.String("hash-seed", "", "the engine's PYTHONHASHSEED string (required for --scheme vllm)")
 	blockSize := fs.Int("block-size", 16, "vLLM's --block-size, in tokens")
-	tokens := fs.String("tokens", "", "comma-separated token IDs")
+	tokens := fs.String("tokens", "", "token IDs: 1,2,3 or [1,2,3] (what 'kvtrack tokenize' prints); - reads them from stdin")
+	fs.deprecated("algo", "hash-algo")
+	fs.deprecated("seed", "hash-seed")
 	extraJSON := fs.String("extra-keys", "", `per-block extra keys as in BlockStored's extra_keys: a JSON array with one entry per block, each null or an array of items (string, integer, or [string, integer])`)
 	loraName := fs.String("lora-name", "", "LoRA adapter name (vLLM v0.11.1+)")
 	loraID := fs.Int64("lora-id", 0, "LoRA adapter int id (vLLM v0.9.0-v0.11.0)")
@@ -41,13 +47,24 @@ func runHash(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	set := fs.set()
 
-	toks, err := parseTokens(*tokens)
+	if !set["tokens"] {
+		return fs.usageError("--tokens is required")
+	}
+	tokText := *tokens
+	if tokText == "-" {
+		b, err := io.ReadAll(stdin)
+		if err != nil {
+			return fmt.Errorf("reading tokens from stdin: %w", err)
+		}
+		tokText = string(b)
+	}
+	toks, err := parseTokens(tokText)
 	if err != nil {
 		return fmt.Errorf("%w: --tokens: %v", errUsage, err)
 	}
+
 	if set["lora-name"] && set["lora-id"] {
 		return fmt.Errorf("%w: --lora-name and --lora-id are exclusive: vLLM hashes the name since v0.11.1 and the id before", errUsage)
 	}
@@ -69,12 +86,12 @@ func runHash(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var keys []kvblock.Key
 	switch *scheme {
 	case "vllm":
-		if !set["seed"] {
-			return fmt.Errorf("%w: --seed is required: give the engine's PYTHONHASHSEED (vLLM seeds its hash chain with it; an engine without it hashes randomly and needs --scheme tokens)", errUsage)
+		if !set["hash-seed"] {
+			return fmt.Errorf("%w: --hash-seed is required: give the engine's PYTHONHASHSEED (vLLM seeds its hash chain with it; an engine without it hashes randomly and needs --scheme tokens)", errUsage)
 		}
 		a, err := kvblock.ParseAlgorithm(*algo)
 		if err != nil {
-			return fmt.Errorf("%w: --algo: %v", errUsage, err)
+			return fmt.Errorf("%w: --hash-algo: %v", errUsage, err)
 		}
 		h, err := kvblock.NewHasher(kvblock.HashConfig{Algorithm: a, Seed: *seed, BlockSize: *blockSize})
 		if err != nil {
@@ -96,6 +113,9 @@ func runHash(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	default:
 		return fmt.Errorf("%w: --scheme %q: valid: vllm, tokens", errUsage, *scheme)
 	}
+	if len(keys) == 0 {
+		return fmt.Errorf("%w: --tokens: %d tokens make no full block of %d (vLLM hashes only full blocks)", errUsage, len(toks), *blockSize)
+	}
 	var b strings.Builder
 	for _, k := range keys {
 		b.WriteString(strconv.FormatUint(uint64(k), 10))
@@ -113,9 +133,19 @@ func algoList() string {
 	return strings.Join(names, ", ")
 }
 
-// parseTokens parses comma-separated token IDs; spaces are allowed.
+// parseTokens parses token IDs separated by commas, optionally in brackets
+// as a JSON array (what tokenize prints); spaces and newlines are allowed.
 func parseTokens(s string) ([]uint32, error) {
 	s = strings.TrimSpace(s)
+	if strings.HasPrefix(s, "[") {
+		if !strings.HasSuffix(s, "]") {
+			return nil, fmt.Errorf("an array that starts with [ must end with ]")
+		}
+		s = strings.TrimSpace(s[1 : len(s)-1])
+		if strings.Contains(s, "[") {
+			return nil, fmt.Errorf("one array of token IDs, not several (hash one prompt at a time)")
+		}
+	}
 	if s == "" {
 		return nil, nil
 	}

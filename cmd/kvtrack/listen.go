@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -49,7 +48,7 @@ messages) go to standard error. Stop with Ctrl-C.
                --connect dials each endpoint's port + r).`
 
 func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("listen", listenSynopsis, stderr)
+	fs := newFlagSet("listen", listenSynopsis, stdout, stderr)
 	bind := fs.String("bind", "", "SUB endpoint to bind, e.g. tcp://*:5557")
 	connect := fs.String("connect", "", "comma-separated publisher endpoints to connect to, e.g. tcp://10.0.0.7:5557")
 	replay := fs.String("replay", "", "replay endpoint(s): one per --connect endpoint, or one for --bind")
@@ -70,8 +69,7 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("%w: --dp %d: must be at least 1", errUsage, *dp)
 	}
 	cfg := kvevents.Config{Workers: 1, DataParallelSize: 1}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	set := fs.set()
 	if set["topic"] {
 		cfg.TopicFilter = topic
 	}

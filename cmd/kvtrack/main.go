@@ -47,17 +47,20 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		usage(stderr)
-		if len(args) == 0 {
-			return 2
-		}
+		return 2
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stdout)
 		return 0
+	}
+	if args[0] == "--version" {
+		args = []string{"version"}
 	}
 	c, ok := commands[args[0]]
 	if !ok {
-		fmt.Fprintf(stderr, "kvtrack: unknown command %q\n\n", args[0])
-		usage(stderr)
+		fmt.Fprintf(stderr, "kvtrack: unknown command %q (run 'kvtrack --help' for the list)\n", args[0])
 		return 2
 	}
 	err := c.run(ctx, args[1:], stdout, stderr)
@@ -93,28 +96,119 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "Run 'kvtrack <command> --help' for a command's flags.")
 }
 
-// newFlagSet returns a flag set that reports errors instead of exiting and
-// prints its usage, headed by synopsis, to stderr.
-func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: kvtrack %s\n\n", synopsis)
-		fs.PrintDefaults()
-	}
+// flagSet is a command's flags: errors come back to run (printed once, with
+// a hint), --help prints the synopsis and flags on stdout, and deprecated
+// aliases warn on stderr.
+type flagSet struct {
+	*flag.FlagSet
+	synopsis       string
+	stdout, stderr io.Writer
+	aliases        map[string]string // deprecated name -> current name; hidden from --help
+}
+
+// newFlagSet returns a command's flag set, headed in --help by synopsis.
+func newFlagSet(name, synopsis string, stdout, stderr io.Writer) *flagSet {
+	fs := &flagSet{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), synopsis: synopsis,
+		stdout: stdout, stderr: stderr, aliases: map[string]string{}}
+	// The flag package would print a parse error and the whole usage itself;
+	// parseFlags reports instead, once.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	return fs
 }
 
-// parseFlags parses args into fs and wraps a parse failure as errUsage.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
+// deprecated registers old as an alias of the flag named current: setting
+// it sets current and warns that the name is going away.
+func (fs *flagSet) deprecated(old, current string) {
+	target := fs.Lookup(current)
+	if target == nil {
+		panic("kvtrack: alias of an undefined flag: " + current)
+	}
+	fs.aliases[old] = current
+	fs.Var(aliasValue{target: target.Value, warn: func() {
+		fmt.Fprintf(fs.stderr, "kvtrack %s: --%s is deprecated; use --%s\n", fs.Name(), old, current)
+	}}, old, "deprecated: use --"+current)
+}
+
+type aliasValue struct {
+	target flag.Value
+	warn   func()
+}
+
+func (a aliasValue) String() string {
+	if a.target == nil {
+		return ""
+	}
+	return a.target.String()
+}
+
+func (a aliasValue) Set(s string) error { a.warn(); return a.target.Set(s) }
+
+// set returns the names of the flags given on the command line, a
+// deprecated alias counted under its current name.
+func (fs *flagSet) set() map[string]bool {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) {
+		if current, ok := fs.aliases[f.Name]; ok {
+			set[current] = true
+			return
 		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+		set[f.Name] = true
+	})
+	return set
+}
+
+// printHelp writes the synopsis and the current (non-deprecated) flags.
+func (fs *flagSet) printHelp(w io.Writer) {
+	fmt.Fprintf(w, "Usage: kvtrack %s\n\nFlags:\n", fs.synopsis)
+	shown := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
+	shown.SetOutput(w)
+	fs.VisitAll(func(f *flag.Flag) {
+		if _, old := fs.aliases[f.Name]; old {
+			return
+		}
+		shown.Var(f.Value, f.Name, f.Usage)
+		shown.Lookup(f.Name).DefValue = f.DefValue
+	})
+	shown.PrintDefaults()
+}
+
+// parseFlags parses args into fs. --help prints the help on stdout and
+// returns flag.ErrHelp; a bad flag returns errUsage with a one-line hint.
+func parseFlags(fs *flagSet, args []string) error {
+	if err := fs.parse(args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+		return fs.usageError("unexpected argument %q", fs.Arg(0))
 	}
 	return nil
+}
+
+// parse is parseFlags for a command that takes arguments after its flags.
+func (fs *flagSet) parse(args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.printHelp(fs.stdout)
+			return err
+		}
+		return fs.usageError("%v", err)
+	}
+	return nil
+}
+
+// usageError is an errUsage naming the problem, with where to find help.
+func (fs *flagSet) usageError(format string, args ...any) error {
+	return fmt.Errorf("%w: %s (run 'kvtrack %s --help' for its flags)", errUsage, fmt.Sprintf(format, args...), fs.Name())
+}
+
+// isTerminal reports whether w is a terminal: progress lines redrawn with
+// \r belong there, never in files or pipes.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

@@ -22,14 +22,14 @@ func init() {
 }
 
 func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("simulate", "simulate [--matrix] [flags]", stderr)
+	fs := newFlagSet("simulate", "simulate [--matrix] [flags]", stdout, stderr)
 	// The matrix starts from its own base; the flags then change it.
 	matrixMode := wantsMatrix(args)
 	cfg := simulate.DefaultConfig()
 	if matrixMode {
 		cfg = simulate.MatrixBase()
 	}
-	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of the workload, arrivals and random choices")
+	fs.Uint64Var(&cfg.Seed, "rng-seed", cfg.Seed, "random seed of the workload, arrivals and random choices (not PYTHONHASHSEED: that is --hash-seed)")
 	fs.IntVar(&cfg.Pods, "pods", cfg.Pods, "simulated vLLM pods")
 	fs.IntVar(&cfg.CacheBlocks, "cache-blocks", cfg.CacheBlocks, "KV-cache blocks per pod")
 	fs.IntVar(&cfg.BlockSize, "block-size", cfg.BlockSize, "tokens per block (vLLM --block-size)")
@@ -63,18 +63,22 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.StringVar(&cfg.VariantKind, "variant-kind", cfg.VariantKind, "how variants differ: template (chat-template tokens) or salt (cache_salt)")
 	fs.Float64Var(&cfg.PlacementWeight, "placement-weight", cfg.PlacementWeight, "precise_placement router: weight of a pod's free room for a new prefix")
 	routers := fs.String("routers", strings.Join(simulate.RouterNames, ","), "routers to compare, comma-separated")
-	jsonOut := fs.Bool("json", false, `print {"routers": [...]} (with --matrix {"cells": [...]}) as JSON instead of the table`)
+	jsonOut := fs.Bool("json", false, `print {"routers": [...]} (with --matrix {"cells": [...]}) as JSON instead of the table, and nothing else`)
 	defaultChart := "simulate.svg"
 	if matrixMode {
 		defaultChart = "matrix.svg"
 	}
-	chart := fs.String("chart", defaultChart, "write the chart as SVG here; empty for none")
-	quiet := fs.Bool("quiet", false, "no progress bar (it is drawn on stderr only when stdout is a terminal)")
+	chart := fs.String("chart", defaultChart, "write the chart as SVG here, after the table; empty for none (with --json: none unless given)")
+	quiet := fs.Bool("quiet", false, "no progress bar (it is drawn only on a terminal anyway)")
 	fs.Bool("matrix", false, "run the evidence matrix: precise, precise_placement, approximate, least_loaded and oracle over every scenario x replicas 1, 2, 4, from a 4-pod base (--routers and --replicas do not apply)")
 	scenarioList := fs.String("matrix-scenarios", "", "with --matrix: the scenarios to run, comma-separated (default all)")
 	replicaList := fs.String("matrix-replicas", "1,2,4", "with --matrix: the replica counts, comma-separated")
+	fs.deprecated("seed", "rng-seed")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *jsonOut && !fs.set()["chart"] {
+		*chart = ""
 	}
 	cfg.Routers = strings.Split(*routers, ",")
 	var mx matrixSpec
@@ -87,7 +91,7 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	showProgress := !*quiet && !*jsonOut && isTerminal(stdout)
+	showProgress := !*quiet && !*jsonOut && isTerminal(stderr)
 	if matrixMode {
 		return runMatrix(ctx, cfg, mx, *jsonOut, *chart, showProgress, stdout, stderr)
 	}
@@ -106,24 +110,28 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	wall := time.Since(start)
-	if *chart != "" {
-		if err := writeChart(*chart, rep); err != nil {
+	// The results first: a chart that cannot be written must not lose them.
+	if *jsonOut {
+		if err := rep.WriteJSON(stdout); err != nil {
 			return err
 		}
+	} else {
+		fmt.Fprintf(stdout, "%d pods x %d blocks of %d tokens; %s workload, %d requests at %g req/s; modelled times\n\n",
+			cfg.Pods, cfg.CacheBlocks, cfg.BlockSize, cfg.Workload, cfg.Requests, cfg.Rate)
+		if err := rep.WriteTable(stdout); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "\nsimulated in %.1fs\n", wall.Seconds())
 	}
-	if *jsonOut {
-		return rep.WriteJSON(stdout)
+	if *chart == "" {
+		return nil
 	}
-	fmt.Fprintf(stdout, "%d pods x %d blocks of %d tokens; %s workload, %d requests at %g req/s; modelled times\n\n",
-		cfg.Pods, cfg.CacheBlocks, cfg.BlockSize, cfg.Workload, cfg.Requests, cfg.Rate)
-	if err := rep.WriteTable(stdout); err != nil {
+	if err := writeChart(*chart, rep); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "\nsimulated in %.1fs", wall.Seconds())
-	if *chart != "" {
-		fmt.Fprintf(stdout, "; chart: %s", *chart)
+	if !*jsonOut {
+		fmt.Fprintf(stdout, "chart: %s\n", *chart)
 	}
-	fmt.Fprintln(stdout)
 	return nil
 }
 
@@ -142,16 +150,6 @@ func wantsMatrix(args []string) bool {
 		}
 	}
 	return on
-}
-
-// isTerminal reports whether w is a character device (a terminal).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 // matrixSpec is the grid --matrix runs.

@@ -43,7 +43,7 @@ func (b *optionalBool) Set(s string) error {
 }
 
 func runTokenize(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("tokenize", "tokenize --tokenizer PATH [--add-special-tokens] [--chat] (--text STR | --jsonl)", stderr)
+	fs := newFlagSet("tokenize", "tokenize --tokenizer PATH [--add-special-tokens] [--chat] (--text STR | --jsonl)", stdout, stderr)
 	tokPath := fs.String("tokenizer", "", "tokenizer.json file, directory, or HuggingFace model ID (Org/Name: the HF cache, then the hub with HF_TOKEN)")
 	var addSpecial optionalBool
 	fs.Var(&addSpecial, "add-special-tokens", "add the model's special tokens (default: true for prompts, false for --chat, as vLLM)")
@@ -62,11 +62,9 @@ func runTokenize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	})
 	switch {
 	case *tokPath == "":
-		fs.Usage()
-		return fmt.Errorf("%w: --tokenizer is required", errUsage)
+		return fs.usageError("--tokenizer is required")
 	case textSet == *jsonl:
-		fs.Usage()
-		return fmt.Errorf("%w: give exactly one of --text and --jsonl", errUsage)
+		return fs.usageError("give exactly one of --text and --jsonl")
 	}
 	tok, err := tokenization.Load(ctx, *tokPath, tokenization.LoadOptions{})
 	if err != nil {

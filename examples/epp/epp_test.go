@@ -164,15 +164,70 @@ func exampleConfig(t *testing.T, eventsPort int) []byte {
 
 func TestExampleConfigRoutesToPodHoldingPrefix(t *testing.T) {
 	requirePublisher(t)
+	eventsPort := freePort(t)
+	routesToPodHoldingPrefix(t, exampleConfig(t, eventsPort), eventsPort, 16)
+}
+
+// llmdConfig is examples/epp's EndpointPickerConfig with the scorer's
+// parameters replaced by the precise-prefix-cache-scorer block of llm-d's
+// pod-discovery guide (kvcache/llmd/testdata/scheduler-pod-discovery.yaml:
+// block size 64, hashSeed "42", per-pod discovery on socketPort), its
+// socket port pointed at this machine and, since the guide's UDS tokenizer
+// sidecar has no kvtrack equivalent, the model's tokenizer given the llm-d
+// way, under tokenizersPoolConfig.local.
+func llmdConfig(t *testing.T, eventsPort int) []byte {
+	t.Helper()
+	tok := filepath.Join(testtokenizer.Qwen3Dir(t), "tokenizer.json")
+	params := fmt.Sprintf(`
+    tokenProcessorConfig:
+      blockSize: 64
+      hashSeed: "42"
+    indexerConfig:
+      tokenizersPoolConfig:
+        modelName: %s
+        uds:
+          socketFile: /tmp/tokenizer/tokenizer-uds.socket
+        local:
+          modelTokenizerMap:
+            %s: %s
+      kvBlockIndexConfig:
+        enableMetrics: true
+    kvEventsConfig:
+      topicFilter: "kv@"
+      concurrency: 4
+      discoverPods: true
+      podDiscoveryConfig:
+        socketPort: %d
+`, model, model, tok, eventsPort)
+	b := exampleConfig(t, eventsPort)
+	s := string(b)
+	start := strings.Index(s, "  parameters:\n") + len("  parameters:\n")
+	end := strings.Index(s, "- type: queue-scorer")
+	if start < len("  parameters:\n") || end < start {
+		t.Fatal("epp-config.yaml's scorer parameters not found")
+	}
+	return []byte(s[:start] + strings.TrimPrefix(params, "\n") + s[end:])
+}
+
+// An llm-d guide's scorer parameters load (with warnings) and route.
+func TestLLMDGuideParametersRouteToPodHoldingPrefix(t *testing.T) {
+	requirePublisher(t)
+	eventsPort := freePort(t)
+	routesToPodHoldingPrefix(t, llmdConfig(t, eventsPort), eventsPort, 64)
+}
+
+// routesToPodHoldingPrefix loads an EndpointPickerConfig as the EPP does,
+// feeds a pod's KV events over ZMQ and checks that the scheduler sends
+// requests sharing the pod's cached prefix to it.
+func routesToPodHoldingPrefix(t *testing.T, config []byte, eventsPort, blockSize int) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	logger := testr.NewWithOptions(t, testr.Options{Verbosity: 0})
 
 	scorer.Register(scorer.WithRegisterer(prometheus.NewRegistry()))
 	registerInTreePlugins()
-	eventsPort := freePort(t)
 
-	raw, _, err := loader.LoadRawConfig(exampleConfig(t, eventsPort), logger)
+	raw, _, err := loader.LoadRawConfig(config, logger)
 	if err != nil {
 		t.Fatalf("LoadRawConfig: %v", err)
 	}
@@ -223,7 +278,7 @@ func TestExampleConfigRoutesToPodHoldingPrefix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	published := publish(t, fmt.Sprintf("tcp://%s:%d", holder, eventsPort), "kv@"+holder+":8000@"+model, "42", 16, tokens, chatTokens)
+	published := publish(t, fmt.Sprintf("tcp://%s:%d", holder, eventsPort), "kv@"+holder+":8000@"+model, "42", blockSize, tokens, chatTokens)
 
 	dlEndpoints := make([]fwkdl.Endpoint, len(pods))
 	for i, p := range pods {

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/kvtrack/kvtrack/internal/testnet"
 
@@ -21,11 +20,15 @@ import (
 	"github.com/kvtrack/kvtrack/internal/testtokenizer"
 	"github.com/kvtrack/kvtrack/internal/vllmfake"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
+
+	"github.com/kvtrack/kvtrack/internal/testwait"
 )
 
 type e2e struct {
-	url   string            // the router's
-	names map[string]string // pod address -> fake pod name
+	url     string                      // the router's
+	names   map[string]string           // pod address -> fake pod name
+	servers map[string]*httptest.Server // pod address -> its server
+	pods    []string
 }
 
 // startE2E runs the router (as main runs it, bound for KV events) in front
@@ -37,7 +40,7 @@ func startE2E(t *testing.T, n int) *e2e {
 	port := freePort(t)
 	eventsEP := fmt.Sprintf("tcp://127.0.0.1:%d", port)
 
-	env := &e2e{names: map[string]string{}}
+	env := &e2e{names: map[string]string{}, servers: map[string]*httptest.Server{}}
 	var pods []string
 	var pubs []*vllmfake.Publisher
 	for i := range n {
@@ -60,7 +63,7 @@ func startE2E(t *testing.T, n int) *e2e {
 		hs.Start()
 		t.Cleanup(hs.Close)
 		pods, pubs = append(pods, addr), append(pubs, pub)
-		env.names[addr] = name
+		env.names[addr], env.servers[addr] = name, hs
 	}
 
 	cfg, err := parseArgs([]string{
@@ -87,11 +90,10 @@ func startE2E(t *testing.T, n int) *e2e {
 		}
 	})
 	env.url = "http://" + ln.Addr().String()
+	env.pods = pods
 
-	wctx, wcancel := context.WithTimeout(ctx, 60*time.Second)
-	defer wcancel()
 	for _, pub := range pubs {
-		if err := pub.WaitSubscribed(wctx); err != nil {
+		if err := pub.WaitSubscribed(testwait.Context(t)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -101,7 +103,9 @@ func startE2E(t *testing.T, n int) *e2e {
 func freePort(t testing.TB) int { return testnet.FreePort(t) }
 
 type completion struct {
-	pod    string
+	pod    string // the fake pod's name, from its own header
+	routed string // the router's x-kvtrack-pod header
+	score  string // the router's x-kvtrack-score header
 	cached int
 	body   string
 }
@@ -125,7 +129,12 @@ func (e *e2e) post(t *testing.T, path, body string) completion {
 		} `json:"usage"`
 	}
 	json.Unmarshal(raw, &out)
-	return completion{pod: resp.Header.Get(vllmfake.PodHeader), cached: out.Usage.Details.Cached, body: string(raw)}
+	c := completion{pod: resp.Header.Get(vllmfake.PodHeader), routed: resp.Header.Get(PodHeader), score: resp.Header.Get(ScoreHeader),
+		cached: out.Usage.Details.Cached, body: string(raw)}
+	if e.names[c.routed] != c.pod {
+		t.Fatalf("the router's %s header says %q (%s), but %s answered", PodHeader, c.routed, e.names[c.routed], c.pod)
+	}
+	return c
 }
 
 // metric returns the value of an unlabelled series on /metrics.
@@ -150,13 +159,9 @@ func (e *e2e) metric(t *testing.T, name string) float64 {
 // waitApplied waits until kvtrack has applied at least n KV events.
 func (e *e2e) waitApplied(t *testing.T, n float64) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for e.metric(t, "kvtrack_events_applied_total") < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("kvtrack applied %v KV events after 60s, want %v", e.metric(t, "kvtrack_events_applied_total"), n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.For(t, fmt.Sprintf("kvtrack to apply %v KV events", n), func() bool {
+		return e.metric(t, "kvtrack_events_applied_total") >= n
+	})
 }
 
 // longPrompt is a few hundred tokens of text, many full blocks.
@@ -174,8 +179,11 @@ func TestEndToEndRepeatedPrefixGoesToThePodHoldingIt(t *testing.T) {
 	env.waitApplied(t, 1)
 	for i, q := range []string{"Where is the drip tray?", "What does the red light mean?", "How hot is the steam wand?", "Can I use oat milk?", "How do I replace the gasket?"} {
 		got := env.post(t, "/v1/completions", fmt.Sprintf(`{"model":"qwen3","prompt":%q,"max_tokens":8}`, prefix+"Question: "+q))
-		if got.pod != first.pod {
-			t.Errorf("request %d with the same prefix went to %s, want %s, which holds it", i, got.pod, first.pod)
+		if got.routed != first.routed {
+			t.Errorf("request %d with the same prefix went to %s, want %s, which holds it", i, got.routed, first.routed)
+		}
+		if got.score != "1.000" && !strings.HasPrefix(got.score, "0.") {
+			t.Errorf("request %d: %s %q, want the prefix score", i, ScoreHeader, got.score)
 		}
 		if got.cached < 16*10 {
 			t.Errorf("request %d: %d prompt tokens cached, want the shared prefix (>= 160)", i, got.cached)
@@ -219,5 +227,43 @@ func TestEndToEndChatFollowsItsPrefixAndStreams(t *testing.T) {
 	}
 	if !strings.Contains(events[len(events)-2], `"cached_tokens":`) || strings.Contains(events[len(events)-2], `"cached_tokens":0`) {
 		t.Errorf("usage event %s: want the system prompt's tokens cached", events[len(events)-2])
+	}
+}
+
+// A pod that dies is skipped: the request it would have taken goes to the
+// next best pod, and later requests avoid it.
+func TestEndToEndSurvivesADeadPod(t *testing.T) {
+	env := startE2E(t, 3)
+	prefix := longPrompt("the Zephyr kettle")
+	first := env.post(t, "/v1/completions", fmt.Sprintf(`{"model":"qwen3","prompt":%q,"max_tokens":8}`, prefix+"Question: why does it click?"))
+	env.waitApplied(t, 1)
+	env.servers[first.routed].Close() // the pod holding the prefix dies
+	for i, q := range []string{"Is it dishwasher safe?", "What voltage?", "Where is the filter?"} {
+		got := env.post(t, "/v1/completions", fmt.Sprintf(`{"model":"qwen3","prompt":%q,"max_tokens":8}`, prefix+"Question: "+q))
+		if got.routed == first.routed {
+			t.Errorf("request %d went to the dead pod %s", i, first.routed)
+		}
+	}
+}
+
+// New prefixes are spread by where earlier new prompts went, not by a
+// random tie-break: 20 unrelated prompts on 4 idle pods put at most 8 on
+// any one (a random tie-break puts more than 8 on one pod in about 1 run
+// in 30).
+func TestEndToEndSpreadsNewPrefixes(t *testing.T) {
+	env := startE2E(t, 4)
+	count := map[string]int{}
+	for i := range 20 {
+		prompt := fmt.Sprintf("Ticket %d. ", 1000+i*7919) + longPrompt(fmt.Sprintf("customer %d", i))
+		got := env.post(t, "/v1/completions", fmt.Sprintf(`{"model":"qwen3","prompt":%q,"max_tokens":4}`, prompt))
+		count[got.routed]++
+	}
+	for pod, n := range count {
+		if n > 8 {
+			t.Errorf("%s (%s) got %d of 20 new prefixes, want at most 8: %v", pod, env.names[pod], n, count)
+		}
+	}
+	if len(count) != 4 {
+		t.Errorf("new prefixes went to %d pods, want all 4: %v", len(count), count)
 	}
 }

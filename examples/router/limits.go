@@ -261,21 +261,3 @@ func newRejectedCounter() *prometheus.CounterVec {
 	}
 	return c
 }
-
-// releasingBody releases the request's admission slot once the pod has
-// read the body (or the proxy closed it), so that the bound on bodies held
-// in memory covers the proxying too.
-type releasingBody struct {
-	r       io.Reader
-	release func()
-}
-
-func (b *releasingBody) Read(p []byte) (int, error) {
-	n, err := b.r.Read(p)
-	if err != nil {
-		b.release()
-	}
-	return n, err
-}
-
-func (b *releasingBody) Close() error { b.release(); return nil }

@@ -26,6 +26,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -45,6 +46,10 @@ type fileConfig struct {
 	// Listen is the address to serve on. Default ":8080".
 	Listen string `json:"listen,omitempty"`
 	Config
+	// Tokenizers, when set, replace kvcache.tokenizer: local tokenizer
+	// files and vLLM server URLs tried in order, a failing one skipped for
+	// a while (see tokenizers.go).
+	Tokenizers []string `json:"tokenizers,omitempty"`
 	// KVCache is kvtrack's configuration: hash settings matching the pods'
 	// vLLM flags, the event subscription, the tokenizer.
 	KVCache kvcache.Config `json:"kvcache"`
@@ -81,10 +86,59 @@ func parseArgs(args []string, stderr io.Writer) (fileConfig, error) {
 	path := fs.String("config", "", "configuration file (YAML or JSON); see router.example.yaml")
 	listen := fs.String("listen", "", `address to serve on (default ":8080")`)
 	pods := fs.String("pods", "", "comma-separated vLLM servers, host:port of their OpenAI API")
-	events := fs.String("events-bind", "", "bind this ZMQ endpoint for the pods' KV events (e.g. tcp://*:5557) instead of dialling each pod")
-	seed := fs.String("hash-seed", "", "the pods' PYTHONHASHSEED")
-	blockSize := fs.Int("block-size", 0, "the pods' --block-size (default 16)")
-	tok := fs.String("tokenizer", "", "tokenizer.json (or its directory), or the http(s) URL of a vLLM server whose /tokenize to use")
+	events := fs.String("events-bind", "", "bind this ZMQ endpoint for the pods' KV events (e.g. tcp://*:5557) instead of dialling each pod (sets -events-mode bind)")
+	seed := fs.String("hash-seed", "", "kvcache.hash.seed: the pods' PYTHONHASHSEED")
+	blockSize := fs.Int("block-size", 0, "kvcache.hash.blockSize: the pods' --block-size (default 16)")
+	tok := fs.String("tokenizer", "", "tokenizer.json (or its directory), or the http(s) URL of a vLLM server whose /tokenize to use; several, comma-separated, fail over in order")
+	// The rest of what a newcomer needs without a file; each overrides the
+	// file's setting only when given.
+	var overrides []func(*fileConfig) error
+	str := func(name, usage string, set func(*fileConfig, string) error) {
+		fs.Func(name, usage, func(v string) error {
+			overrides = append(overrides, func(c *fileConfig) error { return set(c, v) })
+			return nil
+		})
+	}
+	num := func(name, usage string, set func(*fileConfig, float64)) {
+		str(name, usage, func(c *fileConfig, v string) error {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return fmt.Errorf("-%s %q: not a number", name, v)
+			}
+			set(c, f)
+			return nil
+		})
+	}
+	str("key-scheme", "kvcache.keyScheme: vllm (the pods' own hashes; default) or tokens (engines whose hashes cannot be reproduced)",
+		func(c *fileConfig, v string) error { c.KVCache.KeyScheme = kvcache.KeyScheme(v); return nil })
+	str("hash-algo", "kvcache.hash.algorithm: the pods' --prefix-caching-hash-algo (default sha256)",
+		func(c *fileConfig, v string) error { c.KVCache.Hash.Algorithm = v; return nil })
+	str("events-mode", "kvcache.events.mode: connect (dial each pod's publisher; default) or bind",
+		func(c *fileConfig, v string) error { c.KVCache.Events.Mode = kvcache.EventsMode(v); return nil })
+	num("events-port", "kvcache.events.port: each pod's KV-event publisher port in connect mode (default 5557)",
+		func(c *fileConfig, v float64) { c.KVCache.Events.Port = int(v) })
+	num("replay-port", "kvcache.events.replayPort: each pod's replay port (default 0: none)",
+		func(c *fileConfig, v float64) { c.KVCache.Events.ReplayPort = int(v) })
+	str("topic-filter", `kvcache.events.topicFilter: ZMQ topic prefix (default "kv@" in bind mode, "" in connect mode)`,
+		func(c *fileConfig, v string) error { c.KVCache.Events.TopicFilter = &v; return nil })
+	str("tokenizer-model", "kvcache.tokenizer.model: the model name sent to a tokenizer URL (default: the request's)",
+		func(c *fileConfig, v string) error { c.KVCache.Tokenizer.Model = v; return nil })
+	str("speculative", "kvcache.speculative.enabled: record each routing decision until the pod's events confirm it (true or false)",
+		func(c *fileConfig, v string) error {
+			b, err := strconv.ParseBool(v)
+			c.KVCache.Speculative.Enabled = b
+			return err
+		})
+	num("prefix-weight", "weight of the prefix score (default 2)", func(c *fileConfig, v float64) { c.PrefixWeight = v })
+	num("load-weight", "weight of the load score (default 1)", func(c *fileConfig, v float64) { c.LoadWeight = v })
+	num("occupancy-weight", "weight of the placement score that spreads new prompts over the pods (default 1)",
+		func(c *fileConfig, v float64) { c.OccupancyWeight = &v })
+	str("health-interval", "interval of the pods' GET /health checks (default 5s; negative: off)",
+		func(c *fileConfig, v string) error {
+			d, err := time.ParseDuration(v)
+			c.Health.Interval = d
+			return err
+		})
 	if err := fs.Parse(args); err != nil {
 		return fileConfig{}, err
 	}
@@ -107,6 +161,11 @@ func parseArgs(args []string, stderr io.Writer) (fileConfig, error) {
 	if *events != "" {
 		cfg.KVCache.Events.Mode, cfg.KVCache.Events.Endpoint = kvcache.EventsBind, *events
 	}
+	for _, o := range overrides {
+		if err := o(&cfg); err != nil {
+			return fileConfig{}, err
+		}
+	}
 	if *seed != "" {
 		cfg.KVCache.Hash.Seed = *seed
 	}
@@ -114,6 +173,9 @@ func parseArgs(args []string, stderr io.Writer) (fileConfig, error) {
 		cfg.KVCache.Hash.BlockSize = *blockSize
 	}
 	switch {
+	case strings.Contains(*tok, ","):
+		cfg.Tokenizers = strings.Split(*tok, ",")
+		cfg.KVCache.Tokenizer.URL, cfg.KVCache.Tokenizer.Path = "", ""
 	case strings.HasPrefix(*tok, "http://"), strings.HasPrefix(*tok, "https://"):
 		cfg.KVCache.Tokenizer.URL, cfg.KVCache.Tokenizer.Path = *tok, ""
 	case *tok != "":
@@ -124,6 +186,9 @@ func parseArgs(args []string, stderr io.Writer) (fileConfig, error) {
 	}
 	if len(cfg.Pods) == 0 {
 		return fileConfig{}, errors.New("no pods: set -pods or pods in -config")
+	}
+	if len(cfg.Tokenizers) > 0 && (cfg.KVCache.Tokenizer.Path != "" || cfg.KVCache.Tokenizer.URL != "") {
+		return fileConfig{}, errors.New("tokenizers and kvcache.tokenizer.path/url are exclusive: list every source under tokenizers")
 	}
 	if err := cfg.KVCache.Validate(); err != nil {
 		return fileConfig{}, err
@@ -149,7 +214,15 @@ func loadConfig(path string) (fileConfig, error) {
 func serve(ctx context.Context, cfg fileConfig, ln net.Listener, log logr.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	ix, err := kvcache.New(cfg.KVCache, kvcache.WithEventSource(kvevents.Source), kvcache.WithLogger(log), kvcache.WithRegisterer(reg))
+	kopts := []kvcache.Option{kvcache.WithEventSource(kvevents.Source), kvcache.WithLogger(log), kvcache.WithRegisterer(reg)}
+	if len(cfg.Tokenizers) > 0 {
+		ft, err := newFailoverTokenizer(ctx, cfg.Tokenizers, cfg.KVCache.Tokenizer.Model)
+		if err != nil {
+			return err
+		}
+		kopts = append(kopts, kvcache.WithTokenizer(ft))
+	}
+	ix, err := kvcache.New(cfg.KVCache, kopts...)
 	if err != nil {
 		return err
 	}
@@ -176,6 +249,7 @@ func serve(ctx context.Context, cfg fileConfig, ln net.Listener, log logr.Logger
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	go r.RunHealthChecks(ctx)
 	select {
 	case err = <-errc: // the listener failed
 	case <-ix.Done(): // kvtrack's event subscription failed

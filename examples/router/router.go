@@ -5,12 +5,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,6 +43,15 @@ type Config struct {
 	LoadWeight   float64 `json:"loadWeight,omitempty"`
 	// MaxBodyBytes bounds a request body. Default 16 MiB.
 	MaxBodyBytes int64 `json:"maxBodyBytes,omitempty"`
+	// OccupancyWeight weighs where new prompts have gone: 1 for the pod
+	// this router placed the least uncached prompt on (each request adds
+	// the share of its prompt the chosen pod did not hold), 0 for the most.
+	// It spreads new prefixes over the pods by cache occupancy instead of
+	// a random tie-break, so no pod's cache overflows while others idle.
+	// Default 1; 0 turns it off only when set explicitly.
+	OccupancyWeight *float64 `json:"occupancyWeight,omitempty"`
+	// Health configures the active and passive health checks.
+	Health HealthConfig `json:"health,omitzero"`
 	// Limits bound what one request may cost (limits.go).
 	Limits Limits `json:"limits,omitzero"`
 }
@@ -51,8 +63,10 @@ type Router struct {
 	log    logr.Logger
 	pods   []*backend
 
-	mu  sync.Mutex // guards rng
+	mu  sync.Mutex // guards rng and the backends' placed
 	rng *rand.Rand
+
+	scoreLog *rateLimitedLog
 
 	requests     *prometheus.CounterVec
 	scoreErrors  prometheus.Counter
@@ -67,6 +81,8 @@ type backend struct {
 	addr     string
 	proxy    *httputil.ReverseProxy
 	inflight atomic.Int64
+	down     atomic.Bool // excluded from routing until a health check passes
+	placed   float64     // uncached prompt share routed here; under Router.mu
 }
 
 // New validates cfg and returns a Router. Its metrics are registered on reg
@@ -84,12 +100,21 @@ func New(cfg Config, scorer PrefixScorer, log logr.Logger, reg prometheus.Regist
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 16 << 20
 	}
+	if cfg.OccupancyWeight == nil {
+		one := 1.0
+		cfg.OccupancyWeight = &one
+	}
+	if *cfg.OccupancyWeight < 0 {
+		return nil, fmt.Errorf("router: occupancyWeight %g: must be >= 0", *cfg.OccupancyWeight)
+	}
+	cfg.Health = cfg.Health.withDefaults()
 	cfg.Limits = cfg.Limits.withDefaults()
 	if err := cfg.Limits.validate(); err != nil {
 		return nil, err
 	}
 	r := &Router{
 		cfg: cfg, scorer: scorer, log: log, rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		scoreLog: &rateLimitedLog{log: log, period: 10 * time.Second},
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kvtrack_router_requests_total", Help: "Requests proxied, by pod.",
 		}, []string{"pod"}),
@@ -110,6 +135,7 @@ func New(cfg Config, scorer PrefixScorer, log logr.Logger, reg prometheus.Regist
 		}
 		p := httputil.NewSingleHostReverseProxy(u)
 		p.FlushInterval = -1 // stream server-sent events as they come
+		p.ErrorHandler = proxyError
 		r.pods = append(r.pods, &backend{addr: addr, proxy: p})
 	}
 	if reg != nil {
@@ -131,40 +157,120 @@ func (c inflightCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// Response headers naming the routing decision.
+const (
+	PodHeader   = "x-kvtrack-pod"   // the pod (host:port) that served the request
+	ScoreHeader = "x-kvtrack-score" // its prefix score: the share of the prompt it held, 0..1
+)
+
 // ServeHTTP routes POST /v1/completions and /v1/chat/completions by prompt
 // and proxies every other request to the least loaded pod. A scored
 // request's body is read and bounded first (limits.go): invalid JSON gets
-// 400, an oversize body or prompt 413, a slow body 408.
+// 400, an oversize body or prompt 413, a slow body 408. A pod that cannot
+// be reached is marked down and the request goes to the next best one. Each
+// request is logged once, with the pod and score that served it.
 func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	start := time.Now()
 	var prompt *kvcache.Request
+	var body []byte
 	if api, ok := openai.APIFor(req.URL.Path); ok && req.Method == http.MethodPost {
-		body, parsed, release, ok := r.readScored(w, req, api)
+		b, parsed, release, ok := r.readScored(w, req, api)
 		if !ok {
 			return
 		}
+		// The admission slot is held until the request is answered: the
+		// body may be sent again to another pod if the first is down.
 		defer release()
-		req.Body = &releasingBody{r: bytes.NewReader(body), release: release}
+		body, prompt = b, parsed
 		req.ContentLength = int64(len(body))
-		prompt = parsed
 	}
-	b, picked, err := r.pick(req.Context(), prompt)
-	if r.rejectParse(w, err) {
+	rec := &statusRecorder{ResponseWriter: w}
+	tried := map[*backend]bool{}
+	var served *backend
+	score := -1.0
+	for served == nil {
+		d, err := r.pick(req.Context(), prompt, tried)
+		if r.rejectParse(w, err) {
+			return
+		}
+		if d.b == nil {
+			break
+		}
+		tried[d.b] = true
+		if d.picked != nil {
+			d.picked(req.Context(), d.b.addr)
+		}
+		if err := r.forward(rec, req, body, d); err != nil {
+			if rec.status != 0 || req.Context().Err() != nil {
+				break // answered already (a stream broke), or the client left
+			}
+			r.markDown(d.b, "request could not be sent", err)
+			continue
+		}
+		served, score = d.b, d.prefix
+		r.mu.Lock()
+		d.b.placed += 1 - max(d.prefix, 0)
+		r.mu.Unlock()
+	}
+	if served == nil && rec.status == 0 {
+		rec.Header().Del(PodHeader)
+		rec.Header().Del(ScoreHeader)
+		http.Error(rec, fmt.Sprintf("no pod could take the request (%d tried)", len(tried)), http.StatusBadGateway)
+	}
+	kv := []any{"method", req.Method, "path", req.URL.Path, "status", rec.status, "bytes", rec.bytes,
+		"duration", time.Since(start).Round(time.Microsecond).String(), "attempts", len(tried)}
+	if served != nil {
+		kv = append(kv, "pod", served.addr)
+	}
+	if score >= 0 {
+		kv = append(kv, "score", score)
+	}
+	r.log.Info("request", kv...)
+}
+
+// forward proxies one attempt to d.b and returns the proxy's error, if any.
+func (r *Router) forward(rec *statusRecorder, req *http.Request, body []byte, d decision) error {
+	rec.Header().Set(PodHeader, d.b.addr)
+	if d.prefix >= 0 {
+		rec.Header().Set(ScoreHeader, strconv.FormatFloat(d.prefix, 'f', 3, 64))
+	} else {
+		rec.Header().Del(ScoreHeader)
+	}
+	pe := &proxyErr{}
+	out := req.WithContext(context.WithValue(req.Context(), proxyErrKey{}, pe))
+	if body != nil {
+		out.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	r.requests.WithLabelValues(d.b.addr).Inc()
+	d.b.inflight.Add(1)
+	defer d.b.inflight.Add(-1)
+	d.b.proxy.ServeHTTP(rec, out)
+	return pe.err
+}
+
+// proxyError is the proxies' ErrorHandler: it hands the error to the
+// attempt, which decides between retrying and answering 502.
+func proxyError(w http.ResponseWriter, req *http.Request, err error) {
+	if pe, ok := req.Context().Value(proxyErrKey{}).(*proxyErr); ok {
+		pe.err = err
 		return
 	}
-	if picked != nil {
-		picked(req.Context(), b.addr)
-	}
-	r.requests.WithLabelValues(b.addr).Inc()
-	b.inflight.Add(1)
-	defer b.inflight.Add(-1)
-	b.proxy.ServeHTTP(w, req)
+	http.Error(w, err.Error(), http.StatusBadGateway)
+}
+
+// decision is the pod chosen for one attempt.
+type decision struct {
+	b      *backend // nil: no pod left to try
+	prefix float64  // its prefix score, -1 when there is none
+	picked func(context.Context, string)
 }
 
 // pick returns the pod with the highest PrefixWeight*prefix +
-// LoadWeight*load score, ties at random, and the scorer's callback.
+// LoadWeight*load + OccupancyWeight*occupancy score among the healthy pods
+// not yet tried (all untried pods when none is healthy), ties at random.
 // A *openai.LimitError from the scorer (a text prompt over
 // limits.maxPromptTokens) is returned for the caller to answer.
-func (r *Router) pick(ctx context.Context, p *kvcache.Request) (*backend, func(context.Context, string), error) {
+func (r *Router) pick(ctx context.Context, p *kvcache.Request, tried map[*backend]bool) (decision, error) {
 	n := len(r.pods)
 	var prefix []float64
 	var picked func(context.Context, string)
@@ -172,32 +278,47 @@ func (r *Router) pick(ctx context.Context, p *kvcache.Request) (*backend, func(c
 		var err error
 		prefix, picked, err = r.scorer.ScorePods(ctx, *p, r.cfg.Pods)
 		if le := (*openai.LimitError)(nil); errors.As(err, &le) {
-			return nil, nil, err
+			return decision{prefix: -1}, err
 		}
 		if err != nil || len(prefix) != n {
+			if err == nil {
+				err = fmt.Errorf("the scorer returned %d scores for %d pods", len(prefix), n)
+			}
 			picked = nil
 			r.scoreErrors.Inc()
-			if r.log.V(1).Enabled() {
-				r.log.V(1).Info("prefix scoring failed; routing on load", "err", err)
-			}
+			r.scoreLog.Error(err, "prefix scoring failed; routing on load alone")
 			prefix = nil
 		}
 	}
-	minL, maxL := r.pods[0].inflight.Load(), r.pods[0].inflight.Load()
-	loads := make([]int64, n)
+	candidates := make([]int, 0, n)
 	for i, b := range r.pods {
-		loads[i] = b.inflight.Load()
-		minL, maxL = min(minL, loads[i]), max(maxL, loads[i])
+		if !tried[b] && !b.down.Load() {
+			candidates = append(candidates, i)
+		}
 	}
-	best, bestScore, ties := 0, -1.0, 0
+	if len(candidates) == 0 { // every pod is down: try them anyway
+		for i, b := range r.pods {
+			if !tried[b] {
+				candidates = append(candidates, i)
+			}
+		}
+	}
+	if len(candidates) == 0 {
+		return decision{prefix: -1}, nil
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for i := range n {
-		load := 1.0
-		if maxL > minL {
-			load = float64(maxL-loads[i]) / float64(maxL-minL)
-		}
-		s := r.cfg.LoadWeight * load
+	loads := make([]float64, n)
+	placed := make([]float64, n)
+	for _, i := range candidates {
+		loads[i] = float64(r.pods[i].inflight.Load())
+		placed[i] = r.pods[i].placed
+	}
+	loadTerm := inverseSpread(loads, candidates)
+	occTerm := inverseSpread(placed, candidates)
+	best, bestScore, ties := -1, -1.0, 0
+	for _, i := range candidates {
+		s := r.cfg.LoadWeight*loadTerm[i] + *r.cfg.OccupancyWeight*occTerm[i]
 		if prefix != nil {
 			s += r.cfg.PrefixWeight * prefix[i]
 		}
@@ -211,5 +332,26 @@ func (r *Router) pick(ctx context.Context, p *kvcache.Request) (*backend, func(c
 			}
 		}
 	}
-	return r.pods[best], picked, nil
+	d := decision{b: r.pods[best], prefix: -1, picked: picked}
+	if prefix != nil {
+		d.prefix = prefix[best]
+	}
+	return d, nil
+}
+
+// inverseSpread maps the candidates' values to 1 for the smallest and 0
+// for the largest, linearly; all 1 when they are equal.
+func inverseSpread(v []float64, candidates []int) []float64 {
+	lo, hi := v[candidates[0]], v[candidates[0]]
+	for _, i := range candidates {
+		lo, hi = min(lo, v[i]), max(hi, v[i])
+	}
+	out := make([]float64, len(v))
+	for _, i := range candidates {
+		out[i] = 1
+		if hi > lo {
+			out[i] = (hi - v[i]) / (hi - lo)
+		}
+	}
+	return out
 }

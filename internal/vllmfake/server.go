@@ -110,10 +110,22 @@ func (s *Server) Prefill(tokens []uint32) (hit int, err error) {
 	return a.Hit, err
 }
 
+// Version is what the fake answers at GET /version, as vLLM's server does:
+// the release whose event layout Publisher sends by default.
+const Version = "0.23.0"
+
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Name != "" {
 		w.Header().Set(PodHeader, s.cfg.Name)
+	}
+	if r.URL.Path == "/health" { // vLLM's liveness check: 200, empty body
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	if r.URL.Path == "/version" { // vLLM's OpenAI server answers this
+		writeJSON(w, http.StatusOK, map[string]string{"version": Version})
+		return
 	}
 	if r.URL.Path == "/v1/models" {
 		writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": []map[string]string{{"id": s.cfg.Model, "object": "model"}}})

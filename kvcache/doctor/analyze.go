@@ -16,6 +16,7 @@ type analyzer struct {
 	reach   map[string]error // connect endpoint -> TCP dial error
 	replays map[streamKey]replayResult
 	probes  []Probe
+	engines map[string]string // pod -> vLLM version from GET /version, "" when not vLLM
 }
 
 func (a *analyzer) run(c *checklist) {
@@ -106,7 +107,12 @@ func (a *analyzer) layoutCheck(at addFunc, s *stream) {
 		return
 	}
 	layout, version := describeLayout(*l, s.batchFields)
-	reason := fmt.Sprintf("BlockStored is an %s: vLLM %s", layout, version)
+	var reason string
+	if v := a.engines[s.Pod]; v != "" {
+		reason = fmt.Sprintf("BlockStored is %s %s, as vLLM %s sends; the pod reports vLLM %s", article(layout), layout, version, v)
+	} else {
+		reason = fmt.Sprintf("BlockStored is %s %s (the layout of vLLM %s; the pod does not answer GET /version as vLLM does, so no vLLM version is claimed for it)", article(layout), layout, version)
+	}
 	if !l.Map && l.Fields == 6 {
 		at("layout", Warn, reason+"; before v0.10.2 vLLM hashes with Python's builtin hash() by default, which no one can reproduce",
 			"upgrade vLLM, run it with --prefix-caching-hash-algo sha256_cbor_64bit (v0.10.x), or use keyScheme: tokens")
@@ -336,4 +342,12 @@ func (a *analyzer) unattributed(c *checklist) {
 	c.add(Check{Name: "topic", Status: Fail,
 		Reason: fmt.Sprintf("%d messages arrived with topics that name no pod (%s): in bind mode the router reads the pod from the topic kv@<pod-ip:port>@<model> and drops these", n, strings.Join(topics, ", ")),
 		Fix:    `set each pod's kv-events "topic" to "kv@<pod-ip:port>@<model>" (the address of its OpenAI API, e.g. kv@$(POD_IP):8000@<model>)`})
+}
+
+// article is "a" or "an" for the layout description that follows it.
+func article(s string) string {
+	if s != "" && strings.ContainsRune("aeiou", rune(s[0])) {
+		return "an"
+	}
+	return "a"
 }

@@ -135,9 +135,13 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	var checks checklist
 	if err := opts.Config.Validate(); err != nil {
 		checks.add(Check{Name: "config", Status: Fail, Reason: err.Error(), Fix: "correct the fields named above in the config file or flags"})
+	} else if tok, ok := tokenizerCheck(ctx, &opts); !ok {
+		checks.add(Check{Name: "config", Status: Fail, Reason: "the configuration is valid, but " + tok,
+			Fix: "point tokenizer.path at the served model's tokenizer.json or its directory (as the router sees it), or tokenizer.url at a vLLM server"})
 	} else {
-		checks.add(Check{Name: "config", Status: Pass, Reason: "the configuration is valid"})
+		checks.add(Check{Name: "config", Status: Pass, Reason: "the configuration is valid; " + tok})
 	}
+	engines := engineVersions(ctx, &opts)
 
 	col, err := newCollector(&opts)
 	if err != nil {
@@ -168,10 +172,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	replays := col.checkReplays(ctx, opts.ReplayTimeout)
 
-	a := analyzer{opts: &opts, col: col, reach: <-reach, replays: replays, probes: probes}
+	a := analyzer{opts: &opts, col: col, reach: <-reach, replays: replays, probes: probes, engines: engines}
 	a.run(&checks)
 	rep.Checks = checks.list
-	rep.Streams = col.streams()
+	rep.Streams = col.streams(engines)
 	rep.Probes = probes
 	rep.Passed = true
 	for _, c := range rep.Checks {

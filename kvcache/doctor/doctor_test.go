@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"math/rand/v2"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -98,6 +99,7 @@ type pod struct {
 	connectTo string // publisher connects here (bind mode) instead of binding
 	gapEvery  int    // skip a sequence number every n batches
 	tokenizer vllmfake.Tokenizer
+	notVLLM   bool // answers 404 at GET /version, as publishers other than vLLM do
 }
 
 // fake is a running fake pod.
@@ -167,6 +169,15 @@ func startPod(t *testing.T, p pod) *fake {
 	}
 	f.srv = srv
 	hs.Config.Handler = srv
+	if p.notVLLM {
+		hs.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/version" {
+				http.NotFound(w, r)
+				return
+			}
+			srv.ServeHTTP(w, r)
+		})
+	}
 	hs.Start()
 	t.Cleanup(hs.Close)
 	if srvPub != nil {
@@ -267,11 +278,11 @@ func TestHealthyPodPassesEverything(t *testing.T) {
 		t.Fatalf("healthy pod did not pass:\n%s", text(rep))
 	}
 	want(t, rep, "hashing", f.addr, doctor.Pass, "reproduced with sha256, seed \"42\", block size 16", "")
-	want(t, rep, "layout", f.addr, doctor.Pass, "array of 12 fields: vLLM v0.23", "")
+	want(t, rep, "layout", f.addr, doctor.Pass, "array of 12 fields, as vLLM v0.23 sends; the pod reports vLLM 0.23.0", "")
 	want(t, rep, "replay", f.addr, doctor.Pass, "answered a replay", "")
 	want(t, rep, "probe-completion", f.addr, doctor.Pass, "equal the keys kvtrack computes", "")
 	want(t, rep, "probe-chat", f.addr, doctor.Pass, "equal the keys kvtrack computes", "")
-	if len(rep.Streams) != 1 || rep.Streams[0].Messages == 0 || rep.Streams[0].Version != "v0.23" {
+	if len(rep.Streams) != 1 || rep.Streams[0].Messages == 0 || rep.Streams[0].Version != "v0.23" || rep.Streams[0].EngineVersion != vllmfake.Version {
 		t.Errorf("streams = %+v, want one v0.23 stream with messages", rep.Streams)
 	}
 }
@@ -355,7 +366,7 @@ func TestEndpointDerivedFromEventsPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	want(t, rep, "events", f.addr, doctor.Pass, "messages", "")
-	want(t, rep, "layout", f.addr, doctor.Pass, "map of 11 entries: vLLM v0.24 or later", "")
+	want(t, rep, "layout", f.addr, doctor.Pass, "a map of 11 entries, as vLLM v0.24 or later sends", "")
 	if got := rep.Streams[0].Endpoint; got != f.events {
 		t.Errorf("derived endpoint %q, want %q", got, f.events)
 	}
@@ -575,5 +586,82 @@ func TestDataParallelRanksAreCheckedSeparately(t *testing.T) {
 	}
 	if len(rep.Streams) != 2 || rep.Streams[1].Endpoint != eps[1] || rep.Streams[1].Messages == 0 {
 		t.Errorf("streams %+v; want rank 1 on %s with messages", rep.Streams, eps[1])
+	}
+}
+
+// Under keyScheme tokens the pods' hashes do not matter: the probe passes
+// with any seed and fails only where the tokens differ.
+func TestProbeUnderTokensSchemeComparesTokensOnly(t *testing.T) {
+	l, dir := qwen3(t)
+	tests := []struct {
+		name             string
+		engine           pod
+		completion, chat string
+	}{
+		{"another seed, same tokens", pod{hash: kvblock.HashConfig{Seed: "7"}}, "match", "match"},
+		{"no seed at all", pod{hash: kvblock.HashConfig{Seed: "", Algorithm: kvblock.XXHash}}, "match", "match"},
+		{"tokens differ", pod{hash: kvblock.HashConfig{Seed: "7"}, tokenizer: bosTokenizer{l}}, "tokenizer", "match"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := startPod(t, tt.engine)
+			cfg := config("", func(c *kvcache.Config) { c.KeyScheme, c.Tokenizer.Path = kvcache.KeySchemeTokens, dir })
+			rep := run(t, cfg, true, f)
+			if len(rep.Probes) != 2 || rep.Probes[0].Verdict != tt.completion || rep.Probes[1].Verdict != tt.chat {
+				t.Fatalf("probes %+v; want completion %q, chat %q\n%s", rep.Probes, tt.completion, tt.chat, text(rep))
+			}
+			for _, p := range rep.Probes {
+				if strings.Contains(p.Fix, "keyScheme") || strings.Contains(p.Reason, "hashes") {
+					t.Errorf("probe %s blames the hashes under keyScheme tokens: %q (fix %q)", p.Kind, p.Reason, p.Fix)
+				}
+			}
+		})
+	}
+}
+
+// The layout names a vLLM release only for a pod that says it is vLLM.
+func TestLayoutNamesAVLLMVersionOnlyForVLLM(t *testing.T) {
+	tests := []struct {
+		name                 string
+		notVLLM              bool
+		reason, absent       string
+		version, engineVersn string
+	}{
+		{"vLLM", false, "as vLLM v0.23 sends; the pod reports vLLM 0.23.0", "", "v0.23", vllmfake.Version},
+		{"another publisher", true, "does not answer GET /version as vLLM does, so no vLLM version is claimed", "reports vLLM", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := startPod(t, pod{hash: kvblock.HashConfig{Seed: "42"}, notVLLM: tt.notVLLM})
+			rep := run(t, config("42"), false, f)
+			c := check(t, rep, "layout", f.addr)
+			if !strings.Contains(c.Reason, tt.reason) || (tt.absent != "" && strings.Contains(c.Reason, tt.absent)) {
+				t.Errorf("layout reason %q; want it to contain %q and not %q", c.Reason, tt.reason, tt.absent)
+			}
+			if len(rep.Streams) != 1 || rep.Streams[0].Version != tt.version || rep.Streams[0].EngineVersion != tt.engineVersn {
+				t.Errorf("streams %+v; want version %q, engine version %q", rep.Streams, tt.version, tt.engineVersn)
+			}
+		})
+	}
+}
+
+// The config check loads the tokenizer, as the router does at start.
+func TestConfigCheckLoadsTheTokenizer(t *testing.T) {
+	f := startPod(t, pod{hash: kvblock.HashConfig{Seed: "42"}})
+	_, dir := qwen3(t)
+	tests := []struct {
+		name   string
+		path   string
+		status doctor.Status
+		reason string
+	}{
+		{"loads", dir, doctor.Pass, "loads"},
+		{"missing", filepath.Join(t.TempDir(), "nowhere"), doctor.Fail, "does not load"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rep := run(t, config("42", func(c *kvcache.Config) { c.Tokenizer.Path = tt.path }), false, f)
+			want(t, rep, "config", "", tt.status, tt.reason, "")
+		})
 	}
 }

@@ -45,9 +45,12 @@ type Stream struct {
 	BatchRanks []int `json:"batchRanks,omitempty"`
 
 	// Layout is the BlockStored layout ("array of 12 fields", "map of 11
-	// entries"), Version the vLLM releases that send it.
-	Layout  string `json:"layout,omitempty"`
-	Version string `json:"version,omitempty"`
+	// entries"). Version is the vLLM releases that send it, set only for a
+	// pod that identifies as vLLM (GET /version), whose answer is
+	// EngineVersion: other publishers reuse vLLM's layouts.
+	Layout        string `json:"layout,omitempty"`
+	Version       string `json:"version,omitempty"`
+	EngineVersion string `json:"engineVersion,omitempty"`
 
 	Topics     []string `json:"topics,omitempty"`
 	Media      []string `json:"media,omitempty"`
@@ -369,8 +372,9 @@ func podFromTopic(topic string) (string, bool) {
 	return pod, true
 }
 
-// streams returns a copy of every stream's facts, in plan order.
-func (c *collector) streams() []Stream {
+// streams returns a copy of every stream's facts, in plan order; engines
+// maps a pod to the vLLM version it reports.
+func (c *collector) streams(engines map[string]string) []Stream {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := make([]Stream, 0, len(c.order))
@@ -378,7 +382,11 @@ func (c *collector) streams() []Stream {
 		s := c.byKey[k]
 		st := s.Stream
 		if s.storedLayout != nil {
-			st.Layout, st.Version = describeLayout(*s.storedLayout, s.batchFields)
+			var version string
+			st.Layout, version = describeLayout(*s.storedLayout, s.batchFields)
+			if v := engines[st.Pod]; v != "" {
+				st.Version, st.EngineVersion = version, v
+			}
 		}
 		out = append(out, st)
 	}

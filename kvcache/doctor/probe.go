@@ -333,11 +333,16 @@ func commonPrefix(a, b []uint32) int {
 
 // compare classifies the probe: hashing when the pod's own tokens do not
 // hash to what it published under the configuration; otherwise tokenizer
-// or template when kvtrack's tokens differ from the pod's.
+// or template when kvtrack's tokens differ from the pod's. Under keyScheme
+// tokens the keys come from the events' token IDs, so only the tokens are
+// compared: the pod's own hashes do not matter.
 func (p *prober) compare(pr *Probe, ch chain, ours []uint32, completion *Probe) {
 	cfg := p.o.Config.Hash
 	hcfg := kvblock.HashConfig{Algorithm: kvblock.Algorithm(cfg.Algorithm), Seed: cfg.Seed, BlockSize: cfg.BlockSize}
-	d := kvblock.DiagnoseHashes(hcfg, ch.blockSize, ch.tokens, ch.extra, ch.hashes)
+	d := kvblock.HashDiagnosis{Verdict: kvblock.HashMatch}
+	if !usesTokenKeys(p.o.Config) {
+		d = kvblock.DiagnoseHashes(hcfg, ch.blockSize, ch.tokens, ch.extra, ch.hashes)
+	}
 	if d.Verdict != kvblock.HashMatch {
 		pr.Verdict = "hashing"
 		pr.FirstDifferingBlock = max(d.FirstMismatch, 0)

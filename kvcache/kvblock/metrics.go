@@ -12,7 +12,7 @@ import (
 )
 
 // MeteredIndex is an Index whose Score calls are timed into the
-// kvtrack_index_score_duration_seconds histogram, and whose Stats are
+// kvtrack_index_lookup_duration_seconds histogram, and whose Stats are
 // exported as the kvtrack_index_* metrics on each scrape. It works with
 // any Index; the wrapped index does the work and the metering adds two
 // clock reads and a histogram update per Score.
@@ -29,7 +29,7 @@ func NewMeteredIndex(idx Index, reg prometheus.Registerer) (*MeteredIndex, error
 	m := &MeteredIndex{
 		Index: idx,
 		scoreSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "kvtrack_index_score_duration_seconds",
+			Name: "kvtrack_index_lookup_duration_seconds",
 			Help: "Time Index.Score took, from 1 microsecond.",
 			// Scores take tens of microseconds in memory and about a
 			// millisecond over the network.
@@ -84,9 +84,19 @@ var statsMetrics = []struct {
 		prometheus.CounterValue, func(s Stats) float64 { return float64(s.Hits) }},
 }
 
+// The capacity gauges, for indexes with a bound (the memory index).
+var (
+	capacityDesc = prometheus.NewDesc("kvtrack_index_capacity_entries", "(block, pod, tier) entries the index holds before it evicts.", nil, nil)
+	fillDesc     = prometheus.NewDesc("kvtrack_index_fill_ratio", "kvtrack_index_entries over kvtrack_index_capacity_entries: near 1 the index evicts to admit.", nil, nil)
+)
+
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, m := range statsMetrics {
 		ch <- m.desc
+	}
+	if _, ok := c.idx.(capacitor); ok {
+		ch <- capacityDesc
+		ch <- fillDesc
 	}
 	c.score.Describe(ch)
 }
@@ -101,6 +111,10 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 			continue
 		}
 		ch <- prometheus.MustNewConstMetric(m.desc, m.kind, m.value(st))
+	}
+	if cp, ok := c.idx.(capacitor); ok && err == nil && cp.Capacity() > 0 {
+		ch <- prometheus.MustNewConstMetric(capacityDesc, prometheus.GaugeValue, float64(cp.Capacity()))
+		ch <- prometheus.MustNewConstMetric(fillDesc, prometheus.GaugeValue, float64(st.Entries)/float64(cp.Capacity()))
 	}
 	c.score.Collect(ch)
 }

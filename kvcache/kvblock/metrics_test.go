@@ -69,6 +69,8 @@ func TestMeteredIndexExportsStatsAndScoreLatency(t *testing.T) {
 		"kvtrack_index_removals_total":   float64(st.Removals),
 		"kvtrack_index_lookups_total":    float64(st.Lookups),
 		"kvtrack_index_hits_total":       float64(st.Hits),
+		"kvtrack_index_capacity_entries": 4,
+		"kvtrack_index_fill_ratio":       float64(st.Entries) / 4,
 	}
 	families, err := reg.Gather()
 	must(err)
@@ -77,7 +79,7 @@ func TestMeteredIndexExportsStatsAndScoreLatency(t *testing.T) {
 	for _, f := range families {
 		m := f.GetMetric()[0]
 		switch {
-		case f.GetName() == "kvtrack_index_score_duration_seconds":
+		case f.GetName() == "kvtrack_index_lookup_duration_seconds":
 			scoreCount = m.GetHistogram().GetSampleCount()
 		case m.GetGauge() != nil:
 			got[f.GetName()] = m.GetGauge().GetValue()
