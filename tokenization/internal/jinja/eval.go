@@ -1,0 +1,925 @@
+package jinja
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+)
+
+// Error is a failure while rendering; Line is the template line.
+type Error struct {
+	Line int
+	Err  error
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("line %d: %v", e.Line, e.Err) }
+func (e *Error) Unwrap() error { return e.Err }
+
+// RaisedError is the error of raise_exception() in a template.
+type RaisedError struct{ Msg string }
+
+func (e *RaisedError) Error() string { return e.Msg }
+
+// UnsupportedError is a construct the renderer recognises but does not
+// implement: rendering stops rather than guess.
+type UnsupportedError struct{ What string }
+
+func (e *UnsupportedError) Error() string { return "unsupported construct: " + e.What }
+
+var (
+	errBreak    = errors.New("break outside a loop")
+	errContinue = errors.New("continue outside a loop")
+)
+
+// scope is one frame of variables; lookups walk to the parents.
+type scope struct {
+	vars   map[string]any
+	parent *scope
+}
+
+func newScope(parent *scope) *scope { return &scope{parent: parent} }
+
+func (s *scope) lookup(name string) (any, bool) {
+	for f := s; f != nil; f = f.parent {
+		if v, ok := f.vars[name]; ok {
+			return v, true
+		}
+	}
+	return nil, false
+}
+
+func (s *scope) set(name string, v any) {
+	if s.vars == nil {
+		s.vars = make(map[string]any, 4)
+	}
+	s.vars[name] = v
+}
+
+// renderer holds the state of one rendering.
+type renderer struct {
+	out   *strings.Builder
+	depth int // macro call depth, bounded against runaway recursion
+}
+
+const maxCallDepth = 200
+
+// Render renders the template with vars (and the globals).
+func (t *Template) Render(vars map[string]any) (string, error) {
+	var b strings.Builder
+	r := &renderer{out: &b}
+	root := &scope{vars: globals()}
+	top := &scope{vars: vars, parent: root}
+	if err := r.renderBody(t.body, newScope(top)); err != nil {
+		if err == errBreak || err == errContinue {
+			return "", &Error{Err: err}
+		}
+		return "", err
+	}
+	return b.String(), nil
+}
+
+func wrap(n interface{ line() int }, err error) error {
+	if err == nil || err == errBreak || err == errContinue {
+		return err
+	}
+	var je *Error
+	if errors.As(err, &je) {
+		return err
+	}
+	return &Error{Line: n.line(), Err: err}
+}
+
+func (r *renderer) renderBody(body []node, s *scope) error {
+	for _, n := range body {
+		if err := r.renderNode(n, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *renderer) renderNode(n node, s *scope) error {
+	switch t := n.(type) {
+	case *dataNode:
+		r.out.WriteString(t.text)
+	case *outputNode:
+		v, err := r.eval(t.expr, s)
+		if err != nil {
+			return wrap(t, err)
+		}
+		if sv, ok := v.(string); ok {
+			r.out.WriteString(sv)
+		} else if err := printable(v); err != nil {
+			return wrap(t, err)
+		} else {
+			writeStr(r.out, v)
+		}
+	case *ifNode:
+		for i, c := range t.conds {
+			v, err := r.eval(c, s)
+			if err != nil {
+				return wrap(t, err)
+			}
+			if truth(v) {
+				return r.renderBody(t.bodies[i], s)
+			}
+		}
+		if len(t.bodies) > len(t.conds) {
+			return r.renderBody(t.bodies[len(t.conds)], s)
+		}
+	case *forNode:
+		return wrap(t, r.renderFor(t, s))
+	case *setNode:
+		return wrap(t, r.renderSet(t, s))
+	case *macroNode:
+		s.set(t.name, &macro{node: t, def: s})
+	case *callBlockNode:
+		return wrap(t, r.renderCallBlock(t, s))
+	case *filterBlockNode:
+		text, err := r.capture(t.body, s)
+		if err != nil {
+			return err
+		}
+		var v any = text
+		for _, f := range t.filters {
+			if v, err = r.applyFilter(f, v, s); err != nil {
+				return wrap(t, err)
+			}
+		}
+		writeStr(r.out, v)
+	case *loopControlNode:
+		if t.brk {
+			return errBreak
+		}
+		return errContinue
+	case *generationNode:
+		return r.renderBody(t.body, s)
+	default:
+		return fmt.Errorf("internal error: node %T", n)
+	}
+	return nil
+}
+
+// printable refuses values whose Python str() names a memory address.
+func printable(v any) error {
+	switch t := v.(type) {
+	case generator, Callable, *macro, *loop:
+		return &UnsupportedError{What: "printing a " + typeName(v)}
+	case []any:
+		for _, e := range t {
+			if err := printable(e); err != nil {
+				return err
+			}
+		}
+	case *Dict:
+		for _, e := range t.vals {
+			if err := printable(e); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func writeStr(b *strings.Builder, v any) {
+	switch t := v.(type) {
+	case string:
+		b.WriteString(t)
+	case Undefined:
+	default:
+		writeRepr(b, v)
+	}
+}
+
+// capture renders body into a string.
+func (r *renderer) capture(body []node, s *scope) (string, error) {
+	saved := r.out
+	var b strings.Builder
+	r.out = &b
+	err := r.renderBody(body, s)
+	r.out = saved
+	return b.String(), err
+}
+
+// loop is the "loop" variable of a for loop.
+type loop struct {
+	items []any
+	index int
+}
+
+func (l *loop) attr(name string) (any, bool) {
+	n := len(l.items)
+	switch name {
+	case "index":
+		return int64(l.index + 1), true
+	case "index0":
+		return int64(l.index), true
+	case "revindex":
+		return int64(n - l.index), true
+	case "revindex0":
+		return int64(n - l.index - 1), true
+	case "first":
+		return l.index == 0, true
+	case "last":
+		return l.index == n-1, true
+	case "length":
+		return int64(n), true
+	case "depth":
+		return int64(1), true
+	case "depth0":
+		return int64(0), true
+	case "previtem":
+		if l.index == 0 {
+			return Undefined{Name: "loop.previtem"}, true
+		}
+		return l.items[l.index-1], true
+	case "nextitem":
+		if l.index == n-1 {
+			return Undefined{Name: "loop.nextitem"}, true
+		}
+		return l.items[l.index+1], true
+	case "cycle":
+		return Callable(func(_ *renderer, args []any, _ *Dict) (any, error) {
+			if len(args) == 0 {
+				return nil, errors.New("no items for cycling given")
+			}
+			return args[l.index%len(args)], nil
+		}), true
+	case "changed":
+		return nil, false
+	}
+	return nil, false
+}
+
+func (r *renderer) renderFor(t *forNode, s *scope) error {
+	v, err := r.eval(t.iter, s)
+	if err != nil {
+		return err
+	}
+	items, err := iterate(v)
+	if err != nil {
+		return err
+	}
+	if t.filter != nil {
+		var kept []any
+		for _, it := range items {
+			fs := newScope(s)
+			if err := assign(fs, t.targets, it); err != nil {
+				return err
+			}
+			ok, err := r.eval(t.filter, fs)
+			if err != nil {
+				return err
+			}
+			if truth(ok) {
+				kept = append(kept, it)
+			}
+		}
+		items = kept
+	}
+	if len(items) == 0 {
+		return r.renderBody(t.els, s)
+	}
+	l := &loop{items: items}
+	for i, it := range items {
+		l.index = i
+		fs := &scope{vars: make(map[string]any, len(t.targets)+1), parent: s}
+		fs.vars["loop"] = l
+		if err := assign(fs, t.targets, it); err != nil {
+			return err
+		}
+		err := r.renderBody(t.body, fs)
+		if err == errBreak {
+			break
+		}
+		if err != nil && err != errContinue {
+			return err
+		}
+	}
+	return nil
+}
+
+// assign binds one value to names, unpacking it across several.
+func assign(s *scope, names []string, v any) error {
+	if len(names) == 1 {
+		s.set(names[0], v)
+		return nil
+	}
+	items, ok := seqOf(v)
+	if !ok {
+		if str, isStr := v.(string); isStr {
+			items, _ = iterate(str)
+		} else {
+			return fmt.Errorf("cannot unpack non-iterable %s object", typeName(v))
+		}
+	}
+	if len(items) != len(names) {
+		return fmt.Errorf("not enough values to unpack (expected %d, got %d)", len(names), len(items))
+	}
+	for i, n := range names {
+		s.set(n, items[i])
+	}
+	return nil
+}
+
+func (r *renderer) renderSet(t *setNode, s *scope) error {
+	var v any
+	var err error
+	if t.value != nil {
+		v, err = r.eval(t.value, s)
+	} else {
+		var text string
+		text, err = r.capture(t.body, s)
+		v = text
+		for _, f := range t.filters {
+			if err != nil {
+				break
+			}
+			v, err = r.applyFilter(f, v, s)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if t.attrOf != "" {
+		obj, ok := s.lookup(t.attrOf)
+		ns, isNS := obj.(*Namespace)
+		if !ok || !isNS {
+			return fmt.Errorf("cannot assign attribute on non-namespace object '%s'", t.attrOf)
+		}
+		ns.d.Set(t.attr, v)
+		return nil
+	}
+	return assign(s, t.targets, v)
+}
+
+// macro is a {% macro %} bound to the scope it was defined in.
+type macro struct {
+	node *macroNode
+	def  *scope
+}
+
+func (r *renderer) callMacro(m *macro, args []any, kw *Dict, caller any) (any, error) {
+	if r.depth >= maxCallDepth {
+		return nil, errors.New("macro recursion too deep")
+	}
+	n := m.node
+	s := &scope{vars: make(map[string]any, len(n.params)+3), parent: m.def}
+	if len(args) > len(n.params) {
+		return nil, &UnsupportedError{What: fmt.Sprintf("macro '%s' called with more positional arguments than parameters (varargs)", n.name)}
+	}
+	firstDef := len(n.params) - len(n.defs)
+	for i, p := range n.params {
+		switch {
+		case i < len(args):
+			s.vars[p] = args[i]
+		default:
+			if v, ok := kw.Get(p); ok {
+				s.vars[p] = v
+				continue
+			}
+			if i >= firstDef {
+				v, err := r.eval(n.defs[i-firstDef], s)
+				if err != nil {
+					return nil, err
+				}
+				s.vars[p] = v
+			} else {
+				s.vars[p] = Undefined{Name: p}
+			}
+		}
+	}
+	for _, k := range kw.Keys() {
+		if !contains(n.params, k.(string)) {
+			return nil, &UnsupportedError{What: fmt.Sprintf("macro '%s' called with unknown keyword argument '%v' (kwargs)", n.name, k)}
+		}
+	}
+	if caller != nil {
+		s.vars["caller"] = caller
+	}
+	r.depth++
+	text, err := r.capture(n.body, s)
+	r.depth--
+	return text, err
+}
+
+func (r *renderer) renderCallBlock(t *callBlockNode, s *scope) error {
+	caller := &macro{node: &macroNode{pos: t.pos, name: "caller", params: t.params, defs: t.defs, body: t.body}, def: s}
+	fn, err := r.eval(t.call.fn, s)
+	if err != nil {
+		return err
+	}
+	m, ok := fn.(*macro)
+	if !ok {
+		return fmt.Errorf("call block: %s is not a macro", describe(t.call.fn))
+	}
+	args, kw, err := r.evalArgs(t.call.args, t.call.kwNames, t.call.kwVals, s)
+	if err != nil {
+		return err
+	}
+	v, err := r.callMacro(m, args, kw, caller)
+	if err != nil {
+		return err
+	}
+	writeStr(r.out, v)
+	return nil
+}
+
+func (r *renderer) evalArgs(args []expr, kwNames []string, kwVals []expr, s *scope) ([]any, *Dict, error) {
+	var vals []any
+	if len(args) > 0 {
+		vals = make([]any, len(args))
+		for i, a := range args {
+			v, err := r.eval(a, s)
+			if err != nil {
+				return nil, nil, err
+			}
+			vals[i] = v
+		}
+	}
+	var kw *Dict
+	if len(kwNames) > 0 {
+		kw = NewDict(len(kwNames))
+		for i, k := range kwNames {
+			v, err := r.eval(kwVals[i], s)
+			if err != nil {
+				return nil, nil, err
+			}
+			kw.Set(k, v)
+		}
+	}
+	return vals, kw, nil
+}
+
+func (r *renderer) eval(e expr, s *scope) (any, error) {
+	switch t := e.(type) {
+	case *constExpr:
+		return t.val, nil
+	case *nameExpr:
+		if v, ok := s.lookup(t.name); ok {
+			return v, nil
+		}
+		return Undefined{Name: t.name}, nil
+	case *attrExpr:
+		obj, err := r.eval(t.obj, s)
+		if err != nil {
+			return nil, err
+		}
+		return getAttr(obj, t.name, describe(t))
+	case *itemExpr:
+		obj, err := r.eval(t.obj, s)
+		if err != nil {
+			return nil, err
+		}
+		key, err := r.eval(t.key, s)
+		if err != nil {
+			return nil, err
+		}
+		return getItem(obj, key, describe(t))
+	case *sliceExpr:
+		return r.evalSlice(t, s)
+	case *listExpr:
+		items := make([]any, len(t.items))
+		for i, it := range t.items {
+			v, err := r.eval(it, s)
+			if err != nil {
+				return nil, err
+			}
+			items[i] = v
+		}
+		if t.tuple {
+			return Tuple(items), nil
+		}
+		return items, nil
+	case *dictExpr:
+		d := NewDict(len(t.keys))
+		for i := range t.keys {
+			k, err := r.eval(t.keys[i], s)
+			if err != nil {
+				return nil, err
+			}
+			v, err := r.eval(t.vals[i], s)
+			if err != nil {
+				return nil, err
+			}
+			d.Set(k, v)
+		}
+		return d, nil
+	case *callExpr:
+		return r.evalCall(t, s)
+	case *filterExpr:
+		v, err := r.eval(t.arg, s)
+		if err != nil {
+			return nil, err
+		}
+		return r.applyFilter(t, v, s)
+	case *testExpr:
+		v, err := r.eval(t.arg, s)
+		if err != nil {
+			return nil, err
+		}
+		args, _, err := r.evalArgs(t.args, nil, nil, s)
+		if err != nil {
+			return nil, err
+		}
+		ok, err := tests[t.name](v, args)
+		if err != nil {
+			return nil, fmt.Errorf("test '%s': %w", t.name, err)
+		}
+		return ok != t.neg, nil
+	case *unaryExpr:
+		v, err := r.eval(t.x, s)
+		if err != nil {
+			return nil, err
+		}
+		switch t.op {
+		case "not":
+			return !truth(v), nil
+		case "-":
+			switch n := v.(type) {
+			case int64:
+				return -n, nil
+			case float64:
+				return -n, nil
+			case bool:
+				i, _ := integer(n)
+				return -i, nil
+			}
+			return nil, fmt.Errorf("bad operand type for unary -: '%s'", typeName(v))
+		default:
+			if _, ok := number(v); !ok {
+				return nil, fmt.Errorf("bad operand type for unary +: '%s'", typeName(v))
+			}
+			if b, ok := v.(bool); ok {
+				i, _ := integer(b)
+				return i, nil
+			}
+			return v, nil
+		}
+	case *binExpr:
+		return r.evalBinary(t, s)
+	case *compareExpr:
+		l, err := r.eval(t.first, s)
+		if err != nil {
+			return nil, err
+		}
+		for i, op := range t.ops {
+			rv, err := r.eval(t.rest[i], s)
+			if err != nil {
+				return nil, err
+			}
+			ok, err := compareOp(op, l, rv)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				return false, nil
+			}
+			l = rv
+		}
+		return true, nil
+	case *condExpr:
+		c, err := r.eval(t.cond, s)
+		if err != nil {
+			return nil, err
+		}
+		if truth(c) {
+			return r.eval(t.yes, s)
+		}
+		if t.no == nil {
+			return Undefined{Name: "inline if"}, nil
+		}
+		return r.eval(t.no, s)
+	}
+	return nil, fmt.Errorf("internal error: expression %T", e)
+}
+
+func compareOp(op string, l, r any) (bool, error) {
+	switch op {
+	case "==":
+		return equal(l, r), nil
+	case "!=":
+		return !equal(l, r), nil
+	case "in":
+		return containsValue(r, l)
+	case "notin":
+		ok, err := containsValue(r, l)
+		return !ok, err
+	}
+	c, err := compare(l, r)
+	if err != nil {
+		return false, fmt.Errorf("'%s' not supported between instances of '%s' and '%s'", op, typeName(l), typeName(r))
+	}
+	switch op {
+	case "<":
+		return c < 0, nil
+	case "<=":
+		return c <= 0, nil
+	case ">":
+		return c > 0, nil
+	}
+	return c >= 0, nil
+}
+
+func (r *renderer) evalBinary(t *binExpr, s *scope) (any, error) {
+	l, err := r.eval(t.l, s)
+	if err != nil {
+		return nil, err
+	}
+	switch t.op {
+	case "and":
+		if !truth(l) {
+			return l, nil
+		}
+		return r.eval(t.r, s)
+	case "or":
+		if truth(l) {
+			return l, nil
+		}
+		return r.eval(t.r, s)
+	}
+	rv, err := r.eval(t.r, s)
+	if err != nil {
+		return nil, err
+	}
+	if t.op == "~" {
+		if err := printable(l); err != nil {
+			return nil, err
+		}
+		if err := printable(rv); err != nil {
+			return nil, err
+		}
+		return str(l) + str(rv), nil
+	}
+	return arith(t.op, l, rv)
+}
+
+func arith(op string, l, r any) (any, error) {
+	if isUndefined(l) || isUndefined(r) {
+		u := l
+		if !isUndefined(u) {
+			u = r
+		}
+		return nil, undefinedErr(u.(Undefined))
+	}
+	bad := func() (any, error) {
+		return nil, fmt.Errorf("unsupported operand type(s) for %s: '%s' and '%s'", op, typeName(l), typeName(r))
+	}
+	switch op {
+	case "+":
+		switch a := l.(type) {
+		case string:
+			if b, ok := r.(string); ok {
+				return a + b, nil
+			}
+			return bad()
+		case []any:
+			if b, ok := r.([]any); ok {
+				out := make([]any, 0, len(a)+len(b))
+				return append(append(out, a...), b...), nil
+			}
+			return bad()
+		case Tuple:
+			if b, ok := r.(Tuple); ok {
+				out := make(Tuple, 0, len(a)+len(b))
+				return append(append(out, a...), b...), nil
+			}
+			return bad()
+		}
+	case "*":
+		if n, ok := integer(r); ok {
+			switch a := l.(type) {
+			case string:
+				return strings.Repeat(a, int(max(n, 0))), nil
+			case []any:
+				var out []any
+				for range max(n, 0) {
+					out = append(out, a...)
+				}
+				if out == nil {
+					out = []any{}
+				}
+				return out, nil
+			}
+		}
+		if n, ok := integer(l); ok {
+			if _, isStr := r.(string); isStr {
+				return arith(op, r, n)
+			}
+			if _, isList := r.([]any); isList {
+				return arith(op, r, n)
+			}
+		}
+	case "%":
+		if _, ok := l.(string); ok {
+			return nil, &UnsupportedError{What: "string formatting with %"}
+		}
+	}
+	ia, aInt := integer(l)
+	ib, bInt := integer(r)
+	fa, aNum := number(l)
+	fb, bNum := number(r)
+	if !aNum || !bNum {
+		return bad()
+	}
+	if aInt && bInt {
+		switch op {
+		case "+":
+			return ia + ib, nil
+		case "-":
+			return ia - ib, nil
+		case "*":
+			return ia * ib, nil
+		case "/":
+			if ib == 0 {
+				return nil, errors.New("division by zero")
+			}
+			return float64(ia) / float64(ib), nil
+		case "//":
+			if ib == 0 {
+				return nil, errors.New("integer division or modulo by zero")
+			}
+			q := ia / ib
+			if (ia%ib != 0) && ((ia < 0) != (ib < 0)) {
+				q--
+			}
+			return q, nil
+		case "%":
+			if ib == 0 {
+				return nil, errors.New("integer division or modulo by zero")
+			}
+			m := ia % ib
+			if m != 0 && (m < 0) != (ib < 0) {
+				m += ib
+			}
+			return m, nil
+		case "**":
+			if ib < 0 {
+				return math.Pow(float64(ia), float64(ib)), nil
+			}
+			out := int64(1)
+			for range ib {
+				out *= ia
+			}
+			return out, nil
+		}
+	}
+	switch op {
+	case "+":
+		return fa + fb, nil
+	case "-":
+		return fa - fb, nil
+	case "*":
+		return fa * fb, nil
+	case "/":
+		if fb == 0 {
+			return nil, errors.New("float division by zero")
+		}
+		return fa / fb, nil
+	case "//":
+		if fb == 0 {
+			return nil, errors.New("float floor division by zero")
+		}
+		return math.Floor(fa / fb), nil
+	case "%":
+		if fb == 0 {
+			return nil, errors.New("float modulo")
+		}
+		m := math.Mod(fa, fb)
+		if m != 0 && (m < 0) != (fb < 0) {
+			m += fb
+		}
+		return m, nil
+	case "**":
+		return math.Pow(fa, fb), nil
+	}
+	return bad()
+}
+
+func undefinedErr(u Undefined) error {
+	if u.Name == "" {
+		return errors.New("undefined value")
+	}
+	return fmt.Errorf("'%s' is undefined", u.Name)
+}
+
+func (r *renderer) evalSlice(t *sliceExpr, s *scope) (any, error) {
+	obj, err := r.eval(t.obj, s)
+	if err != nil {
+		return nil, err
+	}
+	var bounds [3]*int64
+	for i, e := range []expr{t.start, t.stop, t.step} {
+		if e == nil {
+			continue
+		}
+		v, err := r.eval(e, s)
+		if err != nil {
+			return nil, err
+		}
+		if v == nil {
+			continue
+		}
+		n, ok := integer(v)
+		if !ok {
+			return nil, errors.New("slice indices must be integers or None")
+		}
+		bounds[i] = &n
+	}
+	return slice(obj, bounds[0], bounds[1], bounds[2])
+}
+
+// slice is Python's obj[start:stop:step] for lists, tuples and strings.
+func slice(obj any, start, stop, step *int64) (any, error) {
+	var items []any
+	var runes []rune
+	n := 0
+	switch t := obj.(type) {
+	case string:
+		runes = []rune(t)
+		n = len(runes)
+	case Undefined:
+		return nil, undefinedErr(t)
+	default:
+		s, ok := seqOf(obj)
+		if !ok {
+			return nil, fmt.Errorf("'%s' object is not subscriptable", typeName(obj))
+		}
+		items, n = s, len(s)
+	}
+	st := int64(1)
+	if step != nil {
+		st = *step
+	}
+	if st == 0 {
+		return nil, errors.New("slice step cannot be zero")
+	}
+	norm := func(p *int64, def int64) int64 {
+		if p == nil {
+			return def
+		}
+		v := *p
+		if v < 0 {
+			v += int64(n)
+			if v < 0 {
+				if st < 0 {
+					return -1
+				}
+				return 0
+			}
+		}
+		if v >= int64(n) {
+			if st < 0 {
+				return int64(n) - 1
+			}
+			return int64(n)
+		}
+		return v
+	}
+	var lo, hi int64
+	if st > 0 {
+		lo, hi = norm(start, 0), norm(stop, int64(n))
+	} else {
+		lo, hi = norm(start, int64(n)-1), norm(stop, -1)
+	}
+	var idx []int64
+	for i := lo; (st > 0 && i < hi) || (st < 0 && i > hi); i += st {
+		idx = append(idx, i)
+	}
+	if runes != nil || obj == "" {
+		out := make([]rune, len(idx))
+		for k, i := range idx {
+			out[k] = runes[i]
+		}
+		return string(out), nil
+	}
+	out := make([]any, len(idx))
+	for k, i := range idx {
+		out[k] = items[i]
+	}
+	if _, ok := obj.(Tuple); ok {
+		return Tuple(out), nil
+	}
+	return out, nil
+}
+
+func (r *renderer) evalCall(t *callExpr, s *scope) (any, error) {
+	fn, err := r.eval(t.fn, s)
+	if err != nil {
+		return nil, err
+	}
+	args, kw, err := r.evalArgs(t.args, t.kwNames, t.kwVals, s)
+	if err != nil {
+		return nil, err
+	}
+	switch f := fn.(type) {
+	case Callable:
+		return f(r, args, kw)
+	case *macro:
+		return r.callMacro(f, args, kw, nil)
+	case Undefined:
+		return nil, undefinedErr(f)
+	}
+	return nil, fmt.Errorf("'%s' object is not callable", typeName(fn))
+}
