@@ -66,7 +66,9 @@ func init() {
 		"trim":       filterTrim,
 		"unique":     filterUnique,
 		"upper":      strFilter(strings.ToUpper),
-		"wordcount":  func(_ *renderer, v any, _ []any, _ *Dict) (any, error) { return int64(len(strings.Fields(str(v)))), nil },
+		"wordcount": func(_ *renderer, v any, _ []any, _ *Dict) (any, error) {
+			return int64(len(strings.Fields(str(v)))), nil
+		},
 	}
 	for _, name := range jinjaFilters {
 		if _, ok := filters[name]; !ok {

@@ -11,12 +11,12 @@ import (
 type tokKind uint8
 
 const (
-	tkEOF      tokKind = iota
-	tkData             // template text between tags
-	tkVarBegin         // {{
-	tkVarEnd           // }}
-	tkBlockBegin       // {%
-	tkBlockEnd         // %}
+	tkEOF        tokKind = iota
+	tkData               // template text between tags
+	tkVarBegin           // {{
+	tkVarEnd             // }}
+	tkBlockBegin         // {%
+	tkBlockEnd           // %}
 	tkName
 	tkString
 	tkInt

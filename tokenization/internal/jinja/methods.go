@@ -238,9 +238,13 @@ func strMethod(s, name string) (Callable, bool) {
 			}, s)
 		}), true
 	case "isdigit", "isdecimal", "isnumeric":
-		return simple(func() any { return s != "" && strings.IndexFunc(s, func(r rune) bool { return !unicode.IsDigit(r) }) < 0 }), true
+		return simple(func() any {
+			return s != "" && strings.IndexFunc(s, func(r rune) bool { return !unicode.IsDigit(r) }) < 0
+		}), true
 	case "isalpha":
-		return simple(func() any { return s != "" && strings.IndexFunc(s, func(r rune) bool { return !unicode.IsLetter(r) }) < 0 }), true
+		return simple(func() any {
+			return s != "" && strings.IndexFunc(s, func(r rune) bool { return !unicode.IsLetter(r) }) < 0
+		}), true
 	case "isalnum":
 		return simple(func() any {
 			return s != "" && strings.IndexFunc(s, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) }) < 0

@@ -54,8 +54,14 @@ func init() {
 			}
 			return false
 		}),
-		"lower": is(func(v any) bool { s, ok := v.(string); return ok && s == strings.ToLower(s) && strings.IndexFunc(s, isCased) >= 0 }),
-		"upper": is(func(v any) bool { s, ok := v.(string); return ok && s == strings.ToUpper(s) && strings.IndexFunc(s, isCased) >= 0 }),
+		"lower": is(func(v any) bool {
+			s, ok := v.(string)
+			return ok && s == strings.ToLower(s) && strings.IndexFunc(s, isCased) >= 0
+		}),
+		"upper": is(func(v any) bool {
+			s, ok := v.(string)
+			return ok && s == strings.ToUpper(s) && strings.IndexFunc(s, isCased) >= 0
+		}),
 		"odd": func(v any, _ []any) (bool, error) {
 			n, ok := integer(v)
 			if !ok {
