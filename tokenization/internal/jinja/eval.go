@@ -712,8 +712,8 @@ func arith(op string, l, r any) (any, error) {
 			}
 		}
 	case "%":
-		if _, ok := l.(string); ok {
-			return nil, &UnsupportedError{What: "string formatting with %"}
+		if s, ok := l.(string); ok {
+			return pyPercent(s, r)
 		}
 	}
 	ia, aInt := integer(l)

@@ -39,6 +39,7 @@ func init() {
 		"escape":     filterEscape,
 		"first":      filterFirst,
 		"float":      filterFloat,
+		"format":     filterFormat,
 		"indent":     filterIndent,
 		"int":        filterInt,
 		"items":      filterItems,
@@ -263,6 +264,9 @@ func attrPath(v any, attr any) (any, error) {
 }
 
 func filterMap(r *renderer, v any, args []any, kw *Dict) (any, error) {
+	if !truth(v) {
+		return generator{}, nil // Jinja2 maps nothing over a false value
+	}
 	it, err := items(v)
 	if err != nil {
 		return nil, err
@@ -302,6 +306,9 @@ func filterMap(r *renderer, v any, args []any, kw *Dict) (any, error) {
 
 func selectFilter(keep, byAttr bool) filterFunc {
 	return func(r *renderer, v any, args []any, kw *Dict) (any, error) {
+		if !truth(v) {
+			return generator{}, nil // Jinja2 selects nothing from a false value
+		}
 		it, err := items(v)
 		if err != nil {
 			return nil, err

@@ -47,7 +47,6 @@ var knownUnsupported = map[string]string{
 	"str-method-unsupported": "str method 'center'",
 	"unsupported-filter":     "filter 'center'",
 	"filter-generator-print": "printing a generator",
-	"string-format-percent":  "string formatting with %",
 }
 
 // TestGoldens renders every construct template of
