@@ -78,6 +78,10 @@ CASES = [
     ("filter-escape-safe", "{{ '<a href=\"x\">&\\'</a>' | e }}|{{ '<b>' | safe }}"),
     ("filter-block", "{% filter upper %}shout {{ s }}{% endfilter %}"),
     ("unknown-filter", "{{ s | nosuchfilter }}"),
+    ("unknown-filter-in-if-not-run", "{% if false %}{{ s | nosuchfilter }}{% elif n is even %}{{ n is nosuchtest }}{% endif %}ok{{ (s | nosuchfilter) if false else 'y' }}"),
+    ("unknown-filter-in-if-run", "{% if true %}{{ s | nosuchfilter }}{% endif %}"),
+    ("unknown-filter-in-loop-in-if", "{% if false %}{% for x in lst %}{{ x | nosuchfilter }}{% endfor %}{% endif %}"),
+    ("unknown-filter-in-macro-in-if", "{% if false %}{% macro m() %}{{ 1 | nosuchfilter }}{% endmacro %}{% endif %}"),
     ("unsupported-filter", "{{ s | center(30) }}"),
     # tests
     ("tests", "{{ n is defined }} {{ missing is undefined }} {{ none is none }} {{ s is string }} {{ d is mapping }} {{ lst is iterable }} {{ s is iterable }} {{ lst is sequence }} {{ d is sequence }} {{ n is number }} {{ f is number }} {{ flag is number }} {{ flag is boolean }} {{ n is boolean }} {{ n is integer }} {{ f is float }} {{ 3 is in lst }} {{ 'a' is in 'cat' }} {{ n is equalto 7 }} {{ n is eq(7) }} {{ n is odd }} {{ 8 is even }} {{ 9 is divisibleby 3 }} {{ s is lower }} {{ 'ABC' is upper }} {{ range is callable }} {{ flag is false }} {{ true is true }} {{ n is gt 3 }} {{ n is ge(7) }} {{ n is lt 3 }} {{ n is ne 7 }} {{ none is sameas none }}"),

@@ -523,7 +523,11 @@ func (r *renderer) eval(e expr, s *scope) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		ok, err := tests[t.name](v, args)
+		test, known := tests[t.name]
+		if !known {
+			return nil, fmt.Errorf("no test named '%s'", t.name)
+		}
+		ok, err := test(v, args)
 		if err != nil {
 			return nil, fmt.Errorf("test '%s': %w", t.name, err)
 		}

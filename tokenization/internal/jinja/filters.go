@@ -86,7 +86,11 @@ func (r *renderer) applyFilter(f *filterExpr, v any, s *scope) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	out, err := filters[f.name](r, v, args, kw)
+	fn, known := filters[f.name]
+	if !known {
+		return nil, fmt.Errorf("no filter named '%s'", f.name)
+	}
+	out, err := fn(r, v, args, kw)
 	if err != nil {
 		var ue *UnsupportedError
 		var ee *Error

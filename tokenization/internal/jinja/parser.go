@@ -32,6 +32,9 @@ func Parse(src string) (*Template, error) {
 	if end != "" {
 		return nil, p.errAt(p.cur().line, "unexpected '%s'", end)
 	}
+	if err := checkNames(body, false); err != nil {
+		return nil, err
+	}
 	return &Template{body: body}, nil
 }
 
@@ -881,9 +884,6 @@ func (p *parser) parseFilter(arg expr) (*filterExpr, error) {
 		}
 		name += "." + part
 	}
-	if _, ok := filters[name]; !ok {
-		return nil, p.errAt(line, "no filter named '%s'", name)
-	}
 	f := &filterExpr{pos: pos{line}, arg: arg, name: name}
 	if p.isOp("(") {
 		if f.args, f.kwNames, f.kwVals, err = p.parseArgs(); err != nil {
@@ -923,9 +923,6 @@ func (p *parser) parseFilterExpr(e expr) (expr, error) {
 					return nil, err
 				}
 				name += "." + part
-			}
-			if _, ok := tests[name]; !ok {
-				return nil, p.errAt(line, "no test named '%s'", name)
 			}
 			t.name = name
 			c := p.cur()
