@@ -203,14 +203,18 @@ func (ct *ChatTemplate) Render(req *ChatRequest) (string, error) {
 		if !ok {
 			return "", errors.New("chat_template_kwargs: not a JSON object")
 		}
-		for i, k := range obj.Keys() {
+		var kwErr error
+		obj.Each(func(k, v any) {
 			name := k.(string)
 			for _, r := range reservedKwargs {
-				if name == r {
-					return "", fmt.Errorf("chat_template_kwargs: %q is not allowed", name)
+				if name == r && kwErr == nil {
+					kwErr = fmt.Errorf("chat_template_kwargs: %q is not allowed", name)
 				}
 			}
-			vars[name] = obj.Values()[i]
+			vars[name] = v
+		})
+		if kwErr != nil {
+			return "", kwErr
 		}
 	}
 	vars["messages"] = messages

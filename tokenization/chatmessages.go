@@ -305,15 +305,12 @@ func normalizeTools(raw json.RawMessage) (any, error) {
 }
 
 func copyExtra(dst, src *jinja.Dict, skip []string) {
-	for i, k := range src.Keys() {
-		known := false
+	src.Each(func(k, v any) {
 		for _, s := range skip {
 			if k == s {
-				known = true
+				return
 			}
 		}
-		if !known {
-			dst.Set(k, src.Values()[i])
-		}
-	}
+		dst.Set(k, v)
+	})
 }

@@ -32,28 +32,47 @@ var (
 	errContinue = errors.New("continue outside a loop")
 )
 
-// scope is one frame of variables; lookups walk to the parents.
+// scope is one frame of variables; lookups walk to the parents. Frames
+// hold few names (a loop's targets, a macro's parameters), so a slice
+// beats a map; the frames of the caller's variables and the globals use
+// their maps as given.
 type scope struct {
-	vars   map[string]any
+	vars   []binding
+	m      map[string]any
 	parent *scope
+}
+
+type binding struct {
+	name string
+	val  any
 }
 
 func newScope(parent *scope) *scope { return &scope{parent: parent} }
 
 func (s *scope) lookup(name string) (any, bool) {
 	for f := s; f != nil; f = f.parent {
-		if v, ok := f.vars[name]; ok {
-			return v, true
+		for i := range f.vars {
+			if f.vars[i].name == name {
+				return f.vars[i].val, true
+			}
+		}
+		if f.m != nil {
+			if v, ok := f.m[name]; ok {
+				return v, true
+			}
 		}
 	}
 	return nil, false
 }
 
 func (s *scope) set(name string, v any) {
-	if s.vars == nil {
-		s.vars = make(map[string]any, 4)
+	for i := range s.vars {
+		if s.vars[i].name == name {
+			s.vars[i].val = v
+			return
+		}
 	}
-	s.vars[name] = v
+	s.vars = append(s.vars, binding{name, v})
 }
 
 // renderer holds the state of one rendering.
@@ -67,15 +86,17 @@ const maxCallDepth = 200
 // Render renders the template with vars (and the globals).
 func (t *Template) Render(vars map[string]any) (string, error) {
 	var b strings.Builder
+	b.Grow(int(t.sizeHint.Load()))
 	r := &renderer{out: &b}
-	root := &scope{vars: globals()}
-	top := &scope{vars: vars, parent: root}
+	root := &scope{m: globals()}
+	top := &scope{m: vars, parent: root}
 	if err := r.renderBody(t.body, newScope(top)); err != nil {
 		if err == errBreak || err == errContinue {
 			return "", &Error{Err: err}
 		}
 		return "", err
 	}
+	t.sizeHint.Store(int64(b.Len()) + int64(b.Len())/8)
 	return b.String(), nil
 }
 
@@ -104,6 +125,9 @@ func (r *renderer) renderNode(n node, s *scope) error {
 	case *dataNode:
 		r.out.WriteString(t.text)
 	case *outputNode:
+		if b, ok := t.expr.(*binExpr); ok && (b.op == "~" || b.op == "+") {
+			return wrap(t, r.writeConcat(b, s))
+		}
 		v, err := r.eval(t.expr, s)
 		if err != nil {
 			return wrap(t, err)
@@ -173,8 +197,8 @@ func printable(v any) error {
 			}
 		}
 	case *Dict:
-		for _, e := range t.vals {
-			if err := printable(e); err != nil {
+		for _, e := range t.entries {
+			if err := printable(e.val); err != nil {
 				return err
 			}
 		}
@@ -284,8 +308,8 @@ func (r *renderer) renderFor(t *forNode, s *scope) error {
 	l := &loop{items: items}
 	for i, it := range items {
 		l.index = i
-		fs := &scope{vars: make(map[string]any, len(t.targets)+1), parent: s}
-		fs.vars["loop"] = l
+		fs := &scope{vars: make([]binding, 0, 4), parent: s}
+		fs.set("loop", l)
 		if err := assign(fs, t.targets, it); err != nil {
 			return err
 		}
@@ -365,7 +389,7 @@ func (r *renderer) callMacro(m *macro, args []any, kw *Dict, caller any) (any, e
 		return nil, errors.New("macro recursion too deep")
 	}
 	n := m.node
-	s := &scope{vars: make(map[string]any, len(n.params)+3), parent: m.def}
+	s := &scope{vars: make([]binding, 0, len(n.params)+2), parent: m.def}
 	if len(args) > len(n.params) {
 		return nil, &UnsupportedError{What: fmt.Sprintf("macro '%s' called with more positional arguments than parameters (varargs)", n.name)}
 	}
@@ -373,10 +397,10 @@ func (r *renderer) callMacro(m *macro, args []any, kw *Dict, caller any) (any, e
 	for i, p := range n.params {
 		switch {
 		case i < len(args):
-			s.vars[p] = args[i]
+			s.set(p, args[i])
 		default:
 			if v, ok := kw.Get(p); ok {
-				s.vars[p] = v
+				s.set(p, v)
 				continue
 			}
 			if i >= firstDef {
@@ -384,9 +408,9 @@ func (r *renderer) callMacro(m *macro, args []any, kw *Dict, caller any) (any, e
 				if err != nil {
 					return nil, err
 				}
-				s.vars[p] = v
+				s.set(p, v)
 			} else {
-				s.vars[p] = Undefined{Name: p}
+				s.set(p, Undefined{Name: p})
 			}
 		}
 	}
@@ -396,7 +420,7 @@ func (r *renderer) callMacro(m *macro, args []any, kw *Dict, caller any) (any, e
 		}
 	}
 	if caller != nil {
-		s.vars["caller"] = caller
+		s.set("caller", caller)
 	}
 	r.depth++
 	text, err := r.capture(n.body, s)
@@ -466,7 +490,7 @@ func (r *renderer) eval(e expr, s *scope) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return getAttr(obj, t.name, describe(t))
+		return getAttr(obj, t.name, t)
 	case *itemExpr:
 		obj, err := r.eval(t.obj, s)
 		if err != nil {
@@ -476,7 +500,7 @@ func (r *renderer) eval(e expr, s *scope) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return getItem(obj, key, describe(t))
+		return getItem(obj, key, t)
 	case *sliceExpr:
 		return r.evalSlice(t, s)
 	case *listExpr:
@@ -624,6 +648,61 @@ func compareOp(op string, l, r any) (bool, error) {
 		return c > 0, nil
 	}
 	return c >= 0, nil
+}
+
+// writeConcat prints a chain of "~" or "+" operations without building
+// the concatenated string: chat templates glue each message's content
+// between its role markers, and copying the content twice per message
+// showed in the profile. The result is the same as evaluating the chain.
+func (r *renderer) writeConcat(b *binExpr, s *scope) error {
+	var ops [16]expr
+	operands := ops[:0]
+	var e expr = b
+	for {
+		x, ok := e.(*binExpr)
+		if !ok || x.op != b.op || len(operands) == cap(ops)-1 {
+			break
+		}
+		operands = append(operands, x.r)
+		e = x.l
+	}
+	operands = append(operands, e)
+	var vals [16]any
+	values := vals[:len(operands)]
+	allStrings := true
+	for i := range operands {
+		v, err := r.eval(operands[len(operands)-1-i], s)
+		if err != nil {
+			return err
+		}
+		if b.op == "~" {
+			if err := printable(v); err != nil {
+				return err
+			}
+		}
+		if _, ok := v.(string); !ok {
+			allStrings = false
+		}
+		values[i] = v
+	}
+	if b.op == "~" || allStrings {
+		for _, v := range values {
+			writeStr(r.out, v)
+		}
+		return nil
+	}
+	acc := values[0]
+	for _, v := range values[1:] {
+		var err error
+		if acc, err = arith("+", acc, v); err != nil {
+			return err
+		}
+	}
+	if err := printable(acc); err != nil {
+		return err
+	}
+	writeStr(r.out, acc)
+	return nil
 }
 
 func (r *renderer) evalBinary(t *binExpr, s *scope) (any, error) {
@@ -802,6 +881,9 @@ func arith(op string, l, r any) (any, error) {
 }
 
 func undefinedErr(u Undefined) error {
+	if u.at != nil {
+		return fmt.Errorf("'%s' is undefined", describe(u.at))
+	}
 	if u.Name == "" {
 		return errors.New("undefined value")
 	}

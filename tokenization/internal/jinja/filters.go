@@ -150,7 +150,7 @@ func filterAttr(_ *renderer, v any, args []any, _ *Dict) (any, error) {
 	if !ok {
 		return Undefined{}, nil
 	}
-	return getAttr(v, name, name)
+	return getAttr(v, name, nil)
 }
 
 func filterDefault(_ *renderer, v any, args []any, kw *Dict) (any, error) {
@@ -214,8 +214,8 @@ func filterItems(_ *renderer, v any, _ []any, _ *Dict) (any, error) {
 		return generator{}, nil
 	case *Dict:
 		out := make(generator, t.Len())
-		for i, k := range t.keys {
-			out[i] = Tuple{k, t.vals[i]}
+		for i, e := range t.entries {
+			out[i] = Tuple{e.key, e.val}
 		}
 		return out, nil
 	}
@@ -248,7 +248,7 @@ func filterJoin(_ *renderer, v any, args []any, kw *Dict) (any, error) {
 // or an integer index, items first as Jinja2's environment.getitem does.
 func attrPath(v any, attr any) (any, error) {
 	if n, ok := integer(attr); ok {
-		return getItem(v, n, fmt.Sprint(n))
+		return getItem(v, n, nil)
 	}
 	name, ok := attr.(string)
 	if !ok {
@@ -260,7 +260,7 @@ func attrPath(v any, attr any) (any, error) {
 		if n, err := strconv.ParseInt(part, 10, 64); err == nil {
 			key = n
 		}
-		if v, err = getItem(v, key, name); err != nil {
+		if v, err = getItem(v, key, nil); err != nil {
 			return nil, err
 		}
 	}
@@ -453,8 +453,8 @@ func filterDictsort(_ *renderer, v any, args []any, kw *Dict) (any, error) {
 		return nil, errors.New("you can only sort by either \"key\" or \"value\"")
 	}
 	out := make([]any, d.Len())
-	for i, k := range d.keys {
-		out[i] = Tuple{k, d.vals[i]}
+	for i, e := range d.entries {
+		out[i] = Tuple{e.key, e.val}
 	}
 	key := sortKey(cs, nil)
 	return out, sortValues(out, func(e any) any { return key(e.(Tuple)[pos]) }, reverse)

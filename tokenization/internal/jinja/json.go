@@ -96,7 +96,7 @@ func (j *jsonWriter) write(v any, depth int) error {
 		items, _ := seqOf(t)
 		return j.seq(items, depth)
 	case *Dict:
-		keys, vals := t.keys, t.vals
+		keys, vals := t.Keys(), t.Values()
 		if j.sortKeys {
 			idx := make([]any, len(keys))
 			for i := range keys {

@@ -29,7 +29,7 @@ func unsafeMethod(typ, name string) error {
 
 // getAttr is Jinja2's obj.name: an attribute (method) first, then an
 // item.
-func getAttr(obj any, name, what string) (any, error) {
+func getAttr(obj any, name string, at expr) (any, error) {
 	switch t := obj.(type) {
 	case Undefined:
 		return nil, undefinedErr(t)
@@ -40,12 +40,12 @@ func getAttr(obj any, name, what string) (any, error) {
 		if name == "changed" {
 			return nil, &UnsupportedError{What: "loop.changed"}
 		}
-		return Undefined{Name: what}, nil
+		return undefinedAt(at, name), nil
 	case *Namespace:
 		if v, ok := t.d.Get(name); ok {
 			return v, nil
 		}
-		return Undefined{Name: what}, nil
+		return undefinedAt(at, name), nil
 	case *Dict:
 		if m, ok := dictMethod(t, name); ok {
 			return m, nil
@@ -92,11 +92,11 @@ func getAttr(obj any, name, what string) (any, error) {
 			return nil, unsafeMethod("list", name)
 		}
 	}
-	return Undefined{Name: what}, nil
+	return undefinedAt(at, name), nil
 }
 
 // getItem is Jinja2's obj[key]: an item first, then an attribute.
-func getItem(obj any, key any, what string) (any, error) {
+func getItem(obj any, key any, at expr) (any, error) {
 	switch t := obj.(type) {
 	case Undefined:
 		return nil, undefinedErr(t)
@@ -113,11 +113,11 @@ func getItem(obj any, key any, what string) (any, error) {
 			if i >= 0 && i < int64(len(runes)) {
 				return string(runes[i]), nil
 			}
-			return Undefined{Name: what}, nil
+			return undefinedAt(at, keyName(key)), nil
 		}
 	case *Namespace, *loop:
 		if s, ok := key.(string); ok {
-			return getAttr(obj, s, what)
+			return getAttr(obj, s, at)
 		}
 	default:
 		if items, ok := seqOf(obj); ok {
@@ -128,14 +128,14 @@ func getItem(obj any, key any, what string) (any, error) {
 				if i >= 0 && i < int64(len(items)) {
 					return items[i], nil
 				}
-				return Undefined{Name: what}, nil
+				return undefinedAt(at, keyName(key)), nil
 			}
 		}
 	}
 	if s, ok := key.(string); ok {
-		return getAttr(obj, s, what)
+		return getAttr(obj, s, at)
 	}
-	return Undefined{Name: what}, nil
+	return undefinedAt(at, keyName(key)), nil
 }
 
 func argN(name string, args []any, min, max int) error {
@@ -149,16 +149,16 @@ func dictMethod(d *Dict, name string) (Callable, bool) {
 	switch name {
 	case "items":
 		return func(_ *renderer, args []any, _ *Dict) (any, error) {
-			out := make(dictItems, len(d.keys))
-			for i, k := range d.keys {
-				out[i] = Tuple{k, d.vals[i]}
+			out := make(dictItems, len(d.entries))
+			for i, e := range d.entries {
+				out[i] = Tuple{e.key, e.val}
 			}
 			return out, nil
 		}, true
 	case "keys":
-		return func(_ *renderer, args []any, _ *Dict) (any, error) { return append([]any(nil), d.keys...), nil }, true
+		return func(_ *renderer, args []any, _ *Dict) (any, error) { return d.Keys(), nil }, true
 	case "values":
-		return func(_ *renderer, args []any, _ *Dict) (any, error) { return append([]any(nil), d.vals...), nil }, true
+		return func(_ *renderer, args []any, _ *Dict) (any, error) { return d.Values(), nil }, true
 	case "get":
 		return func(_ *renderer, args []any, _ *Dict) (any, error) {
 			if err := argN("get", args, 1, 2); err != nil {
@@ -517,4 +517,12 @@ func pySplitLines(s string) []string {
 		out = append(out, s[start:])
 	}
 	return out
+}
+
+// keyName names a missing key for errors without allocating.
+func keyName(key any) string {
+	if s, ok := key.(string); ok {
+		return s
+	}
+	return ""
 }

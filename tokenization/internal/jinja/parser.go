@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 type parser struct {
@@ -15,6 +16,9 @@ type parser struct {
 // rendering.
 type Template struct {
 	body []node
+	// sizeHint is the last rendering's size plus a margin, to size the
+	// output buffer once.
+	sizeHint atomic.Int64
 }
 
 // Parse parses a template. Constructs outside the supported subset are

@@ -177,8 +177,8 @@ func builtinDict(_ *renderer, args []any, kw *Dict) (any, error) {
 	if len(args) > 0 {
 		return nil, &UnsupportedError{What: "dict() with positional arguments"}
 	}
-	for i, k := range kw.Keys() {
-		d.Set(k, kw.vals[i])
+	for _, e := range kw.all() {
+		d.Set(e.key, e.val)
 	}
 	return d, nil
 }
@@ -190,12 +190,12 @@ func builtinNamespace(_ *renderer, args []any, kw *Dict) (any, error) {
 		if !ok {
 			return nil, &UnsupportedError{What: "namespace() with a non-dict positional argument"}
 		}
-		for i, k := range src.keys {
-			ns.d.Set(k, src.vals[i])
+		for _, e := range src.entries {
+			ns.d.Set(e.key, e.val)
 		}
 	}
-	for i, k := range kw.Keys() {
-		ns.d.Set(k, kw.vals[i])
+	for _, e := range kw.all() {
+		ns.d.Set(e.key, e.val)
 	}
 	return ns, nil
 }

@@ -23,7 +23,10 @@ import (
 //	Callable     functions, methods and macros
 type (
 	// Undefined is a missing name, attribute or item; it renders as "".
-	Undefined struct{ Name string }
+	Undefined struct {
+		Name string
+		at   expr // the expression that produced it, named in errors
+	}
 	// Tuple is a Python tuple.
 	Tuple []any
 	// dictItems is what dict.items() returns.
@@ -36,19 +39,22 @@ type (
 
 // Dict is an insertion-ordered dictionary, as Python's dicts are.
 type Dict struct {
-	keys []any
-	vals []any
+	entries []entry
+}
+
+type entry struct {
+	key, val any
 }
 
 // NewDict returns an empty Dict with room for n entries.
-func NewDict(n int) *Dict { return &Dict{keys: make([]any, 0, n), vals: make([]any, 0, n)} }
+func NewDict(n int) *Dict { return &Dict{entries: make([]entry, 0, n)} }
 
 // Len is the number of entries.
 func (d *Dict) Len() int {
 	if d == nil {
 		return 0
 	}
-	return len(d.keys)
+	return len(d.entries)
 }
 
 // Get returns the value under key.
@@ -57,16 +63,16 @@ func (d *Dict) Get(key any) (any, bool) {
 		return nil, false
 	}
 	if s, ok := key.(string); ok {
-		for i, k := range d.keys {
-			if ks, ok := k.(string); ok && ks == s {
-				return d.vals[i], true
+		for i := range d.entries {
+			if ks, ok := d.entries[i].key.(string); ok && ks == s {
+				return d.entries[i].val, true
 			}
 		}
 		return nil, false
 	}
-	for i, k := range d.keys {
-		if equal(k, key) {
-			return d.vals[i], true
+	for i := range d.entries {
+		if equal(d.entries[i].key, key) {
+			return d.entries[i].val, true
 		}
 	}
 	return nil, false
@@ -74,29 +80,25 @@ func (d *Dict) Get(key any) (any, bool) {
 
 // Set adds or replaces key's value, keeping the key's first position.
 func (d *Dict) Set(key, val any) {
-	if i := d.index(key); i >= 0 {
-		d.vals[i] = val
-		return
-	}
-	d.keys = append(d.keys, key)
-	d.vals = append(d.vals, val)
-}
-
-func (d *Dict) index(key any) int {
-	for i, k := range d.keys {
-		if equal(k, key) {
-			return i
+	for i := range d.entries {
+		if equal(d.entries[i].key, key) {
+			d.entries[i].val = val
+			return
 		}
 	}
-	return -1
+	d.entries = append(d.entries, entry{key, val})
 }
 
-// Keys returns the keys in order; Values the values.
+// Keys returns the keys in order.
 func (d *Dict) Keys() []any {
 	if d == nil {
 		return nil
 	}
-	return d.keys
+	out := make([]any, len(d.entries))
+	for i, e := range d.entries {
+		out[i] = e.key
+	}
+	return out
 }
 
 // Values returns the values in key order.
@@ -104,8 +106,34 @@ func (d *Dict) Values() []any {
 	if d == nil {
 		return nil
 	}
-	return d.vals
+	out := make([]any, len(d.entries))
+	for i, e := range d.entries {
+		out[i] = e.val
+	}
+	return out
 }
+
+// all returns the entries; a nil Dict has none.
+func (d *Dict) all() []entry {
+	if d == nil {
+		return nil
+	}
+	return d.entries
+}
+
+// Each calls f for every entry in order.
+func (d *Dict) Each(f func(key, val any)) {
+	if d == nil {
+		return
+	}
+	for _, e := range d.entries {
+		f(e.key, e.val)
+	}
+}
+
+// undefinedAt is the undefined result of the lookup at (or of name when
+// the lookup has no expression); describing at is left to the error path.
+func undefinedAt(at expr, name string) Undefined { return Undefined{Name: name, at: at} }
 
 func isUndefined(v any) bool { _, ok := v.(Undefined); return ok }
 
@@ -219,13 +247,13 @@ func writeRepr(b *strings.Builder, v any) {
 		b.WriteByte(')')
 	case *Dict:
 		b.WriteByte('{')
-		for i, k := range t.keys {
+		for i, e := range t.entries {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			writeRepr(b, k)
+			writeRepr(b, e.key)
 			b.WriteString(": ")
-			writeRepr(b, t.vals[i])
+			writeRepr(b, e.val)
 		}
 		b.WriteByte('}')
 	case *Namespace:
@@ -369,9 +397,9 @@ func equal(a, b any) bool {
 		if !ok || x.Len() != y.Len() {
 			return false
 		}
-		for i, k := range x.keys {
-			v, ok := y.Get(k)
-			if !ok || !equal(x.vals[i], v) {
+		for _, e := range x.entries {
+			v, ok := y.Get(e.key)
+			if !ok || !equal(e.val, v) {
 				return false
 			}
 		}
@@ -466,7 +494,7 @@ func iterate(v any) ([]any, error) {
 	case generator:
 		return t, nil
 	case *Dict:
-		return t.keys, nil
+		return t.Keys(), nil
 	case string:
 		out := make([]any, 0, len(t))
 		for _, r := range t {
