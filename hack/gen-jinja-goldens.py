@@ -121,6 +121,7 @@ CASES = [
     ("not-callable", "{{ s() }}"),
     ("loopcontrol-outside", "{% break %}"),
     ("division-by-zero", "{{ n / 0 }}"),
+    ("big-integers", "{{ 2 ** 62 }}|{{ 2 ** 63 }}"),
     ("compare-type-error", "{{ 'a' < 1 }}"),
 ]
 

@@ -79,9 +79,17 @@ func (s *scope) set(name string, v any) {
 type renderer struct {
 	out   *strings.Builder
 	depth int // macro call depth, bounded against runaway recursion
+	steps int // statements run, bounded against runaway loops
 }
 
-const maxCallDepth = 200
+const (
+	maxCallDepth = 200
+	// maxSteps bounds the statements one rendering runs; a chat template
+	// over thousands of messages runs tens of thousands.
+	maxSteps = 5_000_000
+	// maxString bounds strings built by repetition.
+	maxString = 64 << 20
+)
 
 // Render renders the template with vars (and the globals).
 func (t *Template) Render(vars map[string]any) (string, error) {
@@ -121,6 +129,10 @@ func (r *renderer) renderBody(body []node, s *scope) error {
 }
 
 func (r *renderer) renderNode(n node, s *scope) error {
+	r.steps++
+	if r.steps > maxSteps {
+		return &Error{Line: n.line(), Err: errors.New("rendering takes too many steps")}
+	}
 	switch t := n.(type) {
 	case *dataNode:
 		r.out.WriteString(t.text)
@@ -774,8 +786,14 @@ func arith(op string, l, r any) (any, error) {
 		if n, ok := integer(r); ok {
 			switch a := l.(type) {
 			case string:
+				if n > 0 && int64(len(a))*n > maxString {
+					return nil, errors.New("string repetition too large")
+				}
 				return strings.Repeat(a, int(max(n, 0))), nil
 			case []any:
+				if n > 0 && int64(len(a))*n > maxString/16 {
+					return nil, errors.New("list repetition too large")
+				}
 				var out []any
 				for range max(n, 0) {
 					out = append(out, a...)
@@ -809,11 +827,23 @@ func arith(op string, l, r any) (any, error) {
 	if aInt && bInt {
 		switch op {
 		case "+":
-			return ia + ib, nil
+			if s := ia + ib; (s > ia) == (ib > 0) {
+				return s, nil
+			}
+			return nil, errBigInt
 		case "-":
-			return ia - ib, nil
+			if d := ia - ib; (d < ia) == (ib > 0) {
+				return d, nil
+			}
+			return nil, errBigInt
 		case "*":
-			return ia * ib, nil
+			if ia == 0 || ib == 0 {
+				return int64(0), nil
+			}
+			if p := ia * ib; p/ib == ia && !(ia == -1 && ib == math.MinInt64) && !(ib == -1 && ia == math.MinInt64) {
+				return p, nil
+			}
+			return nil, errBigInt
 		case "/":
 			if ib == 0 {
 				return nil, errors.New("division by zero")
@@ -841,11 +871,7 @@ func arith(op string, l, r any) (any, error) {
 			if ib < 0 {
 				return math.Pow(float64(ia), float64(ib)), nil
 			}
-			out := int64(1)
-			for range ib {
-				out *= ia
-			}
-			return out, nil
+			return intPow(ia, ib)
 		}
 	}
 	switch op {
@@ -878,6 +904,33 @@ func arith(op string, l, r any) (any, error) {
 		return math.Pow(fa, fb), nil
 	}
 	return bad()
+}
+
+// errBigInt refuses integer results beyond int64, which Python would
+// carry on as big integers.
+var errBigInt = &UnsupportedError{What: "integer arithmetic beyond 64 bits"}
+
+// intPow is a**b for b >= 0 by squaring, refusing overflow.
+func intPow(a, b int64) (any, error) {
+	out := int64(1)
+	for b > 0 {
+		if b&1 == 1 {
+			v, err := arith("*", out, a)
+			if err != nil {
+				return nil, err
+			}
+			out = v.(int64)
+		}
+		b >>= 1
+		if b > 0 {
+			v, err := arith("*", a, a)
+			if err != nil {
+				return nil, err
+			}
+			a = v.(int64)
+		}
+	}
+	return out, nil
 }
 
 func undefinedErr(u Undefined) error {

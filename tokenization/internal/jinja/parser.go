@@ -8,8 +8,21 @@ import (
 )
 
 type parser struct {
-	toks []token
-	i    int
+	toks  []token
+	i     int
+	depth int // nesting of expressions and blocks, bounded
+}
+
+// maxNesting bounds how deep expressions and blocks nest, so that a
+// hostile template cannot exhaust the stack.
+const maxNesting = 250
+
+func (p *parser) enter() error {
+	p.depth++
+	if p.depth > maxNesting {
+		return p.errAt(p.cur().line, "template nests too deeply")
+	}
+	return nil
 }
 
 // Template is a parsed template; it is immutable and safe for concurrent
@@ -102,6 +115,10 @@ var unsupportedTags = map[string]string{
 // parseBody parses nodes up to the end of the template or an end tag,
 // whose name it returns.
 func (p *parser) parseBody() ([]node, string, error) {
+	if err := p.enter(); err != nil {
+		return nil, "", err
+	}
+	defer func() { p.depth-- }()
 	var body []node
 	for {
 		t := p.cur()
@@ -532,6 +549,10 @@ func (p *parser) parseAnd() (expr, error) {
 }
 
 func (p *parser) parseNot() (expr, error) {
+	if err := p.enter(); err != nil {
+		return nil, err
+	}
+	defer func() { p.depth-- }()
 	if p.isName("not") {
 		line := p.next().line
 		x, err := p.parseNot()
@@ -620,6 +641,10 @@ func (p *parser) parsePow() (expr, error) {
 }
 
 func (p *parser) parseUnary(withFilter bool) (expr, error) {
+	if err := p.enter(); err != nil {
+		return nil, err
+	}
+	defer func() { p.depth-- }()
 	t := p.cur()
 	var e expr
 	var err error
