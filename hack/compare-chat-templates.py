@@ -25,10 +25,15 @@ spec.loader.exec_module(chatgoldens)
 
 SPECIAL = {"bos_token": "<s>", "eos_token": "</s>"}
 
+# Every conversation, and each one without tools again with the tool
+# definitions: many tool templates need tools to render at all.
+CONVERSATIONS = chatgoldens.CONVERSATIONS + [
+    dict(c, name=c["name"] + "+tools", tools=chatgoldens.TOOLS) for c in chatgoldens.CONVERSATIONS if not c.get("tools")]
+
 
 def main():
     src_dir, out_path = sys.argv[1], sys.argv[2]
-    result = {"special_tokens": SPECIAL, "conversations": chatgoldens.CONVERSATIONS, "templates": {}}
+    result = {"special_tokens": SPECIAL, "conversations": CONVERSATIONS, "templates": {}}
     for path in sorted(glob.glob(os.path.join(src_dir, "*.jinja"))):
         with open(path, encoding="utf-8") as f:
             template = f.read()
@@ -40,7 +45,7 @@ def main():
             entry["parse_error"] = f"{type(e).__name__}: {e}"
             result["templates"][name] = entry
             continue
-        for c in chatgoldens.CONVERSATIONS:
+        for c in CONVERSATIONS:
             try:
                 entry["renderings"][c["name"]] = chatgoldens.render(template, SPECIAL, c)
             except Exception as e:

@@ -222,6 +222,8 @@ func writeStr(b *strings.Builder, v any) {
 	switch t := v.(type) {
 	case string:
 		b.WriteString(t)
+	case Markup:
+		b.WriteString(string(t))
 	case Undefined:
 	default:
 		writeRepr(b, v)
@@ -697,7 +699,7 @@ func (r *renderer) writeConcat(b *binExpr, s *scope) error {
 		}
 		values[i] = v
 	}
-	if b.op == "~" || allStrings {
+	if b.op == "~" || allStrings && !anyMarkup(values) {
 		for _, v := range values {
 			writeStr(r.out, v)
 		}
@@ -715,6 +717,15 @@ func (r *renderer) writeConcat(b *binExpr, s *scope) error {
 	}
 	writeStr(r.out, acc)
 	return nil
+}
+
+func anyMarkup(values []any) bool {
+	for _, v := range values {
+		if _, ok := v.(Markup); ok {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *renderer) evalBinary(t *binExpr, s *scope) (any, error) {
@@ -757,6 +768,9 @@ func arith(op string, l, r any) (any, error) {
 			u = r
 		}
 		return nil, undefinedErr(u.(Undefined))
+	}
+	if v, ok, err := markupArith(op, l, r); ok || err != nil {
+		return v, err
 	}
 	bad := func() (any, error) {
 		return nil, fmt.Errorf("unsupported operand type(s) for %s: '%s' and '%s'", op, typeName(l), typeName(r))
@@ -971,6 +985,13 @@ func (r *renderer) evalSlice(t *sliceExpr, s *scope) (any, error) {
 
 // slice is Python's obj[start:stop:step] for lists, tuples and strings.
 func slice(obj any, start, stop, step *int64) (any, error) {
+	if m, ok := obj.(Markup); ok {
+		v, err := slice(string(m), start, stop, step)
+		if s, isStr := v.(string); isStr {
+			return Markup(s), err
+		}
+		return v, err
+	}
 	var items []any
 	var runes []rune
 	n := 0

@@ -3,7 +3,6 @@ package jinja
 import (
 	"errors"
 	"fmt"
-	"html"
 	"math"
 	"strconv"
 	"strings"
@@ -56,7 +55,7 @@ func init() {
 		"replace":    filterReplace,
 		"reverse":    filterReverse,
 		"round":      filterRound,
-		"safe":       func(_ *renderer, v any, _ []any, _ *Dict) (any, error) { return str(v), nil },
+		"safe":       func(_ *renderer, v any, _ []any, _ *Dict) (any, error) { return Markup(str(v)), nil },
 		"select":     selectFilter(true, false),
 		"selectattr": selectFilter(true, true),
 		"sort":       filterSort,
@@ -89,6 +88,22 @@ func (r *renderer) applyFilter(f *filterExpr, v any, s *scope) (any, error) {
 	fn, known := filters[f.name]
 	if !known {
 		return nil, fmt.Errorf("no filter named '%s'", f.name)
+	}
+	if m, ok := v.(Markup); ok {
+		switch {
+		case markupFilters[f.name]:
+			return markupFilter(f.name, m, args, kw)
+		case markupRefused[f.name]:
+			return nil, &UnsupportedError{What: "filter '" + f.name + "' on a Markup string"}
+		case f.name == "join" && len(args) > 0, f.name == "d", f.name == "default":
+		default:
+			v = string(m)
+		}
+	}
+	if f.name == "join" && len(args) > 0 {
+		if _, ok := args[0].(Markup); ok {
+			return nil, &UnsupportedError{What: "join with a Markup separator"}
+		}
 	}
 	out, err := fn(r, v, args, kw)
 	if err != nil {
@@ -163,8 +178,7 @@ func filterDefault(_ *renderer, v any, args []any, kw *Dict) (any, error) {
 }
 
 func filterEscape(_ *renderer, v any, _ []any, _ *Dict) (any, error) {
-	s := html.EscapeString(str(v)) // &amp; &lt; &gt; &#34; &#39;
-	return s, nil
+	return escapeValue(v), nil // &amp; &lt; &gt; &#34; &#39;
 }
 
 func filterFirst(_ *renderer, v any, _ []any, _ *Dict) (any, error) {

@@ -92,6 +92,8 @@ func (j *jsonWriter) write(v any, depth int) error {
 		}
 	case string:
 		writeJSONString(&j.b, t)
+	case Markup:
+		writeJSONString(&j.b, string(t))
 	case []any, Tuple:
 		items, _ := seqOf(t)
 		return j.seq(items, depth)

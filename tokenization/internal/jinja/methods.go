@@ -56,6 +56,10 @@ func getAttr(obj any, name string, at expr) (any, error) {
 		if v, ok := t.Get(name); ok {
 			return v, nil
 		}
+	case Markup:
+		if m, ok, err := markupMethod(t, name); ok || err != nil {
+			return m, err
+		}
 	case string:
 		if m, ok := strMethod(t, name); ok {
 			return m, nil
@@ -97,6 +101,16 @@ func getAttr(obj any, name string, at expr) (any, error) {
 
 // getItem is Jinja2's obj[key]: an item first, then an attribute.
 func getItem(obj any, key any, at expr) (any, error) {
+	if m, ok := obj.(Markup); ok {
+		if _, isInt := integer(key); isInt {
+			v, err := getItem(string(m), key, at)
+			if s, isStr := v.(string); isStr {
+				return Markup(s), err // markupsafe's indexing keeps Markup
+			}
+			return v, err
+		}
+	}
+	key = plain(key)
 	switch t := obj.(type) {
 	case Undefined:
 		return nil, undefinedErr(t)
@@ -204,8 +218,22 @@ func pyStrip(s, chars string, hasChars, left, right bool) string {
 	return s
 }
 
-// strMethod returns the bound Python str method name of s.
+// strMethod returns the bound Python str method name of s; Markup
+// arguments count as the strings they are.
 func strMethod(s, name string) (Callable, bool) {
+	f, ok := strMethodPlain(s, name)
+	if !ok {
+		return nil, false
+	}
+	return func(r *renderer, args []any, kw *Dict) (any, error) {
+		for i, a := range args {
+			args[i] = plain(a)
+		}
+		return f(r, args, kw)
+	}, true
+}
+
+func strMethodPlain(s, name string) (Callable, bool) {
 	simple := func(f func() any) Callable {
 		return func(_ *renderer, args []any, _ *Dict) (any, error) {
 			if len(args) > 0 {

@@ -31,8 +31,14 @@ func init() {
 		"integer":   is(func(v any) bool { _, ok := v.(int64); return ok }),
 		"float":     is(func(v any) bool { _, ok := v.(float64); return ok }),
 		"number":    is(func(v any) bool { _, ok := number(v); return ok }),
-		"string":    is(func(v any) bool { _, ok := v.(string); return ok }),
-		"mapping":   is(func(v any) bool { _, ok := v.(*Dict); return ok }),
+		"string": is(func(v any) bool {
+			switch v.(type) {
+			case string, Markup:
+				return true
+			}
+			return false
+		}),
+		"mapping": is(func(v any) bool { _, ok := v.(*Dict); return ok }),
 		"sequence": is(func(v any) bool {
 			switch v.(type) {
 			case string, []any, Tuple, *Dict, Undefined:
@@ -55,11 +61,11 @@ func init() {
 			return false
 		}),
 		"lower": is(func(v any) bool {
-			s, ok := v.(string)
+			s, ok := plain(v).(string)
 			return ok && s == strings.ToLower(s) && strings.IndexFunc(s, isCased) >= 0
 		}),
 		"upper": is(func(v any) bool {
-			s, ok := v.(string)
+			s, ok := plain(v).(string)
 			return ok && s == strings.ToUpper(s) && strings.IndexFunc(s, isCased) >= 0
 		}),
 		"odd": func(v any, _ []any) (bool, error) {

@@ -140,6 +140,8 @@ func isUndefined(v any) bool { _, ok := v.(Undefined); return ok }
 // truth is Python's bool(v).
 func truth(v any) bool {
 	switch t := v.(type) {
+	case Markup:
+		return t != ""
 	case nil, Undefined:
 		return false
 	case bool:
@@ -177,6 +179,8 @@ func typeName(v any) string {
 		return "float"
 	case string:
 		return "str"
+	case Markup:
+		return "Markup"
 	case []any:
 		return "list"
 	case Tuple:
@@ -200,6 +204,8 @@ func str(v any) string {
 	switch t := v.(type) {
 	case string:
 		return t
+	case Markup:
+		return string(t)
 	case Undefined:
 		return ""
 	}
@@ -231,6 +237,10 @@ func writeRepr(b *strings.Builder, v any) {
 		b.WriteString(pyFloatRepr(t))
 	case string:
 		writeStrRepr(b, t)
+	case Markup:
+		b.WriteString("Markup(")
+		writeStrRepr(b, string(t))
+		b.WriteByte(')')
 	case []any:
 		writeSeqRepr(b, "[", "]", t)
 	case Tuple:
@@ -366,6 +376,7 @@ func integer(v any) (int64, bool) {
 
 // equal is Python's ==.
 func equal(a, b any) bool {
+	a, b = plain(a), plain(b)
 	switch x := a.(type) {
 	case string:
 		y, ok := b.(string)
@@ -424,6 +435,7 @@ func seqEqual(a, b []any) bool {
 
 // compare is Python's ordering for numbers, strings and sequences.
 func compare(a, b any) (int, error) {
+	a, b = plain(a), plain(b)
 	if fa, ok := number(a); ok {
 		if fb, ok := number(b); ok {
 			ia, aInt := integer(a)
@@ -484,7 +496,7 @@ func seqOf(v any) ([]any, bool) {
 // iterate returns what "for x in v" visits: list and tuple items, dict
 // keys, a string's characters; undefined is empty.
 func iterate(v any) ([]any, error) {
-	switch t := v.(type) {
+	switch t := plain(v).(type) {
 	case []any:
 		return t, nil
 	case Tuple:
@@ -509,6 +521,7 @@ func iterate(v any) ([]any, error) {
 
 // length is Python's len(v).
 func length(v any) (int, error) {
+	v = plain(v)
 	switch t := v.(type) {
 	case string:
 		return strings.Count(t, "") - 1, nil
@@ -525,6 +538,7 @@ func length(v any) (int, error) {
 
 // contains is Python's "item in container".
 func containsValue(container, item any) (bool, error) {
+	container, item = plain(container), plain(item)
 	switch t := container.(type) {
 	case string:
 		s, ok := item.(string)
