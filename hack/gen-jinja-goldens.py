@@ -110,6 +110,11 @@ CASES = [
     ("dict-global", "{{ dict(a=1, b='x') }}|{{ dict(a=1).a }}"),
     ("content-parts-loop", "{% for m in messages %}{% if m.content is string %}{{ m.content }}{% else %}{% for p in m.content %}{% if p.type == 'text' %}{{ p.text }}{% elif p.type == 'image' %}<img>{% endif %}{% endfor %}{% endif %}\n{% endfor %}"),
     ("print-containers", "{{ messages[0] }}|{{ d.items() }}|{{ people[0] }}|{{ 1.0 }}{{ 100.0 }}{{ 1e16 }}{{ 0.0001 }}{{ 0.00001 }}{{ -0.0 }}"),
+    ("edge-printing", "{{ none }}|{{ [] }}|{{ {} }}|{{ 7 / 7 }}|{{ 10 // 3 }} {{ -10 // 3 }} {{ 10 % -3 }} {{ 2 ** -1 }}|{{ 1.0 == 1 }} {{ '1' == 1 }} {{ (1, 2) == [1, 2] }}|{{ d | items | list }}|{{ lst | join }}|{{ 'x' | tojson }}|{{ 3.7 | round | int }}|{{ '%.1f' | format(3.14159) }}"),
+    ("edge-unicode-case", "{{ 'straße'.upper() }}|{{ 'ǅ'.lower() }}|{{ 'ﬁne'.upper() }}|{{ 'ǆemal'.title() }}|{{ 'Σ'.lower() }}|{{ 'ΑΣ'.lower() }}"),
+    ("edge-loops", "{% for a in [1, 2] %}{% for b in [3] %}{{ loop.index }}{{ loop.length }}{% endfor %}{{ loop.index }}{% endfor %}|{% for x in lst | sort %}{{ x }}{% if not loop.last %},{% endif %}{% endfor %}|{% for k, v in d.items() if v %}{{ k }}{% endfor %}"),
+    ("edge-macro-caller-args", "{% macro list_items(items) %}{% for i in items %}{{ caller(i, loop.index) }}{% endfor %}{% endmacro %}{% call(item, n) list_items(['a', 'b']) %}[{{ n }}:{{ item }}]{% endcall %}"),
+    ("edge-select-tests", "{{ lst | select('gt', 1) | list }}|{{ lst | select('in', [1, 2]) | list }}|{{ people | selectattr('name', 'string') | map(attribute='age') | sum }}|{{ words | map('lower') | unique | list }}"),
     # failures that must be errors, never renderings
     ("syntax-unbalanced", "{{ (1 + 2 }}"),
     ("syntax-unclosed-if", "{% if true %}never closed"),

@@ -46,7 +46,7 @@ func init() {
 		"last":       filterLast,
 		"length":     filterLength,
 		"list":       filterList,
-		"lower":      strFilter(strings.ToLower),
+		"lower":      strFilter(pyLower),
 		"map":        filterMap,
 		"max":        minMax(1),
 		"min":        minMax(-1),
@@ -65,7 +65,7 @@ func init() {
 		"tojson":     filterToJSON,
 		"trim":       filterTrim,
 		"unique":     filterUnique,
-		"upper":      strFilter(strings.ToUpper),
+		"upper":      strFilter(pyUpper),
 		"wordcount": func(_ *renderer, v any, _ []any, _ *Dict) (any, error) {
 			return int64(len(strings.Fields(str(v)))), nil
 		},
@@ -128,8 +128,8 @@ func param(args []any, kw *Dict, i int, name string, def any) any {
 	return def
 }
 
-func strFilter(f func(string) string) filterFunc {
-	return func(_ *renderer, v any, _ []any, _ *Dict) (any, error) { return f(str(v)), nil }
+func strFilter(f func(string) (string, error)) filterFunc {
+	return func(_ *renderer, v any, _ []any, _ *Dict) (any, error) { return f(str(v)) }
 }
 
 // items returns what a filter iterates: generators and sequences as they
@@ -432,6 +432,9 @@ func sortKey(caseSensitive bool, attr any) func(any) any {
 			v, _ = attrPath(v, attr)
 		}
 		if s, ok := v.(string); ok && !caseSensitive {
+			if l, err := pyLower(s); err == nil {
+				return l
+			}
 			return strings.ToLower(s)
 		}
 		return v
@@ -648,7 +651,7 @@ func filterFloat(_ *renderer, v any, args []any, kw *Dict) (any, error) {
 // jinjaTitle is Jinja2's title filter: each word (split at whitespace and
 // opening brackets or dashes) gets an upper-case first letter and a
 // lower-case rest.
-func jinjaTitle(s string) string {
+func jinjaTitle(s string) (string, error) {
 	var b strings.Builder
 	start := true
 	for _, r := range s {
@@ -658,11 +661,19 @@ func jinjaTitle(s string) string {
 			continue
 		}
 		if start {
-			b.WriteString(strings.ToUpper(string(r)))
+			u, err := pyUpper(string(r))
+			if err != nil {
+				return "", err
+			}
+			b.WriteString(u)
 		} else {
-			b.WriteString(strings.ToLower(string(r)))
+			l, err := pyLower(string(r))
+			if err != nil {
+				return "", err
+			}
+			b.WriteString(l)
 		}
 		start = false
 	}
-	return b.String()
+	return b.String(), nil
 }

@@ -149,12 +149,10 @@ var (
 func markupFilter(name string, m Markup, args []any, kw *Dict) (any, error) {
 	s := string(m)
 	switch name {
-	case "upper":
-		return Markup(strings.ToUpper(s)), nil
-	case "lower":
-		return Markup(strings.ToLower(s)), nil
-	case "capitalize":
-		return Markup(pyCapitalize(s)), nil
+	case "upper", "lower", "capitalize":
+		conv := map[string]func(string) (string, error){"upper": pyUpper, "lower": pyLower, "capitalize": pyCapitalize}[name]
+		out, err := conv(s)
+		return Markup(out), err
 	case "string", "safe", "e", "escape":
 		return m, nil
 	case "trim":

@@ -248,14 +248,14 @@ func strMethodPlain(s, name string) (Callable, bool) {
 			chars, has, err := optChars(name, args)
 			return pyStrip(s, chars, has, name != "rstrip", name != "lstrip"), err
 		}, true
-	case "upper":
-		return simple(func() any { return strings.ToUpper(s) }), true
-	case "lower":
-		return simple(func() any { return strings.ToLower(s) }), true
-	case "title":
-		return simple(func() any { return pyTitle(s) }), true
-	case "capitalize":
-		return simple(func() any { return pyCapitalize(s) }), true
+	case "upper", "lower", "title", "capitalize":
+		conv := map[string]func(string) (string, error){"upper": pyUpper, "lower": pyLower, "title": pyTitle, "capitalize": pyCapitalize}[name]
+		return func(_ *renderer, args []any, _ *Dict) (any, error) {
+			if len(args) > 0 {
+				return nil, fmt.Errorf("%s() takes no arguments", name)
+			}
+			return conv(s)
+		}, true
 	case "swapcase":
 		return simple(func() any {
 			return strings.Map(func(r rune) rune {
@@ -502,27 +502,36 @@ func isCased(r rune) bool { return unicode.IsUpper(r) || unicode.IsLower(r) || u
 
 // pyTitle is Python's str.title: a cased character after an uncased one
 // is title-cased, the others lower-cased.
-func pyTitle(s string) string {
+func pyTitle(s string) (string, error) {
 	var b strings.Builder
 	prevCased := false
 	for _, r := range s {
 		if prevCased {
-			b.WriteRune(unicode.ToLower(r))
-		} else {
-			b.WriteRune(unicode.ToTitle(r))
+			l, err := pyLower(string(r))
+			if err != nil {
+				return "", err
+			}
+			b.WriteString(l)
+		} else if err := titleRune(&b, r); err != nil {
+			return "", err
 		}
 		prevCased = isCased(r)
 	}
-	return b.String()
+	return b.String(), nil
 }
 
 // pyCapitalize is Python's str.capitalize.
-func pyCapitalize(s string) string {
+func pyCapitalize(s string) (string, error) {
 	r, n := utf8.DecodeRuneInString(s)
 	if n == 0 {
-		return s
+		return s, nil
 	}
-	return string(unicode.ToTitle(r)) + strings.ToLower(s[n:])
+	var b strings.Builder
+	if err := titleRune(&b, r); err != nil {
+		return "", err
+	}
+	rest, err := pyLower(s[n:])
+	return b.String() + rest, err
 }
 
 // pySplitLines is Python's str.splitlines() without keepends.
