@@ -664,11 +664,9 @@ func compareOp(op string, l, r any) (bool, error) {
 	return c >= 0, nil
 }
 
-// writeConcat prints a chain of "~" or "+" operations without building
-// the concatenated string: chat templates glue each message's content
-// between its role markers, and copying the content twice per message
-// showed in the profile. The result is the same as evaluating the chain.
-func (r *renderer) writeConcat(b *binExpr, s *scope) error {
+// concatOperands evaluates the operands of a left-nested chain of one
+// operator ("a + b + c" or "a ~ b ~ c") in order, into buf.
+func (r *renderer) concatOperands(b *binExpr, s *scope, buf []any) ([]any, error) {
 	var ops [16]expr
 	operands := ops[:0]
 	var e expr = b
@@ -681,36 +679,64 @@ func (r *renderer) writeConcat(b *binExpr, s *scope) error {
 		e = x.l
 	}
 	operands = append(operands, e)
-	var vals [16]any
-	values := vals[:len(operands)]
-	allStrings := true
+	values := buf[:0]
 	for i := range operands {
 		v, err := r.eval(operands[len(operands)-1-i], s)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if b.op == "~" {
 			if err := printable(v); err != nil {
-				return err
+				return nil, err
 			}
 		}
-		if _, ok := v.(string); !ok {
-			allStrings = false
-		}
-		values[i] = v
+		values = append(values, v)
 	}
-	if b.op == "~" || allStrings && !anyMarkup(values) {
+	return values, nil
+}
+
+// plainStrings reports whether every value is a plain string, so that a
+// "+" chain is one concatenation.
+func plainStrings(values []any) bool {
+	for _, v := range values {
+		if _, ok := v.(string); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// foldPlus applies "+" left to right.
+func foldPlus(values []any) (any, error) {
+	acc := values[0]
+	for _, v := range values[1:] {
+		var err error
+		if acc, err = arith("+", acc, v); err != nil {
+			return nil, err
+		}
+	}
+	return acc, nil
+}
+
+// writeConcat prints a chain of "~" or "+" operations without building
+// the concatenated string: chat templates glue each message's content
+// between its role markers, and copying the content twice per message
+// showed in the profile. The result is the same as evaluating the chain.
+func (r *renderer) writeConcat(b *binExpr, s *scope) error {
+	var buf [16]any
+	values, err := r.concatOperands(b, s, buf[:])
+	if err != nil {
+		return err
+	}
+	if b.op == "~" || plainStrings(values) {
 		for _, v := range values {
 			writeStr(r.out, v)
 		}
 		return nil
 	}
-	acc := values[0]
-	for _, v := range values[1:] {
-		var err error
-		if acc, err = arith("+", acc, v); err != nil {
-			return err
-		}
+	acc, err := foldPlus(values)
+	if err != nil {
+		return err
 	}
 	if err := printable(acc); err != nil {
 		return err
@@ -719,16 +745,35 @@ func (r *renderer) writeConcat(b *binExpr, s *scope) error {
 	return nil
 }
 
-func anyMarkup(values []any) bool {
+// evalConcat evaluates a "~" or "+" chain with one allocation when the
+// result is a plain string.
+func (r *renderer) evalConcat(b *binExpr, s *scope) (any, error) {
+	var buf [16]any
+	values, err := r.concatOperands(b, s, buf[:])
+	if err != nil {
+		return nil, err
+	}
+	if b.op == "+" && !plainStrings(values) {
+		return foldPlus(values)
+	}
+	n := 0
 	for _, v := range values {
-		if _, ok := v.(Markup); ok {
-			return true
+		if sv, ok := v.(string); ok {
+			n += len(sv)
 		}
 	}
-	return false
+	var sb strings.Builder
+	sb.Grow(n)
+	for _, v := range values {
+		writeStr(&sb, v)
+	}
+	return sb.String(), nil
 }
 
 func (r *renderer) evalBinary(t *binExpr, s *scope) (any, error) {
+	if t.op == "~" || t.op == "+" {
+		return r.evalConcat(t, s)
+	}
 	l, err := r.eval(t.l, s)
 	if err != nil {
 		return nil, err
@@ -748,15 +793,6 @@ func (r *renderer) evalBinary(t *binExpr, s *scope) (any, error) {
 	rv, err := r.eval(t.r, s)
 	if err != nil {
 		return nil, err
-	}
-	if t.op == "~" {
-		if err := printable(l); err != nil {
-			return nil, err
-		}
-		if err := printable(rv); err != nil {
-			return nil, err
-		}
-		return str(l) + str(rv), nil
 	}
 	return arith(t.op, l, rv)
 }
