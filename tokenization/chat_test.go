@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,10 +19,12 @@ type chatGolden struct {
 		Name                 string          `json:"name"`
 		Messages             json.RawMessage `json:"messages"`
 		Tools                json.RawMessage `json:"tools"`
+		Documents            json.RawMessage `json:"documents"`
 		AddGenerationPrompt  bool            `json:"add_generation_prompt"`
 		ContinueFinalMessage bool            `json:"continue_final_message"`
 		ChatTemplateKwargs   json.RawMessage `json:"chat_template_kwargs"`
 	} `json:"conversations"`
+	Formats    map[string]string                     `json:"formats"`
 	Renderings map[string]map[string]json.RawMessage `json:"renderings"`
 	IDs        map[string]map[string][]uint32        `json:"ids"`
 }
@@ -65,19 +66,28 @@ func loadLocal(t testing.TB, model string) *Local {
 
 func pinnedNow() time.Time { return time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC) }
 
-// TestChatGoldens renders every conversation with gonja and compares the
-// text with Python Jinja2's and the token IDs with the Rust tokenizer's.
+// TestChatGoldens renders every conversation with every fetched model's
+// chat template and compares the text with Python Jinja2's in
+// transformers' environment (an error where Jinja2 raised one), the
+// content format with vLLM's detection, and the token IDs with the Rust
+// tokenizer's.
 func TestChatGoldens(t *testing.T) {
 	g := readChatGolden(t)
 	if want := pinnedNow().Format("2006-01-02T15:04:05"); g.Now != want {
 		t.Fatalf("goldens rendered at %s, tests pin %s", g.Now, want)
 	}
-	for _, model := range []string{"qwen3", "llama3_1", "deepseek_v3"} {
+	for _, model := range []string{"qwen3", "llama3_1", "deepseek_v3", "gemma3"} {
 		t.Run(model, func(t *testing.T) {
 			l := loadLocal(t, model)
+			if l.chatErr != nil {
+				t.Fatal(l.chatErr)
+			}
+			if got := l.chat.templates["default"].format; got != g.Formats[model] {
+				t.Errorf("content format %q, vLLM's detection says %q", got, g.Formats[model])
+			}
 			same := 0
 			for _, c := range g.Conversations {
-				req := &ChatRequest{Messages: c.Messages, Tools: c.Tools, AddGenerationPrompt: c.AddGenerationPrompt,
+				req := &ChatRequest{Messages: c.Messages, Tools: c.Tools, Documents: c.Documents, AddGenerationPrompt: c.AddGenerationPrompt,
 					ContinueFinalMessage: c.ContinueFinalMessage, ChatTemplateKwargs: c.ChatTemplateKwargs}
 				var want string
 				if err := json.Unmarshal(g.Renderings[model][c.Name], &want); err != nil {
@@ -112,14 +122,14 @@ func TestChatGoldens(t *testing.T) {
 	}
 }
 
-// TestChatGemma3TemplateUnsupported documents the known gonja limitation:
-// Gemma-3's template does not parse, and chat requests say so while
+// TestChatGemma3Renders: Gemma-3's template, which gonja could not parse
+// (an inline if inside parentheses), renders chat requests, and
 // completions still work.
-func TestChatGemma3TemplateUnsupported(t *testing.T) {
+func TestChatGemma3Renders(t *testing.T) {
 	l := loadLocal(t, "gemma3")
-	_, err := l.RenderChat(&ChatRequest{Messages: json.RawMessage(`[{"role":"user","content":"hi"}]`)})
-	if err == nil || !strings.Contains(err.Error(), "gonja") {
-		t.Fatalf("RenderChat error = %v, want a gonja parse error", err)
+	got, err := l.RenderChat(&ChatRequest{Messages: json.RawMessage(`[{"role":"user","content":"hi"}]`), AddGenerationPrompt: true})
+	if want := "<bos><start_of_turn>user\nhi<end_of_turn>\n<start_of_turn>model\n"; err != nil || got != want {
+		t.Fatalf("RenderChat = %q, %v; want %q", got, err, want)
 	}
 	ids, err := l.Encode("hi", true)
 	if err != nil || len(ids) == 0 {

@@ -33,18 +33,18 @@ func TestToJSONMatchesPython(t *testing.T) {
 		{`[]`, `[]`},
 		{`{}`, `{}`},
 	} {
-		// The value travels as a tool definition so that tojson sees the
-		// decoded JSON, as templates do.
+		// The value travels as a chat_template_kwargs variable so that
+		// tojson sees the decoded JSON, as templates do.
 		req := msgs(`[{"role":"user","content":"x"}]`)
-		req.Tools = json.RawMessage(`[` + tc.content + `]`)
-		got, err := render(t, `{{ tools[0] | tojson }}`, req)
+		req.ChatTemplateKwargs = json.RawMessage(`{"v": ` + tc.content + `}`)
+		got, err := render(t, `{{ v | tojson }}`, req)
 		if err != nil || got != tc.want {
 			t.Errorf("tojson(%s) = %q, %v; want %q", tc.content, got, err, tc.want)
 		}
 	}
 	req := msgs(`[{"role":"user","content":"x"}]`)
-	req.Tools = json.RawMessage(`[{"a": [1, {"b": 2}]}]`)
-	got, err := render(t, `{{ tools[0] | tojson(indent=2) }}`, req)
+	req.ChatTemplateKwargs = json.RawMessage(`{"v": {"a": [1, {"b": 2}]}}`)
+	got, err := render(t, `{{ v | tojson(indent=2) }}`, req)
 	want := "{\n  \"a\": [\n    1,\n    {\n      \"b\": 2\n    }\n  ]\n}"
 	if err != nil || got != want {
 		t.Errorf("tojson(indent=2) = %q, %v; want %q", got, err, want)
@@ -63,7 +63,22 @@ func TestRenderTemplateFeatures(t *testing.T) {
 		{"kwargs", `{{ enable_thinking }}`, &ChatRequest{Messages: json.RawMessage(`[]`), ChatTemplateKwargs: json.RawMessage(`{"enable_thinking": false}`)}, "False"},
 		{"trim_blocks and lstrip_blocks", "{% for m in messages %}\n  {% if true %}\n{{ m.role }}\n  {% endif %}\n{% endfor %}", msgs(`[{"role":"a","content":""},{"role":"b","content":""}]`), "a\nb\n"},
 		{"content parts joined with newlines", `{{ messages[0].content }}`, msgs(`[{"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}]`), "a\nb"},
-		{"openai-format template keeps parts", `{% for p in messages[0]['content'] %}[{{ p.text }}]{% endfor %}`, msgs(`[{"role":"user","content":"a"}]`), "[a]"},
+		{"openai-format template keeps parts", `{% for m in messages %}{% for p in m['content'] %}[{{ p.text }}]{% endfor %}{% endfor %}`,
+			msgs(`[{"role":"user","content":[{"type":"text","text":"a"},"b",{"type":"refusal","refusal":"c"}]}]`), "[a][b][c]"},
+		{"vLLM's detection needs a loop over messages", `{% for p in messages[0]['content'] %}[{{ p.text }}]{% endfor %}`, msgs(`[{"role":"user","content":"a"}]`), "[]"},
+		{"openai-format tool content becomes a string", `{% for m in messages %}{% for p in m.content %}{% endfor %}{{ m.content }}{% endfor %}`,
+			msgs(`[{"role":"tool","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}]`), "a\nb"},
+		{"unparsable tool-call arguments become {}", `{{ messages[0].tool_calls[0].function.arguments | tojson }}`,
+			msgs(`[{"role":"assistant","content":"","tool_calls":[{"function":{"name":"f","arguments":"{not json"}}]}]`), "{}"},
+		{"empty tool calls are dropped", `{{ messages[0].tool_calls is defined }}`, msgs(`[{"role":"assistant","content":"","tool_calls":[]}]`), "False"},
+		{"reasoning is passed as reasoning and reasoning_content", `{{ messages[0].reasoning }}|{{ messages[0].reasoning_content }}`,
+			msgs(`[{"role":"assistant","content":"x","reasoning":"r"}]`), "r|r"},
+		{"tools shaped as vLLM dumps them", `{{ tools | tojson }}`,
+			&ChatRequest{Messages: json.RawMessage(`[]`), Tools: json.RawMessage(`[{"function":{"x":1,"name":"f"},"extra":true}]`)},
+			`[{"type": "function", "function": {"name": "f", "description": null, "parameters": null, "strict": null, "x": 1}, "extra": true}]`},
+		{"documents passed through", `{% for d in documents %}{{ d.title }}{% endfor %}`,
+			&ChatRequest{Messages: json.RawMessage(`[]`), Documents: json.RawMessage(`[{"title":"T1"},{"title":"T2"}]`)}, "T1T2"},
+		{"kwargs shadow special tokens", `{{ bos_token }}`, &ChatRequest{Messages: json.RawMessage(`[]`), ChatTemplateKwargs: json.RawMessage(`{"bos_token": "B"}`)}, "B"},
 		{"null content is empty", `[{{ messages[0].content }}]`, msgs(`[{"role":"assistant","content":null}]`), "[]"},
 		{"tool-call arguments parsed", `{{ messages[0].tool_calls[0].function.arguments.city }}`,
 			msgs(`[{"role":"assistant","content":null,"tool_calls":[{"type":"function","function":{"name":"f","arguments":"{\"city\": \"Oslo\"}"}}]}]`), "Oslo"},
@@ -93,14 +108,19 @@ func TestRenderErrors(t *testing.T) {
 		t.Errorf("raise_exception: err = %v", err)
 	}
 	for name, req := range map[string]*ChatRequest{
-		"no messages":       {},
-		"not an array":      msgs(`{"role":"user"}`),
-		"message not obj":   msgs(`["hi"]`),
-		"no role":           msgs(`[{"content":"hi"}]`),
-		"image part":        msgs(`[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]`),
-		"bad tool args":     msgs(`[{"role":"assistant","content":"","tool_calls":[{"function":{"arguments":"{not json"}}]}]`),
-		"invalid JSON":      msgs(`[{"role":`),
-		"kwargs not object": {Messages: json.RawMessage(`[]`), ChatTemplateKwargs: json.RawMessage(`[1]`)},
+		"no messages":                         {},
+		"not an array":                        msgs(`{"role":"user"}`),
+		"message not obj":                     msgs(`["hi"]`),
+		"no role":                             msgs(`[{"content":"hi"}]`),
+		"image part":                          msgs(`[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]`),
+		"tool call no func":                   msgs(`[{"role":"assistant","content":"","tool_calls":[{"id":"x"}]}]`),
+		"unknown part type":                   msgs(`[{"role":"user","content":[{"type":"hologram"}]}]`),
+		"part without type":                   msgs(`[{"role":"user","content":[{"text":"x"}]}]`),
+		"both continue and generation prompt": {Messages: json.RawMessage(`[{"role":"user","content":"x"}]`), ContinueFinalMessage: true, AddGenerationPrompt: true},
+		"reserved kwarg":                      {Messages: json.RawMessage(`[]`), ChatTemplateKwargs: json.RawMessage(`{"tokenize": true}`)},
+		"tool without name":                   {Messages: json.RawMessage(`[]`), Tools: json.RawMessage(`[{"type":"function","function":{}}]`)},
+		"invalid JSON":                        msgs(`[{"role":`),
+		"kwargs not object":                   {Messages: json.RawMessage(`[]`), ChatTemplateKwargs: json.RawMessage(`[1]`)},
 	} {
 		if _, err := render(t, `{{ messages }}`, req); err == nil {
 			t.Errorf("%s: no error", name)
@@ -122,7 +142,7 @@ func TestRenderPicksToolUseTemplate(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		tools, want string
-	}{{"", "plain"}, {`[{"type":"function"}]`, "tools"}} {
+	}{{"", "plain"}, {`[{"type":"function","function":{"name":"f"}}]`, "tools"}} {
 		req := msgs(`[]`)
 		req.Tools = json.RawMessage(tc.tools)
 		if got, err := ct.Render(req); err != nil || got != tc.want {

@@ -11,7 +11,9 @@
 //   - Load finds a model's tokenizer (a tokenizer.json file, a directory,
 //     the HuggingFace cache, or the hub with HF_TOKEN) and returns a Local:
 //     the pure-Go tokenizer.json encoder of package hf plus the chat
-//     template, rendered with gonja configured as transformers renders it.
+//     template, rendered by the project's own Jinja renderer
+//     (internal/jinja) in transformers' environment, with vLLM's message
+//     preprocessing around it.
 //   - Remote calls a vLLM pod's /tokenize endpoint, for models the
 //     in-process path cannot serve.
 //   - Pool wraps any of them: it bounds concurrent encodes and keeps a
@@ -25,12 +27,17 @@
 // tokenizer.json files of Qwen3, Llama-3.1, Mistral-7B (llama2), Gemma-3
 // and DeepSeek-V3 over a multilingual corpus and seeded fuzz strings, with
 // and without special tokens (hack/gen-tokenizer-goldens.sh). Chat
-// renderings are compared with Python Jinja2 in transformers' environment.
-// Known limits:
+// renderings of every fetched model's template (Qwen3, Llama-3.1,
+// DeepSeek-V3, Gemma-3) are compared byte for byte with Python Jinja2 in
+// transformers' environment, and package jinja's constructs with Jinja2
+// one by one (hack/gen-jinja-goldens.py); README.md lists which public
+// templates render. Known limits:
 //
-//   - Gemma-3's chat template does not parse in gonja (an inline if inside
-//     parentheses). Load succeeds and completions work; chat requests return
-//     the parse error. Serve such models' chat requests through Remote.
+//   - A template using a construct the renderer does not implement
+//     (include, recursive loops, some str methods and filters) fails with
+//     the construct's name and line, never with a different rendering.
+//     Load succeeds and completions work; serve such models' chat
+//     requests through Remote.
 //   - For LlamaTokenizerFast and GemmaTokenizerFast models, transformers 4.x
 //     (and so vLLM) rebuilds the post-processor from tokenizer_config's
 //     add_bos_token/add_eos_token; Load does the same unless

@@ -56,10 +56,12 @@ var ErrNotFound = errors.New("tokenizer not found")
 //     https://huggingface.co) with $HF_TOKEN as bearer token into that
 //     cache, unless opts.Offline or HF_HUB_OFFLINE=1.
 //
-// The chat template comes from opts.ChatTemplate, else chat_template.jinja,
-// else chat_template.json, else tokenizer_config.json. A template gonja
-// cannot parse (Gemma-3's, for one) does not fail the load: completions
-// work and chat requests return the parse error.
+// The chat templates come from chat_template.jinja (plus named ones in
+// additional_chat_templates/*.jinja), else chat_template.json, else
+// tokenizer_config.json, as transformers reads them; opts.ChatTemplate, a
+// template name or source, replaces the default one. A template the
+// renderer cannot handle does not fail the load: completions work and
+// chat requests return the error, which names the construct and its line.
 //
 // As transformers 4.x does for LlamaTokenizerFast and GemmaTokenizerFast,
 // the special tokens added by Encode(text, true) follow tokenizer_config's
@@ -90,7 +92,7 @@ func Load(ctx context.Context, name string, opts LoadOptions) (*Local, error) {
 	}
 	topts := ChatTemplateOptions{SpecialTokens: cfg.specialTokens(), Now: opts.Now}
 	if l.chat, err = NewChatTemplate(sources, topts); err != nil {
-		l.chatErr = fmt.Errorf("%s: %w (gonja cannot parse this template; serve this model's chat requests through the remote tokenizer)", file, err)
+		l.chatErr = fmt.Errorf("%s: %w (serve this model's chat requests through the remote tokenizer)", file, err)
 		l.chat, _ = NewChatTemplate(nil, topts)
 	}
 	return l, nil
@@ -183,13 +185,40 @@ func transformersSpecialTokens(cfg *tokenizerConfig, enc *hf.Tokenizer) (*specia
 	return st, nil
 }
 
-// chatTemplateSources gathers the templates in vLLM's order of precedence.
+// chatTemplateSources gathers the templates as transformers loads them:
+// chat_template.jinja (with named templates from
+// additional_chat_templates/) replaces chat_template.json, which replaces
+// tokenizer_config.json's chat_template. override, vLLM's --chat-template,
+// names one of them or is a template source; either way it becomes the
+// default.
 func chatTemplateSources(dir string, cfg *tokenizerConfig, override string) (map[string]string, error) {
-	if override != "" {
-		return map[string]string{"default": override}, nil
+	sources, err := tokenizerTemplates(dir, cfg)
+	if err != nil || override == "" {
+		return sources, err
 	}
+	if src, ok := sources[override]; ok {
+		sources["default"] = src
+		return sources, nil
+	}
+	if sources == nil {
+		sources = map[string]string{}
+	}
+	sources["default"] = override
+	return sources, nil
+}
+
+func tokenizerTemplates(dir string, cfg *tokenizerConfig) (map[string]string, error) {
 	if data, err := os.ReadFile(filepath.Join(dir, "chat_template.jinja")); err == nil {
-		return map[string]string{"default": string(data)}, nil
+		out := map[string]string{"default": string(data)}
+		extra, _ := filepath.Glob(filepath.Join(dir, "additional_chat_templates", "*.jinja"))
+		for _, f := range extra {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				return nil, err
+			}
+			out[strings.TrimSuffix(filepath.Base(f), ".jinja")] = string(data)
+		}
+		return out, nil
 	}
 	if data, err := os.ReadFile(filepath.Join(dir, "chat_template.json")); err == nil {
 		var v struct {
