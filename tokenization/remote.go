@@ -12,9 +12,9 @@ import (
 )
 
 // Remote tokenizes through a vLLM server's /tokenize endpoint, for models
-// the in-process tokenizer cannot serve (templates gonja cannot parse,
-// tokenizer_mode=mistral, components hf does not implement). It is safe for
-// concurrent use.
+// the in-process tokenizer cannot serve (a template construct the renderer
+// refuses, tokenizer_mode=mistral, components hf does not implement). It is
+// safe for concurrent use.
 type Remote struct {
 	baseURL string
 	model   string
