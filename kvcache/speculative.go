@@ -275,3 +275,17 @@ func (c confirmingIndex) Add(ctx context.Context, pod kvblock.Pod, tier kvblock.
 	}
 	return err
 }
+
+// AddGroup is Add for one KV-cache group of a hybrid model.
+func (c confirmingIndex) AddGroup(ctx context.Context, pod kvblock.Pod, tier kvblock.Tier, g kvblock.Group, keys []kvblock.Key) error {
+	err := kvblock.AddGroup(ctx, c.Index, pod, tier, g, keys)
+	if err == nil && tier != speculativeTier {
+		c.spec.confirm(ctx, pod, keys)
+	}
+	return err
+}
+
+// RemoveGroup is Remove for one KV-cache group of a hybrid model.
+func (c confirmingIndex) RemoveGroup(ctx context.Context, pod kvblock.Pod, tier kvblock.Tier, group int, keys []kvblock.Key) error {
+	return kvblock.RemoveGroup(ctx, c.Index, pod, tier, group, keys)
+}
