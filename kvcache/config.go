@@ -80,6 +80,10 @@ type Config struct {
 	Speculative SpeculativeConfig `json:"speculative" yaml:"speculative"`
 	// Metrics configures instrumentation.
 	Metrics MetricsConfig `json:"metrics" yaml:"metrics"`
+
+	// DataParallel describes engines run with vLLM data parallelism: how
+	// many ranks each has and how endpoints map to ranks (dataparallel.go).
+	DataParallel DataParallelConfig `json:"dataParallel,omitzero" yaml:"dataParallel,omitempty"`
 }
 
 // HashConfig is how the engines hash their blocks.
@@ -314,6 +318,7 @@ func (c Config) WithDefaults() Config {
 	if c.Index.TierWeights == nil {
 		c.Index.TierWeights = kvblock.DefaultTierWeights()
 	}
+	c.DataParallel.setDefaults()
 	if c.Index.Backend == IndexRedis && c.Redis == (redis.Config{}) {
 		c.Redis = redis.DefaultConfig()
 	}
@@ -460,6 +465,7 @@ func (c Config) Validate() error {
 	if ttl := time.Duration(c.Speculative.TTL); ttl <= 0 || ttl > maxSpeculativeTTL {
 		bad("speculative.ttl", "%v out of range (valid: above 0 and at most %v)", ttl, maxSpeculativeTTL)
 	}
+	c.DataParallel.validate(bad)
 	if c.Metrics.BeatInterval < 0 {
 		bad("metrics.beatInterval", "%v is negative (valid: 0 to disable, or a period such as 30s)", time.Duration(c.Metrics.BeatInterval))
 	}

@@ -89,6 +89,13 @@ type Indexer struct {
 
 	pool sync.Pool // *scratch
 
+	// gpuWeight is the GPU tier's weight: a prefix held entirely on GPU
+	// scores 1.
+	gpuWeight float64
+	// rankOf caches the (pod, rank) of endpoints in perRank data
+	// parallelism (string -> kvblock.Pod).
+	rankOf sync.Map
+
 	running atomic.Bool
 }
 
@@ -110,7 +117,7 @@ func New(cfg Config, opts ...Option) (*Indexer, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	ix := &Indexer{cfg: cfg, log: o.log, index: o.index, tok: o.tokenizer}
+	ix := &Indexer{cfg: cfg, log: o.log, index: o.index, tok: o.tokenizer, gpuWeight: scoreScale(cfg)}
 	ix.pool.New = func() any { return &scratch{hasher: xxh3.New128()} }
 	if cfg.Hash.KeyCacheBytes > 0 {
 		ix.kcache = newKeyCache(cfg.Hash.KeyCacheBytes)
@@ -244,60 +251,107 @@ func (ix *Indexer) score(ctx context.Context, req *Request) (Result, error) {
 	s := ix.pool.Get().(*scratch)
 	defer ix.pool.Put(s)
 
-	keys, err := ix.blockKeys(ctx, s, req)
+	keys, cacheable, err := ix.blockKeys(ctx, s, req)
 	if err != nil {
 		return Result{}, err
 	}
-	res := Result{Pods: make([]PodScore, len(req.Pods)), Blocks: len(keys), Keys: keys}
+	res := Result{Pods: make([]PodScore, len(req.Pods)), Blocks: cacheable, Keys: keys}
 	for i, p := range req.Pods {
 		res.Pods[i].Pod = p
 	}
-	if len(keys) == 0 || len(req.Pods) == 0 {
+	if cacheable == 0 || len(req.Pods) == 0 {
 		return res, nil
 	}
 
+	dp := ix.cfg.DataParallel
 	s.pods = s.pods[:0]
 	for _, p := range req.Pods {
-		s.pods = append(s.pods, kvblock.Pod{Addr: p})
+		s.pods = ix.appendEngines(s.pods, p)
 	}
-	s.scores, err = ix.index.Score(ctx, keys, s.pods, s.scores[:0])
+	// vLLM looks up at most the blocks before the prompt's last token.
+	s.scores, err = ix.index.Score(ctx, keys[:cacheable], s.pods, s.scores[:0])
 	if err != nil {
 		return Result{}, fmt.Errorf("kvcache: index: %w", err)
 	}
-	for i, ps := range s.scores {
-		res.Pods[i].Matched = ps.Matched
-		res.Pods[i].Weighted = ps.Weighted
-		res.Pods[i].Score = ps.Fraction(len(keys))
+	ranks := dp.ranksPerEndpoint()
+	bs := ix.cfg.Hash.BlockSize
+	for i := range res.Pods {
+		var matched int
+		var weighted float64
+		for _, ps := range s.scores[i*ranks : (i+1)*ranks] {
+			matched += ps.Matched
+			weighted += ps.Weighted
+		}
+		// One rank: exact. Several behind one endpoint: the mean, what a
+		// request can expect from vLLM's cache-blind rank choice.
+		ps := &res.Pods[i]
+		ps.Weighted = weighted / float64(ranks)
+		ps.Matched = matched / ranks
+		ps.CachedTokens = matched * bs / ranks
+		ps.Score = min(1, ps.Weighted/(float64(cacheable)*ix.gpuWeight))
 	}
 	return res, nil
 }
 
-// blockKeys returns req's block keys: from the key cache when the same
-// request was keyed recently, else tokenized and hashed (and cached).
-func (ix *Indexer) blockKeys(ctx context.Context, s *scratch, req *Request) ([]kvblock.Key, error) {
+// appendEngines appends the (pod, rank) engines whose blocks decide
+// endpoint's score, remembering the data-parallel mapping of endpoints
+// seen before so that a warm Score allocates nothing for it.
+func (ix *Indexer) appendEngines(dst []kvblock.Pod, endpoint string) []kvblock.Pod {
+	dp := ix.cfg.DataParallel
+	if dp.Endpoints != DPPerRank || dp.Size <= 1 {
+		return dp.appendEngines(dst, endpoint)
+	}
+	if p, ok := ix.rankOf.Load(endpoint); ok {
+		return append(dst, p.(kvblock.Pod))
+	}
+	dst = dp.appendEngines(dst, endpoint)
+	ix.rankOf.Store(endpoint, dst[len(dst)-1])
+	return dst
+}
+
+// blockKeys returns req's block keys, one per full block, and how many of
+// them vLLM's prefix-cache lookup can find: it looks up at most n-1 of the
+// prompt's n tokens (the last token's logits must be computed), so at most
+// floor((n-1)/blockSize) blocks. The keys come from the key cache when the
+// same request was keyed recently, else are tokenized and hashed (and
+// cached).
+func (ix *Indexer) blockKeys(ctx context.Context, s *scratch, req *Request) (keys []kvblock.Key, lookup int, err error) {
 	var id requestID
 	cacheable := ix.kcache != nil
 	if cacheable {
 		id, cacheable = ix.kcache.id(s.hasher, req)
 		if cacheable {
 			if keys, ok := ix.kcache.get(id); ok {
-				return keys, nil
+				// The cache keeps the lookup count as the length and
+				// every key within the capacity.
+				return keys[:cap(keys)], len(keys), nil
 			}
 		}
 	}
 	tokens, err := ix.tokens(ctx, req)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	keys := make([]kvblock.Key, 0, len(tokens)/ix.cfg.Hash.BlockSize)
+	keys = make([]kvblock.Key, 0, len(tokens)/ix.cfg.Hash.BlockSize)
 	keys, err = ix.keys.keys(keys, tokens, req.LoRA, req.CacheSalt)
 	if err != nil {
-		return nil, fmt.Errorf("kvcache: block keys: %w", err)
+		return nil, 0, fmt.Errorf("kvcache: block keys: %w", err)
 	}
+	lookup = lookupBlocks(len(tokens), ix.cfg.Hash.BlockSize, len(keys))
 	if cacheable && len(keys) > 0 {
-		ix.kcache.put(id, keys)
+		ix.kcache.put(id, keys[:lookup:len(keys)])
 	}
-	return keys, nil
+	return keys, lookup, nil
+}
+
+// lookupBlocks is how many of a prompt's full blocks vLLM's prefix-cache
+// lookup can find for a prompt of n tokens: floor((n-1)/blockSize), at most
+// the keys there are.
+func lookupBlocks(n, blockSize, keys int) int {
+	if n <= 1 {
+		return 0
+	}
+	return min(keys, (n-1)/blockSize)
 }
 
 // Tokens returns the token IDs Score derives from req's prompt (Prompt,

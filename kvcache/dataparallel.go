@@ -1,0 +1,106 @@
+package kvcache
+
+import (
+	"net"
+	"strconv"
+
+	"github.com/kvtrack/kvtrack/kvcache/kvblock"
+)
+
+// DPEndpoints says how the endpoints requests are routed to relate to the
+// data-parallel ranks of an engine.
+type DPEndpoints string
+
+// The data-parallel deployment shapes.
+const (
+	// DPShared: one endpoint per engine, in front of all its ranks; vLLM's
+	// internal load balancer picks the rank. An endpoint scores the mean
+	// of its ranks' results, because that balancer (DPLBAsyncMPClient)
+	// picks the rank with the fewest waiting and running requests and does
+	// not look at the cache: a request can expect the average rank's hit.
+	DPShared DPEndpoints = "shared"
+	// DPPerRank: every rank has an endpoint of its own (vLLM's external or
+	// hybrid load balancing: rank r's API server listens on apiPort + r).
+	// An endpoint scores exactly its rank's blocks.
+	DPPerRank DPEndpoints = "perRank"
+)
+
+// DataParallelConfig describes engines run with vLLM data parallelism
+// (--data-parallel-size). Each rank is an engine with its own KV cache and
+// event stream; events name their rank and are indexed per (pod, rank),
+// where the pod is the address the events name (the topic in bind mode, the
+// added pod in connect mode): rank 0's endpoint.
+//
+// The zero value is no data parallelism.
+type DataParallelConfig struct {
+	// Size is the number of ranks per engine. Default 1.
+	Size int `json:"size,omitempty" yaml:"size,omitempty"`
+	// Endpoints is "shared" (default) or "perRank"; see DPEndpoints.
+	Endpoints DPEndpoints `json:"endpoints,omitempty" yaml:"endpoints,omitempty"`
+	// APIPort, required with perRank, is the port of rank 0's API server:
+	// an endpoint host:port with APIPort <= port < APIPort+Size is rank
+	// port-APIPort of the engine whose events name host:APIPort. Endpoints
+	// on other ports are rank 0 of an engine of their own.
+	APIPort int `json:"apiPort,omitempty" yaml:"apiPort,omitempty"`
+}
+
+// maxDataParallelSize bounds dataParallel.size (kvevents binds a socket per
+// rank).
+const maxDataParallelSize = 1024
+
+func (c *DataParallelConfig) setDefaults() {
+	if c.Size == 0 {
+		c.Size = 1
+	}
+	if c.Endpoints == "" {
+		c.Endpoints = DPShared
+	}
+}
+
+func (c DataParallelConfig) validate(bad func(field, format string, args ...any)) {
+	if c.Size < 1 || c.Size > maxDataParallelSize {
+		bad("dataParallel.size", "%d out of range (valid: 1 to %d, the engines' --data-parallel-size)", c.Size, maxDataParallelSize)
+	}
+	switch c.Endpoints {
+	case DPShared:
+	case DPPerRank:
+		if c.APIPort < 1 || c.APIPort+c.Size-1 > 65535 {
+			bad("dataParallel.apiPort", "%d out of range (valid with endpoints %q: the port of rank 0's API server, 1 to %d)",
+				c.APIPort, DPPerRank, 65536-max(c.Size, 1))
+		}
+	default:
+		bad("dataParallel.endpoints", "%q invalid (valid: %q, %q)", c.Endpoints, DPShared, DPPerRank)
+	}
+}
+
+// ranksPerEndpoint is how many (pod, rank) engines one endpoint's score
+// averages.
+func (c DataParallelConfig) ranksPerEndpoint() int {
+	if c.Endpoints == DPShared && c.Size > 1 {
+		return c.Size
+	}
+	return 1
+}
+
+// appendEngines appends the (pod, rank) engines whose blocks decide
+// endpoint's score: ranksPerEndpoint of them.
+func (c DataParallelConfig) appendEngines(dst []kvblock.Pod, endpoint string) []kvblock.Pod {
+	switch {
+	case c.Size <= 1:
+		return append(dst, kvblock.Pod{Addr: endpoint})
+	case c.Endpoints == DPShared:
+		for r := range c.Size {
+			dst = append(dst, kvblock.Pod{Addr: endpoint, Rank: r})
+		}
+		return dst
+	}
+	host, port, err := net.SplitHostPort(endpoint)
+	if err != nil {
+		return append(dst, kvblock.Pod{Addr: endpoint})
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < c.APIPort || p >= c.APIPort+c.Size {
+		return append(dst, kvblock.Pod{Addr: endpoint})
+	}
+	return append(dst, kvblock.Pod{Addr: net.JoinHostPort(host, strconv.Itoa(c.APIPort)), Rank: p - c.APIPort})
+}
