@@ -22,6 +22,8 @@ func newEventSource(cfg Config, idx kvblock.Index, o options) (eventSource, erro
 	}
 	if cfg.Events.Mode == EventsBind {
 		ecfg.ReplayPort = cfg.Events.ReplayPort
+		// Rank r of each engine publishes to the bound port + r.
+		ecfg.DataParallelSize = cfg.DataParallel.Size
 	}
 	var opts []kvevents.Option
 	opts = append(opts, kvevents.WithLogger(o.log))
