@@ -147,8 +147,10 @@ func (x *MemIndex) walkHybrid(keys []Key, sc *scoreScratch) (walked, hits int) {
 	// best tier weight the pod holds the key on.
 	nh := len(sc.hyb)
 	need := nh * MaxGroups * words
-	sc.bits = growClear(sc.bits, need)
-	sc.best = growClearF(sc.best, nh*n)
+	sc.bits = resized(sc.bits, need)
+	clear(sc.bits)
+	sc.best = resized(sc.best, nh*n)
+	clear(sc.best)
 	slotOf := sc.slotOf
 	for u, hc := range sc.hyb {
 		if int(hc.pod) < len(slotOf) {
@@ -187,7 +189,7 @@ func (x *MemIndex) walkHybrid(keys []Key, sc *scoreScratch) (walked, hits int) {
 	}
 	sc.hybScore = sc.hybScore[:0]
 	for u, hc := range sc.hyb {
-		sc.runs = growRuns(sc.runs, len(hc.groups.specs)*n)
+		sc.runs = resized(sc.runs, len(hc.groups.specs)*n)
 		p := x.hybridHit(n, hc.groups, sc.bits[u*MaxGroups*words:(u+1)*MaxGroups*words], words, sc.runs)
 		w := 0.0
 		for i := range p {
@@ -299,27 +301,11 @@ func lcm(a, b int) int {
 	return a / x * b
 }
 
-func growClear(s []uint64, n int) []uint64 {
+// resized returns s with length n, reusing its array when it is large
+// enough; the elements' values are whatever they were.
+func resized[T any](s []T, n int) []T {
 	if cap(s) < n {
-		return make([]uint64, n)
-	}
-	s = s[:n]
-	clear(s)
-	return s
-}
-
-func growClearF(s []float64, n int) []float64 {
-	if cap(s) < n {
-		return make([]float64, n)
-	}
-	s = s[:n]
-	clear(s)
-	return s
-}
-
-func growRuns(s []int32, n int) []int32 {
-	if cap(s) < n {
-		return make([]int32, n)
+		return make([]T, n)
 	}
 	return s[:n]
 }
