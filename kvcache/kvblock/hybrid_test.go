@@ -277,3 +277,46 @@ func coordinatorHit(n int, groups []kvblock.Group, held map[int][]bool) int {
 		hit = cur
 	}
 }
+
+// BenchmarkIndexScoreHybrid scores an 8192-token prompt (512 keys of 16
+// tokens) against 100 pods of a hybrid model, each holding the prompt in a
+// full-attention group and the last 4096 tokens in a 4096-token sliding-
+// window group: the second walk only hybrid pods take.
+func BenchmarkIndexScoreHybrid(b *testing.B) {
+	const n, pods = 512, 100
+	idx, err := kvblock.NewMemIndex(kvblock.MemIndexConfig{BlockSize: 16})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	keys := make([]kvblock.Key, n)
+	for i := range keys {
+		keys[i] = kvblock.Key(0x9e3779b97f4a7c15 * uint64(i+1))
+	}
+	window := kvblock.Group{Index: 1, Kind: kvblock.GroupSlidingWindow, SlidingWindow: 4096, BlockSize: 16}
+	cands := make([]kvblock.Pod, pods)
+	for p := range cands {
+		cands[p] = kvblock.Pod{Addr: fmt.Sprintf("10.2.%d.%d:8000", p/256, p%256)}
+		if err := idx.AddGroup(ctx, cands[p], kvblock.TierGPU, fullGroup, keys); err != nil {
+			b.Fatal(err)
+		}
+		if err := idx.AddGroup(ctx, cands[p], kvblock.TierGPU, window, keys[n-256:]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	dst := make([]kvblock.PodScore, 0, pods)
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	for b.Loop() {
+		dst, err = idx.Score(ctx, keys, cands, dst[:0])
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	reportCPU(b, cpu0)
+	if dst[0].Matched != n {
+		b.Fatalf("Matched = %d, want %d", dst[0].Matched, n)
+	}
+}
