@@ -180,3 +180,38 @@ func TestDataParallelConfigValidation(t *testing.T) {
 		}
 	}
 }
+
+// TestSpeculateFollowsDataParallelRanks: a routing decision's speculative
+// entries go where the endpoint's score reads them.
+func TestSpeculateFollowsDataParallelRanks(t *testing.T) {
+	prompt := seq(1, 4*16+1)
+	cases := []struct {
+		name   string
+		dp     DataParallelConfig
+		routed string
+		scores map[string]float64
+	}{
+		{"one endpoint per rank", DataParallelConfig{Size: 2, Endpoints: DPPerRank, APIPort: 8000}, "10.0.0.7:8001",
+			map[string]float64{"10.0.0.7:8000": 0, "10.0.0.7:8001": 1}},
+		{"one endpoint in front of the ranks", DataParallelConfig{Size: 2}, "10.0.0.7:8000",
+			map[string]float64{"10.0.0.7:8000": 1, "10.0.0.8:8000": 0}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ix := newIndexer(t, Config{DataParallel: c.dp, Speculative: SpeculativeConfig{Enabled: true}})
+			res := scoreTokens(t, ix, prompt, c.routed)
+			if err := ix.Speculate(context.Background(), c.routed, res.Keys); err != nil {
+				t.Fatal(err)
+			}
+			var eps []string
+			for ep := range c.scores {
+				eps = append(eps, ep)
+			}
+			for _, p := range scoreTokens(t, ix, prompt, eps...).Pods {
+				if p.Score != c.scores[p.Pod] {
+					t.Errorf("%s scores %v after a request was routed to %s, want %v", p.Pod, p.Score, c.routed, c.scores[p.Pod])
+				}
+			}
+		})
+	}
+}

@@ -399,9 +399,20 @@ func (ix *Indexer) tokens(ctx context.Context, req *Request) ([]uint32, error) {
 // just routed to it), for the configured TTL, so that requests sharing the
 // prefix follow before the engine's events arrive. It is a no-op unless
 // speculative recording is enabled.
+//
+// With data parallelism, the entries go to the engine pod's score reads:
+// its rank with one endpoint per rank, and every rank with one endpoint in
+// front of them (the request is on one of them; until its events say
+// which, the endpoint is credited as if on each).
 func (ix *Indexer) Speculate(ctx context.Context, pod string, keys []kvblock.Key) error {
 	if ix.spec == nil || len(keys) == 0 {
 		return nil
 	}
-	return ix.spec.record(ctx, pod, keys)
+	var engines [1]kvblock.Pod
+	for _, e := range ix.appendEngines(engines[:0], pod) {
+		if err := ix.spec.record(ctx, e, keys); err != nil {
+			return err
+		}
+	}
+	return nil
 }

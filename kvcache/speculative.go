@@ -57,7 +57,7 @@ type speculator struct {
 }
 
 type specKey struct {
-	pod string
+	pod kvblock.Pod // the engine: pod and data-parallel rank
 	key kvblock.Key
 }
 
@@ -82,11 +82,10 @@ func newSpeculator(index kvblock.Index, ttl time.Duration, now func() time.Time)
 	return s
 }
 
-func (s *speculator) record(ctx context.Context, pod string, keys []kvblock.Key) error {
+func (s *speculator) record(ctx context.Context, p kvblock.Pod, keys []kvblock.Key) error {
 	// Expire what is due first: with a modelled clock (WithClock) the
 	// ticker in run is not what moves time forward.
 	s.expireDue(ctx)
-	p := kvblock.Pod{Addr: pod}
 	s.mu.Lock()
 	full := s.pending+len(keys) > maxSpeculativeKeys
 	s.mu.Unlock()
@@ -106,7 +105,7 @@ func (s *speculator) record(ctx context.Context, pod string, keys []kvblock.Key)
 	s.queue = append(s.queue, specEntry{deadline: deadline, pod: p, keys: append([]kvblock.Key(nil), keys...)})
 	s.pending += len(keys)
 	for i, k := range keys {
-		sk := specKey{pod, k}
+		sk := specKey{p, k}
 		r := s.live[sk]
 		r.n++
 		if i > 0 {
@@ -135,7 +134,7 @@ func (s *speculator) confirm(ctx context.Context, pod kvblock.Pod, keys []kvbloc
 	for _, k := range keys {
 		// Walk back from k while the chain is speculative; a retired key's
 		// parents were retired with it, so each key is visited once.
-		for sk := (specKey{pod.Addr, k}); ; {
+		for sk := (specKey{pod, k}); ; {
 			r, ok := s.live[sk]
 			if !ok {
 				break
@@ -156,7 +155,7 @@ func (s *speculator) confirm(ctx context.Context, pod kvblock.Pod, keys []kvbloc
 	s.nlive.Store(int64(len(s.live)))
 	s.mu.Unlock()
 	for _, ks := range refs {
-		_ = s.index.Remove(ctx, kvblock.Pod{Addr: pod.Addr}, speculativeTier, ks)
+		_ = s.index.Remove(ctx, pod, speculativeTier, ks)
 	}
 }
 
@@ -189,7 +188,7 @@ func (s *speculator) expire(ctx context.Context) time.Duration {
 		// Keys confirmed meanwhile hold no reference any more.
 		keep := e.keys[:0]
 		for _, k := range e.keys {
-			sk := specKey{e.pod.Addr, k}
+			sk := specKey{e.pod, k}
 			if r := s.live[sk]; r.n > 0 {
 				if r.n == 1 {
 					delete(s.live, sk)
@@ -251,7 +250,7 @@ func (s *speculator) run(ctx context.Context) {
 			bg := context.WithoutCancel(ctx)
 			for sk, r := range live {
 				for range r.n {
-					_ = s.index.Remove(bg, kvblock.Pod{Addr: sk.pod}, speculativeTier, []kvblock.Key{sk.key})
+					_ = s.index.Remove(bg, sk.pod, speculativeTier, []kvblock.Key{sk.key})
 				}
 			}
 			return
