@@ -56,6 +56,11 @@ type speculator struct {
 	dropped atomic.Uint64
 }
 
+// specGroup is the KV-cache group of speculative entries: every group, so
+// that a hybrid model's pod counts them in each (the engine will store the
+// blocks in all its groups).
+var specGroup = kvblock.Group{Index: kvblock.AllGroups}
+
 type specKey struct {
 	pod kvblock.Pod // the engine: pod and data-parallel rank
 	key kvblock.Key
@@ -96,7 +101,7 @@ func (s *speculator) record(ctx context.Context, p kvblock.Pod, keys []kvblock.K
 	// The index reference comes first and is counted live after: a
 	// confirmation racing in between finds nothing live and leaves the
 	// reference to expire, where the other order would leak it.
-	if err := s.index.Add(ctx, p, speculativeTier, keys); err != nil {
+	if err := kvblock.AddGroup(ctx, s.index, p, speculativeTier, specGroup, keys); err != nil {
 		return err
 	}
 	deadline := s.now().Add(s.ttl)
@@ -155,7 +160,7 @@ func (s *speculator) confirm(ctx context.Context, pod kvblock.Pod, keys []kvbloc
 	s.nlive.Store(int64(len(s.live)))
 	s.mu.Unlock()
 	for _, ks := range refs {
-		_ = s.index.Remove(ctx, pod, speculativeTier, ks)
+		_ = kvblock.RemoveGroup(ctx, s.index, pod, speculativeTier, kvblock.AllGroups, ks)
 	}
 }
 
@@ -214,7 +219,7 @@ func (s *speculator) expire(ctx context.Context) time.Duration {
 	// Index calls happen outside the lock: a slow remote index must not
 	// block record.
 	for _, r := range removals {
-		_ = s.index.Remove(ctx, r.pod, speculativeTier, r.keys)
+		_ = kvblock.RemoveGroup(ctx, s.index, r.pod, speculativeTier, kvblock.AllGroups, r.keys)
 	}
 	// Only now that the removals are done may a Score skip waiting.
 	s.mu.Lock()
@@ -250,7 +255,7 @@ func (s *speculator) run(ctx context.Context) {
 			bg := context.WithoutCancel(ctx)
 			for sk, r := range live {
 				for range r.n {
-					_ = s.index.Remove(bg, sk.pod, speculativeTier, []kvblock.Key{sk.key})
+					_ = kvblock.RemoveGroup(bg, s.index, sk.pod, speculativeTier, kvblock.AllGroups, []kvblock.Key{sk.key})
 				}
 			}
 			return

@@ -58,8 +58,14 @@ func (k GroupKind) String() string {
 }
 
 // MaxGroups bounds the KV-cache group index an entry records. Group indices
-// at or above it are folded into the last group.
+// from AllGroups on are folded into AllGroups-1.
 const MaxGroups = 32
+
+// AllGroups is the group of an entry that stands for every group of the pod
+// at once, such as a routing decision's speculative entry (the engine will
+// store the block in each of its groups): a hybrid pod counts it as held by
+// each of its groups. It describes no group.
+const AllGroups = MaxGroups - 1
 
 // Group describes one KV-cache group of an engine: what a BlockStored event
 // says about the group it was emitted for (group_idx, kv_cache_spec_kind,
@@ -93,7 +99,10 @@ type GroupIndex interface {
 }
 
 func foldGroup(g int) uint64 {
-	return uint64(min(max(g, 0), MaxGroups-1))
+	if g == AllGroups {
+		return AllGroups
+	}
+	return uint64(min(max(g, 0), AllGroups-1))
 }
 
 // AddGroup records keys of group g on idx: with idx's AddGroup when it is a

@@ -53,7 +53,9 @@ func (x *MemIndex) AddGroup(_ context.Context, pod Pod, tier Tier, g Group, keys
 	if err != nil {
 		return fmt.Errorf("kvblock: add %d keys for %s: %w", len(keys), pod, err)
 	}
-	x.describeGroup(id, g)
+	if g.Index != AllGroups {
+		x.describeGroup(id, g)
+	}
 	e := groupEntryOf(id, foldTier(tier), foldGroup(g.Index))
 	for _, k := range keys {
 		h := mix(uint64(k))
@@ -168,12 +170,16 @@ func (x *MemIndex) walkHybrid(keys []Key, sc *scoreScratch) (walked, hits int) {
 				continue
 			}
 			u := int(slotOf[pod] - 1)
-			gp := sc.hyb[u].groups.pos[entryGroup(e)]
-			if gp < 0 {
+			if g := entryGroup(e); g == AllGroups {
+				for gp := range sc.hyb[u].groups.specs {
+					sc.bits[(u*MaxGroups+gp)*words+i>>6] |= 1 << (i & 63)
+				}
+			} else if gp := sc.hyb[u].groups.pos[g]; gp >= 0 {
+				sc.bits[(u*MaxGroups+int(gp))*words+i>>6] |= 1 << (i & 63)
+			} else {
 				continue // a group no event described: it constrains nothing
 			}
 			held = true
-			sc.bits[(u*MaxGroups+int(gp))*words+i>>6] |= 1 << (i & 63)
 			if w := x.weights[entryTier(e)]; w > sc.best[u*n+i] {
 				sc.best[u*n+i] = w
 			}

@@ -320,3 +320,34 @@ func BenchmarkIndexScoreHybrid(b *testing.B) {
 		b.Fatalf("Matched = %d, want %d", dst[0].Matched, n)
 	}
 }
+
+// TestAllGroupsEntriesCountInEveryGroup: an entry for AllGroups (a routing
+// decision's speculative entry) serves every group of a hybrid pod, and
+// leaves a plain pod plain.
+func TestAllGroupsEntriesCountInEveryGroup(t *testing.T) {
+	idx := newMemIndex(t, kvblock.MemIndexConfig{BlockSize: 16})
+	ctx := context.Background()
+	all := blocks(span(0, 10)...)
+	spec := kvblock.Group{Index: kvblock.AllGroups}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// podX is hybrid: its groups hold other blocks.
+	must(idx.AddGroup(ctx, podX, kvblock.TierGPU, fullGroup, blocks(20)))
+	must(idx.AddGroup(ctx, podX, kvblock.TierGPU, swaGroup, blocks(20)))
+	must(idx.AddGroup(ctx, podX, kvblock.TierCPU, spec, all))
+	must(idx.AddGroup(ctx, podY, kvblock.TierCPU, spec, all))
+	got := score(t, idx, all, podX, podY)
+	for i, sc := range got {
+		if sc.Matched != 10 || !near(sc.Weighted, 8) {
+			t.Errorf("candidate %d with speculative entries for every group: %d blocks weighing %v, want 10 weighing 8", i, sc.Matched, sc.Weighted)
+		}
+	}
+	must(idx.RemoveGroup(ctx, podX, kvblock.TierCPU, kvblock.AllGroups, blocks(5)))
+	if got := score(t, idx, all, podX)[0].Matched; got != 5 {
+		t.Errorf("after block 5's entry for every group went: Matched = %d, want 5", got)
+	}
+}
