@@ -1,9 +1,12 @@
 package kvcache
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"net/url"
 	"slices"
 	"strconv"
@@ -11,8 +14,6 @@ import (
 	"time"
 
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
-	"github.com/kvtrack/kvtrack/kvcache/kvblock/redis"
-	"github.com/kvtrack/kvtrack/kvevents"
 )
 
 // KeyScheme says how block keys are derived; see the package doc.
@@ -58,32 +59,32 @@ const (
 // CLI reads with -config; field names are lowerCamelCase.
 type Config struct {
 	// KeyScheme is "vllm" (default) or "tokens".
-	KeyScheme KeyScheme `json:"keyScheme,omitempty" yaml:"keyScheme,omitempty"`
+	KeyScheme KeyScheme `json:"keyScheme,omitempty"`
 	// Hash must match the engines' --prefix-caching-hash-algo,
 	// PYTHONHASHSEED and --block-size (the block size matters for both
 	// schemes).
-	Hash HashConfig `json:"hash" yaml:"hash"`
+	Hash HashConfig `json:"hash"`
 	// Index configures where the (block, pod) entries live.
-	Index IndexConfig `json:"index" yaml:"index"`
+	Index IndexConfig `json:"index"`
 	// Redis is the server of the redis index backend; used only with
-	// index.backend "redis". Left entirely empty, it takes
-	// redis.DefaultConfig() (localhost:6379, one-hour entry TTL); once any
-	// field is set, a zero ttl disables expiry.
-	Redis redis.Config `json:"redis,omitzero" yaml:"redis,omitempty"`
+	// index.backend "redis". Every field left zero takes its default on its
+	// own (a section that sets only addr keeps the one-hour ttl).
+	Redis RedisConfig `json:"redis,omitzero"`
 	// Events configures the ZMQ subscription to the engines' KV events.
-	Events EventsConfig `json:"events" yaml:"events"`
+	Events EventsConfig `json:"events"`
 	// Tokenizer turns prompts into token IDs. It may be left empty when
 	// every request carries token IDs.
-	Tokenizer TokenizerConfig `json:"tokenizer" yaml:"tokenizer"`
+	Tokenizer TokenizerConfig `json:"tokenizer"`
 	// Speculative configures the short-lived entries recorded for a routing
 	// decision before the engine's events confirm it.
-	Speculative SpeculativeConfig `json:"speculative" yaml:"speculative"`
+	Speculative SpeculativeConfig `json:"speculative"`
 	// Metrics configures instrumentation.
-	Metrics MetricsConfig `json:"metrics" yaml:"metrics"`
+	Metrics MetricsConfig `json:"metrics"`
 
-	// DataParallel describes engines run with vLLM data parallelism: how
-	// many ranks each has and how endpoints map to ranks (dataparallel.go).
-	DataParallel DataParallelConfig `json:"dataParallel,omitzero" yaml:"dataParallel,omitempty"`
+	// DataParallel says how endpoints map to the data-parallel ranks of
+	// engines run with vLLM data parallelism (events.dataParallelSize
+	// ranks; dataparallel.go).
+	DataParallel DataParallelConfig `json:"dataParallel,omitzero"`
 }
 
 // HashConfig is how the engines hash their blocks.
@@ -91,41 +92,82 @@ type HashConfig struct {
 	// Algorithm is vLLM's --prefix-caching-hash-algo: sha256 (vLLM's
 	// default), sha256_cbor, xxhash, xxhash_cbor or the legacy
 	// sha256_cbor_64bit. Default sha256. Unused by the tokens scheme.
-	Algorithm string `json:"algorithm,omitempty" yaml:"algorithm,omitempty"`
+	Algorithm string `json:"algorithm,omitempty"`
 	// Seed is the engines' PYTHONHASHSEED string. vLLM seeds randomly when
 	// it is unset, and then its hashes cannot be reproduced: use the tokens
 	// scheme. Required by the vllm scheme.
-	Seed string `json:"seed,omitempty" yaml:"seed,omitempty"`
+	Seed string `json:"seed,omitempty"`
 	// BlockSize is the engines' --block-size in tokens. Default 16.
-	BlockSize int `json:"blockSize,omitempty" yaml:"blockSize,omitempty"`
+	BlockSize int `json:"blockSize,omitempty"`
 	// KeyCacheBytes bounds kvtrack's cache of recent requests' block keys
 	// (8 bytes per block plus about 64 per request), which lets a request
 	// seen again skip tokenization and hashing. Default 16 MiB, about 4,000
 	// prompts of 32k characters; -1 disables the cache.
-	KeyCacheBytes int `json:"keyCacheBytes,omitempty" yaml:"keyCacheBytes,omitempty"`
+	KeyCacheBytes int `json:"keyCacheBytes,omitempty"`
 	// ChainCacheBytes bounds the vllm scheme's cache of recently hashed
 	// prompt prefixes (56 bytes per block), which lets a new prompt that
 	// shares a prefix with earlier ones (a system prompt, a chat's earlier
 	// turns) hash only the blocks after it. Default 16 MiB, about 300,000
 	// blocks; -1 disables the cache. Unused by the tokens scheme.
-	ChainCacheBytes int `json:"chainCacheBytes,omitempty" yaml:"chainCacheBytes,omitempty"`
+	ChainCacheBytes int `json:"chainCacheBytes,omitempty"`
+}
+
+// UnmarshalJSON decodes the hash section strictly, reading seed quoted or
+// unquoted: PYTHONHASHSEED is an integer, and `seed: 42` is the natural way
+// to write it in YAML.
+func (h *HashConfig) UnmarshalJSON(b []byte) error {
+	type plain HashConfig // without this method
+	var aux struct {
+		plain
+		Seed json.RawMessage `json:"seed,omitempty"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&aux); err != nil {
+		return err
+	}
+	*h = HashConfig(aux.plain)
+	seed, err := parseSeed(aux.Seed)
+	if err != nil {
+		return &FieldError{Field: "hash.seed", Err: err}
+	}
+	h.Seed = seed
+	return nil
+}
+
+// parseSeed reads a JSON string, or an integer written without quotes,
+// as the PYTHONHASHSEED string.
+func parseSeed(raw json.RawMessage) (string, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return "", nil
+	}
+	if raw[0] == '"' {
+		var s string
+		err := json.Unmarshal(raw, &s)
+		return s, err
+	}
+	if _, err := strconv.ParseUint(string(raw), 10, 32); err != nil {
+		return "", fmt.Errorf("%s is not a PYTHONHASHSEED (valid: an integer from 0 to 4294967295, quoted or not, e.g. seed: \"42\")", raw)
+	}
+	return string(raw), nil
 }
 
 // IndexConfig configures the block index.
 type IndexConfig struct {
 	// Backend is "memory" (default) or "redis".
-	Backend IndexBackend `json:"backend,omitempty" yaml:"backend,omitempty"`
+	Backend IndexBackend `json:"backend,omitempty"`
 	// Capacity bounds the number of (block, pod, tier) entries the memory
 	// index holds; past it the least recently stored or scored keys are
 	// evicted. Default 16M (100 pods of 160k blocks, about 0.5 GiB).
-	Capacity int `json:"capacity,omitempty" yaml:"capacity,omitempty"`
+	Capacity int `json:"capacity,omitempty"`
 	// Shards is the number of independently locked shards of the memory
 	// index, a power of two. Default 0 lets the index choose (256).
-	Shards int `json:"shards,omitempty" yaml:"shards,omitempty"`
+	Shards int `json:"shards,omitempty"`
 	// TierWeights is the weight of a block held on each medium in the
 	// weighted score (finite, >= 0). Default GPU 1, CPU 0.8, STORAGE 0.5.
 	// Speculative entries weigh SPECULATIVE, 1 unless set here.
-	TierWeights kvblock.TierWeights `json:"tierWeights,omitempty" yaml:"tierWeights,omitempty"`
+	TierWeights kvblock.TierWeights `json:"tierWeights,omitempty"`
 }
 
 // EventsConfig configures the KV-event subscription.
@@ -138,35 +180,59 @@ type EventsConfig struct {
 	// disabled opens no socket, only reads the index (plus its own
 	// speculative entries), and leaves clearing departed pods to the
 	// replica that applies events.
-	Enabled *bool `json:"enabled,omitempty" yaml:"enabled,omitempty"`
+	Enabled *bool `json:"enabled,omitempty"`
 	// Mode is "connect" (default) or "bind". In connect mode nothing is
 	// opened until AddPod, which dials that pod's publisher at
 	// <pod address>:Port; New and Run alone open no socket. In bind mode Run
 	// binds Endpoint, and engines connect to it.
-	Mode EventsMode `json:"mode,omitempty" yaml:"mode,omitempty"`
+	Mode EventsMode `json:"mode,omitempty"`
 	// Endpoint is the ZMQ endpoint the bind mode binds, e.g.
 	// "tcp://*:5557". Required in bind mode, unused in connect mode.
-	Endpoint string `json:"endpoint,omitempty" yaml:"endpoint,omitempty"`
+	Endpoint string `json:"endpoint,omitempty"`
 	// Port is the port of each pod's publisher in connect mode (vLLM's
 	// kv-events endpoint, default 5557). DP rank r publishes on Port+r.
-	Port int `json:"port,omitempty" yaml:"port,omitempty"`
+	Port int `json:"port,omitempty"`
 	// TopicFilter is the ZMQ subscription prefix; "" takes every topic.
 	// Default "kv@" in bind mode, where the topic must name the pod, and ""
 	// in connect mode, where the socket does (vLLM's default topic is "").
-	TopicFilter *string `json:"topicFilter,omitempty" yaml:"topicFilter,omitempty"`
+	TopicFilter *string `json:"topicFilter,omitempty"`
 	// ReplayPort is the port of each pod's replay (ROUTER) endpoint, used to
 	// fill sequence gaps. 0 (default) disables replay.
-	ReplayPort int `json:"replayPort,omitempty" yaml:"replayPort,omitempty"`
+	ReplayPort int `json:"replayPort,omitempty"`
+	// DataParallelSize is the number of data-parallel ranks of every pod
+	// (vLLM's --data-parallel-size on one server). vLLM offsets each rank's
+	// KV-event endpoints by the rank: in connect mode rank r's publisher is
+	// dialled at Port+r (and ReplayPort+r); in bind mode one socket is bound
+	// per rank, on Endpoint's port + r. Default 1.
+	DataParallelSize int `json:"dataParallelSize,omitempty"`
 	// Workers is the number of goroutines applying events to the index;
 	// events of one pod always go to the same worker. Default 4.
-	Workers int `json:"workers,omitempty" yaml:"workers,omitempty"`
+	Workers int `json:"workers,omitempty"`
 	// QueueSize is the number of messages each worker queues before new
 	// ones are dropped (and counted). Default 4096.
-	QueueSize int `json:"queueSize,omitempty" yaml:"queueSize,omitempty"`
+	QueueSize int `json:"queueSize,omitempty"`
+	// MaxHeld bounds the live messages held per (pod, rank) while a replay
+	// is in flight; beyond it they are dropped and counted. Default 10000.
+	MaxHeld int `json:"maxHeld,omitempty"`
+	// ReplayTimeout is how long a replay may wait for the engine's next
+	// reply before it is abandoned. Default 2s.
+	ReplayTimeout Duration `json:"replayTimeout,omitempty"`
+	// ReceiveHWM is the SUB socket's receive high-water mark in messages.
+	// Default 100000 (vLLM's send high-water mark).
+	ReceiveHWM int `json:"receiveHWM,omitempty"`
+	// MaxEngineKeys bounds, per pod, the tokens scheme's map from engine
+	// block hash to kvtrack key; past it the oldest mappings go and removes
+	// naming them are counted as unresolved. Default 1048576.
+	MaxEngineKeys int `json:"maxEngineKeys,omitempty"`
+	// ResyncInterval is how often a pod whose index writes failed (a Redis
+	// outage) is retried: once the index answers, the pod is cleared and
+	// replayed from its replay endpoint, or left cleared to refill from new
+	// events. Default 1s.
+	ResyncInterval Duration `json:"resyncInterval,omitempty"`
 	// Limits bound what one publisher can make kvtrack hold and do.
-	Limits EventsLimits `json:"limits,omitzero" yaml:"limits,omitempty"`
+	Limits EventsLimits `json:"limits,omitzero"`
 	// Security says who may publish in bind mode.
-	Security EventsSecurity `json:"security,omitzero" yaml:"security,omitempty"`
+	Security EventsSecurity `json:"security,omitzero"`
 }
 
 // EventsLimits bound the event stream (kvevents.Limits). A message over a
@@ -175,23 +241,23 @@ type EventsConfig struct {
 type EventsLimits struct {
 	// MaxMessageBytes is libzmq's ZMQ_MAXMSGSIZE: a peer sending a larger
 	// frame is disconnected before it is buffered. Default 16 MiB.
-	MaxMessageBytes int64 `json:"maxMessageBytes,omitempty" yaml:"maxMessageBytes,omitempty"`
+	MaxMessageBytes int64 `json:"maxMessageBytes,omitempty"`
 	// MaxBlocksPerEvent bounds the block hashes of one event. Default 65536.
-	MaxBlocksPerEvent int `json:"maxBlocksPerEvent,omitempty" yaml:"maxBlocksPerEvent,omitempty"`
+	MaxBlocksPerEvent int `json:"maxBlocksPerEvent,omitempty"`
 	// MaxTokensPerEvent bounds the token ids of one event. Default 1048576.
-	MaxTokensPerEvent int `json:"maxTokensPerEvent,omitempty" yaml:"maxTokensPerEvent,omitempty"`
+	MaxTokensPerEvent int `json:"maxTokensPerEvent,omitempty"`
 	// MaxEventsPerBatch bounds the events of one message. Default 65536.
-	MaxEventsPerBatch int `json:"maxEventsPerBatch,omitempty" yaml:"maxEventsPerBatch,omitempty"`
+	MaxEventsPerBatch int `json:"maxEventsPerBatch,omitempty"`
 	// EventsPerSecond is the rate of events each pod may have applied.
 	// Default 100000; -1 disables the limit.
-	EventsPerSecond float64 `json:"eventsPerSecond,omitempty" yaml:"eventsPerSecond,omitempty"`
+	EventsPerSecond float64 `json:"eventsPerSecond,omitempty"`
 	// EventsBurst is the depth of each pod's rate bucket. Default 1000000.
-	EventsBurst int `json:"eventsBurst,omitempty" yaml:"eventsBurst,omitempty"`
+	EventsBurst int `json:"eventsBurst,omitempty"`
 	// MaxQueuedBytes bounds the payload bytes received and not yet
 	// applied, over all pods. Default 256 MiB.
-	MaxQueuedBytes int64 `json:"maxQueuedBytes,omitempty" yaml:"maxQueuedBytes,omitempty"`
+	MaxQueuedBytes int64 `json:"maxQueuedBytes,omitempty"`
 	// MaxReplayBytes bounds the bytes one replay collects. Default 256 MiB.
-	MaxReplayBytes int64 `json:"maxReplayBytes,omitempty" yaml:"maxReplayBytes,omitempty"`
+	MaxReplayBytes int64 `json:"maxReplayBytes,omitempty"`
 }
 
 // EventsSecurity says who may publish in bind mode (kvevents.Security).
@@ -200,7 +266,64 @@ type EventsSecurity struct {
 	// development only: by default the bound socket accepts only the IPs
 	// of the pods the Indexer follows, and a message only for the pod at
 	// its sender's IP.
-	AllowAnySource bool `json:"allowAnySource,omitempty" yaml:"allowAnySource,omitempty"`
+	AllowAnySource bool `json:"allowAnySource,omitempty"`
+}
+
+// RedisConfig is the server of the redis index backend (Redis or Valkey).
+// Every zero field takes its default.
+type RedisConfig struct {
+	// Addr is the server's host:port. Default "localhost:6379".
+	Addr string `json:"addr,omitempty"`
+	// DB is the logical database number. Default 0.
+	DB int `json:"db,omitempty"`
+	// Username and Password authenticate with AUTH (an ACL user, or the
+	// legacy requirepass when Username is empty).
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+	// TLS configures an encrypted connection.
+	TLS RedisTLSConfig `json:"tls,omitzero"`
+	// KeyPrefix starts every key the index writes, so several indexes can
+	// share one database. Default "kvtrack:".
+	KeyPrefix string `json:"keyPrefix,omitempty"`
+	// PoolSize is the maximum number of connections. Default 0: 10 per CPU.
+	PoolSize int `json:"poolSize,omitempty"`
+	// Cluster selects Redis Cluster, addr then naming a seed node.
+	Cluster RedisClusterConfig `json:"cluster,omitzero"`
+	// TTL drops an entry that has not been stored again for this long: a
+	// safety net for removals that never arrived. Default 1h; a negative
+	// value ("-1s") disables expiry.
+	TTL Duration `json:"ttl,omitempty"`
+	// DialTimeout bounds connecting. Default 1s.
+	DialTimeout Duration `json:"dialTimeout,omitempty"`
+	// ReadTimeout and WriteTimeout bound each socket read and write; an
+	// earlier context deadline wins. Default 500ms each.
+	ReadTimeout  Duration `json:"readTimeout,omitempty"`
+	WriteTimeout Duration `json:"writeTimeout,omitempty"`
+}
+
+// RedisClusterConfig is the redis.cluster section.
+type RedisClusterConfig struct {
+	// Enabled talks the Redis Cluster protocol: keys are routed by hash
+	// slot, MOVED/ASK redirections followed, and the other nodes learned
+	// from the seed node addr names.
+	Enabled bool `json:"enabled,omitempty"`
+	// Groups is the number of hash-tagged groups the blocks are spread
+	// over, each one hash slot. Default 1 standalone, 48 in a cluster.
+	Groups int `json:"groups,omitempty"`
+}
+
+// RedisTLSConfig configures TLS to the Redis server.
+type RedisTLSConfig struct {
+	// Enabled turns TLS on; the other fields require it.
+	Enabled bool `json:"enabled,omitempty"`
+	// CAFile is a PEM bundle of CAs to verify the server with, instead of
+	// the system pool.
+	CAFile string `json:"caFile,omitempty"`
+	// ServerName overrides the name verified in the server's certificate
+	// (default: the host part of addr).
+	ServerName string `json:"serverName,omitempty"`
+	// InsecureSkipVerify accepts any server certificate. For tests only.
+	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
 }
 
 // TokenizerConfig says where token IDs come from. At most one of Path and
@@ -208,16 +331,16 @@ type EventsSecurity struct {
 type TokenizerConfig struct {
 	// Path is a local tokenizer.json, or a directory holding it and
 	// tokenizer_config.json (for the chat template).
-	Path string `json:"path,omitempty" yaml:"path,omitempty"`
+	Path string `json:"path,omitempty"`
 	// URL is a vLLM server (http://host:port) whose /tokenize endpoint
 	// tokenizes and renders chat for us.
-	URL string `json:"url,omitempty" yaml:"url,omitempty"`
+	URL string `json:"url,omitempty"`
 	// Model is the model name sent to the remote tokenizer. Default: the
 	// request's model.
-	Model string `json:"model,omitempty" yaml:"model,omitempty"`
+	Model string `json:"model,omitempty"`
 	// CacheBytes bounds the cache of whole prompts and their tokens (prompt
 	// bytes plus 4 per token). Default 64 MiB; -1 disables the cache.
-	CacheBytes int `json:"cacheBytes,omitempty" yaml:"cacheBytes,omitempty"`
+	CacheBytes int `json:"cacheBytes,omitempty"`
 }
 
 // SpeculativeConfig configures speculative entries: when a request is
@@ -231,24 +354,25 @@ type TokenizerConfig struct {
 // that never ran.
 type SpeculativeConfig struct {
 	// Enabled turns speculative recording on. Default false.
-	Enabled bool `json:"enabled,omitempty" yaml:"enabled,omitempty"`
+	Enabled bool `json:"enabled,omitempty"`
 	// TTL is how long an unconfirmed speculative entry lives: longer than a
 	// request's queueing and prefill. Default 10s; at most 1m.
-	TTL Duration `json:"ttl,omitempty" yaml:"ttl,omitempty"`
+	TTL Duration `json:"ttl,omitempty"`
 }
 
 // MetricsConfig configures instrumentation.
 type MetricsConfig struct {
 	// Enabled registers kvtrack's metrics on the Registerer given to New.
 	// Default true; it has no effect without a Registerer.
-	Enabled *bool `json:"enabled,omitempty" yaml:"enabled,omitempty"`
+	Enabled *bool `json:"enabled,omitempty"`
 	// BeatInterval is the period of the one-line summary log. 0 (default)
 	// disables it.
-	BeatInterval Duration `json:"beatInterval,omitempty" yaml:"beatInterval,omitempty"`
+	BeatInterval Duration `json:"beatInterval,omitempty"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("2s",
-// "500ms") in JSON and YAML.
+// "500ms", "30m") in JSON and YAML. It is the one duration type of the
+// configuration.
 type Duration time.Duration
 
 // MarshalText implements encoding.TextMarshaler.
@@ -258,13 +382,17 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d)
 func (d *Duration) UnmarshalText(b []byte) error {
 	v, err := time.ParseDuration(string(b))
 	if err != nil {
-		return fmt.Errorf("invalid duration %q (want e.g. \"2s\" or \"500ms\")", b)
+		return fmt.Errorf("%q is not a duration (valid: a number with a unit, such as \"500ms\", \"2s\" or \"30m\")", b)
 	}
 	*d = Duration(v)
 	return nil
 }
 
-// Defaults.
+// String formats d like time.Duration.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// Defaults. Each default of the configuration is written here once; the
+// packages below kvcache take what Config gives them.
 const (
 	DefaultAlgorithm       = "sha256"
 	DefaultBlockSize       = 16
@@ -273,13 +401,36 @@ const (
 	DefaultTopicFilter     = "kv@" // in bind mode
 	DefaultEventWorkers    = 4
 	DefaultEventQueueSize  = 4096
+	DefaultMaxHeld         = 10000
+	DefaultReplayTimeout   = Duration(2 * time.Second)
+	DefaultReceiveHWM      = 100000
+	DefaultResyncInterval  = Duration(time.Second)
+	DefaultMaxEngineKeys   = 1 << 20
 	DefaultTokenCacheBytes = 64 << 20
 	DefaultKeyCacheBytes   = 16 << 20
 	DefaultChainCacheBytes = 16 << 20
 	DefaultSpeculativeTTL  = Duration(10 * time.Second)
+
+	DefaultMaxMessageBytes   = 16 << 20
+	DefaultMaxBlocksPerEvent = 1 << 16
+	DefaultMaxTokensPerEvent = 1 << 20
+	DefaultMaxEventsPerBatch = 1 << 16
+	DefaultEventsPerSecond   = 100000
+	DefaultEventsBurst       = 1000000
+	DefaultMaxQueuedBytes    = 256 << 20
+	DefaultMaxReplayBytes    = 256 << 20
+
+	DefaultRedisAddr         = "localhost:6379"
+	DefaultRedisKeyPrefix    = "kvtrack:"
+	DefaultRedisTTL          = Duration(time.Hour)
+	DefaultRedisDialTimeout  = Duration(time.Second)
+	DefaultRedisReadTimeout  = Duration(500 * time.Millisecond)
+	DefaultRedisWriteTimeout = Duration(500 * time.Millisecond)
+
 	maxSpeculativeTTL      = time.Minute
 	maxBlockSize           = 1 << 16
 	maxEventWorkers        = 1024
+	maxDataParallelSize    = 1024
 	maxShards              = 1 << 16
 	speculativeMediumName  = "SPECULATIVE"
 	defaultSpeculativeTier = 1.0
@@ -292,36 +443,47 @@ func DefaultConfig() Config {
 	return Config{}.WithDefaults()
 }
 
-// WithDefaults returns c with every zero field set to its default.
+// WithDefaults returns c with every zero field set to its default, field by
+// field: a section that sets some fields keeps the defaults of the others.
 func (c Config) WithDefaults() Config {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defDur := func(v *Duration, d Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
 	if c.KeyScheme == "" {
 		c.KeyScheme = KeySchemeVLLM
 	}
 	if c.Hash.Algorithm == "" {
 		c.Hash.Algorithm = DefaultAlgorithm
 	}
-	if c.Hash.BlockSize == 0 {
-		c.Hash.BlockSize = DefaultBlockSize
-	}
-	if c.Hash.KeyCacheBytes == 0 {
-		c.Hash.KeyCacheBytes = DefaultKeyCacheBytes
-	}
-	if c.Hash.ChainCacheBytes == 0 {
-		c.Hash.ChainCacheBytes = DefaultChainCacheBytes
-	}
+	def(&c.Hash.BlockSize, DefaultBlockSize)
+	def(&c.Hash.KeyCacheBytes, DefaultKeyCacheBytes)
+	def(&c.Hash.ChainCacheBytes, DefaultChainCacheBytes)
 	if c.Index.Backend == "" {
 		c.Index.Backend = IndexMemory
 	}
-	if c.Index.Capacity == 0 {
-		c.Index.Capacity = DefaultIndexCapacity
-	}
+	def(&c.Index.Capacity, DefaultIndexCapacity)
 	if c.Index.TierWeights == nil {
 		c.Index.TierWeights = kvblock.DefaultTierWeights()
 	}
-	c.DataParallel.setDefaults()
-	if c.Index.Backend == IndexRedis && c.Redis == (redis.Config{}) {
-		c.Redis = redis.DefaultConfig()
+
+	if c.Redis.Addr == "" {
+		c.Redis.Addr = DefaultRedisAddr
 	}
+	if c.Redis.KeyPrefix == "" {
+		c.Redis.KeyPrefix = DefaultRedisKeyPrefix
+	}
+	defDur(&c.Redis.TTL, DefaultRedisTTL)
+	defDur(&c.Redis.DialTimeout, DefaultRedisDialTimeout)
+	defDur(&c.Redis.ReadTimeout, DefaultRedisReadTimeout)
+	defDur(&c.Redis.WriteTimeout, DefaultRedisWriteTimeout)
+
 	if c.Events.Enabled == nil {
 		on := true
 		c.Events.Enabled = &on
@@ -329,9 +491,7 @@ func (c Config) WithDefaults() Config {
 	if c.Events.Mode == "" {
 		c.Events.Mode = EventsConnect
 	}
-	if c.Events.Port == 0 {
-		c.Events.Port = DefaultEventsPort
-	}
+	def(&c.Events.Port, DefaultEventsPort)
 	if c.Events.TopicFilter == nil {
 		f := "" // connect mode: the socket names the pod, any topic will do
 		if c.Events.Mode == EventsBind {
@@ -339,19 +499,18 @@ func (c Config) WithDefaults() Config {
 		}
 		c.Events.TopicFilter = &f
 	}
-	if c.Events.Workers == 0 {
-		c.Events.Workers = DefaultEventWorkers
-	}
-	if c.Events.QueueSize == 0 {
-		c.Events.QueueSize = DefaultEventQueueSize
-	}
+	def(&c.Events.DataParallelSize, 1)
+	c.DataParallel.setDefaults(c.Events.DataParallelSize)
+	def(&c.Events.Workers, DefaultEventWorkers)
+	def(&c.Events.QueueSize, DefaultEventQueueSize)
+	def(&c.Events.MaxHeld, DefaultMaxHeld)
+	defDur(&c.Events.ReplayTimeout, DefaultReplayTimeout)
+	def(&c.Events.ReceiveHWM, DefaultReceiveHWM)
+	def(&c.Events.MaxEngineKeys, DefaultMaxEngineKeys)
+	defDur(&c.Events.ResyncInterval, DefaultResyncInterval)
 	c.Events.Limits = c.Events.Limits.withDefaults()
-	if c.Tokenizer.CacheBytes == 0 {
-		c.Tokenizer.CacheBytes = DefaultTokenCacheBytes
-	}
-	if c.Speculative.TTL == 0 {
-		c.Speculative.TTL = DefaultSpeculativeTTL
-	}
+	def(&c.Tokenizer.CacheBytes, DefaultTokenCacheBytes)
+	defDur(&c.Speculative.TTL, DefaultSpeculativeTTL)
 	if c.Metrics.Enabled == nil {
 		on := true
 		c.Metrics.Enabled = &on
@@ -423,16 +582,40 @@ func (c Config) Validate() error {
 	}
 
 	if c.Index.Backend == IndexRedis {
-		if err := c.Redis.Validate(); err != nil {
-			errs = append(errs, err)
-		}
+		c.Redis.validate(bad)
 	}
 
 	oneOf("events.mode", string(c.Events.Mode), string(EventsConnect), string(EventsBind))
-	if c.Events.Mode == EventsBind {
+	switch c.Events.Mode {
+	case EventsBind:
 		if err := validZMQEndpoint(c.Events.Endpoint); err != nil {
 			bad("events.endpoint", "%v (valid: a ZMQ endpoint to bind such as tcp://*:5557 or ipc:///run/kv.sock)", err)
 		}
+		if c.Events.DataParallelSize > 1 && !strings.HasPrefix(c.Events.Endpoint, "tcp://") {
+			bad("events.endpoint", "%q with events.dataParallelSize %d (valid: a tcp:// endpoint, since rank r binds its port + r)", c.Events.Endpoint, c.Events.DataParallelSize)
+		}
+	case EventsConnect:
+		if c.Events.Endpoint != "" {
+			bad("events.endpoint", "%q is set in connect mode, which dials each pod at <pod address>:events.port instead (valid: leave it empty, or set events.mode: bind to bind it)", c.Events.Endpoint)
+		}
+	}
+	if n := c.Events.DataParallelSize; n < 1 || n > maxDataParallelSize {
+		bad("events.dataParallelSize", "%d out of range (valid: 1 to %d, the engines' --data-parallel-size)", n, maxDataParallelSize)
+	}
+	if c.Events.MaxHeld < 1 {
+		bad("events.maxHeld", "%d out of range (valid: a positive number of messages)", c.Events.MaxHeld)
+	}
+	if c.Events.ReplayTimeout <= 0 {
+		bad("events.replayTimeout", "%v out of range (valid: a positive duration such as 2s)", c.Events.ReplayTimeout)
+	}
+	if c.Events.ReceiveHWM < 1 {
+		bad("events.receiveHWM", "%d out of range (valid: a positive number of messages)", c.Events.ReceiveHWM)
+	}
+	if c.Events.ResyncInterval <= 0 {
+		bad("events.resyncInterval", "%v out of range (valid: a positive duration such as 1s)", c.Events.ResyncInterval)
+	}
+	if c.Events.MaxEngineKeys < 1 {
+		bad("events.maxEngineKeys", "%d out of range (valid: a positive number of entries)", c.Events.MaxEngineKeys)
 	}
 	validPort := func(field string, p int, zeroOK bool) {
 		if (p == 0 && !zeroOK) || p < 0 || p > 65535 {
@@ -441,6 +624,11 @@ func (c Config) Validate() error {
 	}
 	validPort("events.port", c.Events.Port, false)
 	validPort("events.replayPort", c.Events.ReplayPort, true)
+	if c.Events.DataParallelSize > 1 && c.Events.Mode == EventsConnect {
+		if top := c.Events.Port + c.Events.DataParallelSize - 1; top > 65535 {
+			bad("events.port", "%d + %d ranks reaches port %d (valid: a port that leaves room for every rank)", c.Events.Port, c.Events.DataParallelSize, top)
+		}
+	}
 	if c.Events.Workers < 1 || c.Events.Workers > maxEventWorkers {
 		bad("events.workers", "%d out of range (valid: 1 to %d)", c.Events.Workers, maxEventWorkers)
 	}
@@ -508,16 +696,16 @@ func (l EventsLimits) withDefaults() EventsLimits {
 			*v = d
 		}
 	}
-	def(&l.MaxMessageBytes, kvevents.DefaultMaxMessageBytes)
-	defInt(&l.MaxBlocksPerEvent, kvevents.DefaultMaxBlocksPerEvent)
-	defInt(&l.MaxTokensPerEvent, kvevents.DefaultMaxTokensPerEvent)
-	defInt(&l.MaxEventsPerBatch, kvevents.DefaultMaxEventsPerBatch)
+	def(&l.MaxMessageBytes, DefaultMaxMessageBytes)
+	defInt(&l.MaxBlocksPerEvent, DefaultMaxBlocksPerEvent)
+	defInt(&l.MaxTokensPerEvent, DefaultMaxTokensPerEvent)
+	defInt(&l.MaxEventsPerBatch, DefaultMaxEventsPerBatch)
 	if l.EventsPerSecond == 0 {
-		l.EventsPerSecond = kvevents.DefaultEventsPerSecond
+		l.EventsPerSecond = DefaultEventsPerSecond
 	}
-	defInt(&l.EventsBurst, kvevents.DefaultEventsBurst)
-	def(&l.MaxQueuedBytes, kvevents.DefaultMaxQueuedBytes)
-	def(&l.MaxReplayBytes, kvevents.DefaultMaxReplayBytes)
+	defInt(&l.EventsBurst, DefaultEventsBurst)
+	def(&l.MaxQueuedBytes, DefaultMaxQueuedBytes)
+	def(&l.MaxReplayBytes, DefaultMaxReplayBytes)
 	return l
 }
 
@@ -537,4 +725,46 @@ func (l EventsLimits) validate(bad func(field, format string, args ...any)) {
 	positive("eventsBurst", int64(l.EventsBurst), "events")
 	positive("maxQueuedBytes", l.MaxQueuedBytes, "bytes")
 	positive("maxReplayBytes", l.MaxReplayBytes, "bytes")
+}
+
+// validate checks the redis section (after defaults), reporting through bad.
+func (r RedisConfig) validate(bad func(field, format string, args ...any)) {
+	if _, port, err := net.SplitHostPort(r.Addr); err != nil || port == "" {
+		bad("redis.addr", "%q is not host:port (valid: e.g. localhost:6379 or [fd00::7]:6379)", r.Addr)
+	}
+	if r.DB < 0 {
+		bad("redis.db", "%d is negative (valid: a database number >= 0)", r.DB)
+	}
+	if r.Username != "" && r.Password == "" {
+		bad("redis.password", "empty while redis.username %q is set (valid: the ACL user's password)", r.Username)
+	}
+	if !r.TLS.Enabled && (r.TLS.CAFile != "" || r.TLS.ServerName != "" || r.TLS.InsecureSkipVerify) {
+		bad("redis.tls.enabled", "false while other redis.tls fields are set (fix: set redis.tls.enabled: true, or drop them)")
+	}
+	if r.TLS.CAFile != "" && r.TLS.InsecureSkipVerify {
+		bad("redis.tls.insecureSkipVerify", "true together with redis.tls.caFile (valid: one of them)")
+	}
+	if strings.ContainsAny(r.KeyPrefix, " \t\r\n") {
+		bad("redis.keyPrefix", "%q contains whitespace (valid: letters, digits and punctuation such as ':')", r.KeyPrefix)
+	}
+	if r.Cluster.Enabled && r.DB != 0 {
+		bad("redis.db", "%d with redis.cluster.enabled (valid: 0, Redis Cluster's only database)", r.DB)
+	}
+	if r.Cluster.Groups < 0 || r.Cluster.Groups > 4096 {
+		bad("redis.cluster.groups", "%d out of range (valid: 0 for the default, up to 4096)", r.Cluster.Groups)
+	}
+	if r.PoolSize < 0 {
+		bad("redis.poolSize", "%d is negative (valid: 0 for 10 per CPU, or a number of connections)", r.PoolSize)
+	}
+	if r.TTL > 0 && time.Duration(r.TTL) < time.Millisecond {
+		bad("redis.ttl", "%v is below expiry's 1ms resolution (valid: 1ms or more, or a negative value such as -1s to disable expiry)", r.TTL)
+	}
+	for _, d := range []struct {
+		field string
+		v     Duration
+	}{{"redis.dialTimeout", r.DialTimeout}, {"redis.readTimeout", r.ReadTimeout}, {"redis.writeTimeout", r.WriteTimeout}} {
+		if d.v < 0 {
+			bad(d.field, "%v is negative (valid: a positive duration such as 500ms)", d.v)
+		}
+	}
 }

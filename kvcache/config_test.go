@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	yaml "go.yaml.in/yaml/v3"
 )
 
 // validConfig is the smallest configuration Validate accepts.
@@ -237,7 +235,7 @@ func TestConfigFromJSON(t *testing.T) {
 
 func TestConfigFromYAML(t *testing.T) {
 	var c Config
-	if err := yaml.Unmarshal([]byte(yamlConfig), &c); err != nil {
+	if err := DecodeStrict([]byte(yamlConfig), &c); err != nil {
 		t.Fatal(err)
 	}
 	checkDecoded(t, c)

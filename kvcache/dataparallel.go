@@ -25,48 +25,41 @@ const (
 	DPPerRank DPEndpoints = "perRank"
 )
 
-// DataParallelConfig describes engines run with vLLM data parallelism
-// (--data-parallel-size). Each rank is an engine with its own KV cache and
-// event stream; events name their rank and are indexed per (pod, rank),
-// where the pod is the address the events name (the topic in bind mode, the
-// added pod in connect mode): rank 0's endpoint.
+// DataParallelConfig says how the endpoints requests are routed to map to
+// the data-parallel ranks of engines run with vLLM data parallelism; the
+// number of ranks is events.dataParallelSize. Each rank is an engine with
+// its own KV cache and event stream; events name their rank and are indexed
+// per (pod, rank), where the pod is the address the events name (the topic
+// in bind mode, the added pod in connect mode): rank 0's endpoint.
 //
-// The zero value is no data parallelism.
+// The zero value is the shared shape.
 type DataParallelConfig struct {
-	// Size is the number of ranks per engine. Default 1.
-	Size int `json:"size,omitempty" yaml:"size,omitempty"`
 	// Endpoints is "shared" (default) or "perRank"; see DPEndpoints.
-	Endpoints DPEndpoints `json:"endpoints,omitempty" yaml:"endpoints,omitempty"`
+	Endpoints DPEndpoints `json:"endpoints,omitempty"`
 	// APIPort, required with perRank, is the port of rank 0's API server:
-	// an endpoint host:port with APIPort <= port < APIPort+Size is rank
+	// an endpoint host:port with APIPort <= port < APIPort+ranks is rank
 	// port-APIPort of the engine whose events name host:APIPort. Endpoints
 	// on other ports are rank 0 of an engine of their own.
-	APIPort int `json:"apiPort,omitempty" yaml:"apiPort,omitempty"`
+	APIPort int `json:"apiPort,omitempty"`
+
+	// size is events.dataParallelSize, set by Config.WithDefaults.
+	size int
 }
 
-// maxDataParallelSize bounds dataParallel.size (kvevents binds a socket per
-// rank).
-const maxDataParallelSize = 1024
-
-func (c *DataParallelConfig) setDefaults() {
-	if c.Size == 0 {
-		c.Size = 1
-	}
+func (c *DataParallelConfig) setDefaults(ranks int) {
+	c.size = max(ranks, 1)
 	if c.Endpoints == "" {
 		c.Endpoints = DPShared
 	}
 }
 
 func (c DataParallelConfig) validate(bad func(field, format string, args ...any)) {
-	if c.Size < 1 || c.Size > maxDataParallelSize {
-		bad("dataParallel.size", "%d out of range (valid: 1 to %d, the engines' --data-parallel-size)", c.Size, maxDataParallelSize)
-	}
 	switch c.Endpoints {
 	case DPShared:
 	case DPPerRank:
-		if c.APIPort < 1 || c.APIPort+c.Size-1 > 65535 {
+		if c.APIPort < 1 || c.APIPort+c.size-1 > 65535 {
 			bad("dataParallel.apiPort", "%d out of range (valid with endpoints %q: the port of rank 0's API server, 1 to %d)",
-				c.APIPort, DPPerRank, 65536-max(c.Size, 1))
+				c.APIPort, DPPerRank, 65536-c.size)
 		}
 	default:
 		bad("dataParallel.endpoints", "%q invalid (valid: %q, %q)", c.Endpoints, DPShared, DPPerRank)
@@ -76,8 +69,8 @@ func (c DataParallelConfig) validate(bad func(field, format string, args ...any)
 // ranksPerEndpoint is how many (pod, rank) engines one endpoint's score
 // averages.
 func (c DataParallelConfig) ranksPerEndpoint() int {
-	if c.Endpoints == DPShared && c.Size > 1 {
-		return c.Size
+	if c.Endpoints == DPShared && c.size > 1 {
+		return c.size
 	}
 	return 1
 }
@@ -86,10 +79,10 @@ func (c DataParallelConfig) ranksPerEndpoint() int {
 // endpoint's score: ranksPerEndpoint of them.
 func (c DataParallelConfig) appendEngines(dst []kvblock.Pod, endpoint string) []kvblock.Pod {
 	switch {
-	case c.Size <= 1:
+	case c.size <= 1:
 		return append(dst, kvblock.Pod{Addr: endpoint})
 	case c.Endpoints == DPShared:
-		for r := range c.Size {
+		for r := range c.size {
 			dst = append(dst, kvblock.Pod{Addr: endpoint, Rank: r})
 		}
 		return dst
@@ -99,7 +92,7 @@ func (c DataParallelConfig) appendEngines(dst []kvblock.Pod, endpoint string) []
 		return append(dst, kvblock.Pod{Addr: endpoint})
 	}
 	p, err := strconv.Atoi(port)
-	if err != nil || p < c.APIPort || p >= c.APIPort+c.Size {
+	if err != nil || p < c.APIPort || p >= c.APIPort+c.size {
 		return append(dst, kvblock.Pod{Addr: endpoint})
 	}
 	return append(dst, kvblock.Pod{Addr: net.JoinHostPort(host, strconv.Itoa(c.APIPort)), Rank: p - c.APIPort})

@@ -118,7 +118,7 @@ func TestScoreDataParallelRanks(t *testing.T) {
 	engine := kvblock.Pod{Addr: "10.0.0.7:8000", Rank: 1}
 
 	t.Run("one endpoint per rank", func(t *testing.T) {
-		ix := newIndexer(t, Config{DataParallel: DataParallelConfig{Size: 2, Endpoints: DPPerRank, APIPort: 8000}})
+		ix := newIndexer(t, Config{Events: EventsConfig{DataParallelSize: 2}, DataParallel: DataParallelConfig{Endpoints: DPPerRank, APIPort: 8000}})
 		storeOn(t, ix, engine, kvblock.TierGPU, prompt)
 		storeOn(t, ix, kvblock.Pod{Addr: "10.0.0.7:8000"}, kvblock.TierGPU, prompt[:16])
 		for range 2 { // the second time from the endpoint cache
@@ -136,7 +136,7 @@ func TestScoreDataParallelRanks(t *testing.T) {
 	})
 
 	t.Run("one endpoint in front of the ranks", func(t *testing.T) {
-		ix := newIndexer(t, Config{DataParallel: DataParallelConfig{Size: 2}})
+		ix := newIndexer(t, Config{Events: EventsConfig{DataParallelSize: 2}})
 		storeOn(t, ix, engine, kvblock.TierGPU, prompt)
 		storeOn(t, ix, kvblock.Pod{Addr: "10.0.0.8:8000"}, kvblock.TierGPU, prompt[:32])
 		res := scoreTokens(t, ix, prompt, "10.0.0.7:8000", "10.0.0.8:8000", "10.0.0.9:8000")
@@ -156,20 +156,19 @@ func TestScoreDataParallelRanks(t *testing.T) {
 func TestDataParallelConfigValidation(t *testing.T) {
 	cases := []struct {
 		name  string
+		ranks int // events.dataParallelSize
 		dp    DataParallelConfig
 		field string // "" for valid
 	}{
-		{"zero value: no data parallelism", DataParallelConfig{}, ""},
-		{"shared ranks", DataParallelConfig{Size: 4}, ""},
-		{"per-rank endpoints", DataParallelConfig{Size: 4, Endpoints: DPPerRank, APIPort: 8000}, ""},
-		{"negative size", DataParallelConfig{Size: -1}, "dataParallel.size"},
-		{"huge size", DataParallelConfig{Size: 5000}, "dataParallel.size"},
-		{"unknown shape", DataParallelConfig{Size: 2, Endpoints: "roundRobin"}, "dataParallel.endpoints"},
-		{"per-rank without the API port", DataParallelConfig{Size: 2, Endpoints: DPPerRank}, "dataParallel.apiPort"},
-		{"per-rank ports past 65535", DataParallelConfig{Size: 4, Endpoints: DPPerRank, APIPort: 65534}, "dataParallel.apiPort"},
+		{"zero value: no data parallelism", 0, DataParallelConfig{}, ""},
+		{"shared ranks", 4, DataParallelConfig{}, ""},
+		{"per-rank endpoints", 4, DataParallelConfig{Endpoints: DPPerRank, APIPort: 8000}, ""},
+		{"unknown shape", 2, DataParallelConfig{Endpoints: "roundRobin"}, "dataParallel.endpoints"},
+		{"per-rank without the API port", 2, DataParallelConfig{Endpoints: DPPerRank}, "dataParallel.apiPort"},
+		{"per-rank ports past 65535", 4, DataParallelConfig{Endpoints: DPPerRank, APIPort: 65534}, "dataParallel.apiPort"},
 	}
 	for _, c := range cases {
-		cfg := Config{DataParallel: c.dp}
+		cfg := Config{Events: EventsConfig{DataParallelSize: c.ranks}, DataParallel: c.dp}
 		cfg.Hash.Seed = "42"
 		err := cfg.WithDefaults().Validate()
 		switch {
@@ -188,17 +187,18 @@ func TestSpeculateFollowsDataParallelRanks(t *testing.T) {
 	cases := []struct {
 		name   string
 		dp     DataParallelConfig
+		ranks  int
 		routed string
 		scores map[string]float64
 	}{
-		{"one endpoint per rank", DataParallelConfig{Size: 2, Endpoints: DPPerRank, APIPort: 8000}, "10.0.0.7:8001",
+		{"one endpoint per rank", DataParallelConfig{Endpoints: DPPerRank, APIPort: 8000}, 2, "10.0.0.7:8001",
 			map[string]float64{"10.0.0.7:8000": 0, "10.0.0.7:8001": 1}},
-		{"one endpoint in front of the ranks", DataParallelConfig{Size: 2}, "10.0.0.7:8000",
+		{"one endpoint in front of the ranks", DataParallelConfig{}, 2, "10.0.0.7:8000",
 			map[string]float64{"10.0.0.7:8000": 1, "10.0.0.8:8000": 0}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			ix := newIndexer(t, Config{DataParallel: c.dp, Speculative: SpeculativeConfig{Enabled: true}})
+			ix := newIndexer(t, Config{Events: EventsConfig{DataParallelSize: c.ranks}, DataParallel: c.dp, Speculative: SpeculativeConfig{Enabled: true}})
 			res := scoreTokens(t, ix, prompt, c.routed)
 			if err := ix.Speculate(context.Background(), c.routed, res.Keys); err != nil {
 				t.Fatal(err)

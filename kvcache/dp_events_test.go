@@ -37,9 +37,9 @@ func TestBindModeScoresDataParallelRanks(t *testing.T) {
 		dp     kvcache.DataParallelConfig
 		scores map[string]float64
 	}{
-		{"one endpoint per rank", kvcache.DataParallelConfig{Size: 2, Endpoints: kvcache.DPPerRank, APIPort: 8000},
+		{"one endpoint per rank", kvcache.DataParallelConfig{Endpoints: kvcache.DPPerRank, APIPort: 8000},
 			map[string]float64{"127.0.0.1:8000": 0, "127.0.0.1:8001": 1}},
-		{"one endpoint in front of the ranks", kvcache.DataParallelConfig{Size: 2, Endpoints: kvcache.DPShared},
+		{"one endpoint in front of the ranks", kvcache.DataParallelConfig{Endpoints: kvcache.DPShared},
 			map[string]float64{"127.0.0.1:8000": 0.5}},
 	}
 	for _, c := range cases {
@@ -47,7 +47,7 @@ func TestBindModeScoresDataParallelRanks(t *testing.T) {
 			port := freePortPair(t)
 			endpoint := fmt.Sprintf("tcp://127.0.0.1:%d", port)
 			ix := start(t, kvcache.Config{
-				Events:       kvcache.EventsConfig{Mode: kvcache.EventsBind, Endpoint: endpoint},
+				Events:       kvcache.EventsConfig{Mode: kvcache.EventsBind, Endpoint: endpoint, DataParallelSize: 2},
 				DataParallel: c.dp,
 			})
 			for ep := range c.scores {

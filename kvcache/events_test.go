@@ -17,7 +17,7 @@ import (
 	"github.com/kvtrack/kvtrack/internal/vllmfake"
 	"github.com/kvtrack/kvtrack/kvcache"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
-	"github.com/kvtrack/kvtrack/kvcache/kvblock/redis"
+	"github.com/kvtrack/kvtrack/kvevents"
 )
 
 // These tests feed Indexers through real libzmq sockets from vllmfake's
@@ -35,7 +35,7 @@ func tokens(from, n int) []uint32 {
 
 // vllmKeys are the hashes vLLM publishes for tokens' full blocks with
 // PYTHONHASHSEED=42, sha256 and block size 16.
-func vllmKeys(t *testing.T, toks []uint32) []kvblock.Key {
+func vllmKeys(t testing.TB, toks []uint32) []kvblock.Key {
 	t.Helper()
 	h, err := kvblock.NewHasher(kvblock.HashConfig{Algorithm: kvblock.SHA256, Seed: seed, BlockSize: 16})
 	if err != nil {
@@ -105,23 +105,24 @@ func (e *engine) remove(keys []kvblock.Key) {
 	}
 }
 
-// start builds an Indexer and runs it until the test ends.
+// start builds an Indexer following events with kvevents' ZMQ source,
+// starts it and waits until it is ready; it is closed when the test ends.
 func start(t *testing.T, cfg kvcache.Config, opts ...kvcache.Option) *kvcache.Indexer {
 	t.Helper()
 	cfg.Hash.Seed = seed
-	ix, err := kvcache.New(cfg, opts...)
+	ix, err := kvcache.New(cfg, append([]kvcache.Option{kvcache.WithEventSource(kvevents.Source)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- ix.Run(ctx) }()
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run = %v", err)
+		if err := ix.Close(); err != nil {
+			t.Errorf("Close = %v", err)
 		}
 	})
+	if err := ix.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	<-ix.Ready()
 	return ix
 }
 
@@ -154,13 +155,29 @@ func waitMatched(t *testing.T, ix *kvcache.Indexer, pod string, toks []uint32, w
 }
 
 // TestSharedRedisIndexersSeeEachOthersEvents is two EPP replicas over one
-// redis: the one with events enabled applies a pod's events, and the
-// read-only one (events.enabled false) scores from them at once.
+// redis (a standalone server, and a cluster of three masters): the one with
+// events enabled applies a pod's events, and the read-only one
+// (events.enabled false) scores from them at once.
 func TestSharedRedisIndexersSeeEachOthersEvents(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		redis func(t *testing.T) kvcache.RedisConfig
+	}{
+		{"standalone", func(t *testing.T) kvcache.RedisConfig {
+			return kvcache.RedisConfig{Addr: testredis.Start(t)}
+		}},
+		{"cluster", func(t *testing.T) kvcache.RedisConfig {
+			return kvcache.RedisConfig{Addr: testredis.StartCluster(t, 3, 0).Addr(),
+				Cluster: kvcache.RedisClusterConfig{Enabled: true}}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testSharedRedisIndexers(t, tc.redis(t)) })
+	}
+}
+
+func testSharedRedisIndexers(t *testing.T, rc kvcache.RedisConfig) {
 	const pod = "127.0.0.1:8000"
 	eng, port := newEngine(t, "kv@"+pod+"@m")
-	rc := redis.DefaultConfig()
-	rc.Addr = testredis.Start(t)
 	off := false
 	writer := start(t, kvcache.Config{Index: kvcache.IndexConfig{Backend: kvcache.IndexRedis}, Redis: rc,
 		Events: kvcache.EventsConfig{Port: port}})
@@ -323,3 +340,87 @@ func TestMetricsShareOneRegistry(t *testing.T) {
 }
 
 func freePort(t testing.TB) int { return testnet.FreePort(t) }
+
+// TestDefaultConfigBindsNothing starts two Indexers with the default events
+// configuration side by side: had either bound a port, the other's Start
+// would fail. Connect mode opens sockets only as pods are added.
+func TestDefaultConfigBindsNothing(t *testing.T) {
+	a, b := start(t, kvcache.Config{}), start(t, kvcache.Config{})
+	if a.Config().Events.Mode != kvcache.EventsConnect || b.Config().Events.Mode != kvcache.EventsConnect {
+		t.Fatalf("default events.mode = %q, want connect", a.Config().Events.Mode)
+	}
+}
+
+// TestStartReportsABindConflict is the EPP that must not look healthy when
+// its event port is taken: the second Indexer binding the same endpoint
+// fails in Start, with the endpoint in the error.
+func TestStartReportsABindConflict(t *testing.T) {
+	endpoint := fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t))
+	cfg := kvcache.Config{Hash: kvcache.HashConfig{Seed: seed}, Events: kvcache.EventsConfig{Mode: kvcache.EventsBind, Endpoint: endpoint}}
+	start(t, cfg)
+	second, err := kvcache.New(cfg, kvcache.WithEventSource(kvevents.Source))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	err = second.Start(t.Context())
+	if err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(endpoint, "tcp://")) {
+		t.Fatalf("Start on a taken endpoint = %v, want an error naming %s", err, endpoint)
+	}
+}
+
+// TestCloseReleasesTheEndpointAndMetrics closes a bound Indexer and builds
+// the same one again on the same registry: the port and every metric
+// registration were released.
+func TestCloseReleasesTheEndpointAndMetrics(t *testing.T) {
+	endpoint := fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t))
+	cfg := kvcache.Config{Hash: kvcache.HashConfig{Seed: seed}, Events: kvcache.EventsConfig{Mode: kvcache.EventsBind, Endpoint: endpoint}}
+	reg := prometheus.NewRegistry()
+	for i := range 2 {
+		ix, err := kvcache.New(cfg, kvcache.WithEventSource(kvevents.Source), kvcache.WithRegisterer(reg))
+		if err != nil {
+			t.Fatalf("New #%d: %v", i+1, err)
+		}
+		if err := ix.Start(t.Context()); err != nil {
+			t.Fatalf("Start #%d: %v", i+1, err)
+		}
+		if err := ix.Close(); err != nil {
+			t.Fatalf("Close #%d: %v", i+1, err)
+		}
+		if err := ix.Close(); err != nil {
+			t.Errorf("second Close = %v, want nil (idempotent)", err)
+		}
+		if err := ix.AddPod(t.Context(), "127.0.0.1:8000"); err == nil {
+			t.Errorf("AddPod after Close = nil, want ErrClosed")
+		}
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mfs) != 0 {
+		t.Errorf("after Close the registry still holds %d metric families, e.g. %s", len(mfs), mfs[0].GetName())
+	}
+}
+
+// TestRemovePodForgetsBlocks: a pod that leaves the pool takes its blocks
+// with it.
+func TestRemovePodForgetsBlocks(t *testing.T) {
+	const pod = "127.0.0.1:8000"
+	eng, port := newEngine(t, "")
+	ix := start(t, kvcache.Config{Events: kvcache.EventsConfig{Port: port}})
+	ctx := context.Background()
+	if err := ix.AddPod(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	eng.waitSubscribed()
+	prompt := tokens(1, 2*16)
+	eng.store(prompt)
+	waitMatched(t, ix, pod, prompt, 2)
+	if err := ix.RemovePod(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	if got := matched(t, ix, pod, prompt); got != 0 {
+		t.Errorf("after RemovePod the pod matches %d blocks, want 0", got)
+	}
+}

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -28,11 +28,47 @@ type ChatTokenizer interface {
 	EncodeChat(ctx context.Context, model string, chat *ChatRequest) ([]uint32, error)
 }
 
-// eventSource feeds the index from the engines' KV events.
-type eventSource interface {
-	Run(ctx context.Context) error
+// EventSource feeds the index from the engines' KV events. Package kvevents
+// provides the one that follows vLLM over ZMQ (kvevents.Source); it needs
+// cgo and libzmq, which is why kvcache does not import it.
+type EventSource interface {
+	// Start opens the subscription (in bind mode: binds the endpoint) and
+	// returns the error that prevents it. Events then flow until ctx ends
+	// or Close is called.
+	Start(ctx context.Context) error
+	// Ready is closed once the subscription is live.
+	Ready() <-chan struct{}
+	// Done is closed when the source stops after Start; Err then says why
+	// (nil after ctx ended or Close).
+	Done() <-chan struct{}
+	Err() error
+	// AddPod starts following pod ("address:port"); RemovePod stops it
+	// and clears its blocks, and no event of the pod is applied after it
+	// returns.
 	AddPod(ctx context.Context, pod string) error
 	RemovePod(ctx context.Context, pod string) error
+	// Close stops the source and releases its sockets; it is idempotent.
+	Close() error
+}
+
+// SourceEnv is what an EventSource is built with besides the
+// configuration.
+type SourceEnv struct {
+	// Sink is the index the source applies events to.
+	Sink kvblock.Index
+	// Log and Registerer are the Indexer's; Registerer is nil when metrics
+	// are off.
+	Log        logr.Logger
+	Registerer prometheus.Registerer
+}
+
+// NewEventSource builds an EventSource for cfg (defaults applied, valid).
+type NewEventSource func(cfg Config, env SourceEnv) (EventSource, error)
+
+// WithEventSource builds the Indexer's event source with newSource, e.g.
+// kvevents.Source. Without it, events.enabled must be false.
+func WithEventSource(newSource NewEventSource) Option {
+	return func(o *options) { o.newSource = newSource }
 }
 
 // Option configures New.
@@ -44,6 +80,7 @@ type options struct {
 	index     kvblock.Index
 	tokenizer Tokenizer
 	clock     func() time.Time
+	newSource NewEventSource
 }
 
 // WithLogger sets the logger. The default discards.
@@ -76,16 +113,23 @@ func WithTokenizer(t Tokenizer) Option { return func(o *options) { o.tokenizer =
 // Indexer ties kvtrack together: it keeps the index fed from the engines'
 // KV events and scores requests against it. Its methods are safe for
 // concurrent use.
+//
+// Its life: New builds and validates (nothing runs, Score works at once);
+// Start opens the event subscription and returns what prevents it; Ready
+// reports it live; Close stops everything and releases sockets, the index's
+// client and the metrics registered. Run is Start, then a wait.
 type Indexer struct {
 	cfg     Config
 	log     logr.Logger
 	index   kvblock.Index
 	keys    keyer
 	tok     Tokenizer
-	events  eventSource // nil when events are disabled
+	events  EventSource // nil when events are disabled
 	spec    *speculator // nil unless speculative recording is enabled
 	kcache  *keyCache   // nil when hash.keyCacheBytes is -1
 	metrics *metrics
+	reg     *trackingRegisterer // nil without a Registerer
+	owned   io.Closer           // the index's client, when New built it
 
 	pool sync.Pool // *scratch
 
@@ -96,7 +140,12 @@ type Indexer struct {
 	// parallelism (string -> kvblock.Pod).
 	rankOf sync.Map
 
-	running atomic.Bool
+	mu      sync.Mutex // guards started, closed, cancel
+	started bool
+	closed  bool
+	cancel  context.CancelFunc
+	bg      sync.WaitGroup // Start's goroutines
+	ready   chan struct{}  // closed once events flow (or at Start without events)
 }
 
 type scratch struct {
@@ -105,10 +154,13 @@ type scratch struct {
 	hasher *xxh3.Hasher128
 }
 
+// ErrClosed is returned by Start, Run and AddPod after Close.
+var ErrClosed = errors.New("kvcache: Indexer closed")
+
 // New builds an Indexer from cfg, which it validates (after applying the
-// defaults to its zero fields). Nothing runs until Run is called, but Score
-// works at once.
-func New(cfg Config, opts ...Option) (*Indexer, error) {
+// defaults to its zero fields). Nothing runs until Start, but Score works at
+// once. If New fails it releases whatever it had built.
+func New(cfg Config, opts ...Option) (_ *Indexer, err error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -117,13 +169,28 @@ func New(cfg Config, opts ...Option) (*Indexer, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	ix := &Indexer{cfg: cfg, log: o.log, index: o.index, tok: o.tokenizer, gpuWeight: scoreScale(cfg)}
+	if *cfg.Events.Enabled && o.newSource == nil {
+		return nil, errors.New("kvcache: events.enabled is true but no event source was given: " +
+			"pass kvcache.WithEventSource(kvevents.Source) (package github.com/kvtrack/kvtrack/kvevents, " +
+			"which follows vLLM over ZMQ), or set events.enabled: false")
+	}
+	ix := &Indexer{cfg: cfg, log: o.log, index: o.index, tok: o.tokenizer, ready: make(chan struct{}), gpuWeight: scoreScale(cfg)}
+	if o.reg != nil && *cfg.Metrics.Enabled {
+		ix.reg = &trackingRegisterer{reg: o.reg}
+		o.reg = ix.reg
+	} else {
+		o.reg = nil
+	}
+	defer func() {
+		if err != nil {
+			_ = ix.release()
+		}
+	}()
 	ix.pool.New = func() any { return &scratch{hasher: xxh3.New128()} }
 	if cfg.Hash.KeyCacheBytes > 0 {
 		ix.kcache = newKeyCache(cfg.Hash.KeyCacheBytes)
 	}
 
-	var err error
 	if ix.keys, err = newKeyer(cfg); err != nil {
 		return nil, err
 	}
@@ -131,20 +198,21 @@ func New(cfg Config, opts ...Option) (*Indexer, error) {
 		if ix.index, err = newIndex(cfg, o); err != nil {
 			return nil, err
 		}
+		ix.owned, _ = ix.index.(io.Closer)
 	}
 	if ix.tok == nil {
 		if ix.tok, err = newTokenizer(cfg, o); err != nil {
 			return nil, err
 		}
 	}
-	events := ix.index
+	sink := ix.index
 	if cfg.Speculative.Enabled {
 		ix.spec = newSpeculator(ix.index, time.Duration(cfg.Speculative.TTL), o.clock)
-		events = confirmingIndex{ix.index, ix.spec}
+		sink = confirmingIndex{ix.index, ix.spec}
 	}
 	if *cfg.Events.Enabled {
-		if ix.events, err = newEventSource(cfg, events, o); err != nil {
-			return nil, err
+		if ix.events, err = o.newSource(cfg, SourceEnv{Sink: sink, Log: o.log, Registerer: o.reg}); err != nil {
+			return nil, fmt.Errorf("kvcache: events: %w", err)
 		}
 	}
 	ix.metrics = newMetrics()
@@ -157,7 +225,7 @@ func New(cfg Config, opts ...Option) (*Indexer, error) {
 	if vk, ok := ix.keys.(vllmKeyer); ok && vk.chain != nil {
 		ix.metrics.chainHits, ix.metrics.chainMisses = vk.chain.hits.Load, vk.chain.misses.Load
 	}
-	if o.reg != nil && *cfg.Metrics.Enabled {
+	if o.reg != nil {
 		if err := o.reg.Register(ix.metrics); err != nil {
 			return nil, fmt.Errorf("kvcache: registering metrics: %w", err)
 		}
@@ -171,48 +239,146 @@ func (ix *Indexer) Config() Config { return ix.cfg }
 // Index returns the index the Indexer reads and its events write.
 func (ix *Indexer) Index() kvblock.Index { return ix.index }
 
-// Run consumes KV events, expires speculative entries and logs the metrics
-// beat (when metrics.beatInterval is set) until ctx is done. It returns nil
-// when ctx is cancelled, or the event subscription's error. Run may be
-// called once.
-func (ix *Indexer) Run(ctx context.Context) error {
-	if !ix.running.CompareAndSwap(false, true) {
-		return errors.New("kvcache: Indexer.Run called twice")
+// Start starts the Indexer's background work: it opens the event
+// subscription, returning the error that prevents it (a bind conflict, a bad
+// endpoint), then applies events, expires speculative entries and logs the
+// metrics beat (metrics.beatInterval) until ctx is done or Close is called.
+// Start may be called once; after Close it returns ErrClosed.
+func (ix *Indexer) Start(ctx context.Context) error {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	switch {
+	case ix.closed:
+		return ErrClosed
+	case ix.started:
+		return errors.New("kvcache: Indexer started twice")
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errc := make(chan error, 2)
-	if ix.spec != nil {
-		wg.Go(func() { ix.spec.run(ctx) })
-	}
+	ix.started = true
+	ctx, ix.cancel = context.WithCancel(ctx)
 	if ix.events != nil {
-		wg.Go(func() {
-			if err := ix.events.Run(ctx); err != nil && ctx.Err() == nil {
-				errc <- fmt.Errorf("kvcache: events: %w", err)
-				cancel()
+		if err := ix.events.Start(ctx); err != nil {
+			ix.cancel()
+			return fmt.Errorf("kvcache: events: %w", err)
+		}
+		ix.bg.Go(func() {
+			select {
+			case <-ix.events.Ready():
+				close(ix.ready)
+			case <-ctx.Done():
+			case <-ix.events.Done():
 			}
 		})
+	} else {
+		close(ix.ready)
+	}
+	if ix.spec != nil {
+		ix.bg.Go(func() { ix.spec.run(ctx) })
 	}
 	if beat := time.Duration(ix.cfg.Metrics.BeatInterval); beat > 0 {
-		wg.Go(func() { _ = kvblock.RunMetricsBeat(ctx, ix.log, ix.index, beat) })
+		ix.bg.Go(func() { _ = kvblock.RunMetricsBeat(ctx, ix.log, ix.index, beat) })
 	}
-	<-ctx.Done()
-	wg.Wait()
-	select {
-	case err := <-errc:
-		return err
-	default:
+	return nil
+}
+
+// Done returns a channel closed when the event subscription stops after
+// Start (its context ended, Close, or a failure Err reports). It is never
+// closed with events disabled.
+func (ix *Indexer) Done() <-chan struct{} {
+	if ix.events == nil {
 		return nil
 	}
+	return ix.events.Done()
+}
+
+// Err reports why the event subscription stopped, once Done is closed: nil
+// after its context ended or Close.
+func (ix *Indexer) Err() error {
+	if ix.events == nil {
+		return nil
+	}
+	return ix.events.Err()
+}
+
+// Ready returns a channel that is closed once the Indexer follows events:
+// after Start, as soon as the event subscription is live (at once with
+// events disabled).
+func (ix *Indexer) Ready() <-chan struct{} { return ix.ready }
+
+// Run is Start followed by a wait: it returns nil when ctx is done, or the
+// event subscription's error, and releases everything (Close) before it
+// returns.
+func (ix *Indexer) Run(ctx context.Context) error {
+	if err := ix.Start(ctx); err != nil {
+		return err
+	}
+	var err error
+	if ix.events != nil {
+		select {
+		case <-ctx.Done():
+		case <-ix.events.Done():
+			if err = ix.events.Err(); err != nil && ctx.Err() == nil {
+				err = fmt.Errorf("kvcache: events: %w", err)
+			} else {
+				err = nil
+			}
+		}
+	} else {
+		<-ctx.Done()
+	}
+	if cerr := ix.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Close stops what Start started, closes the event sockets and the index's
+// client (when New built the index), and unregisters every metric New
+// registered. It is idempotent; Score keeps working on a memory index.
+func (ix *Indexer) Close() error {
+	ix.mu.Lock()
+	if ix.closed {
+		ix.mu.Unlock()
+		return nil
+	}
+	ix.closed = true
+	if ix.cancel != nil {
+		ix.cancel()
+	}
+	ix.mu.Unlock()
+	err := ix.release()
+	ix.bg.Wait()
+	return err
+}
+
+// release closes the parts New built and unregisters the metrics.
+func (ix *Indexer) release() error {
+	var errs []error
+	if ix.events != nil {
+		if err := ix.events.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("kvcache: closing events: %w", err))
+		}
+	}
+	if ix.owned != nil {
+		if err := ix.owned.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("kvcache: closing index: %w", err))
+		}
+	}
+	if ix.reg != nil {
+		ix.reg.unregisterAll()
+	}
+	return errors.Join(errs...)
 }
 
 // AddPod starts following pod ("address:port", what requests are routed
 // to). In connect mode it dials the pod's event publisher at
-// <address>:<events.port>; in bind mode the pod's events arrive by topic and
-// AddPod only notes it. Adding a pod twice is harmless. With events
-// disabled it does nothing.
+// <address>:<events.port> (and port+r for every DP rank r); in bind mode the
+// pod's events arrive by topic and AddPod admits them. Adding a pod twice
+// is harmless. With events disabled it does nothing; after Close it returns
+// ErrClosed.
 func (ix *Indexer) AddPod(ctx context.Context, pod string) error {
+	if ix.isClosed() {
+		return ErrClosed
+	}
 	if ix.events == nil {
 		return nil
 	}
@@ -224,10 +390,16 @@ func (ix *Indexer) AddPod(ctx context.Context, pod string) error {
 // disabled it does nothing: the index's entries belong to whoever applies
 // the events (another replica sharing a redis index, or the caller).
 func (ix *Indexer) RemovePod(ctx context.Context, pod string) error {
-	if ix.events == nil {
+	if ix.events == nil || ix.isClosed() {
 		return nil
 	}
 	return ix.events.RemovePod(ctx, pod)
+}
+
+func (ix *Indexer) isClosed() bool {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return ix.closed
 }
 
 // Score computes the request's block keys and scores every candidate pod by
@@ -298,7 +470,7 @@ func (ix *Indexer) score(ctx context.Context, req *Request) (Result, error) {
 // seen before so that a warm Score allocates nothing for it.
 func (ix *Indexer) appendEngines(dst []kvblock.Pod, endpoint string) []kvblock.Pod {
 	dp := ix.cfg.DataParallel
-	if dp.Endpoints != DPPerRank || dp.Size <= 1 {
+	if dp.Endpoints != DPPerRank || dp.size <= 1 {
 		return dp.appendEngines(dst, endpoint)
 	}
 	if p, ok := ix.rankOf.Load(endpoint); ok {

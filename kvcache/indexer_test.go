@@ -12,7 +12,6 @@ import (
 
 	"github.com/kvtrack/kvtrack/internal/testredis"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
-	"github.com/kvtrack/kvtrack/kvcache/kvblock/redis"
 )
 
 // backends returns a configuration for every index backend, for the tests
@@ -33,13 +32,25 @@ func seq(from, n int) []uint32 {
 	return out
 }
 
+// newIndexer builds an Indexer with events disabled unless cfg says
+// otherwise: package kvcache's own tests have no event source, since the
+// ZMQ one (kvevents) imports kvcache. events_test.go runs the real one.
 func newIndexer(t *testing.T, cfg Config, opts ...Option) *Indexer {
 	t.Helper()
 	cfg.Hash.Seed = "42"
+	if cfg.Events.Enabled == nil {
+		off := false
+		cfg.Events.Enabled = &off
+	}
 	ix, err := New(cfg, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		if err := ix.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
 	return ix
 }
 
@@ -113,19 +124,6 @@ func TestIndexerScoreRejectsAmbiguousAndUntokenizable(t *testing.T) {
 	}
 }
 
-func TestIndexerRemovePodForgetsBlocks(t *testing.T) {
-	ix := newIndexer(t, Config{})
-	ctx := context.Background()
-	storeKeys(t, ix, "a:1", seq(1, 32), "", "")
-	if err := ix.RemovePod(ctx, "a:1"); err != nil {
-		t.Fatal(err)
-	}
-	res, err := ix.Score(ctx, Request{TokenIDs: seq(1, 33), Pods: []string{"a:1"}})
-	if err != nil || res.Pods[0].Matched != 0 {
-		t.Errorf("after RemovePod: %+v, %v; want 0 matched", res.Pods, err)
-	}
-}
-
 func TestSpeculateExpiresAfterTTL(t *testing.T) {
 	cfg := Config{Speculative: SpeculativeConfig{Enabled: true, TTL: Duration(100 * time.Millisecond)}}
 	ix := newIndexer(t, cfg)
@@ -162,27 +160,29 @@ func TestSpeculateExpiresAfterTTL(t *testing.T) {
 	}
 }
 
-func TestRunTwiceIsAnError(t *testing.T) {
+func TestStartTwiceIsAnError(t *testing.T) {
 	ix := newIndexer(t, Config{})
-	ctx, cancel := context.WithCancel(context.Background())
-	errs := make(chan error, 2)
-	go func() { errs <- ix.Run(ctx) }()
-	go func() { errs <- ix.Run(ctx) }()
-	// The second Run returns at once; the first only when ctx is done.
-	if err := <-errs; err == nil || !strings.Contains(err.Error(), "twice") {
-		t.Errorf("second Run = %v, want an error saying Run was called twice", err)
+	if err := ix.Start(t.Context()); err != nil {
+		t.Fatal(err)
 	}
-	cancel()
-	if err := <-errs; err != nil {
-		t.Errorf("first Run = %v, want nil after cancel", err)
+	if err := ix.Start(t.Context()); err == nil || !strings.Contains(err.Error(), "twice") {
+		t.Errorf("second Start = %v, want an error saying it was started twice", err)
 	}
 }
 
-func redisConfig(addr string) redis.Config {
-	c := redis.DefaultConfig()
-	c.Addr = addr
-	return c
+func TestRunReturnsNilWhenCancelled(t *testing.T) {
+	ix := newIndexer(t, Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ix.Run(ctx) }()
+	<-ix.Ready()
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run = %v, want nil after cancel", err)
+	}
 }
+
+func redisConfig(addr string) RedisConfig { return RedisConfig{Addr: addr} }
 
 // TestWithClockExpiresSpeculativeEntriesInModelledTime runs without Run:
 // the entries expire as the modelled clock passes their deadline and the
@@ -363,27 +363,6 @@ func TestEventsDisabledOnlyReads(t *testing.T) {
 	res, err := ix.Score(ctx, Request{TokenIDs: seq(1, 33), Pods: []string{"a:1"}})
 	if err != nil || res.Pods[0].Matched != 2 {
 		t.Errorf("after RemovePod on a read-only Indexer: %+v, %v; want the 2 blocks kept", res.Pods, err)
-	}
-}
-
-// TestDefaultConfigBindsNothing runs two Indexers with the default events
-// configuration side by side: had either bound a port, the other's Run
-// would fail. Connect mode opens sockets only as pods are added.
-func TestDefaultConfigBindsNothing(t *testing.T) {
-	a, b := newIndexer(t, Config{}), newIndexer(t, Config{})
-	if a.Config().Events.Mode != EventsConnect {
-		t.Fatalf("default events.mode = %q, want connect", a.Config().Events.Mode)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errs := make(chan error, 2)
-	go func() { errs <- a.Run(ctx) }()
-	go func() { errs <- b.Run(ctx) }()
-	time.Sleep(100 * time.Millisecond) // long enough for a bind to fail
-	cancel()
-	for range 2 {
-		if err := <-errs; err != nil {
-			t.Errorf("Run with the default config = %v, want nil", err)
-		}
 	}
 }
 

@@ -1,6 +1,8 @@
 package kvcache
 
 import (
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -86,4 +88,48 @@ func load(f func() uint64) uint64 {
 		return 0
 	}
 	return f()
+}
+
+// trackingRegisterer registers on reg and remembers what it registered, so
+// that Close (or a New that fails halfway) can unregister all of it and a
+// new Indexer can register the same metrics on the same registry.
+type trackingRegisterer struct {
+	reg prometheus.Registerer
+	mu  sync.Mutex
+	cs  []prometheus.Collector
+}
+
+func (t *trackingRegisterer) Register(c prometheus.Collector) error {
+	if err := t.reg.Register(c); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	t.cs = append(t.cs, c)
+	t.mu.Unlock()
+	return nil
+}
+
+func (t *trackingRegisterer) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		if err := t.Register(c); err != nil {
+			panic(err) // prometheus.Registerer's contract for MustRegister
+		}
+	}
+}
+
+func (t *trackingRegisterer) Unregister(c prometheus.Collector) bool {
+	t.mu.Lock()
+	t.cs = slices.DeleteFunc(t.cs, func(x prometheus.Collector) bool { return x == c })
+	t.mu.Unlock()
+	return t.reg.Unregister(c)
+}
+
+func (t *trackingRegisterer) unregisterAll() {
+	t.mu.Lock()
+	cs := t.cs
+	t.cs = nil
+	t.mu.Unlock()
+	for _, c := range cs {
+		t.reg.Unregister(c)
+	}
 }

@@ -3,6 +3,7 @@ package kvcache
 import (
 	"fmt"
 	"maps"
+	"time"
 
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock/redis"
@@ -58,7 +59,7 @@ func newIndex(cfg Config, o options) (kvblock.Index, error) {
 		if o.reg != nil && *cfg.Metrics.Enabled {
 			ropts = append(ropts, redis.WithRegisterer(o.reg))
 		}
-		idx, err := redis.New(cfg.Redis, ropts...)
+		idx, err := redis.New(cfg.Redis.options(), ropts...)
 		if err != nil {
 			return nil, fmt.Errorf("kvcache: redis index: %w", err)
 		}
@@ -86,4 +87,24 @@ func newMemIndex(cfg Config, o options) (kvblock.Index, error) {
 		return nil, fmt.Errorf("kvcache: memory index metrics: %w", err)
 	}
 	return m, nil
+}
+
+// options translates the (defaulted) redis section into the backend's
+// options; a negative ttl disables expiry.
+func (r RedisConfig) options() redis.Config {
+	ttl := r.TTL
+	if ttl < 0 {
+		ttl = 0
+	}
+	return redis.Config{
+		Addr: r.Addr, DB: r.DB, Username: r.Username, Password: r.Password,
+		TLS: redis.TLSConfig{
+			Enabled: r.TLS.Enabled, CAFile: r.TLS.CAFile,
+			ServerName: r.TLS.ServerName, InsecureSkipVerify: r.TLS.InsecureSkipVerify,
+		},
+		KeyPrefix: r.KeyPrefix, PoolSize: r.PoolSize,
+		Cluster: redis.ClusterConfig{Enabled: r.Cluster.Enabled, Groups: r.Cluster.Groups},
+		TTL:     time.Duration(ttl), DialTimeout: time.Duration(r.DialTimeout),
+		ReadTimeout: time.Duration(r.ReadTimeout), WriteTimeout: time.Duration(r.WriteTimeout),
+	}
 }

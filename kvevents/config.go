@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kvtrack/kvtrack/kvcache"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
@@ -35,25 +36,25 @@ const (
 	SchemeTokens KeyScheme = "tokens"
 )
 
-// Defaults applied by Config.withDefaults.
+// Defaults applied by Config.withDefaults: kvcache's, written once there.
 const (
 	DefaultBindEndpoint  = "tcp://*:5557"
-	DefaultTopicFilter   = "kv@"
-	DefaultQueueSize     = 4096
-	DefaultMaxHeld       = 10000
-	DefaultReplayTimeout = 2 * time.Second
-	DefaultReceiveHWM    = 100000
-	DefaultMaxEngineKeys = 1 << 20
-	defaultWorkers       = 4
+	DefaultTopicFilter   = kvcache.DefaultTopicFilter
+	DefaultQueueSize     = kvcache.DefaultEventQueueSize
+	DefaultMaxHeld       = kvcache.DefaultMaxHeld
+	DefaultReplayTimeout = time.Duration(kvcache.DefaultReplayTimeout)
+	DefaultReceiveHWM    = kvcache.DefaultReceiveHWM
+	DefaultMaxEngineKeys = kvcache.DefaultMaxEngineKeys
+	defaultWorkers       = kvcache.DefaultEventWorkers
 
-	DefaultMaxMessageBytes   = 16 << 20
-	DefaultMaxBlocksPerEvent = 1 << 16
-	DefaultMaxTokensPerEvent = 1 << 20
-	DefaultMaxEventsPerBatch = 1 << 16
-	DefaultEventsPerSecond   = 100000
-	DefaultEventsBurst       = 1000000
-	DefaultMaxQueuedBytes    = 256 << 20
-	DefaultMaxReplayBytes    = 256 << 20
+	DefaultMaxMessageBytes   = kvcache.DefaultMaxMessageBytes
+	DefaultMaxBlocksPerEvent = kvcache.DefaultMaxBlocksPerEvent
+	DefaultMaxTokensPerEvent = kvcache.DefaultMaxTokensPerEvent
+	DefaultMaxEventsPerBatch = kvcache.DefaultMaxEventsPerBatch
+	DefaultEventsPerSecond   = kvcache.DefaultEventsPerSecond
+	DefaultEventsBurst       = kvcache.DefaultEventsBurst
+	DefaultMaxQueuedBytes    = kvcache.DefaultMaxQueuedBytes
+	DefaultMaxReplayBytes    = kvcache.DefaultMaxReplayBytes
 )
 
 // Limits bound what one publisher can make the pool hold and do. A message
@@ -68,31 +69,31 @@ type Limits struct {
 	// sends a larger frame before buffering it (counted in
 	// kvtrack_events_disconnects_total); the publisher reconnects and the
 	// gap is replayed where possible.
-	MaxMessageBytes int64 `json:"maxMessageBytes,omitempty"`
+	MaxMessageBytes int64
 	// MaxBlocksPerEvent bounds the block hashes of one BlockStored or
 	// BlockRemoved (default 65536).
-	MaxBlocksPerEvent int `json:"maxBlocksPerEvent,omitempty"`
+	MaxBlocksPerEvent int
 	// MaxTokensPerEvent bounds the token ids of one BlockStored (default
 	// 1048576).
-	MaxTokensPerEvent int `json:"maxTokensPerEvent,omitempty"`
+	MaxTokensPerEvent int
 	// MaxEventsPerBatch bounds the events of one message (default 65536).
-	MaxEventsPerBatch int `json:"maxEventsPerBatch,omitempty"`
+	MaxEventsPerBatch int
 	// EventsPerSecond is the rate of events each (pod, rank) may have
 	// applied, replays included (a token bucket; default 100000). -1
 	// disables the limit.
-	EventsPerSecond float64 `json:"eventsPerSecond,omitempty"`
+	EventsPerSecond float64
 	// EventsBurst is the token bucket's depth (default 1000000): the
 	// events a pod may have applied at once, e.g. by a replay. A message
 	// with more events than the bucket holds is rejected.
-	EventsBurst int `json:"eventsBurst,omitempty"`
+	EventsBurst int
 	// MaxQueuedBytes bounds the payload bytes received and not yet applied
 	// (queued for the workers or held during a replay), over all pods
 	// (default 256 MiB); a message that would exceed it is dropped and
 	// counted (kvtrack_events_dropped_total{reason="queue_full"}).
-	MaxQueuedBytes int64 `json:"maxQueuedBytes,omitempty"`
+	MaxQueuedBytes int64
 	// MaxReplayBytes bounds the payload bytes one replay collects (default
 	// 256 MiB); a larger replay is abandoned and its messages counted lost.
-	MaxReplayBytes int64 `json:"maxReplayBytes,omitempty"`
+	MaxReplayBytes int64
 }
 
 // Security says who may publish in bind mode.
@@ -105,65 +106,73 @@ type Security struct {
 	// the pod its topic names. With AllowAnySource, anyone who can reach
 	// the port can publish events for any pod: steer requests with forged
 	// BlockStored events, or hide a pod's cache with forged removes.
-	AllowAnySource bool `json:"allowAnySource,omitempty"`
+	AllowAnySource bool
 }
 
-// Config configures a Pool. The zero value is usable: bind tcp://*:5557,
-// topics starting with kv@, the vllm key scheme, no hash check.
+// Config configures a Pool. It is the pool's side of kvcache.Config's
+// events section (PoolConfig translates one into the other), which is the
+// schema users write; the defaults are kvcache's. The zero value is usable:
+// connect mode (bind mode when Endpoint is set), the vllm key scheme, no
+// hash check.
 type Config struct {
-	// Mode is "bind" (default) or "connect".
-	Mode Mode `json:"mode,omitempty"`
+	// Mode is "connect" (default) or "bind" (the default when Endpoint is set).
+	Mode Mode
 	// Endpoint is the SUB endpoint to bind in bind mode (default
 	// tcp://*:5557). Unused in connect mode, where AddPod names endpoints.
-	Endpoint string `json:"endpoint,omitempty"`
+	Endpoint string
 	// DataParallelSize, in bind mode, binds Endpoint's port + r for every
 	// DP rank r below it: vLLM's rank r publishes to port + r. Default 1.
-	DataParallelSize int `json:"dataParallelSize,omitempty"`
+	DataParallelSize int
 	// ReplayPort, in bind mode, is the port of every pod's replay ROUTER
 	// (vLLM's replay_endpoint; rank r on ReplayPort + r), reached at the
 	// host of the pod's topic. 0: no replay unless AddPod names one, and
 	// such pods are reported degraded.
-	ReplayPort int `json:"replayPort,omitempty"`
+	ReplayPort int
 	// TopicFilter is the SUB prefix filter. Default "kv@" in bind mode
 	// (which needs the topic to name the pod) and "" (everything) in
 	// connect mode.
-	TopicFilter *string `json:"topicFilter,omitempty"`
+	TopicFilter *string
 
 	// Workers is the number of goroutines applying events; each pod is
 	// served by one of them, in order. Default 4.
-	Workers int `json:"workers,omitempty"`
+	Workers int
 	// QueueSize bounds each worker's queue, in messages (default 4096). A
 	// message arriving at a full queue is dropped and counted; the
 	// sequence gap it leaves is repaired by replay where possible.
-	QueueSize int `json:"queueSize,omitempty"`
+	QueueSize int
 	// MaxHeld bounds the live messages held per (pod, rank) while a replay
 	// is in flight (default 10000); beyond it they are dropped and counted.
-	MaxHeld int `json:"maxHeld,omitempty"`
+	MaxHeld int
 	// ReplayTimeout is how long a replay may wait for the next reply
 	// before it is abandoned (default 2s).
-	ReplayTimeout time.Duration `json:"replayTimeout,omitempty"`
+	ReplayTimeout time.Duration
 	// ReceiveHWM is the SUB socket's receive high-water mark, in messages
 	// (default 100000, vLLM's send HWM).
-	ReceiveHWM int `json:"receiveHWM,omitempty"`
+	ReceiveHWM int
 
 	// KeyScheme is "vllm" (default) or "tokens".
-	KeyScheme KeyScheme `json:"keyScheme,omitempty"`
+	KeyScheme KeyScheme
 	// Hash is the engines' hashing configuration. In the vllm scheme, when
 	// Hash.Seed or Hash.Algorithm is set, every BlockStored that starts at
 	// the root and carries token_ids is re-hashed and compared; mismatches
 	// are counted (kvtrack_hash_mismatch_total) and logged once per pod. In
 	// the tokens scheme, Hash.BlockSize is the token-derived block size
 	// (default: each event's own block_size).
-	Hash kvblock.HashConfig `json:"hash"`
+	Hash kvblock.HashConfig
 	// MaxEngineKeys bounds, per pod, the tokens scheme's map from engine
 	// hash to key (default 1<<20 entries); past it the oldest mappings go,
 	// and removes naming them are counted as unresolved.
-	MaxEngineKeys int `json:"maxEngineKeys,omitempty"`
+	MaxEngineKeys int
 
 	// Limits bound message sizes, event sizes, rates and queued bytes.
-	Limits Limits `json:"limits"`
+	Limits Limits
 	// Security says who may publish in bind mode.
-	Security Security `json:"security"`
+	Security Security
+
+	// ResyncInterval is how often a pod whose index writes failed is
+	// retried: its blocks cleared, then replayed from its replay endpoint
+	// or left to fill again (default 1s). See resync.go.
+	ResyncInterval time.Duration
 }
 
 // hashCheck reports whether the vllm scheme should verify hashes.
@@ -174,7 +183,11 @@ func (c *Config) hashCheck() bool {
 // withDefaults returns c with zero fields set to their defaults.
 func (c Config) withDefaults() Config {
 	if c.Mode == "" {
-		c.Mode = ModeBind
+		// kvcache's default, connect, unless an endpoint to bind is given.
+		c.Mode = ModeConnect
+		if c.Endpoint != "" {
+			c.Mode = ModeBind
+		}
 	}
 	if c.Mode == ModeBind && c.Endpoint == "" {
 		c.Endpoint = DefaultBindEndpoint
@@ -211,6 +224,7 @@ func (c Config) withDefaults() Config {
 		c.MaxEngineKeys = DefaultMaxEngineKeys
 	}
 	c.Limits = c.Limits.withDefaults()
+	c.resyncDefaults()
 	if c.hashCheck() && c.Hash.Algorithm == "" {
 		c.Hash.Algorithm = kvblock.SHA256 // vLLM's default
 	}
@@ -263,6 +277,7 @@ func (c Config) Validate() error {
 		bad("maxEngineKeys %d: must be positive", c.MaxEngineKeys)
 	}
 	errs = append(errs, c.Limits.validate()...)
+	errs = append(errs, c.validateResync()...)
 	switch c.KeyScheme {
 	case SchemeVLLM:
 		if c.hashCheck() {
@@ -337,4 +352,26 @@ func (l Limits) validate() []error {
 		bad("maxReplayBytes %d: must be a positive number of bytes", l.MaxReplayBytes)
 	}
 	return errs
+}
+
+// Settings added for issue 14 (resync after an index backend outage); the
+// unified configuration should carry them.
+
+// DefaultResyncInterval is how often a worker retries a pod whose index
+// writes failed (Config.ResyncInterval).
+const DefaultResyncInterval = time.Duration(kvcache.DefaultResyncInterval)
+
+// resyncDefaults sets the issue-14 fields' defaults.
+func (c *Config) resyncDefaults() {
+	if c.ResyncInterval == 0 {
+		c.ResyncInterval = DefaultResyncInterval
+	}
+}
+
+// validateResync checks the issue-14 fields, after defaults.
+func (c *Config) validateResync() []error {
+	if c.ResyncInterval < 0 {
+		return []error{fmt.Errorf("kvevents: resyncInterval %v: must be positive (0 means the default, %v)", c.ResyncInterval, DefaultResyncInterval)}
+	}
+	return nil
 }

@@ -20,14 +20,21 @@
 //
 // # Pool
 //
-// Pool subscribes, orders and applies. In ModeBind it binds one SUB
-// endpoint (one per data-parallel rank, port + rank) that every engine
-// connects to and reads the pod from the topic kv@<pod-ip:port>@<model>; in
-// ModeConnect it opens one SUB socket per pod added with AddPod. One
-// receiver goroutine owns every socket; messages are sharded by pod over
-// Config.Workers goroutines, so each (pod, rank) is applied in order, through
-// bounded queues (a message arriving at a full queue is dropped and
-// counted).
+// Pool subscribes, orders and applies. It follows the pods added with
+// AddPod, and only those: a pod given with rank 0 stands for every
+// data-parallel rank below Config.DataParallelSize, since vLLM offsets
+// every KV-events endpoint by the rank (offset_endpoint_port): rank r
+// publishes on port + r and replays on replay port + r. In ModeBind the
+// pool binds one SUB endpoint per rank (port + r) that the engines connect
+// to, and a message on rank r's socket is for (pod, r), the pod its topic
+// kv@<pod-address>@<model> names. In ModeConnect it dials each rank's
+// publisher (AddPod's endpoint, port + r) with a SUB socket of its own. A
+// batch that names a rank at or beyond DataParallelSize is counted
+// (kvtrack_events_unknown_rank_total) and logged at most once a second:
+// that engine runs more ranks than configured. One receiver goroutine owns
+// every socket; messages are sharded by pod over Config.Workers
+// goroutines, so each (pod, rank) is applied in order, through bounded
+// queues (a message arriving at a full queue is dropped and counted).
 //
 // Each (pod, rank) stream's sequence numbers are tracked. A gap triggers a
 // replay from the engine's replay endpoint (vLLM's ROUTER protocol, spoken
@@ -42,6 +49,17 @@
 // replay endpoint is reported degraded (kvtrack_events_pod_degraded and a
 // log line): its gaps cannot be repaired.
 //
+// A failed index write (a Redis that is down or restarting) is a gap too:
+// the index can no longer vouch for the pod's blocks. The pod's live
+// messages are held, and every Config.ResyncInterval the pool tries to
+// clear the pod; once the backend answers, the pod's history is replayed
+// from the first message the stream applied, or, where that is impossible
+// (no replay endpoint, or the engine no longer buffers it), the pod stays
+// cleared and fills again from new events. Both are counted
+// (kvtrack_events_resyncs_total{result="replayed"|"cleared"}) and logged.
+// A backend that restarts empty while a pod publishes nothing is not
+// noticed until that pod's next write fails.
+//
 // In the vllm key scheme the published hashes are the index keys; when
 // Config.Hash names the engines' seed or algorithm, every BlockStored that
 // starts at the root and carries token_ids is re-hashed, and a mismatch is
@@ -52,19 +70,41 @@
 //
 // # Who may publish, and how much
 //
-// In bind mode the pool accepts connections only from the IPs of the pods
-// added with AddPod: it runs a ZAP handler (RFC 27) in a libzmq context of
-// its own, which holds any other peer's handshake until AddPod names its IP
-// (refusing it would lock the engine out for good: a libzmq peer whose
-// handshake is refused never reconnects, and engines often connect before
-// the router learns of their pod). Each message
-// is then checked against libzmq's Peer-Address property: its sender must
-// still be a known pod's IP (RemovePod cannot close a connection already
-// open), and the pod its topic names must be at that IP (the topic's port
-// is the engine's HTTP port, so IPs are compared). A message failing
-// either check is counted and never indexed. Config.Security.AllowAnySource
-// turns both checks off, for development. In connect mode the pool dials
-// the endpoints it is given and the pod is the one dialled.
+// Pods come from the pool, not from the wire. In bind mode a message is
+// applied only if all of these hold, checked in this order before any
+// state, log line or metric series exists for it:
+//
+//   - its sender connected from the IP of a pod added with AddPod. The
+//     pool runs a ZAP handler (RFC 27) in a libzmq context of its own,
+//     which holds any other peer's handshake until AddPod names its IP
+//     (refusing it would lock the engine out for good: a libzmq peer whose
+//     handshake is refused never reconnects, and engines often connect
+//     before the router learns of their pod); each message's libzmq
+//     Peer-Address is checked again, since RemovePod cannot close a
+//     connection already open (reason unknown_peer);
+//   - its topic is at most 512 bytes (reason topic);
+//   - its topic's address is exactly the address of a pod added, and the
+//     rank of the socket it arrived on is followed for that pod (reason
+//     unknown_pod). A topic naming a new port at a known pod's IP mints
+//     nothing;
+//   - that pod's IP is the sender's (reason peer_mismatch).
+//
+// Publishers that name no port (llm-d's guide sets kv@${POD_IP}@model):
+// a topic whose address is an IP alone is accepted for the one pod added
+// at that IP. If several pods share the IP (pods behind one address, or
+// ports as pods), such a topic is rejected (reason ambiguous_pod) with a
+// log line naming the fix: put the port in the topic,
+// kv@${POD_IP}:${POD_PORT}@model. IPv6 addresses are written in brackets
+// with a port, kv@[fd00::5]:8000@model; a bare IPv6 address names no port.
+//
+// Rejections are counted by reason (kvtrack_events_rejected_total{reason},
+// a bounded label set) and logged at most once a second per reason; a
+// pod label (kvtrack_events_pod_rejected_total, kvtrack_events_pod_degraded)
+// exists only for pods added with AddPod, and RemovePod drops the pod's
+// streams, series and cached topics. Config.Security.AllowAnySource turns
+// the source checks off, for development: topics then name the pods, up to
+// 1024 of them (reason pods past that). In connect mode the pool dials the
+// endpoints it is given and the pod is the one dialled.
 //
 // Config.Limits bound the rest: libzmq's ZMQ_MAXMSGSIZE on every socket
 // (a larger frame drops the connection before it is buffered), block
@@ -72,30 +112,37 @@
 // applied events per (pod, rank), the payload bytes received and not yet
 // applied, and the bytes one replay collects. A message over a limit is
 // rejected whole and counted (kvtrack_events_rejected_total by reason, and
-// kvtrack_events_pod_rejected_total for pods the pool follows, so the pod
+// kvtrack_events_pod_rejected_total for pods added with AddPod, so the pod
 // label stays bounded), with at most one log line per reason per second;
 // its sequence number is consumed and the stream goes on. These checks run
 // after decoding, which is itself bounded by the message size.
 //
-// # Concurrency
+// # Concurrency and lifecycle
 //
-// A Decoder is not safe for concurrent use. A Pool is: Run, AddPod,
-// RemovePod and Stats may be called from any goroutine. Run is called once
-// and returns when its context ends. AddPod and RemovePod may be called
-// before or during Run; RemovePod returns after the pod's blocks are cleared
-// from the index, and no event of the pod is applied after it returns. The
-// Index must be safe for concurrent use: workers call it in parallel, one
-// pod per worker at a time. An observer (WithObserver) runs on the worker
-// that applies the message and must not retain the Batch.
+// A Decoder is not safe for concurrent use. A Pool is: Start, Run, Close,
+// AddPod, RemovePod and Stats may be called from any goroutine. Start binds
+// (or connects) synchronously and returns a bind error; Ready is closed once
+// the sockets are bound and subscribed; Run is Start and a wait until ctx
+// ends. Close is idempotent: it stops the goroutines, closes the sockets and
+// unregisters the metrics. A Pool starts once; after it stopped, AddPod
+// returns ErrClosed. AddPod and RemovePod may be called before or while it
+// runs; RemovePod returns after the pod's blocks are cleared from the
+// index, and no event of the pod is applied after it returns, in either
+// mode. The Index must be safe for concurrent use: workers call it in
+// parallel, one pod per worker at a time. An observer (WithObserver) runs
+// on the worker that applies the message, outside the stream's lock (it
+// may call RemovePod, even for the pod it observes), and must not retain
+// the Batch.
 //
 // # Errors
 //
-// Nothing in the event path is fatal. A malformed message, batch or event,
-// a failed replay or a failed index update is counted (kvtrack_events_*
-// metrics, Stats), logged, and skipped; the stream stays usable and later
-// messages are applied. Decode's error (wrapping ErrMalformed) means that
-// payload is unusable; the Decoder stays usable. Run returns an error only
-// when it cannot start (a bind endpoint that cannot be bound) or libzmq
-// polling fails; after that the Pool is finished. Metrics are registered on
+// Nothing in the event path is fatal. A malformed message, batch or event
+// or a failed replay is counted (kvtrack_events_* metrics, Stats), logged,
+// and skipped; a failed index update starts a resync; the stream stays
+// usable and later messages are applied. Decode's error (wrapping
+// ErrMalformed) means that payload is unusable; the Decoder stays usable.
+// Start returns an error only when it cannot start (a bind endpoint that
+// cannot be bound), and Run also when libzmq polling fails; after that the
+// Pool is finished. Metrics are registered on
 // the prometheus.Registerer given with WithRegisterer.
 package kvevents

@@ -71,8 +71,10 @@ func PodFromEndpoint(endpoint string) (string, error) {
 }
 
 // podFromTopic returns the pod address in a topic of the form
-// <prefix>@<pod-ip:port>@<model> (llm-d's kv@10.0.0.7:8000@Qwen/Qwen3-8B).
-// The model may itself contain '@'.
+// <prefix>@<pod-address>@<model>: kv@10.0.0.7:8000@Qwen/Qwen3-8B, or
+// kv@10.0.0.7@Qwen/Qwen3-8B as llm-d's guide sets it (kv@${POD_IP}@model,
+// without a port; see the package documentation for how such a topic is
+// matched to a pod). The model may itself contain '@'.
 func podFromTopic(topic []byte) ([]byte, bool) {
 	_, rest, ok := bytes.Cut(topic, []byte("@"))
 	if !ok {

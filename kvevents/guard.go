@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -35,6 +34,17 @@ const (
 	RejectEvents
 	// RejectRate: the pod is over Limits.EventsPerSecond.
 	RejectRate
+	// RejectUnknownPod: the topic names no pod added to the pool, or a rank
+	// of it that is not followed (bind mode).
+	RejectUnknownPod
+	// RejectAmbiguousPod: the topic names an IP without a port, and several
+	// added pods share that IP (bind mode).
+	RejectAmbiguousPod
+	// RejectTopic: the topic is longer than any pod's (bind mode).
+	RejectTopic
+	// RejectTooManyPods: with Security.AllowAnySource, the topic names a
+	// new pod and the bound on pods created from topics is reached.
+	RejectTooManyPods
 
 	numRejectReasons
 )
@@ -54,6 +64,14 @@ func (r RejectReason) String() string {
 		return "events"
 	case RejectRate:
 		return "rate"
+	case RejectUnknownPod:
+		return "unknown_pod"
+	case RejectAmbiguousPod:
+		return "ambiguous_pod"
+	case RejectTopic:
+		return "topic"
+	case RejectTooManyPods:
+		return "pods"
 	}
 	return "unknown"
 }
@@ -124,16 +142,6 @@ func peerIP(addr string) (netip.Addr, bool) {
 		return netip.Addr{}, false
 	}
 	return ip.Unmap().WithZone(""), true
-}
-
-// rebuildAllowlistLocked publishes the IPs of the bind-mode pods. p.mu must
-// be held.
-func (p *Pool) rebuildAllowlistLocked() {
-	m := make(map[netip.Addr]struct{}, len(p.bindPods))
-	for _, ip := range p.bindPods {
-		m[ip] = struct{}{}
-	}
-	p.allowed.store(m)
 }
 
 // zapHandler answers libzmq's ZAP requests (RFC 27) for the bound SUB
@@ -218,25 +226,6 @@ func (z *zapHandler) reply(envelope [][]byte, status, text string) {
 	_, _ = z.sock.SendMessage(envelope[0], envelope[1], envelope[2], envelope[3], status, text, "", "")
 }
 
-// checkPeer reports whether a bind-mode message from peer (libzmq's
-// Peer-Address) naming pod addr in its topic may be applied; if not it is
-// counted and logged.
-func (p *Pool) checkPeer(peer, addr string, topic []byte) bool {
-	if !p.allowed.allowsPeer(peer) {
-		p.reject(nil, RejectUnknownPeer, "dropped a message from a peer that is not a known pod", "peer", peer, "topic", string(topic))
-		return false
-	}
-	if len(peer) > 0 && strings.HasPrefix(addr, peer) && (len(addr) == len(peer) || addr[len(peer)] == ':') {
-		return true // the common case, "ip:port" with the peer's IPv4, without parsing
-	}
-	ip, _ := peerIP(peer)
-	if named, ok := podIP(addr); ok && named == ip {
-		return true
-	}
-	p.reject(nil, RejectPeerMismatch, "dropped a message whose topic names another pod than its sender", "peer", peer, "topic", string(topic))
-	return false
-}
-
 // reject counts a rejection (per pod too when s is not nil) and logs it,
 // at most once per reason per second, with how many went unlogged.
 func (p *Pool) reject(s *stream, r RejectReason, msg string, kv ...any) {
@@ -244,18 +233,39 @@ func (p *Pool) reject(s *stream, r RejectReason, msg string, kv ...any) {
 	if s != nil {
 		s.rejected[r].Add(1)
 	}
-	now := time.Now().UnixNano()
-	last := p.rejectLogged[r].Load()
-	if now-last < int64(time.Second) || !p.rejectLogged[r].CompareAndSwap(last, now) {
-		p.rejectQuiet[r].Add(1)
+	ok, unlogged := p.rejectLog[r].allow(time.Now().UnixNano())
+	if !ok {
 		return
 	}
-	kv = append(kv, "reason", r.String(), "unlogged", p.rejectQuiet[r].Swap(0))
+	for i := 1; i < len(kv); i += 2 {
+		if str, ok := kv[i].(string); ok && len(str) > maxLoggedBytes {
+			kv[i] = str[:maxLoggedBytes] + "..."
+		}
+	}
+	kv = append(kv, "reason", r.String(), "unlogged", unlogged)
 	if s != nil {
 		kv = append(kv, "pod", s.label)
 	}
 	p.log.Info(msg, kv...)
 }
+
+// rejectMsg is reject for a message the receiver drops: it builds the log
+// line's fields only when the line is logged, so a flood of rejected
+// messages costs no allocation.
+func (p *Pool) rejectMsg(r RejectReason, msg string, topic []byte, peer string) {
+	p.c.rejected[r].Add(1)
+	ok, unlogged := p.rejectLog[r].allow(p.clock.Load())
+	if !ok {
+		return
+	}
+	if len(topic) > maxLoggedBytes {
+		topic = append(topic[:maxLoggedBytes:maxLoggedBytes], "..."...)
+	}
+	p.log.Info(msg, "peer", peer, "topic", string(topic), "reason", r.String(), "unlogged", unlogged)
+}
+
+// maxLoggedBytes bounds a string a rejection logs (a topic, a peer).
+const maxLoggedBytes = 128
 
 // bucket is a (pod, rank)'s token bucket of applied events, used by its
 // worker under the stream's mutex.

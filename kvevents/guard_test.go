@@ -279,7 +279,7 @@ func TestAllowAnySource(t *testing.T) {
 // TestAddPodNeedsIPInBindMode checks that bind mode refuses a pod it could
 // not admit by address.
 func TestAddPodNeedsIPInBindMode(t *testing.T) {
-	p, err := NewPool(Config{}, nil)
+	p, err := NewPool(Config{Mode: ModeBind}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,12 +306,16 @@ func TestRejectedMetrics(t *testing.T) {
 	want := `
 # HELP kvtrack_events_rejected_total KV-event messages (and held publisher handshakes) rejected by the source checks and limits, by reason.
 # TYPE kvtrack_events_rejected_total counter
+kvtrack_events_rejected_total{reason="ambiguous_pod"} 0
 kvtrack_events_rejected_total{reason="blocks"} 1
 kvtrack_events_rejected_total{reason="events"} 0
 kvtrack_events_rejected_total{reason="peer_mismatch"} 0
+kvtrack_events_rejected_total{reason="pods"} 0
 kvtrack_events_rejected_total{reason="rate"} 0
 kvtrack_events_rejected_total{reason="tokens"} 0
+kvtrack_events_rejected_total{reason="topic"} 0
 kvtrack_events_rejected_total{reason="unknown_peer"} 0
+kvtrack_events_rejected_total{reason="unknown_pod"} 0
 # HELP kvtrack_events_pod_rejected_total KV-event messages of a known (pod, rank) rejected by a limit, by reason.
 # TYPE kvtrack_events_pod_rejected_total counter
 kvtrack_events_pod_rejected_total{pod="127.0.0.2:8000",reason="blocks"} 1
@@ -325,7 +329,7 @@ kvtrack_events_pod_rejected_total{pod="127.0.0.2:8000",reason="blocks"} 1
 // 1-block batch: the limits, the rate bucket and the bind-mode peer check
 // (a cached topic, the peer's IPv4 matching it).
 func BenchmarkMessageChecks(b *testing.B) {
-	p, err := NewPool(Config{}, nil)
+	p, err := NewPool(Config{Mode: ModeBind}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -352,52 +356,86 @@ func BenchmarkMessageChecks(b *testing.B) {
 			}
 		}
 	})
-	b.Run("peer", func(b *testing.B) {
+	b.Run("resolve", func(b *testing.B) { // a topic not yet cached
+		sub := &subscription{checkPeer: true}
+		rt := p.routes.Load()
 		b.ReportAllocs()
 		for b.Loop() {
-			if !p.checkPeer("127.0.0.2", podA.Addr, topic) {
-				b.Fatal("peer")
+			if p.resolve(sub, rt, topic, "127.0.0.2") == nil {
+				b.Fatal("rejected")
 			}
 		}
 	})
 }
 
-func TestCheckPeer(t *testing.T) {
-	p, err := NewPool(Config{}, nil)
+// TestResolve is the bind-mode rule for which pod a message is for: the
+// topic's address must name a pod added to the pool (the whole
+// address:port, or an IP alone when exactly one pod has it), of a rank that
+// is followed, and the sender's IP must be that pod's.
+func TestResolve(t *testing.T) {
+	p, err := NewPool(Config{Mode: ModeBind, DataParallelSize: 2}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, pod := range []string{"127.0.0.2:8000", "[::1]:8000", "10.0.0.7"} {
-		if err := p.AddPod(context.Background(), kvblock.Pod{Addr: pod}, "", ""); err != nil {
+	for _, pod := range []kvblock.Pod{
+		{Addr: "127.0.0.2:8000"},
+		{Addr: "[::1]:8000"},
+		{Addr: "10.0.0.7"},
+		{Addr: "10.0.0.8:8000"}, {Addr: "10.0.0.8:8001"}, // two pods on one IP
+		{Addr: "10.0.0.9:8000", Rank: 1}, // rank 1 only
+	} {
+		if err := p.AddPod(context.Background(), pod, "", ""); err != nil {
 			t.Fatal(err)
 		}
 	}
+	const ok = RejectReason(255)
 	tests := []struct {
-		peer, topicAddr string
-		want            bool
+		peer, topic string
+		rank        int
+		want        RejectReason // ok: accepted for wantPod
+		wantPod     kvblock.Pod
 	}{
-		{"127.0.0.2", "127.0.0.2:8000", true},
-		{"127.0.0.2", "127.0.0.2:9999", true}, // ports are not compared: the topic's is the HTTP port
-		{"127.0.0.2", "127.0.0.20:8000", false},
-		{"127.0.0.2", "10.0.0.7:8000", false},
-		{"::ffff:127.0.0.2", "127.0.0.2:8000", true},
-		{"::1", "[::1]:8000", true},
-		{"::1", "127.0.0.2:8000", false},
-		{"10.0.0.7", "10.0.0.7", true},
-		{"127.0.0.3", "127.0.0.3:8000", false}, // not a known pod's IP
-		{"", "127.0.0.2:8000", false},
-		{"127.0.0.2", "pod-a:8000", false},
+		{"127.0.0.2", "kv@127.0.0.2:8000@m", 0, ok, kvblock.Pod{Addr: "127.0.0.2:8000"}},
+		{"127.0.0.2", "kv@127.0.0.2:8000@m", 1, ok, kvblock.Pod{Addr: "127.0.0.2:8000", Rank: 1}},
+		{"127.0.0.2", "kv@127.0.0.2:8000@org/model@v2", 0, ok, kvblock.Pod{Addr: "127.0.0.2:8000"}},
+		{"::ffff:127.0.0.2", "kv@127.0.0.2:8000@m", 0, ok, kvblock.Pod{Addr: "127.0.0.2:8000"}},
+		{"127.0.0.2", "kv@127.0.0.2@m", 0, ok, kvblock.Pod{Addr: "127.0.0.2:8000"}}, // no port: the one pod at that IP
+		{"::1", "kv@[::1]:8000@m", 0, ok, kvblock.Pod{Addr: "[::1]:8000"}},
+		{"::1", "kv@::1@m", 0, ok, kvblock.Pod{Addr: "[::1]:8000"}},
+		{"10.0.0.7", "kv@10.0.0.7@m", 0, ok, kvblock.Pod{Addr: "10.0.0.7"}},
+		{"10.0.0.9", "kv@10.0.0.9:8000@m", 1, ok, kvblock.Pod{Addr: "10.0.0.9:8000", Rank: 1}},
+
+		{"127.0.0.2", "kv@127.0.0.2:9999@m", 0, RejectUnknownPod, kvblock.Pod{}}, // a pod minted from a known IP
+		{"127.0.0.2", "kv@127.0.0.2:8000x@m", 0, RejectUnknownPod, kvblock.Pod{}},
+		{"10.0.0.9", "kv@10.0.0.9:8000@m", 0, RejectUnknownPod, kvblock.Pod{}}, // rank 0 not added
+		{"10.0.0.8", "kv@10.0.0.8@m", 0, RejectAmbiguousPod, kvblock.Pod{}},
+		{"127.0.0.2", "kv@127.0.0.20:8000@m", 0, RejectUnknownPod, kvblock.Pod{}},
+		{"127.0.0.2", "kv@10.0.0.7@m", 0, RejectPeerMismatch, kvblock.Pod{}},
+		{"::1", "kv@127.0.0.2:8000@m", 0, RejectPeerMismatch, kvblock.Pod{}},
+		{"127.0.0.3", "kv@127.0.0.3:8000@m", 0, RejectUnknownPeer, kvblock.Pod{}}, // not a known pod's IP
+		{"", "kv@127.0.0.2:8000@m", 0, RejectUnknownPeer, kvblock.Pod{}},
+		{"127.0.0.2", "kv@pod-a:8000@m", 0, RejectUnknownPod, kvblock.Pod{}},
+		{"127.0.0.2", "kv@" + strings.Repeat("1", maxTopicBytes) + "@m", 0, RejectTopic, kvblock.Pod{}},
 	}
 	for _, tt := range tests {
-		if got := p.checkPeer(tt.peer, tt.topicAddr, nil); got != tt.want {
-			t.Errorf("checkPeer(%q, %q) = %v, want %v", tt.peer, tt.topicAddr, got, tt.want)
+		before := p.Stats().Rejected
+		s := p.resolve(&subscription{checkPeer: true, rank: tt.rank}, p.routes.Load(), []byte(tt.topic), tt.peer)
+		after := p.Stats().Rejected
+		switch {
+		case tt.want == ok && (s == nil || s.pod != tt.wantPod):
+			t.Errorf("resolve(peer %q, %q, rank %d) = %v, want %v", tt.peer, tt.topic, tt.rank, s, tt.wantPod)
+		case tt.want != ok && (s != nil || after[tt.want] != before[tt.want]+1):
+			t.Errorf("resolve(peer %q, %q, rank %d) = %v, rejected %v -> %v; want %s counted", tt.peer, tt.topic, tt.rank, s, before, after, tt.want)
 		}
 	}
 	if err := p.RemovePod(context.Background(), kvblock.Pod{Addr: "127.0.0.2:8000"}); err != nil {
 		t.Fatal(err)
 	}
-	if p.checkPeer("127.0.0.2", "127.0.0.2:8000", nil) {
-		t.Error("checkPeer accepts a removed pod's IP")
+	if s := p.resolve(&subscription{checkPeer: true}, p.routes.Load(), []byte("kv@127.0.0.2:8000@m"), "127.0.0.2"); s != nil {
+		t.Error("resolve accepts a removed pod")
+	}
+	if n := p.Stats().Pods; n != 9 { // 4 pods x 2 ranks, and 10.0.0.9's rank 1
+		t.Errorf("Pods = %d after RemovePod, want 9", n)
 	}
 }
 

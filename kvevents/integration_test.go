@@ -93,8 +93,8 @@ func TestIngestBindModePodFromTopic(t *testing.T) {
 		}
 		return want
 	})
-	if s := p.Stats(); s.Pods != 3 || s.DegradedPods != 3 {
-		t.Errorf("pods, degraded = %d, %d; want 3, 3 (no replay port configured)", s.Pods, s.DegradedPods)
+	if s := p.Stats(); s.Pods != 4 || s.DegradedPods != 4 { // each pod added has 2 ranks
+		t.Errorf("pods, degraded = %d, %d; want 4, 4 (no replay port configured)", s.Pods, s.DegradedPods)
 	}
 }
 
@@ -107,8 +107,8 @@ func TestIngestBindModeUnknownTopicCounted(t *testing.T) {
 	}
 	pub := newGoPublisher(t, pubOpts{connectTo: fmt.Sprintf("tcp://127.0.0.1:%d", port), topic: "no-pod-here", noReplay: true})
 	pub.waitSubscribed(func() bool { return p.Stats().DroppedUnknownPod > 0 })
-	if s := p.Stats(); s.Pods != 0 {
-		t.Errorf("Pods = %d, want 0", s.Pods)
+	if s := p.Stats(); s.Pods != 1 || p.streamStarted(kvblock.Pod{Addr: "127.0.0.1:8000"}) {
+		t.Errorf("Pods = %d, started %v; want the added pod only, without messages", s.Pods, p.streamStarted(kvblock.Pod{Addr: "127.0.0.1:8000"}))
 	}
 }
 
@@ -238,7 +238,7 @@ kvtrack_events_sequence_gaps_total 1
 
 func TestMetricsRegistered(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
-	if _, err := NewPool(Config{}, newRefIndex(), WithRegisterer(reg)); err != nil {
+	if _, err := NewPool(Config{Mode: ModeBind}, newRefIndex(), WithRegisterer(reg)); err != nil {
 		t.Fatal(err)
 	}
 	mfs, err := reg.Gather()

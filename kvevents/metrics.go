@@ -27,9 +27,14 @@ type Stats struct {
 	ReplayFailures uint64 // replays abandoned (timeout, connection, bad reply)
 	Restarts       uint64 // sequences that went backwards: engine restarts
 
+	// After an index write failed, the pod was resynced from its replay
+	// endpoint (Resynced) or cleared and left cold (ResyncCleared).
+	Resynced, ResyncCleared uint64
+
 	// Rejected counts messages (and, for RejectUnknownPeer, held
 	// connections) by RejectReason; see Limits and Security.
 	Rejected    [numRejectReasons]uint64
+	UnknownRank uint64 // batches naming a data-parallel rank >= Config.DataParallelSize
 	Disconnects uint64 // bind mode: publisher connections closed (peer gone, or a message over Limits.MaxMessageBytes)
 
 	QueuedBytes     int64 // payload bytes received and not yet applied
@@ -52,7 +57,8 @@ type counters struct {
 	gaps, lost, replays, replayFailures, restarts    atomic.Uint64
 	hashMismatches, unresolved, indexErrors          atomic.Uint64
 	rejected                                         [numRejectReasons]atomic.Uint64
-	disconnects                                      atomic.Uint64
+	disconnects, unknownRank                         atomic.Uint64
+	resynced, resyncCleared                          atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -64,7 +70,8 @@ func (c *counters) snapshot() Stats {
 		SequenceGaps: c.gaps.Load(), Lost: c.lost.Load(), Replays: c.replays.Load(), ReplayFailures: c.replayFailures.Load(),
 		Restarts:       c.restarts.Load(),
 		HashMismatches: c.hashMismatches.Load(), Unresolved: c.unresolved.Load(), IndexErrors: c.indexErrors.Load(),
-		Disconnects: c.disconnects.Load(),
+		Disconnects: c.disconnects.Load(), UnknownRank: c.unknownRank.Load(),
+		Resynced: c.resynced.Load(), ResyncCleared: c.resyncCleared.Load(),
 	}
 	for r := range s.Rejected {
 		s.Rejected[r] = c.rejected[r].Load()
@@ -80,7 +87,7 @@ type collector struct {
 	received, applied, dropped, malformed, unknownTags, unknownFields *prometheus.Desc
 	gaps, lost, replays, restarts, hashMismatch, unresolved, indexErr *prometheus.Desc
 	pods, degraded, podDegraded                                       *prometheus.Desc
-	rejected, podRejected, disconnects, queued                        *prometheus.Desc
+	rejected, podRejected, disconnects, queued, unknownRank, resyncs  *prometheus.Desc
 }
 
 func newCollector(p *Pool) *collector {
@@ -109,13 +116,15 @@ func newCollector(p *Pool) *collector {
 		podRejected:   d("kvtrack_events_pod_rejected_total", "KV-event messages of a known (pod, rank) rejected by a limit, by reason.", "pod", "reason"),
 		disconnects:   d("kvtrack_events_disconnects_total", "Publisher connections to the bound socket closed: the peer went away, or sent a message over limits.maxMessageBytes."),
 		queued:        d("kvtrack_events_queued_bytes", "KV-event payload bytes received and not yet applied."),
+		resyncs:       d("kvtrack_events_resyncs_total", "Pods resynced after an index backend failure, by result: replayed from the engine, or cleared and left cold.", "result"),
+		unknownRank:   d("kvtrack_events_unknown_rank_total", "KV-event batches naming a data-parallel rank beyond the configured dataParallelSize."),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.received, c.applied, c.dropped, c.malformed, c.unknownTags, c.unknownFields,
 		c.gaps, c.lost, c.replays, c.restarts, c.hashMismatch, c.unresolved, c.indexErr, c.pods, c.degraded, c.podDegraded,
-		c.rejected, c.podRejected, c.disconnects, c.queued} {
+		c.rejected, c.podRejected, c.disconnects, c.queued, c.unknownRank, c.resyncs} {
 		ch <- d
 	}
 }
@@ -152,10 +161,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.rejected, n, RejectReason(r).String())
 	}
 	counter(c.disconnects, s.Disconnects)
+	counter(c.unknownRank, s.UnknownRank)
+	counter(c.resyncs, s.Resynced, "replayed")
+	counter(c.resyncs, s.ResyncCleared, "cleared")
 	ch <- prometheus.MustNewConstMetric(c.queued, prometheus.GaugeValue, float64(s.QueuedBytes))
-	// Only streams that exist get a pod label: in bind mode those are
-	// pods at the IPs of known pods, so the series stay bounded, and a
-	// removed pod's series go with it.
+	// Only the streams of pods added with AddPod get a pod label, so the
+	// series stay bounded, and a removed pod's series go with it.
 	for _, pr := range c.p.podRejections() {
 		counter(c.podRejected, pr.n, pr.pod, pr.reason.String())
 	}

@@ -51,28 +51,49 @@ type Pool struct {
 	index   kvblock.Index
 	log     logr.Logger
 	reg     prometheus.Registerer
+	coll    prometheus.Collector // registered on reg; unregistered by Close
 	observe func(Message)
 	hasher  *kvblock.Hasher // vllm scheme hash check; nil when off
 	c       counters
 	seed    maphash.Seed
 
-	allowed      allowlist // bind mode: IPs that may publish
-	queued       atomic.Int64
-	clock        atomic.Int64                    // unix nanoseconds, refreshed by the receiver at each poll: time.Now is too dear per message
-	queuedPeak   atomic.Int64                    // written by the receiver only
-	rejectLogged [numRejectReasons]atomic.Int64  // unix nanos of the last log line
-	rejectQuiet  [numRejectReasons]atomic.Uint64 // rejections since, not logged
+	allowed    allowlist                  // bind mode: IPs that may publish
+	routes     atomic.Pointer[routeTable] // bind mode: the pods messages may name
+	queued     atomic.Int64
+	clock      atomic.Int64 // unix nanoseconds, refreshed by the receiver at each poll: time.Now is too dear per message
+	queuedPeak atomic.Int64 // written by the receiver only
+	rejectLog  [numRejectReasons]rateLog
+	rankLog    rateLog // batches naming a rank beyond DataParallelSize
+	resyncLog  rateLog // index writes failing
 
 	workers []*worker
-	zctx    *zmq.Context // the receiver's libzmq context, set by Run
+	zctx    *zmq.Context  // the receiver's libzmq context, set by Start
+	ready   chan struct{} // closed once the sockets are bound or connected
+	done    chan struct{} // closed when every goroutine of the pool has ended
 
-	mu        sync.Mutex                 // guards the fields below
-	streams   map[kvblock.Pod]*stream    // every known (pod, rank)
-	replayEPs map[kvblock.Pod]string     // bind mode: replay endpoints named by AddPod
-	bindPods  map[kvblock.Pod]netip.Addr // bind mode: pods added, and their IPs
-	pending   []sockCmd                  // connect mode socket changes for the receiver
-	running   bool
+	mu      sync.Mutex              // guards the fields below
+	streams map[kvblock.Pod]*stream // every followed (pod, rank)
+	unadded int                     // of which created from topics (Security.AllowAnySource)
+	pending []sockCmd               // connect mode socket changes for the receiver
+	state   poolState
+	cancel  context.CancelFunc // ends the goroutines Start began
+	runErr  error              // why the receiver stopped, if not its context
+
+	closeOnce sync.Once
 }
+
+type poolState uint8
+
+const (
+	stateNew poolState = iota
+	stateRunning
+	stateStopped // the receiver ended (its context, Close, or an error)
+)
+
+// maxUnaddedStreams bounds the streams Security.AllowAnySource lets topics
+// create in bind mode; past it, messages naming new pods are rejected
+// (reason "pods").
+const maxUnaddedStreams = 1024
 
 // NewPool validates cfg and returns a Pool that applies events to index.
 // A nil index is allowed: the pool then only observes (see WithObserver).
@@ -82,15 +103,16 @@ func NewPool(cfg Config, index kvblock.Index, opts ...Option) (*Pool, error) {
 	}
 	cfg = cfg.withDefaults()
 	p := &Pool{
-		cfg:       cfg,
-		index:     index,
-		log:       logr.Discard(),
-		seed:      maphash.MakeSeed(),
-		streams:   make(map[kvblock.Pod]*stream),
-		replayEPs: make(map[kvblock.Pod]string),
-		bindPods:  make(map[kvblock.Pod]netip.Addr),
+		cfg:     cfg,
+		index:   index,
+		log:     logr.Discard(),
+		seed:    maphash.MakeSeed(),
+		streams: make(map[kvblock.Pod]*stream),
+		ready:   make(chan struct{}),
+		done:    make(chan struct{}),
 	}
 	p.allowed.store(nil)
+	p.routes.Store(&routeTable{})
 	p.clock.Store(time.Now().UnixNano())
 	for _, o := range opts {
 		o(p)
@@ -106,9 +128,11 @@ func NewPool(cfg Config, index kvblock.Index, opts ...Option) (*Pool, error) {
 		p.workers = append(p.workers, newWorker(p, i))
 	}
 	if p.reg != nil {
-		if err := p.reg.Register(newCollector(p)); err != nil {
+		coll := newCollector(p)
+		if err := p.reg.Register(coll); err != nil {
 			return nil, fmt.Errorf("kvevents: registering metrics: %w", err)
 		}
+		p.coll = coll
 	}
 	return p, nil
 }
@@ -134,12 +158,16 @@ type podRejection struct {
 	n      uint64
 }
 
-// podRejections returns the non-zero per-stream rejection counts.
+// podRejections returns the non-zero rejection counts of the streams of
+// added pods: only they get a pod label, so the series stay bounded.
 func (p *Pool) podRejections() []podRejection {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out []podRejection
 	for _, st := range p.streams {
+		if !st.added {
+			continue
+		}
 		for r := range st.rejected {
 			if n := st.rejected[r].Load(); n > 0 {
 				out = append(out, podRejection{st.label, RejectReason(r), n})
@@ -149,12 +177,14 @@ func (p *Pool) podRejections() []podRejection {
 	return out
 }
 
+// degradedPods returns the labels of the added pods' streams without a
+// replay endpoint.
 func (p *Pool) degradedPods() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var pods []string
 	for _, st := range p.streams {
-		if st.replayEndpoint() == "" {
+		if st.added && st.replayEndpoint() == "" {
 			pods = append(pods, st.label)
 		}
 	}
@@ -162,48 +192,159 @@ func (p *Pool) degradedPods() []string {
 	return pods
 }
 
-// ErrRunning is returned by Run when the pool already ran.
+// ErrRunning is returned by Start and Run when the pool already started.
 var ErrRunning = errors.New("kvevents: pool already running")
 
-// Run subscribes and applies events until ctx ends, then closes every
-// socket and returns nil. It returns an error at once if a bind endpoint
-// cannot be bound. A Pool runs once.
-func (p *Pool) Run(ctx context.Context) error {
-	p.mu.Lock()
-	if p.running {
-		p.mu.Unlock()
-		return ErrRunning
+// ErrClosed is returned by Start, Run and AddPod once the pool has stopped:
+// its context ended, Close was called, or it failed.
+var ErrClosed = errors.New("kvevents: pool closed")
+
+// Start binds (bind mode) or connects (connect mode, the pods added so far)
+// the pool's sockets and starts applying events, until ctx ends or Close is
+// called. It returns once the sockets are bound, with the error if one
+// cannot be: a bind conflict is reported here, not logged later. A Pool
+// starts once.
+func (p *Pool) Start(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	p.running = true
+	ctx, cancel := context.WithCancel(ctx)
+	p.mu.Lock()
+	switch p.state {
+	case stateRunning:
+		p.mu.Unlock()
+		cancel()
+		return ErrRunning
+	case stateStopped:
+		p.mu.Unlock()
+		cancel()
+		return ErrClosed
+	}
+	p.state, p.cancel = stateRunning, cancel
 	p.mu.Unlock()
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	started := make(chan error, 1)
+	go p.run(ctx, cancel, started)
+	if err := <-started; err != nil {
+		<-p.done
+		return err
+	}
+	return nil
+}
+
+// run is the pool's supervising goroutine: workers, then the receiver.
+func (p *Pool) run(ctx context.Context, cancel context.CancelFunc, started chan<- error) {
+	defer close(p.done)
 	var wg sync.WaitGroup
 	for _, w := range p.workers {
 		wg.Go(func() { w.run(ctx) })
 	}
-	err := p.receive(ctx)
+	err := p.receive(ctx, started)
 	cancel()
 	wg.Wait()
 	for _, w := range p.workers {
 		w.replays.Wait()
 	}
-	return err
+	p.mu.Lock()
+	p.state, p.runErr = stateStopped, err
+	p.mu.Unlock()
 }
 
-// AddPod starts following a pod's event stream.
+// Ready returns a channel closed once Start has bound the pool's sockets
+// (bind mode) or opened the sockets of the pods added before it (connect
+// mode), and subscribed them. libzmq completes connections in the
+// background: a publisher's messages arrive once its connection is up.
+func (p *Pool) Ready() <-chan struct{} { return p.ready }
+
+// Done returns a channel closed when the pool has stopped: after Start,
+// once its context ended, Close was called or it failed (see Err).
+func (p *Pool) Done() <-chan struct{} { return p.done }
+
+// Err returns the error that stopped the pool, nil while it runs or when
+// it stopped because its context ended or Close was called.
+func (p *Pool) Err() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.runErr
+}
+
+// Run is Start followed by waiting for the pool to stop: it returns nil
+// when ctx ends (or Close is called), or the error that stopped it.
+func (p *Pool) Run(ctx context.Context) error {
+	if err := p.Start(ctx); err != nil {
+		return err
+	}
+	<-p.done
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.runErr
+}
+
+// Close stops the pool, waits for its goroutines, closes its sockets and
+// unregisters its metrics. It may be called more than once, and before or
+// without Start, but not from an observer, which runs on a goroutine Close
+// waits for.
+func (p *Pool) Close() error {
+	p.closeOnce.Do(func() {
+		p.mu.Lock()
+		cancel := p.cancel
+		if p.state == stateNew {
+			p.state = stateStopped
+			close(p.done)
+		}
+		p.mu.Unlock()
+		if cancel != nil {
+			cancel()
+			<-p.done
+		}
+		if p.coll != nil {
+			p.reg.Unregister(p.coll)
+		}
+	})
+	return nil
+}
+
+// ranks returns the ranks AddPod and RemovePod act on: a pod given with
+// rank 0 stands for every rank below Config.DataParallelSize, one given
+// with another rank for that rank alone.
+func (p *Pool) ranks(pod kvblock.Pod) []kvblock.Pod {
+	if pod.Rank != 0 {
+		return []kvblock.Pod{pod}
+	}
+	out := make([]kvblock.Pod, p.cfg.DataParallelSize)
+	for r := range out {
+		out[r] = kvblock.Pod{Addr: pod.Addr, Rank: r}
+	}
+	return out
+}
+
+// rankEndpoint offsets endpoint for rank, unless the caller named the rank
+// itself (given.Rank != 0), in which case endpoint is that rank's already.
+func rankEndpoint(given kvblock.Pod, endpoint string, rank int) (string, error) {
+	if endpoint == "" || given.Rank != 0 {
+		return endpoint, nil
+	}
+	return RankEndpoint(endpoint, rank)
+}
+
+// AddPod starts following a pod's event stream. A pod given with rank 0
+// stands for all its data-parallel ranks (Config.DataParallelSize): rank r
+// is followed at the endpoints' ports + r, as vLLM offsets them. A pod
+// given with another rank is that rank alone, at exactly the endpoints
+// given.
 //
-// In connect mode endpoint is the engine's PUB endpoint for exactly this
-// (pod, rank) (see RankEndpoint) and the pool opens a SUB socket to it. In
-// bind mode endpoint must be empty: the pod's messages arrive on the bound
-// socket; AddPod only records its replay endpoint ("" keeps the one derived
-// from Config.ReplayPort).
+// In connect mode endpoint is the engine's PUB endpoint and the pool opens
+// a SUB socket to it. In bind mode endpoint must be empty: the pod's
+// messages arrive on the bound sockets, and only the pods added here may
+// publish there: a message whose topic names another pod is rejected
+// before anything is kept for it. replayEndpoint "" keeps the one derived
+// from Config.ReplayPort.
 //
-// replayEndpoint is the engine's replay ROUTER for this rank, or "" if it
-// has none, in which case the pod is reported degraded: a gap in its
-// stream cannot be repaired. AddPod may be called before or during Run;
-// adding a pod twice with the same endpoints is a no-op.
+// replayEndpoint is the engine's replay ROUTER, or "" if it has none, in
+// which case the pod is reported degraded: a gap in its stream cannot be
+// repaired. AddPod may be called before or during Run, and returns
+// ErrClosed after the pool stopped; adding a pod twice with the same
+// endpoints is a no-op.
 func (p *Pool) AddPod(ctx context.Context, pod kvblock.Pod, endpoint, replayEndpoint string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -216,110 +357,184 @@ func (p *Pool) AddPod(ctx context.Context, pod kvblock.Pod, endpoint, replayEndp
 			return fmt.Errorf("kvevents: AddPod %s: replay endpoint %q: %w", pod, replayEndpoint, err)
 		}
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.cfg.Mode == ModeBind {
-		if endpoint != "" {
-			return fmt.Errorf("kvevents: AddPod %s: endpoint %q given in bind mode, where pods connect to %s; pass \"\"", pod, endpoint, p.cfg.Endpoint)
-		}
-		if _, ok := p.bindPods[pod]; !ok {
-			ip, ok := podIP(pod.Addr)
-			if !ok && !p.cfg.Security.AllowAnySource {
-				return fmt.Errorf("kvevents: AddPod %s: bind mode admits publishers by IP, and %q is not ip:port "+
-					"(or set security.allowAnySource, for development only)", pod, pod.Addr)
-			}
-			p.bindPods[pod] = ip
-			p.rebuildAllowlistLocked()
-		}
-		if replayEndpoint == "" {
-			delete(p.replayEPs, pod) // back to Config.ReplayPort, if set
-		} else {
-			p.replayEPs[pod] = replayEndpoint
-		}
-		if s, ok := p.streams[pod]; ok {
-			s.setReplayEndpoint(p.bindReplayLocked(pod))
-		}
-		return nil
+		return p.addBindPod(pod, endpoint, replayEndpoint)
 	}
 	if _, _, err := splitEndpoint(endpoint); err != nil {
 		return fmt.Errorf("kvevents: AddPod %s: endpoint %q: %w", pod, endpoint, err)
 	}
-	if s, ok := p.streams[pod]; ok {
-		if s.endpoint == endpoint && s.replayEndpoint() == replayEndpoint {
-			return nil
+	type rankEPs struct {
+		pod              kvblock.Pod
+		endpoint, replay string
+	}
+	var todo []rankEPs
+	for _, rp := range p.ranks(pod) {
+		ep, err := rankEndpoint(pod, endpoint, rp.Rank)
+		if err != nil {
+			return fmt.Errorf("kvevents: AddPod %s: %w", rp, err)
 		}
-		return fmt.Errorf("kvevents: AddPod %s: already added with endpoint %q, replay %q; remove it first", pod, s.endpoint, s.replayEndpoint())
+		rep, err := rankEndpoint(pod, replayEndpoint, rp.Rank)
+		if err != nil {
+			return fmt.Errorf("kvevents: AddPod %s: replay: %w", rp, err)
+		}
+		todo = append(todo, rankEPs{rp, ep, rep})
 	}
-	s := p.newStreamLocked(pod, endpoint, replayEndpoint)
-	p.pending = append(p.pending, sockCmd{open: true, s: s})
-	return nil
-}
-
-// RemovePod stops following a pod: its socket (connect mode) is closed,
-// messages still queued for it are discarded, and its blocks are cleared
-// from the index before RemovePod returns. Removing an unknown pod clears
-// its blocks and is not an error. In bind mode a removed pod that keeps
-// publishing is followed again from its next message.
-func (p *Pool) RemovePod(ctx context.Context, pod kvblock.Pod) error {
-	p.mu.Lock()
-	s := p.streams[pod]
-	delete(p.streams, pod)
-	delete(p.replayEPs, pod)
-	if _, ok := p.bindPods[pod]; ok {
-		delete(p.bindPods, pod)
-		p.rebuildAllowlistLocked()
-	}
-	if s != nil && s.endpoint != "" {
-		p.pending = append(p.pending, sockCmd{s: s})
-	}
-	p.mu.Unlock()
-	if s != nil {
-		// Taking s.mu waits for an apply in flight; after it, the worker
-		// sees removed and drops whatever is still queued.
-		s.mu.Lock()
-		s.removed.Store(true)
-		p.releaseHeldLocked(s)
-		s.mu.Unlock()
-	}
-	if p.index == nil {
-		return nil
-	}
-	if err := p.index.ClearPod(ctx, pod); err != nil {
-		p.c.indexErrors.Add(1)
-		return fmt.Errorf("kvevents: RemovePod %s: clearing its blocks: %w", pod, err)
-	}
-	return nil
-}
-
-// streamFor returns the stream of a pod seen in bind mode, creating it.
-func (p *Pool) streamFor(pod kvblock.Pod) *stream {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if s, ok := p.streams[pod]; ok {
-		return s
+	if p.state == stateStopped {
+		return ErrClosed
 	}
-	return p.newStreamLocked(pod, "", p.bindReplayLocked(pod))
+	for _, r := range todo {
+		if s, ok := p.streams[r.pod]; ok && (s.endpoint != r.endpoint || s.replayEndpoint() != r.replay) {
+			return fmt.Errorf("kvevents: AddPod %s: already added with endpoint %q, replay %q; remove it first", r.pod, s.endpoint, s.replayEndpoint())
+		}
+	}
+	for _, r := range todo {
+		if _, ok := p.streams[r.pod]; ok {
+			continue
+		}
+		s := p.newStreamLocked(r.pod, r.endpoint, r.replay, true)
+		p.pending = append(p.pending, sockCmd{open: true, s: s})
+	}
+	return nil
 }
 
-// bindReplayLocked returns a bind-mode pod's replay endpoint: the one AddPod
-// named, else the pod's host at Config.ReplayPort + rank, else none. p.mu
-// must be held.
-func (p *Pool) bindReplayLocked(pod kvblock.Pod) string {
-	if ep, ok := p.replayEPs[pod]; ok {
-		return ep
+func (p *Pool) addBindPod(pod kvblock.Pod, endpoint, replayEndpoint string) error {
+	if endpoint != "" {
+		return fmt.Errorf("kvevents: AddPod %s: endpoint %q given in bind mode, where pods connect to %s; pass \"\"", pod, endpoint, p.cfg.Endpoint)
 	}
+	if pod.Rank >= p.cfg.DataParallelSize {
+		return fmt.Errorf("kvevents: AddPod %s: rank %d, but dataParallelSize %d binds ranks 0..%d only", pod, pod.Rank, p.cfg.DataParallelSize, p.cfg.DataParallelSize-1)
+	}
+	ip, ok := podIP(pod.Addr)
+	if !ok && !p.cfg.Security.AllowAnySource {
+		return fmt.Errorf("kvevents: AddPod %s: bind mode admits publishers by IP, and %q is not ip:port "+
+			"(or set security.allowAnySource, for development only)", pod, pod.Addr)
+	}
+	replays := make(map[kvblock.Pod]string)
+	for _, rp := range p.ranks(pod) {
+		rep, err := rankEndpoint(pod, replayEndpoint, rp.Rank)
+		if err != nil {
+			return fmt.Errorf("kvevents: AddPod %s: replay: %w", rp, err)
+		}
+		if rep == "" {
+			rep = p.configReplay(rp)
+		}
+		replays[rp] = rep
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state == stateStopped {
+		return ErrClosed
+	}
+	for rp, rep := range replays {
+		s, ok := p.streams[rp]
+		if !ok {
+			s = p.newStreamLocked(rp, "", rep, true)
+		} else {
+			s.setReplayEndpoint(rep)
+			if !s.added {
+				s.added = true
+				p.unadded--
+			}
+		}
+		s.ip, s.ipStr = ip, ipString(ip)
+	}
+	p.rebuildRoutesLocked()
+	return nil
+}
+
+// configReplay returns a bind-mode pod's replay endpoint derived from
+// Config.ReplayPort (its host at ReplayPort + rank), or "" for none.
+func (p *Pool) configReplay(pod kvblock.Pod) string {
 	if p.cfg.ReplayPort > 0 {
 		return replayEndpointFor(pod.Addr, p.cfg.ReplayPort+pod.Rank)
 	}
 	return ""
 }
 
+// RemovePod stops following a pod (every rank, for a pod given with rank
+// 0): its sockets (connect mode) are closed, messages still queued for it
+// are discarded, its state, log and metric series are dropped, and its
+// blocks are cleared from the index before RemovePod returns; no event of
+// the pod is applied after it returns, in either mode. Removing an unknown
+// pod clears its blocks and is not an error. In bind mode a removed pod's
+// messages are rejected until it is added again.
+func (p *Pool) RemovePod(ctx context.Context, pod kvblock.Pod) error {
+	var gone []*stream
+	p.mu.Lock()
+	for rp, s := range p.streams {
+		// Rank 0 stands for every rank, including ranks added one by one.
+		if rp == pod || (pod.Rank == 0 && rp.Addr == pod.Addr) {
+			gone = append(gone, s)
+			delete(p.streams, rp)
+			if !s.added {
+				p.unadded--
+			}
+			if s.endpoint != "" {
+				p.pending = append(p.pending, sockCmd{s: s})
+			}
+		}
+	}
+	if p.cfg.Mode == ModeBind {
+		p.rebuildRoutesLocked()
+	}
+	p.mu.Unlock()
+	cleared := map[kvblock.Pod]bool{}
+	for _, s := range gone {
+		// Taking s.mu waits for an apply in flight; after it, the worker
+		// sees removed and drops whatever is still queued.
+		s.mu.Lock()
+		s.removed.Store(true)
+		p.releaseHeldLocked(s)
+		s.mu.Unlock()
+		cleared[s.pod] = false
+	}
+	if len(gone) == 0 {
+		for _, rp := range p.ranks(pod) {
+			cleared[rp] = false
+		}
+	}
+	if p.index == nil {
+		return nil
+	}
+	var errs []error
+	for rp := range cleared {
+		if err := p.index.ClearPod(ctx, rp); err != nil {
+			p.c.indexErrors.Add(1)
+			errs = append(errs, fmt.Errorf("kvevents: RemovePod %s: clearing its blocks: %w", rp, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// unaddedStream returns the stream of a pod a topic names in bind mode
+// with Security.AllowAnySource, creating it, or nil when
+// maxUnaddedStreams are followed already. The receiver is the only caller.
+func (p *Pool) unaddedStream(pod kvblock.Pod) *stream {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if s, ok := p.streams[pod]; ok {
+		return s
+	}
+	if p.unadded >= maxUnaddedStreams {
+		return nil
+	}
+	p.unadded++
+	s := p.newStreamLocked(pod, "", p.configReplay(pod), false)
+	s.ip, _ = podIP(pod.Addr)
+	s.ipStr = ipString(s.ip)
+	p.rebuildRoutesLocked()
+	return s
+}
+
 // newStreamLocked creates and registers a stream. p.mu must be held.
-func (p *Pool) newStreamLocked(pod kvblock.Pod, endpoint, replay string) *stream {
+func (p *Pool) newStreamLocked(pod kvblock.Pod, endpoint, replay string, added bool) *stream {
 	s := &stream{
 		pod:      pod,
 		label:    pod.String(),
 		endpoint: endpoint,
+		added:    added,
 		w:        p.workers[maphash.String(p.seed, pod.Addr)%uint64(len(p.workers))],
 	}
 	s.replay.Store(&replay)
@@ -328,7 +543,9 @@ func (p *Pool) newStreamLocked(pod kvblock.Pod, endpoint, replay string) *stream
 	}
 	p.streams[pod] = s
 	if replay == "" {
-		p.log.Info("pod has no replay endpoint: gaps in its event stream cannot be repaired (degraded)", "pod", s.label)
+		if added {
+			p.log.Info("pod has no replay endpoint: gaps in its event stream cannot be repaired (degraded)", "pod", s.label)
+		}
 	} else {
 		p.log.V(1).Info("following pod", "pod", s.label, "endpoint", endpoint, "replay", replay)
 	}
@@ -338,8 +555,11 @@ func (p *Pool) newStreamLocked(pod kvblock.Pod, endpoint, replay string) *stream
 // stream is the state of one (pod, rank) event sequence.
 type stream struct {
 	pod      kvblock.Pod
-	label    string // pod.String(), for logs and metrics
-	endpoint string // connect mode SUB endpoint; "" in bind mode
+	label    string     // pod.String(), for logs and metrics
+	endpoint string     // connect mode SUB endpoint; "" in bind mode
+	ip       netip.Addr // bind mode: the pod's IP, if its address has one
+	ipStr    string     // ip as libzmq prints a Peer-Address
+	added    bool       // added with AddPod (not created from a topic); guarded by Pool.mu
 	w        *worker
 	replay   atomic.Pointer[string] // replay endpoint, "" for none
 	removed  atomic.Bool            // set under mu by RemovePod
@@ -353,7 +573,10 @@ type stream struct {
 	// are duplicates, not a restart.
 	dupFrom, dupTo uint64
 	replaying      bool
-	held           []msg // live messages held while replaying
+	held           []msg  // live messages held while replaying or waiting for a resync
+	first          uint64 // the first sequence number applied since the stream started (or went cold)
+	resync         bool   // an index write failed: waiting for the backend (resync.go)
+	resyncing      bool   // the replay in flight is a resync's
 	warnedGap      bool
 	warnedHash     bool
 	engine         *engineKeys // tokens scheme
@@ -389,4 +612,12 @@ func (p *Pool) releaseHeldLocked(s *stream) {
 		p.release(m)
 	}
 	s.held = nil
+}
+
+// ipString is ip as libzmq prints a Peer-Address, "" for none.
+func ipString(ip netip.Addr) string {
+	if !ip.IsValid() {
+		return ""
+	}
+	return ip.String()
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -52,7 +54,9 @@ type pubOpts struct {
 	source     string // with connectTo: the local IP to connect from (any 127.0.0.0/8 address on Linux)
 	topic      string
 	pod        kvblock.Pod
-	replayPort int // bind the replay ROUTER on this port (default: a free one)
+	replayPort int    // bind the replay ROUTER on this port (default: a free one)
+	port       int    // without connectTo: bind the PUB on this port (default: a free one)
+	host       string // the IP the PUB and the replay ROUTER bind (default 127.0.0.1)
 }
 
 func freePort(t testing.TB) int { return testnet.FreePort(t) }
@@ -62,6 +66,9 @@ func newGoPublisher(t *testing.T, o pubOpts) *goPublisher {
 	if o.layout == "" {
 		o.layout = "array"
 	}
+	if o.host == "" {
+		o.host = "127.0.0.1"
+	}
 	p := &goPublisher{t: t, pod: o.pod, topic: o.topic, layout: o.layout, replyTopic: o.replyTopic, truth: make(map[refEntry]int)}
 	if o.connectTo != "" {
 		p.pubEP = o.connectTo
@@ -70,7 +77,10 @@ func newGoPublisher(t *testing.T, o pubOpts) *goPublisher {
 			p.pubEP = "tcp://" + o.source + ":0;" + strings.TrimPrefix(o.connectTo, "tcp://")
 		}
 	} else {
-		p.pubEP = fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t))
+		if o.port == 0 {
+			o.port = freePort(t)
+		}
+		p.pubEP = "tcp://" + net.JoinHostPort(o.host, strconv.Itoa(o.port))
 		p.bindPub = true
 	}
 	if p.pod.Addr == "" {
@@ -80,7 +90,7 @@ func newGoPublisher(t *testing.T, o pubOpts) *goPublisher {
 		if o.replayPort == 0 {
 			o.replayPort = freePort(t)
 		}
-		p.replayEP = fmt.Sprintf("tcp://127.0.0.1:%d", o.replayPort)
+		p.replayEP = "tcp://" + net.JoinHostPort(o.host, strconv.Itoa(o.replayPort))
 	}
 	p.start()
 	t.Cleanup(p.close)
@@ -96,6 +106,7 @@ func (p *goPublisher) start() {
 	}
 	pub.SetLinger(0)
 	pub.SetSndhwm(100000)
+	pub.SetIpv6(true)
 	if p.bindPub {
 		err = retryBind(pub, p.pubEP)
 	} else {
@@ -113,6 +124,7 @@ func (p *goPublisher) start() {
 		t.Fatal(err)
 	}
 	router.SetLinger(0)
+	router.SetIpv6(true)
 	if err := retryBind(router, p.replayEP); err != nil {
 		t.Fatalf("replay %s: %v", p.replayEP, err)
 	}

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
-
-	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
 // pollInterval bounds how long the receiver sleeps in zmq_poll, and so how
@@ -42,21 +40,31 @@ type subscription struct {
 	sock   *zmq.Socket
 	rank   int                // bind mode: the DP rank whose port it binds
 	s      *stream            // connect mode: the one stream it carries
-	topics map[string]*stream // bind mode: topic -> stream cache
+	topics map[string]*stream // bind mode: topic -> stream cache, for rt
+	rt     *routeTable        // bind mode: the routes topics was filled from
 	// checkPeer: bind mode with the source checks on; each message's
 	// Peer-Address must be a known pod's IP and the IP its topic names.
 	checkPeer bool
 }
 
-// receive owns every SUB socket: it binds or connects them, polls them,
-// and hands messages to the workers, until ctx ends. The sockets live in a
-// libzmq context of the pool's own, so that its ZAP handler (which libzmq
-// looks up per context) answers for this pool's sockets only.
-func (p *Pool) receive(ctx context.Context) error {
+// receive owns every SUB socket: it binds or connects them, reports on
+// started whether that worked, then polls them and hands messages to the
+// workers, until ctx ends. The sockets live in a libzmq context of the
+// pool's own, so that its ZAP handler (which libzmq looks up per context)
+// answers for this pool's sockets only.
+func (p *Pool) receive(ctx context.Context, started chan<- error) (err error) {
 	zctx, err := zmq.NewContext()
 	if err != nil {
-		return fmt.Errorf("kvevents: creating a ZMQ context: %w", err)
+		err = fmt.Errorf("kvevents: creating a ZMQ context: %w", err)
+		started <- err
+		return err
 	}
+	setup := true
+	defer func() {
+		if setup {
+			started <- err
+		}
+	}()
 	poller := zmq.NewPoller()
 	subs := make(map[*zmq.Socket]*subscription)
 	byStream := make(map[*stream]*subscription)
@@ -122,9 +130,21 @@ func (p *Pool) receive(ctx context.Context) error {
 				"allowAnySource", p.cfg.Security.AllowAnySource)
 		}
 	}
+	p.applySockCmds(poller, subs, byStream)
+	setup = false
+	started <- nil
+	close(p.ready)
 
 	for ctx.Err() == nil {
 		p.applySockCmds(poller, subs, byStream)
+		if rt := p.routes.Load(); p.cfg.Mode == ModeBind {
+			for _, sub := range subs {
+				if sub.rt != rt { // pods were added or removed: drop cached topics (and removed streams) now
+					clear(sub.topics)
+					sub.rt = rt
+				}
+			}
+		}
 		if zap != nil {
 			zap.admit(p)
 		}
@@ -190,19 +210,8 @@ func (p *Pool) monitorEvents(mon *zmq.Socket) {
 }
 
 func (p *Pool) newSub() (*zmq.Socket, error) {
-	sock, err := p.zctx.NewSocket(zmq.SUB)
-	if err != nil {
-		return nil, fmt.Errorf("kvevents: creating SUB socket: %w", err)
-	}
-	// Close must not block shutdown on undelivered messages, the receive
-	// HWM should absorb a burst as large as vLLM's send HWM, and libzmq
-	// must not buffer a frame larger than the limit.
-	if err := errors.Join(sock.SetLinger(0), sock.SetRcvhwm(p.cfg.ReceiveHWM), sock.SetMaxmsgsize(p.cfg.Limits.MaxMessageBytes),
-		sock.SetSubscribe(*p.cfg.TopicFilter)); err != nil {
-		sock.Close()
-		return nil, fmt.Errorf("kvevents: configuring SUB socket: %w", err)
-	}
-	return sock, nil
+	return newSubSocket(p.zctx, SubscriberOptions{TopicFilter: *p.cfg.TopicFilter, ReceiveHWM: p.cfg.ReceiveHWM,
+		MaxMessageBytes: p.cfg.Limits.MaxMessageBytes})
 }
 
 // applySockCmds opens and closes the connect-mode sockets AddPod and
@@ -265,6 +274,20 @@ func (p *Pool) drain(sub *subscription) {
 	}
 }
 
+// samePeer reports whether a message on a cached topic of s comes from
+// s's IP, counting it rejected if not.
+func (p *Pool) samePeer(s *stream, peer string, topic []byte) bool {
+	if ip, ok := peerIP(peer); ok && ip == s.ip {
+		return true
+	}
+	if !p.allowed.allowsPeer(peer) {
+		p.rejectMsg(RejectUnknownPeer, msgUnknownPeer, topic, peer)
+	} else {
+		p.rejectMsg(RejectPeerMismatch, msgPeerMismatch, topic, peer)
+	}
+	return false
+}
+
 // peerAddress is libzmq's message property holding the sender's IP.
 const peerAddress = "Peer-Address"
 
@@ -303,30 +326,21 @@ func (p *Pool) dispatch(sub *subscription, frames [][]byte, peer string) {
 	}
 	s := sub.s
 	if s == nil {
+		if rt := p.routes.Load(); rt != sub.rt {
+			clear(sub.topics) // pods were added or removed
+			sub.rt = rt
+		}
 		s = sub.topics[string(frames[0])]
-		var addr string
-		if s == nil || s.removed.Load() {
-			a, ok := podFromTopic(frames[0])
-			if !ok {
-				p.c.droppedUnknownPod.Add(1)
-				if p.log.V(1).Enabled() {
-					p.log.V(1).Info("message topic names no pod (want <prefix>@<pod-ip:port>@<model>)", "topic", string(frames[0]))
-				}
+		if s == nil {
+			if s = p.resolve(sub, sub.rt, frames[0], peer); s == nil {
 				return
 			}
-			s, addr = nil, string(a)
-		} else {
-			addr = s.pod.Addr
-		}
-		if sub.checkPeer && !p.checkPeer(peer, addr, frames[0]) {
-			return
-		}
-		if s == nil {
-			s = p.streamFor(kvblock.Pod{Addr: addr, Rank: sub.rank})
 			if len(sub.topics) >= maxTopicCache {
 				clear(sub.topics)
 			}
 			sub.topics[string(frames[0])] = s
+		} else if sub.checkPeer && peer != s.ipStr && !p.samePeer(s, peer, frames[0]) {
+			return
 		}
 	}
 	m := msg{s: s, seq: binary.BigEndian.Uint64(frames[1]), payload: frames[2]}

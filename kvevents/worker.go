@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"sync"
+	"time"
 
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
@@ -23,6 +24,10 @@ type worker struct {
 	extraHeads [][]kvblock.ExtraKey
 	extraItems []kvblock.ExtraKey
 	tokenHash  map[int]*kvblock.TokenHasher // by block size
+
+	// dirty are the streams whose index writes failed, waiting for the
+	// backend to answer again (see resync.go).
+	dirty map[*stream]struct{}
 }
 
 type replayResult struct {
@@ -38,10 +43,18 @@ func newWorker(p *Pool, _ int) *worker {
 		done:      make(chan replayResult, 1),
 		dec:       NewDecoder(),
 		tokenHash: make(map[int]*kvblock.TokenHasher),
+		dirty:     make(map[*stream]struct{}),
 	}
 }
 
 func (w *worker) run(ctx context.Context) {
+	var retry *time.Timer
+	var retryC <-chan time.Time // armed while streams wait for a resync
+	defer func() {
+		if retry != nil {
+			retry.Stop()
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
@@ -50,6 +63,17 @@ func (w *worker) run(ctx context.Context) {
 			w.handle(ctx, m)
 		case r := <-w.done:
 			w.finishReplay(ctx, r)
+		case <-retryC:
+			retryC = nil
+			w.retryResyncs(ctx)
+		}
+		if len(w.dirty) > 0 && retryC == nil {
+			if retry == nil {
+				retry = time.NewTimer(w.p.cfg.ResyncInterval)
+			} else {
+				retry.Reset(w.p.cfg.ResyncInterval)
+			}
+			retryC = retry.C
 		}
 	}
 }
@@ -64,7 +88,7 @@ func (w *worker) handle(ctx context.Context, m msg) {
 		w.p.release(m)
 		return
 	}
-	if s.replaying {
+	if s.replaying || s.resync {
 		if len(s.held) >= w.p.cfg.MaxHeld {
 			w.p.c.droppedHeld.Add(1)
 			w.p.release(m)
@@ -88,6 +112,7 @@ func (w *worker) sequenced(ctx context.Context, s *stream, m msg) (held bool) {
 		// The first message sets the baseline: publishers start at 0 or
 		// 1, and a pod added late is joined mid-stream.
 		s.started = true
+		s.first = m.seq
 	case m.seq == s.next:
 		s.dupFrom, s.dupTo = 0, 0 // live copies arrive in order: none are left
 	case m.seq > s.next:
@@ -108,7 +133,7 @@ func (w *worker) sequenced(ctx context.Context, s *stream, m msg) (held bool) {
 		p.c.restarts.Add(1)
 		p.log.Info("sequence went backwards: engine restarted, clearing its blocks", "pod", s.label, "expected", s.next, "got", m.seq)
 		w.clearPod(ctx, s)
-		s.next = 0
+		s.next, s.first = 0, 0
 		return w.sequenced(ctx, s, m) // from 0: replays what came before m, if anything
 	}
 	w.apply(ctx, s, m.seq, m.payload, false)
@@ -138,6 +163,11 @@ func (w *worker) finishReplay(ctx context.Context, r replayResult) {
 		return
 	}
 	s.replaying = false
+	if s.resyncing {
+		w.finishResync(ctx, s, r)
+		w.releaseHeld(ctx, s)
+		return
+	}
 	if r.err != nil {
 		p.c.replayFailures.Add(1)
 		p.log.Error(r.err, "replay failed; the gap's events are lost", "pod", s.label, "from", s.next, "received", len(r.msgs))
@@ -151,6 +181,10 @@ func (w *worker) finishReplay(ctx context.Context, r replayResult) {
 		s.dupFrom, s.dupTo = s.next, r.msgs[len(r.msgs)-1].seq+1
 	}
 	for _, m := range r.msgs {
+		if s.removed.Load() {
+			p.releaseHeldLocked(s)
+			return
+		}
 		if m.seq < s.next {
 			continue // applied already
 		}
@@ -159,14 +193,27 @@ func (w *worker) finishReplay(ctx context.Context, r replayResult) {
 		}
 		w.apply(ctx, s, m.seq, m.payload, true)
 	}
+	w.releaseHeld(ctx, s)
+}
+
+// releaseHeld processes the live messages held while s replayed or waited
+// for a resync. s.mu must be held.
+func (w *worker) releaseHeld(ctx context.Context, s *stream) {
+	p := w.p
 	held := s.held
 	s.held = nil
-	if len(held) > 0 && held[0].seq > s.next {
+	if s.started && len(held) > 0 && held[0].seq > s.next { // (a cold stream starts at its first held message)
 		p.c.lost.Add(held[0].seq - s.next)
 		s.next = held[0].seq
 	}
 	for i, m := range held {
-		if s.replaying { // a later gap started another replay
+		if s.removed.Load() { // by an observer, while the lock was released
+			for _, m := range held[i:] {
+				p.release(m)
+			}
+			return
+		}
+		if s.replaying || s.resync { // a later gap started another replay, or the index failed again
 			s.held = append(s.held, held[i:]...)
 			return
 		}
@@ -206,16 +253,40 @@ func (w *worker) apply(ctx context.Context, s *stream, seq uint64, payload []byt
 		p.reject(s, RejectRate, "rejected a message: the pod is over its rate of events", "seq", seq, "events", len(b.Events))
 		return
 	}
+	if b.HasRank && (b.DPRank < 0 || b.DPRank >= p.cfg.DataParallelSize) {
+		p.unknownRank(s, b.DPRank)
+	}
 	if p.observe != nil {
+		// Outside the stream's lock, so that the observer may call
+		// RemovePod; b stays valid, as only this worker decodes into it.
+		s.mu.Unlock()
 		p.observe(Message{Pod: s.pod, Seq: seq, Replayed: fromReplay, Batch: b})
+		s.mu.Lock()
+		if s.removed.Load() {
+			return
+		}
 	}
 	if p.index == nil {
 		return
 	}
 	for i := range b.Events {
+		if s.resync {
+			return // the index failed: the rest waits for the resync
+		}
 		w.applyEvent(ctx, s, &b.Events[i])
 	}
 	p.c.applied.Add(uint64(len(b.Events)))
+}
+
+// unknownRank counts and logs (at most once a second) a batch naming a
+// data-parallel rank the configuration does not have.
+func (p *Pool) unknownRank(s *stream, rank int) {
+	p.c.unknownRank.Add(1)
+	if ok, unlogged := p.rankLog.allow(p.clock.Load()); ok {
+		p.log.Info("events name a data-parallel rank beyond dataParallelSize: that engine runs more ranks than configured, "+
+			"and the extra ranks' events are not followed (raise dataParallelSize)",
+			"pod", s.label, "rank", rank, "dataParallelSize", p.cfg.DataParallelSize, "unlogged", unlogged)
+	}
 }
 
 func (w *worker) applyEvent(ctx context.Context, s *stream, ev *Event) {
@@ -270,11 +341,14 @@ func (w *worker) clearPod(ctx context.Context, s *stream) {
 	}
 }
 
+// indexError counts a failed index write and starts a resync of s: the
+// index can no longer vouch for the pod's blocks.
 func (w *worker) indexError(s *stream, err error) {
 	w.p.c.indexErrors.Add(1)
 	if w.p.log.V(1).Enabled() {
 		w.p.log.V(1).Info("index update failed", "pod", s.label, "error", err.Error())
 	}
+	w.startResync(s, err)
 }
 
 // storedKeys returns the index keys of a BlockStored, in w.keys.

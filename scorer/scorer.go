@@ -1,12 +1,10 @@
 package scorer
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
+	"net"
 	"reflect"
 	"strings"
 	"sync/atomic"
@@ -21,6 +19,7 @@ import (
 
 	"github.com/kvtrack/kvtrack/kvcache"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
+	"github.com/kvtrack/kvtrack/kvevents"
 )
 
 // PreciseScorerType is the plugin type the scorer is registered under.
@@ -97,39 +96,44 @@ func NewFactory(opts ...Option) fwkplugin.FactoryFunc {
 			kvcache.WithLogger(log),
 			kvcache.WithRegisterer(prometheus.WrapRegistererWith(prometheus.Labels{"plugin": name}, reg)),
 		}, o.kvcOpts...)
+		kopts = append([]kvcache.Option{kvcache.WithEventSource(kvevents.Source)}, kopts...)
 		ix, err := kvcache.New(cfg, kopts...)
 		if err != nil {
 			return nil, fmt.Errorf("%s %q: %w", PreciseScorerType, name, err)
 		}
-		s := newScorer(name, ix, log, ctx)
+		// Start binds the event endpoint now: a conflict or a bad endpoint
+		// fails the EPP's startup instead of leaving a healthy-looking EPP
+		// whose scores are all 0.
+		if err := ix.Start(ctx); err != nil {
+			_ = ix.Close()
+			return nil, fmt.Errorf("%s %q: %w", PreciseScorerType, name, err)
+		}
+		context.AfterFunc(ctx, func() {
+			if err := ix.Close(); err != nil {
+				log.Error(err, "closing the indexer")
+			}
+		})
 		go func() {
-			if err := ix.Run(ctx); err != nil {
-				log.Error(err, "indexer stopped")
+			select {
+			case <-ctx.Done():
+			case <-ix.Done():
+				if err := ix.Err(); err != nil {
+					log.Error(err, "KV-event subscription stopped; scores fall back to 0 until the EPP restarts")
+				}
 			}
 		}()
-		return s, nil
+		return newScorer(name, ix, log, ctx), nil
 	}
 }
 
-// ParseParameters decodes the plugin's parameters into a kvcache.Config,
-// rejecting unknown fields and trailing data, and validates it. Empty
-// parameters give the defaults (which need at least hash.seed for the vllm
-// key scheme).
+// ParseParameters decodes the plugin's parameters into a kvcache.Config
+// with kvcache.ParseConfig (strict: an unknown field is an error naming its
+// path), applies the defaults and validates. Empty parameters give the
+// defaults (which need at least hash.seed for the vllm key scheme).
 func ParseParameters(parameters json.RawMessage) (kvcache.Config, error) {
-	var cfg kvcache.Config
-	if p := bytes.TrimSpace(parameters); len(p) > 0 && !bytes.Equal(p, []byte("null")) {
-		dec := json.NewDecoder(bytes.NewReader(p))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&cfg); err != nil {
-			return cfg, fmt.Errorf("parameters: %w", err)
-		}
-		if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-			return cfg, errors.New("parameters: trailing data after the JSON object")
-		}
-	}
-	cfg = cfg.WithDefaults()
-	if err := cfg.Validate(); err != nil {
-		return cfg, err
+	cfg, err := kvcache.ParseConfig(parameters)
+	if err != nil {
+		return kvcache.Config{}, fmt.Errorf("parameters: %w", err)
 	}
 	return cfg, nil
 }
@@ -298,15 +302,16 @@ func contentText(c scheduling.Content) string {
 	return b.String()
 }
 
-// EndpointKey is the pod name kvtrack uses for an endpoint: "address:port",
-// the inference endpoint requests are sent to. vLLM must publish its events
-// with the same name in the topic (kv@<address:port>@<model>) for the bind
-// mode to match them.
+// EndpointKey is the pod name kvtrack uses for an endpoint: "address:port"
+// ("[v6]:port" for IPv6), the inference endpoint requests are sent to. vLLM
+// must publish its events with the same name in the topic
+// (kv@<address:port>@<model>), or with the address alone when no other
+// endpoint shares it, for the bind mode to match them.
 func EndpointKey(m *fwkdl.EndpointMetadata) string {
 	if m == nil {
 		return ""
 	}
-	return m.Address + ":" + m.Port
+	return net.JoinHostPort(m.Address, m.Port)
 }
 
 // PreRequest implements requestcontrol.PreRequest: with speculative

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +15,8 @@ import (
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
+
+	"github.com/kvtrack/kvtrack/internal/testnet"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -99,12 +100,7 @@ func (s *syncBuffer) String() string {
 // TestListen runs listen against a real PUB socket speaking vLLM's
 // protocol and checks the JSON lines and the gap warning.
 func TestListen(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := testnet.FreePort(t)
 	ep := fmt.Sprintf("tcp://127.0.0.1:%d", port)
 	pub, err := zmq.NewSocket(zmq.PUB)
 	if err != nil {
@@ -159,14 +155,6 @@ func TestListen(t *testing.T) {
 		t.Errorf("first line = %+v, want pod %s rank 0 with the sample BlockStored", line, wantPod)
 	}
 	send(line.Seq + 1000) // a gap, and no replay endpoint to fill it
-	for !strings.Contains(stderr.String(), "sequence gap") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no gap warning; stderr: %s", stderr.String())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	cancel()
-	if code := <-done; code != 0 {
-		t.Errorf("listen exited %d: %s", code, stderr.String())
-	}
+	waitStderr(t, &stderr, "sequence gap", deadline)
+	stopListen(t, cancel, done, &stderr)
 }

@@ -1,19 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
-
-	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/kvtrack/kvtrack/kvcache"
 	"github.com/kvtrack/kvtrack/kvcache/doctor"
@@ -83,7 +78,7 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var cfg kvcache.Config
 	if *configFile != "" {
 		var err error
-		if cfg, err = loadConfig(*configFile); err != nil {
+		if cfg, _, err = doctor.LoadConfigFile(*configFile); err != nil {
 			return fmt.Errorf("%w: --config: %v", errUsage, err)
 		}
 	}
@@ -163,30 +158,4 @@ func splitList(s string) []string {
 		}
 	}
 	return out
-}
-
-// loadConfig reads a kvcache.Config from JSON, or from YAML when the file
-// is named .yaml or .yml; unknown fields are errors, so a typo is not
-// silently ignored.
-func loadConfig(path string) (kvcache.Config, error) {
-	var cfg kvcache.Config
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return cfg, err
-	}
-	switch strings.ToLower(filepath.Ext(path)) {
-	case ".yaml", ".yml":
-		dec := yaml.NewDecoder(bytes.NewReader(b))
-		dec.KnownFields(true)
-		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-			return cfg, fmt.Errorf("%s: %w", path, err)
-		}
-	default:
-		dec := json.NewDecoder(bytes.NewReader(b))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&cfg); err != nil {
-			return cfg, fmt.Errorf("%s: %w", path, err)
-		}
-	}
-	return cfg, nil
 }

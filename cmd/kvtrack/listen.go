@@ -23,7 +23,7 @@ func init() {
 	})
 }
 
-const listenSynopsis = `listen (--bind EP [--allow IP[,IP...]] | --connect EP[,EP...]) [--replay EP[,EP...]] [--topic PREFIX] [--dp N]
+const listenSynopsis = `listen (--bind EP [--allow POD[,POD...]] | --connect EP[,EP...]) [--replay EP[,EP...]] [--topic PREFIX] [--dp N]
 
 Subscribes to vLLM KV-event publishers and prints every batch as one JSON
 line: {"pod", "rank", "seq", "replayed", "batch": {ts, data_parallel_rank,
@@ -33,16 +33,20 @@ messages) go to standard error. Stop with Ctrl-C.
 --bind EP      bind a SUB socket that engines connect to (vLLM's endpoint
                names this host); the pod is read from the topic
                kv@<pod-ip:port>@<model>.
---allow IPs    with --bind, accept only publishers at these IPs, each for
-               its own pod (as kvtrack does for the pods it follows).
-               Without it any host may publish for any pod.
+--allow PODs   with --bind, follow only these pods, as kvtrack does: each
+               is the ip:port the engine's topic names (an IP alone matches
+               a topic that names no port), and only that IP may publish
+               for it. Other messages are rejected, counted and reported at
+               most once a second. Without it any host may publish for any
+               pod (up to 1024 pods).
 --connect EPs  connect to each engine's PUB (vLLM's default tcp://*:5557 on
                the engine); the pod is the endpoint's host:port.
 --replay EPs   in connect mode, the replay endpoint of each --connect
                endpoint, in order; in bind mode, one endpoint whose port is
                every pod's replay port (at the host in the topic).
 --dp N         engines run N data-parallel ranks: rank r publishes on port + r
-               and replays on replay port + r.`
+               and replays on replay port + r (--bind binds port + r;
+               --connect dials each endpoint's port + r).`
 
 func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("listen", listenSynopsis, stderr)
@@ -51,7 +55,7 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	replay := fs.String("replay", "", "replay endpoint(s): one per --connect endpoint, or one for --bind")
 	topic := fs.String("topic", "", `topic prefix filter (default "kv@" with --bind, "" with --connect)`)
 	dp := fs.Int("dp", 1, "data-parallel ranks per engine")
-	allow := fs.String("allow", "", "with --bind: comma-separated IPs of the pods that may publish (default: any)")
+	allow := fs.String("allow", "", "with --bind: comma-separated pod addresses (ip:port, as topics name them) that may publish (default: any)")
 	verbose := fs.Int("v", 0, "log verbosity (1 adds per-message problems)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -101,8 +105,8 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		cfg.Mode, cfg.Endpoint, cfg.DataParallelSize = kvevents.ModeBind, *bind, *dp
 		cfg.Security.AllowAnySource = *allow == ""
 		if *allow != "" {
-			for _, ip := range strings.Split(*allow, ",") {
-				pods = append(pods, podEP{pod: kvblock.Pod{Addr: ip}})
+			for _, addr := range strings.Split(*allow, ",") {
+				pods = append(pods, podEP{pod: kvblock.Pod{Addr: strings.TrimSpace(addr)}})
 			}
 		}
 		if *replay != "" {
@@ -113,7 +117,7 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			cfg.ReplayPort = port
 		}
 	} else {
-		cfg.Mode = kvevents.ModeConnect
+		cfg.Mode, cfg.DataParallelSize = kvevents.ModeConnect, *dp
 		eps := strings.Split(*connect, ",")
 		var replays []string
 		if *replay != "" {
@@ -127,19 +131,12 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			if err != nil {
 				return fmt.Errorf("%w: --connect: %v", errUsage, err)
 			}
-			for rank := range *dp {
-				rep, err := kvevents.RankEndpoint(ep, rank)
-				if err != nil {
-					return fmt.Errorf("%w: --connect: %v", errUsage, err)
-				}
-				pe := podEP{pod: kvblock.Pod{Addr: addr, Rank: rank}, endpoint: rep}
-				if replays != nil {
-					if pe.repl, err = kvevents.RankEndpoint(replays[i], rank); err != nil {
-						return fmt.Errorf("%w: --replay: %v", errUsage, err)
-					}
-				}
-				pods = append(pods, pe)
+			// Rank 0 stands for every rank: the pool dials port + r.
+			pe := podEP{pod: kvblock.Pod{Addr: addr}, endpoint: ep}
+			if replays != nil {
+				pe.repl = replays[i]
 			}
+			pods = append(pods, pe)
 		}
 	}
 	pool, err := kvevents.NewPool(cfg, nil, kvevents.WithObserver(observe), kvevents.WithLogger(logger))

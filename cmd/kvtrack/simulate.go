@@ -5,11 +5,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/kvtrack/kvtrack/examples/simulate"
+	simulate "github.com/kvtrack/kvtrack/internal/sim"
 )
 
 func init() {
@@ -21,8 +22,13 @@ func init() {
 }
 
 func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("simulate", "simulate [flags]", stderr)
+	fs := newFlagSet("simulate", "simulate [--matrix] [flags]", stderr)
+	// The matrix starts from its own base; the flags then change it.
+	matrixMode := wantsMatrix(args)
 	cfg := simulate.DefaultConfig()
+	if matrixMode {
+		cfg = simulate.MatrixBase()
+	}
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of the workload, arrivals and random choices")
 	fs.IntVar(&cfg.Pods, "pods", cfg.Pods, "simulated vLLM pods")
 	fs.IntVar(&cfg.CacheBlocks, "cache-blocks", cfg.CacheBlocks, "KV-cache blocks per pod")
@@ -43,6 +49,7 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.Float64Var(&cfg.CharsPerToken, "chars-per-token", cfg.CharsPerToken, "characters per token of the text the approximate router hashes")
 	fs.DurationVar(&cfg.EventLag, "event-lag", cfg.EventLag, "modelled delay before a pod's KV events are published")
 	fs.IntVar(&cfg.Replicas, "replicas", cfg.Replicas, "instances of each stateful router (EPP replicas), each request reaching one at random")
+	fs.BoolVar(&cfg.SharedIndex, "shared-index", cfg.SharedIndex, "precise replicas share one index and its speculative entries (as with one Redis index) instead of one each")
 	fs.IntVar(&cfg.ApproxLRU, "approx-lru", cfg.ApproxLRU, "approximate router's per-pod LRU capacity in character blocks; 0 = GIE autoTune (the pod's KV blocks), 31250 = GIE's fixed default")
 	fs.BoolVar(&cfg.Speculative, "speculative", cfg.Speculative, "kvtrack records a routed request's blocks on its pod until its events arrive (speculative.enabled)")
 	fs.DurationVar(&cfg.SpeculativeTTL, "speculative-ttl", cfg.SpeculativeTTL, "modelled lifetime of kvtrack's speculative entries (speculative.ttl)")
@@ -50,20 +57,43 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.Float64Var(&cfg.PrefixWeight, "prefix-weight", cfg.PrefixWeight, "weight of the prefix score in the affinity routers")
 	fs.Float64Var(&cfg.KVUsageWeight, "kv-usage-weight", cfg.KVUsageWeight, "weight of the KV-cache utilisation score in the affinity routers")
 	fs.Float64Var(&cfg.QueueWeight, "queue-weight", cfg.QueueWeight, "weight of the queue score in the affinity routers")
+	fs.Float64Var(&cfg.ExternalShare, "external-share", cfg.ExternalShare, "fraction of requests reaching the pods without this router (sent to a random pod)")
+	fs.IntVar(&cfg.Restarts, "restarts", cfg.Restarts, "pod restarts spread over the run, each clearing one pod's prefix cache")
+	fs.IntVar(&cfg.Variants, "variants", cfg.Variants, "ways each shared-prefix prompt is rendered (see --variant-kind)")
+	fs.StringVar(&cfg.VariantKind, "variant-kind", cfg.VariantKind, "how variants differ: template (chat-template tokens) or salt (cache_salt)")
+	fs.Float64Var(&cfg.PlacementWeight, "placement-weight", cfg.PlacementWeight, "precise_placement router: weight of a pod's free room for a new prefix")
 	routers := fs.String("routers", strings.Join(simulate.RouterNames, ","), "routers to compare, comma-separated")
-	jsonOut := fs.Bool("json", false, `print {"routers": [...]} as JSON instead of the table`)
-	chart := fs.String("chart", "simulate.svg", "write the TTFT p90 / hit-rate chart as SVG here; empty for none")
-	quiet := fs.Bool("quiet", false, "no progress bar")
+	jsonOut := fs.Bool("json", false, `print {"routers": [...]} (with --matrix {"cells": [...]}) as JSON instead of the table`)
+	defaultChart := "simulate.svg"
+	if matrixMode {
+		defaultChart = "matrix.svg"
+	}
+	chart := fs.String("chart", defaultChart, "write the chart as SVG here; empty for none")
+	quiet := fs.Bool("quiet", false, "no progress bar (it is drawn on stderr only when stdout is a terminal)")
+	fs.Bool("matrix", false, "run the evidence matrix: precise, precise_placement, approximate, least_loaded and oracle over every scenario x replicas 1, 2, 4, from a 4-pod base (--routers and --replicas do not apply)")
+	scenarioList := fs.String("matrix-scenarios", "", "with --matrix: the scenarios to run, comma-separated (default all)")
+	replicaList := fs.String("matrix-replicas", "1,2,4", "with --matrix: the replica counts, comma-separated")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	cfg.Routers = strings.Split(*routers, ",")
+	var mx matrixSpec
+	if matrixMode {
+		var err error
+		if mx, err = parseMatrixSpec(*scenarioList, *replicaList); err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
+	showProgress := !*quiet && !*jsonOut && isTerminal(stdout)
+	if matrixMode {
+		return runMatrix(ctx, cfg, mx, *jsonOut, *chart, showProgress, stdout, stderr)
+	}
 	var prog simulate.Progress
 	var bar *progressBar
-	if !*quiet {
+	if showProgress {
 		bar = &progressBar{w: stderr, routers: len(cfg.Routers)}
 		prog = bar.update
 	}
@@ -97,12 +127,110 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	return nil
 }
 
+// wantsMatrix reports whether args turn --matrix on.
+func wantsMatrix(args []string) bool {
+	on := false
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		switch strings.TrimLeft(a, "-") {
+		case "matrix", "matrix=true", "matrix=1":
+			on = true
+		case "matrix=false", "matrix=0":
+			on = false
+		}
+	}
+	return on
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// matrixSpec is the grid --matrix runs.
+type matrixSpec struct {
+	scenarios []simulate.Scenario
+	replicas  []int
+}
+
+func parseMatrixSpec(scenarios, replicas string) (matrixSpec, error) {
+	var mx matrixSpec
+	if scenarios == "" {
+		mx.scenarios = simulate.Scenarios()
+	} else {
+		var err error
+		if mx.scenarios, err = simulate.ScenariosNamed(strings.Split(scenarios, ",")); err != nil {
+			return mx, fmt.Errorf("--matrix-scenarios: %w", err)
+		}
+	}
+	for _, f := range strings.Split(replicas, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return mx, fmt.Errorf("--matrix-replicas: %q: want positive integers", f)
+		}
+		mx.replicas = append(mx.replicas, n)
+	}
+	return mx, nil
+}
+
+func runMatrix(ctx context.Context, base simulate.Config, mx matrixSpec, jsonOut bool, chart string, progress bool, stdout, stderr io.Writer) error {
+	var prog simulate.MatrixProgress
+	var bar *progressBar
+	if progress {
+		bar = &progressBar{w: stderr}
+		prog = bar.matrixUpdate
+	}
+	start := time.Now()
+	m, err := simulate.RunMatrix(ctx, base, mx.scenarios, mx.replicas, prog)
+	if bar != nil {
+		bar.finish()
+	}
+	if err != nil {
+		return err
+	}
+	wall := time.Since(start)
+	if chart != "" {
+		if err := writeSVG(chart, m.WriteSVG); err != nil {
+			return err
+		}
+	}
+	if jsonOut {
+		return m.WriteJSON(stdout)
+	}
+	fmt.Fprintf(stdout, "evidence matrix: %d pods x %d blocks, %d requests per router and cell (chat: %d), hit rates over the router's own requests; modelled times\n\n",
+		base.Pods, base.CacheBlocks, base.Requests, base.Requests*5/6)
+	for _, sc := range m.Scenarios {
+		fmt.Fprintf(stdout, "  %-10s %s\n", sc.Name, sc.About)
+	}
+	fmt.Fprintln(stdout)
+	if err := m.WriteTable(stdout); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nsimulated in %.1fs", wall.Seconds())
+	if chart != "" {
+		fmt.Fprintf(stdout, "; chart: %s", chart)
+	}
+	fmt.Fprintln(stdout)
+	return nil
+}
+
 func writeChart(path string, rep *simulate.Report) error {
+	return writeSVG(path, rep.WriteSVG)
+}
+
+func writeSVG(path string, write func(io.Writer) error) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return fmt.Errorf("chart: %w", err)
 	}
-	if err := rep.WriteSVG(f); err != nil {
+	if err := write(f); err != nil {
 		f.Close()
 		return fmt.Errorf("chart: %w", err)
 	}
@@ -137,6 +265,18 @@ func (p *progressBar) update(router string, done, total int) {
 	filled := width * done / max(total, 1)
 	fmt.Fprintf(p.w, "\r[%s%s] %d/%d %-12s %5d/%d requests",
 		strings.Repeat("=", filled), strings.Repeat(" ", width-filled), p.index+1, p.routers, router, done, total)
+	p.drawn = true
+}
+
+func (p *progressBar) matrixUpdate(cell, cells int, label, router string, done, total int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	key := label + "/" + router
+	if key == p.current && done < total && time.Since(p.last) < 100*time.Millisecond {
+		return
+	}
+	p.current, p.last = key, time.Now()
+	fmt.Fprintf(p.w, "\r\033[Kcell %d/%d %-14s %-18s %5d/%d requests", cell+1, cells, label, router, done, total)
 	p.drawn = true
 }
 

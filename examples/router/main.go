@@ -16,9 +16,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -33,12 +31,11 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/kvtrack/kvtrack/kvcache"
+	"github.com/kvtrack/kvtrack/kvevents"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"sigs.k8s.io/yaml"
-
-	"github.com/kvtrack/kvtrack/kvcache"
 )
 
 // fileConfig is the router's whole configuration.
@@ -132,21 +129,15 @@ func parseArgs(args []string, stderr io.Writer) (fileConfig, error) {
 	return cfg, nil
 }
 
-// loadConfig reads a YAML or JSON file strictly: an unknown field is an
-// error naming it.
+// loadConfig reads a YAML or JSON file strictly with kvcache's loader: an
+// unknown field is an error naming its path.
 func loadConfig(path string) (fileConfig, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return fileConfig{}, err
 	}
-	js, err := yaml.YAMLToJSON(raw)
-	if err != nil {
-		return fileConfig{}, fmt.Errorf("%s: %w", path, err)
-	}
-	dec := json.NewDecoder(bytes.NewReader(js))
-	dec.DisallowUnknownFields()
 	var cfg fileConfig
-	if err := dec.Decode(&cfg); err != nil {
+	if err := kvcache.DecodeStrict(raw, &cfg); err != nil {
 		return fileConfig{}, fmt.Errorf("%s: %w", path, err)
 	}
 	return cfg, nil
@@ -156,8 +147,14 @@ func loadConfig(path string) (fileConfig, error) {
 func serve(ctx context.Context, cfg fileConfig, ln net.Listener, log logr.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	ix, err := kvcache.New(cfg.KVCache, kvcache.WithLogger(log), kvcache.WithRegisterer(reg))
+	ix, err := kvcache.New(cfg.KVCache, kvcache.WithEventSource(kvevents.Source), kvcache.WithLogger(log), kvcache.WithRegisterer(reg))
 	if err != nil {
+		return err
+	}
+	defer ix.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := ix.Start(ctx); err != nil {
 		return err
 	}
 	for _, p := range cfg.Pods {
@@ -174,16 +171,15 @@ func serve(ctx context.Context, cfg fileConfig, ln net.Listener, log logr.Logger
 	mux.Handle("/", r)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, 2)
-	go func() { errc <- ix.Run(ctx) }()
+	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
-	case err = <-errc: // kvtrack's event subscription or the listener failed
-		cancel()
+	case err = <-errc: // the listener failed
+	case <-ix.Done(): // kvtrack's event subscription failed
+		err = ix.Err()
 	case <-ctx.Done():
 	}
+	cancel()
 	shutdown, done := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer done()
 	if serr := srv.Shutdown(shutdown); err == nil && !errors.Is(serr, http.ErrServerClosed) {

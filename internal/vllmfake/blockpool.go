@@ -78,8 +78,9 @@ func (p *BlockPool) PrefixLen(keys []kvblock.Key) int {
 type Allocation struct {
 	// Hit is the number of leading prompt blocks found in the cache.
 	Hit int
-	// keys held by reference (cached blocks), in order.
-	held []kvblock.Key
+	// slots held by reference (cached blocks, or blocks a Reset uncached
+	// while held), in order.
+	held []int32
 	// anon is the number of blocks held without a hash.
 	anon int
 }
@@ -103,14 +104,14 @@ func (p *BlockPool) Allocate(keys []kvblock.Key, maxHit, total int) (*Allocation
 	if p.held+reclaim+need > p.capacity {
 		return nil, ErrNoSpace
 	}
-	a := &Allocation{Hit: hit, held: make([]kvblock.Key, 0, len(keys)), anon: need}
+	a := &Allocation{Hit: hit, held: make([]int32, 0, len(keys)), anon: need}
 	for _, k := range keys[:hit] {
 		i := p.byKey[k]
 		if p.slots[i].ref == 0 {
 			p.unlink(i)
 		}
 		p.slots[i].ref++
-		a.held = append(a.held, k)
+		a.held = append(a.held, i)
 	}
 	p.held += reclaim + need
 	for p.held+p.nlru > p.capacity {
@@ -165,7 +166,7 @@ func (p *BlockPool) Cache(a *Allocation, keys []kvblock.Key, parent kvblock.Key,
 		}
 		p.slots[i] = slot{key: k, ref: 1}
 		p.byKey[k] = i
-		a.held = append(a.held, k)
+		a.held = append(a.held, i)
 		a.anon--
 		if start < 0 {
 			start = j
@@ -179,17 +180,34 @@ func (p *BlockPool) Cache(a *Allocation, keys []kvblock.Key, parent kvblock.Key,
 // tail is evicted before its prefix (vLLM frees in reverse order).
 func (p *BlockPool) Release(a *Allocation) {
 	for j := len(a.held) - 1; j >= 0; j-- {
-		i, ok := p.byKey[a.held[j]]
-		if !ok {
+		i := a.held[j]
+		if p.slots[i].ref--; p.slots[i].ref > 0 {
 			continue
 		}
-		if p.slots[i].ref--; p.slots[i].ref == 0 {
+		p.held--
+		if c, ok := p.byKey[p.slots[i].key]; ok && c == i {
 			p.pushBack(i)
-			p.held--
+		} else {
+			p.free = append(p.free, i) // uncached by a Reset while held
 		}
 	}
 	p.held -= a.anon
 	a.held, a.anon = nil, 0
+}
+
+// Reset drops the whole prefix cache, as vLLM's reset_prefix_cache or an
+// engine restart does, and reports one AllBlocksCleared. Blocks held by
+// running requests stay theirs but are no longer cached: no later request
+// can hit them, and they are freed, not cached, when released.
+func (p *BlockPool) Reset() {
+	for k, i := range p.byKey {
+		if p.slots[i].ref == 0 {
+			p.unlink(i)
+			p.free = append(p.free, i)
+		}
+		delete(p.byKey, k)
+	}
+	p.events = append(p.events, Event{Kind: AllBlocksCleared})
 }
 
 // TakeEvents returns the events since the last call, in order, and forgets

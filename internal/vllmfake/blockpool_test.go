@@ -162,3 +162,37 @@ func TestBlockPoolEventsReproduceContents(t *testing.T) {
 		}
 	}
 }
+
+func TestBlockPoolResetDropsEveryCachedBlock(t *testing.T) {
+	p := NewBlockPool(6)
+	p.Release(run(t, p, keys(1, 2), 2)) // cached, free
+	held := run(t, p, keys(3, 4), 3)    // cached, still running
+	p.TakeEvents()
+	p.Reset()
+	ev := p.TakeEvents()
+	if len(ev) != 1 || ev[0].Kind != AllBlocksCleared {
+		t.Fatalf("events %+v, want one AllBlocksCleared", ev)
+	}
+	if p.Cached() != 0 || p.PrefixLen(keys(1, 2)) != 0 || p.PrefixLen(keys(3, 4)) != 0 {
+		t.Fatalf("after Reset: %d cached, want 0", p.Cached())
+	}
+	if p.Held() != 3 {
+		t.Fatalf("held %d, want the running request's 3", p.Held())
+	}
+	// The running request's blocks are recomputed by a new request while it
+	// still holds its old, uncached copies; releasing the old ones must not
+	// touch the new cached ones.
+	again := run(t, p, keys(3, 4), 2)
+	p.Release(held)
+	if p.Held() != 2 || !p.Contains(3) || !p.Contains(4) {
+		t.Fatalf("after releasing the pre-Reset request: held %d, cached 3 %v 4 %v; want 2, true, true", p.Held(), p.Contains(3), p.Contains(4))
+	}
+	p.Release(again)
+	if p.Held() != 0 || p.Cached() != 2 {
+		t.Fatalf("all released: held %d cached %d, want 0 and 2", p.Held(), p.Cached())
+	}
+	// Every slot is usable again: the whole capacity can be allocated.
+	if _, err := p.Allocate(keys(9), 0, 6); err != nil {
+		t.Fatalf("allocating the whole pool after Reset: %v", err)
+	}
+}

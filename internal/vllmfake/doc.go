@@ -4,7 +4,7 @@
 // vLLM's wire format (msgpack EventBatch, [topic, seq, payload] frames) over
 // a real libzmq socket.
 //
-// The simulation (examples/simulate) and the router's tests
+// The simulation (internal/sim) and the router's tests
 // (examples/router) use it as their engine. It is test and demo machinery,
 // not part of kvtrack's API.
 //

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"testing"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
 
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
+	"github.com/kvtrack/kvtrack/kvevents"
 )
 
 func TestPublisherSendsVLLMFrames(t *testing.T) {
@@ -18,20 +20,12 @@ func TestPublisherSendsVLLMFrames(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pub.Close()
-	sub, err := zmq.NewSocket(zmq.SUB)
+	sub, err := kvevents.NewSubscriber(pub.Endpoint(), kvevents.SubscriberOptions{TopicFilter: "kv@"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sub.Close()
-	sub.SetLinger(0)
-	sub.SetRcvtimeo(5 * time.Second)
-	if err := sub.SetSubscribe("kv@"); err != nil {
-		t.Fatal(err)
-	}
-	if err := sub.Connect(pub.Endpoint()); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := pub.WaitSubscribed(ctx); err != nil {
 		t.Fatal(err)
@@ -42,7 +36,7 @@ func TestPublisherSendsVLLMFrames(t *testing.T) {
 		if err != nil || seq != want {
 			t.Fatalf("Publish = %d, %v; want %d, nil", seq, err, want)
 		}
-		msg, err := sub.RecvMessageBytes(0)
+		msg, err := sub.Recv(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -128,40 +122,17 @@ func TestPublisherAnswersReplay(t *testing.T) {
 		if seq, _ := pub.Publish(1.5, events); seq != 4 {
 			t.Fatalf("after SkipSequence(1), Publish used seq %d, want 4", seq)
 		}
-		dealer, err := zmq.NewSocket(zmq.DEALER)
+		var got []uint64
+		err = kvevents.Replay(context.Background(), pub.ReplayEndpoint(), 0, kvevents.ReplayOptions{Timeout: 5 * time.Second},
+			func(r kvevents.ReplayReply) error {
+				if r.HasTopic != topicFrame || (topicFrame && string(r.Topic) != "kv@x@m") {
+					return fmt.Errorf("reply of seq %d has topic frame %q, want one: %v", r.Seq, r.Topic, topicFrame)
+				}
+				got = append(got, r.Seq)
+				return nil
+			})
 		if err != nil {
 			t.Fatal(err)
-		}
-		defer dealer.Close()
-		dealer.SetLinger(0)
-		dealer.SetRcvtimeo(5 * time.Second)
-		if err := dealer.Connect(pub.ReplayEndpoint()); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := dealer.SendMessage([]byte{}, binary.BigEndian.AppendUint64(nil, 0)); err != nil {
-			t.Fatal(err)
-		}
-		var got []uint64
-		for {
-			msg, err := dealer.RecvMessageBytes(0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			msg = msg[1:] // the ROUTER's empty delimiter
-			if topicFrame {
-				if string(msg[0]) != "kv@x@m" {
-					t.Fatalf("reply %q lacks the topic frame", msg)
-				}
-				msg = msg[1:]
-			}
-			if len(msg) != 2 || len(msg[0]) != 8 {
-				t.Fatalf("reply %q, want [seq, payload]", msg)
-			}
-			seq := binary.BigEndian.Uint64(msg[0])
-			if seq == ^uint64(0) {
-				break
-			}
-			got = append(got, seq)
 		}
 		if len(got) != 2 || got[0] != 2 || got[1] != 4 {
 			t.Errorf("topicFrame=%v: replayed seqs %v, want [2 4]", topicFrame, got)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -12,10 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
-
-	zmq "github.com/pebbe/zmq4"
 
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 	"github.com/kvtrack/kvtrack/kvevents"
@@ -102,7 +98,7 @@ type socketPlan struct {
 type collector struct {
 	opts    *Options
 	plans   []socketPlan
-	sockets []*zmq.Socket
+	sockets []*kvevents.Subscriber
 
 	mu           sync.Mutex // guards byKey, order, unattributed
 	byKey        map[streamKey]*stream
@@ -164,28 +160,12 @@ func newCollector(o *Options) (*collector, error) {
 
 // openSub opens a SUB socket that takes every topic: the doctor must see
 // the messages the router's filter would drop, to say so.
-func openSub(p socketPlan) (*zmq.Socket, error) {
-	sock, err := zmq.NewSocket(zmq.SUB)
+func openSub(p socketPlan) (*kvevents.Subscriber, error) {
+	sub, err := kvevents.NewSubscriber(p.endpoint, kvevents.SubscriberOptions{Bind: p.bind})
 	if err != nil {
-		return nil, fmt.Errorf("doctor: SUB socket: %w", err)
+		return nil, fmt.Errorf("doctor: %w", err)
 	}
-	err = errors.Join(sock.SetLinger(0), sock.SetRcvtimeo(100*time.Millisecond), sock.SetRcvhwm(100_000), sock.SetSubscribe(""))
-	if err == nil {
-		if p.bind {
-			err = sock.Bind(p.endpoint)
-		} else {
-			err = sock.Connect(p.endpoint)
-		}
-	}
-	if err != nil {
-		sock.Close()
-		verb := "connect to"
-		if p.bind {
-			verb = "bind"
-		}
-		return nil, fmt.Errorf("doctor: cannot %s %s: %w", verb, p.endpoint, err)
-	}
-	return sock, nil
+	return sub, nil
 }
 
 func (c *collector) closeSockets() {
@@ -207,15 +187,12 @@ func (c *collector) start(ctx context.Context, wg *sync.WaitGroup) {
 	c.sockets = nil
 }
 
-func (c *collector) receive(ctx context.Context, sock *zmq.Socket, p socketPlan) {
+func (c *collector) receive(ctx context.Context, sock *kvevents.Subscriber, p socketPlan) {
 	defer sock.Close()
 	d := kvevents.NewDecoder()
-	for ctx.Err() == nil {
-		frames, err := sock.RecvMessageBytes(0)
+	for {
+		frames, err := sock.Recv(ctx)
 		if err != nil {
-			if zmq.AsErrno(err) == zmq.Errno(syscall.EAGAIN) || zmq.AsErrno(err) == zmq.Errno(syscall.EINTR) {
-				continue
-			}
 			return
 		}
 		c.messages.Add(1)

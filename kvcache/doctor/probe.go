@@ -46,11 +46,15 @@ const probeText = "The quick brown fox jumps over the lazy dog while the harbour
 	"Seven sailors count their copper coins, then argue about maps, tides and the price of rope. "
 
 func runProbes(ctx context.Context, o *Options, col *collector) []Probe {
+	// The probe computes keys only: the doctor follows events itself.
+	off := false
+	cfg := o.Config
+	cfg.Events.Enabled = &off
 	var kopts []kvcache.Option
 	if o.Tokenizer != nil {
 		kopts = append(kopts, kvcache.WithTokenizer(o.Tokenizer))
 	}
-	ix, err := kvcache.New(o.Config, kopts...)
+	ix, err := kvcache.New(cfg, kopts...)
 	var out []Probe
 	if err != nil {
 		for _, pod := range o.Pods {

@@ -1,16 +1,11 @@
 package doctor
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
-	"errors"
-	"fmt"
 	"sync"
-	"syscall"
 	"time"
 
-	zmq "github.com/pebbe/zmq4"
+	"github.com/kvtrack/kvtrack/kvevents"
 )
 
 // replayResult is what one replay endpoint answered.
@@ -55,66 +50,16 @@ func (c *collector) checkReplays(ctx context.Context, timeout time.Duration) map
 	return out
 }
 
-// endMarker is vLLM's replay terminator, (-1).to_bytes(8, "big", signed=True).
-var endMarker = []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
-
-// askReplay sends one replay request from a DEALER, as the router does on a
-// gap, and reads the answer until the end marker, a bad frame, or timeout
-// without a reply.
+// askReplay sends one replay request, as the router does on a gap, and
+// counts the answer until the end marker, a bad frame, or timeout without
+// a reply; a huge buffer cannot hold the doctor past 4 x timeout.
 func askReplay(ctx context.Context, ep string, from uint64, timeout time.Duration) replayResult {
 	r := replayResult{from: from}
-	sock, err := zmq.NewSocket(zmq.DEALER)
-	if err != nil {
-		r.err = err
-		return r
-	}
-	defer sock.Close()
-	if err := errors.Join(sock.SetLinger(0), sock.SetRcvtimeo(50*time.Millisecond), sock.SetSndtimeo(timeout), sock.Connect(ep)); err != nil {
-		r.err = err
-		return r
-	}
-	if _, err := sock.SendMessage([]byte{}, binary.BigEndian.AppendUint64(nil, from)); err != nil {
-		r.err = fmt.Errorf("sending the request: %w", err)
-		return r
-	}
-	deadline := time.Now().Add(timeout)
-	giveUp := time.Now().Add(4 * timeout) // a huge buffer must not hold the doctor
-	for time.Now().Before(giveUp) {
-		frames, err := sock.RecvMessageBytes(0)
-		if err != nil {
-			if zmq.AsErrno(err) != zmq.Errno(syscall.EAGAIN) {
-				r.err = err
-				return r
-			}
-			if ctx.Err() != nil {
-				r.err = ctx.Err()
-				return r
-			}
-			if time.Now().After(deadline) {
-				r.err = fmt.Errorf("no reply within %v", timeout)
-				return r
-			}
-			continue
-		}
-		deadline = time.Now().Add(timeout)
-		if len(frames) > 0 && len(frames[0]) == 0 {
-			frames = frames[1:] // the ROUTER's delimiter
-		}
-		var seq []byte
-		switch len(frames) {
-		case 2:
-			seq = frames[0]
-		case 3:
-			seq, r.topicFrm = frames[1], true
-		default:
-			r.err = fmt.Errorf("a reply of %d frames, want [seq, payload] or [topic, seq, payload]", len(frames))
-			return r
-		}
-		if bytes.Equal(seq, endMarker) {
-			r.ended = true
-			return r
-		}
+	r.err = kvevents.Replay(ctx, ep, from, kvevents.ReplayOptions{Timeout: timeout, Total: 4 * timeout}, func(rep kvevents.ReplayReply) error {
 		r.replies++
-	}
+		r.topicFrm = rep.HasTopic
+		return nil
+	})
+	r.ended = r.err == nil
 	return r
 }

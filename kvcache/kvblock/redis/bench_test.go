@@ -3,35 +3,85 @@ package redis_test
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock/redis"
 )
 
-// benchIndex is an Index on a local server of its own, without TTL.
-func benchIndex(b *testing.B) *redis.Index {
+// benchIndex is an Index on a local server of its own, without TTL, with
+// its registry and a raw client to read the server's own statistics.
+func benchIndex(b *testing.B) (*redis.Index, *prometheus.Registry, *goredis.Client) {
 	b.Helper()
 	srv := startServer(b)
 	cfg := redis.DefaultConfig()
 	cfg.Addr = srv.Addr()
 	cfg.TTL = 0
-	ix, err := redis.New(cfg)
+	// A busy machine can stall one big script call past the default.
+	cfg.ReadTimeout = time.Duration(10 * time.Second)
+	reg := prometheus.NewRegistry()
+	ix, err := redis.New(cfg, redis.WithRegisterer(reg))
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { _ = ix.Close() })
-	return ix
+	rc := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
+	b.Cleanup(func() { _ = ix.Close(); _ = rc.Close() })
+	return ix, reg, rc
+}
+
+// serverMicros is the CPU time the server spent in the commands the index
+// sends (INFO commandstats; the commands scripts run are inside their
+// script's time): the part of a benchmark that scheduling noise on a busy
+// machine does not inflate.
+func serverMicros(b *testing.B, rc *goredis.Client) float64 {
+	b.Helper()
+	s, err := rc.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var total float64
+	for _, line := range strings.Split(s, "\n") {
+		name, _, ok := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":")
+		if !ok || !topLevel[name] {
+			continue
+		}
+		for _, f := range strings.Split(strings.TrimSpace(line[strings.IndexByte(line, ':')+1:]), ",") {
+			if v, ok := strings.CutPrefix(f, "usec="); ok {
+				n, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					b.Fatalf("commandstats line %q: %v", line, err)
+				}
+				total += n
+			}
+		}
+	}
+	return total
+}
+
+// topLevel are the commands the index sends itself.
+var topLevel = map[string]bool{"evalsha": true, "eval": true, "mget": true, "get": true, "hmget": true, "hgetall": true}
+
+// reportServer adds server-us/op and round-trips/op for op since before.
+func reportServer(b *testing.B, reg *prometheus.Registry, rc *goredis.Client, op string, usBefore, tripsBefore float64) {
+	b.Helper()
+	b.ReportMetric((serverMicros(b, rc)-usBefore)/float64(b.N), "server-us/op")
+	b.ReportMetric((counterValue(reg, "kvtrack_redis_round_trips_total", op)-tripsBefore)/float64(b.N), "round-trips/op")
 }
 
 // BenchmarkRedisIndexScore scores a prompt of tokens/16 keys against pods
 // candidates, where pod p holds the first (p+1)/pods of the prompt: the walk
 // covers the whole prompt and visits every candidate's entries, the worst
-// case for the server-side walk.
+// case for the walk.
 func BenchmarkRedisIndexScore(b *testing.B) {
 	for _, tc := range []struct{ tokens, pods int }{{8192, 100}, {8192, 10}, {1024, 100}} {
 		b.Run(fmt.Sprintf("tokens=%d/pods=%d", tc.tokens, tc.pods), func(b *testing.B) {
-			ix := benchIndex(b)
+			ix, reg, rc := benchIndex(b)
 			ctx := context.Background()
 			ks := keyRange(0, tc.tokens/16)
 			pods := make([]kvblock.Pod, tc.pods)
@@ -42,9 +92,10 @@ func BenchmarkRedisIndexScore(b *testing.B) {
 				}
 			}
 			dst := make([]kvblock.PodScore, 0, len(pods))
-			if _, err := ix.Score(ctx, ks, pods, dst); err != nil { // loads the script
+			if _, err := ix.Score(ctx, ks, pods, dst); err != nil { // learns the pod ids
 				b.Fatal(err)
 			}
+			us, trips := serverMicros(b, rc), counterValue(reg, "kvtrack_redis_round_trips_total", "score")
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
@@ -56,6 +107,8 @@ func BenchmarkRedisIndexScore(b *testing.B) {
 					b.Fatalf("last pod matched %d, want %d", got[len(got)-1].Matched, len(ks))
 				}
 			}
+			b.StopTimer()
+			reportServer(b, reg, rc, "score", us, trips)
 			b.ReportMetric(float64(len(ks)), "keys/op")
 		})
 	}
@@ -64,15 +117,19 @@ func BenchmarkRedisIndexScore(b *testing.B) {
 // BenchmarkRedisIndexAdd stores a 512-key prompt (8192 tokens) per op, each
 // op on fresh keys of one of 100 pods.
 func BenchmarkRedisIndexAdd(b *testing.B) {
-	ix := benchIndex(b)
+	ix, reg, rc := benchIndex(b)
 	ctx := context.Background()
 	const keysPerOp = 512
 	pods := make([]kvblock.Pod, 100)
 	for p := range pods {
 		pods[p] = kvblock.Pod{Addr: fmt.Sprintf("10.3.0.%d:8000", p)}
+		if err := ix.Add(ctx, pods[p], kvblock.TierGPU, []kvblock.Key{kvblock.Key(p)}); err != nil {
+			b.Fatal(err) // interns the pod
+		}
 	}
 	buf := make([]kvblock.Key, keysPerOp)
 	next := 0
+	us, trips := serverMicros(b, rc), counterValue(reg, "kvtrack_redis_round_trips_total", "add")
 	b.ReportAllocs()
 	b.SetBytes(keysPerOp * 8)
 	for b.Loop() {
@@ -84,5 +141,52 @@ func BenchmarkRedisIndexAdd(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	b.StopTimer()
+	reportServer(b, reg, rc, "add", us, trips)
 	b.ReportMetric(keysPerOp, "keys/op")
+}
+
+// BenchmarkRedisIndexMemory stores 1M (block, pod) entries and reports the
+// server's used_memory growth (INFO memory) per entry, with each block held
+// by podsPerKey pods: 1 is the worst case (every block's key costs its own
+// overhead), larger shares are shared prefixes.
+func BenchmarkRedisIndexMemory(b *testing.B) {
+	const entries = 1 << 20
+	for _, podsPerKey := range []int{1, 4, 16} {
+		b.Run(fmt.Sprintf("pods-per-key=%d", podsPerKey), func(b *testing.B) {
+			for b.Loop() {
+				ix, _, _ := benchIndex(b)
+				ctx := context.Background()
+				base, _, err := ix.Memory(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				blocks := entries / podsPerKey
+				ks := make([]kvblock.Key, 512)
+				for p := range podsPerKey {
+					pod := kvblock.Pod{Addr: fmt.Sprintf("10.4.0.%d:8000", p)}
+					for lo := 0; lo < blocks; lo += len(ks) {
+						for i := range ks {
+							ks[i] = kvblock.Key(uint64(lo+i+1) * 0x9E3779B97F4A7C15)
+						}
+						if err := ix.Add(ctx, pod, kvblock.TierGPU, ks[:min(len(ks), blocks-lo)]); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				st, err := ix.Stats(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if st.Entries != entries {
+					b.Fatalf("stored %d entries, want %d", st.Entries, entries)
+				}
+				used, _, err := ix.Memory(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(used-base)/float64(st.Entries), "B/entry")
+			}
+		})
+	}
 }

@@ -3,7 +3,6 @@ package redis
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -15,50 +14,55 @@ import (
 )
 
 // Config selects and tunes the Redis (or Valkey) server that holds a shared
-// index. kvcache.Config embeds it as its "redis" section. Zero values mean
+// index. It is the backend's side of kvcache.Config's "redis" section,
+// which is the schema users write (kvcache translates it). Zero values mean
 // the documented default, except TTL, whose zero disables expiry: start from
 // DefaultConfig to get the default TTL.
 type Config struct {
 	// Addr is the server's host:port. Default "localhost:6379".
-	Addr string `json:"addr,omitempty"`
+	Addr string
 	// DB is the logical database number. Default 0.
-	DB int `json:"db,omitempty"`
+	DB int
 	// Username and Password authenticate with AUTH (ACL user or legacy
 	// requirepass when Username is empty).
-	Username string `json:"username,omitempty"`
-	Password string `json:"password,omitempty"`
+	Username string
+	Password string
 	// TLS configures an encrypted connection.
-	TLS TLSConfig `json:"tls,omitzero"`
+	TLS TLSConfig
 	// KeyPrefix starts every key the index writes, so several indexes (or
 	// other applications) can share one database. Default "kvtrack:".
-	KeyPrefix string `json:"keyPrefix,omitempty"`
+	KeyPrefix string
 	// PoolSize is the maximum number of connections. Default 10 per CPU.
-	PoolSize int `json:"poolSize,omitempty"`
+	PoolSize int
 	// TTL drops an entry that has not been stored again for this long: a
 	// safety net for removals that never arrived (lost events, pods that
 	// vanished). Expiry runs on the write path, a bounded amount per write.
 	// 0 disables it. DefaultConfig sets one hour.
-	TTL Duration `json:"ttl,omitempty"`
+	TTL time.Duration
 	// DialTimeout bounds connecting. Default 1s.
-	DialTimeout Duration `json:"dialTimeout,omitempty"`
+	DialTimeout time.Duration
 	// ReadTimeout and WriteTimeout bound each socket read and write; a
 	// context deadline, when earlier, wins. Default 500ms each.
-	ReadTimeout  Duration `json:"readTimeout,omitempty"`
-	WriteTimeout Duration `json:"writeTimeout,omitempty"`
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+
+	// Cluster selects Redis Cluster and spreads the index over hash slots;
+	// see ClusterConfig (config_cluster.go).
+	Cluster ClusterConfig
 }
 
 // TLSConfig configures TLS to the server.
 type TLSConfig struct {
 	// Enabled turns TLS on. The other fields require it.
-	Enabled bool `json:"enabled,omitempty"`
+	Enabled bool
 	// CAFile is a PEM bundle of CAs to verify the server with, instead of
 	// the system pool.
-	CAFile string `json:"caFile,omitempty"`
+	CAFile string
 	// ServerName overrides the name verified in the server's certificate
 	// (default: the host part of Addr).
-	ServerName string `json:"serverName,omitempty"`
+	ServerName string
 	// InsecureSkipVerify accepts any server certificate. For tests only.
-	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+	InsecureSkipVerify bool
 }
 
 // Defaults used for zero Config fields.
@@ -76,10 +80,10 @@ func DefaultConfig() Config {
 	return Config{
 		Addr:         DefaultAddr,
 		KeyPrefix:    DefaultKeyPrefix,
-		TTL:          Duration(DefaultTTL),
-		DialTimeout:  Duration(DefaultDialTimeout),
-		ReadTimeout:  Duration(DefaultReadTimeout),
-		WriteTimeout: Duration(DefaultWriteTimeout),
+		TTL:          time.Duration(DefaultTTL),
+		DialTimeout:  time.Duration(DefaultDialTimeout),
+		ReadTimeout:  time.Duration(DefaultReadTimeout),
+		WriteTimeout: time.Duration(DefaultWriteTimeout),
 	}
 }
 
@@ -115,7 +119,7 @@ func (c Config) Validate() error {
 	}
 	for _, d := range []struct {
 		field string
-		v     Duration
+		v     time.Duration
 	}{{"ttl", c.TTL}, {"dialTimeout", c.DialTimeout}, {"readTimeout", c.ReadTimeout}, {"writeTimeout", c.WriteTimeout}} {
 		if d.v < 0 {
 			bad(d.field, "%s is negative; want 0 (default or disabled) or a positive duration such as \"500ms\"", time.Duration(d.v))
@@ -124,6 +128,7 @@ func (c Config) Validate() error {
 	if c.TTL > 0 && time.Duration(c.TTL) < time.Millisecond {
 		bad("ttl", "%s is below the 1ms resolution of expiry; want 0 (disabled) or >= 1ms", time.Duration(c.TTL))
 	}
+	c.Cluster.validate(c.DB, bad)
 	return errors.Join(errs...)
 }
 
@@ -190,34 +195,3 @@ func (c Config) clientOptions() (*goredis.Options, error) {
 	}
 	return o, nil
 }
-
-// Duration is a time.Duration that JSON spells as a Go duration string
-// ("30s", "1h"); a JSON number is read as nanoseconds.
-type Duration time.Duration
-
-// MarshalJSON writes the duration as a string such as "1h0m0s".
-func (d Duration) MarshalJSON() ([]byte, error) {
-	return json.Marshal(time.Duration(d).String())
-}
-
-// UnmarshalJSON reads a duration string or a number of nanoseconds.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		var n int64
-		if err := json.Unmarshal(b, &n); err != nil {
-			return fmt.Errorf("duration %s: want a string such as \"500ms\" or integer nanoseconds", b)
-		}
-		*d = Duration(n)
-		return nil
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("duration %q: want a string such as \"500ms\", \"30s\" or \"1h\"", s)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// String formats like time.Duration.
-func (d Duration) String() string { return time.Duration(d).String() }

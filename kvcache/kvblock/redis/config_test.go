@@ -1,7 +1,6 @@
 package redis_test
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,8 +34,8 @@ func TestValidateNamesTheField(t *testing.T) {
 		}, "redis.tls.insecureSkipVerify"},
 		{"prefix with space", func(c *redis.Config) { c.KeyPrefix = "kv track:" }, "redis.keyPrefix"},
 		{"negative pool", func(c *redis.Config) { c.PoolSize = -2 }, "redis.poolSize"},
-		{"negative ttl", func(c *redis.Config) { c.TTL = redis.Duration(-time.Second) }, "redis.ttl"},
-		{"ttl below resolution", func(c *redis.Config) { c.TTL = redis.Duration(time.Microsecond) }, "redis.ttl"},
+		{"negative ttl", func(c *redis.Config) { c.TTL = time.Duration(-time.Second) }, "redis.ttl"},
+		{"ttl below resolution", func(c *redis.Config) { c.TTL = time.Duration(time.Microsecond) }, "redis.ttl"},
 		{"negative dial timeout", func(c *redis.Config) { c.DialTimeout = -1 }, "redis.dialTimeout"},
 		{"negative read timeout", func(c *redis.Config) { c.ReadTimeout = -1 }, "redis.readTimeout"},
 		{"negative write timeout", func(c *redis.Config) { c.WriteTimeout = -1 }, "redis.writeTimeout"},
@@ -62,53 +61,6 @@ func TestValidateReportsEveryBadField(t *testing.T) {
 	for _, field := range []string{"redis.db:", "redis.poolSize:"} {
 		if err == nil || !strings.Contains(err.Error(), field) {
 			t.Errorf("Validate() = %v, want it to name %s", err, field)
-		}
-	}
-}
-
-func TestConfigReadsJSON(t *testing.T) {
-	const in = `{"addr": "redis.kv:6380", "db": 2, "username": "kv", "password": "pw",
-		"tls": {"enabled": true, "serverName": "redis.internal"}, "keyPrefix": "epp:",
-		"poolSize": 8, "ttl": "30m", "dialTimeout": "2s", "readTimeout": 250000000}`
-	cfg := redis.DefaultConfig()
-	if err := json.Unmarshal([]byte(in), &cfg); err != nil {
-		t.Fatal(err)
-	}
-	want := redis.Config{
-		Addr: "redis.kv:6380", DB: 2, Username: "kv", Password: "pw",
-		TLS:       redis.TLSConfig{Enabled: true, ServerName: "redis.internal"},
-		KeyPrefix: "epp:", PoolSize: 8, TTL: redis.Duration(30 * time.Minute),
-		DialTimeout: redis.Duration(2 * time.Second), ReadTimeout: redis.Duration(250 * time.Millisecond),
-		WriteTimeout: redis.Duration(redis.DefaultWriteTimeout), // kept from the defaults
-	}
-	if cfg != want {
-		t.Errorf("got  %+v\nwant %+v", cfg, want)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Errorf("Validate() = %v", err)
-	}
-}
-
-func TestDurationJSONRoundTrips(t *testing.T) {
-	in := redis.Duration(90 * time.Second)
-	b, err := json.Marshal(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(b) != `"1m30s"` {
-		t.Errorf("Marshal = %s, want \"1m30s\"", b)
-	}
-	var out redis.Duration
-	if err := json.Unmarshal(b, &out); err != nil || out != in {
-		t.Errorf("Unmarshal(%s) = %v, %v; want %v", b, out, err, in)
-	}
-}
-
-func TestDurationRejectsGarbage(t *testing.T) {
-	for _, in := range []string{`"soon"`, `true`, `"10"`, `{}`} {
-		var d redis.Duration
-		if err := json.Unmarshal([]byte(in), &d); err == nil {
-			t.Errorf("Unmarshal(%s) accepted, got %v", in, d)
 		}
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -21,45 +20,71 @@ import (
 const (
 	// writeChunk bounds the keys one add or remove script call carries, so a
 	// huge batch does not hold the single-threaded server for long; a prompt
-	// of up to writeChunk blocks (64k tokens in 16-token blocks) is one round
-	// trip.
+	// of up to writeChunk blocks (64k tokens in 16-token blocks) is one call
+	// per group.
 	writeChunk = 4096
-	// clearBatch bounds the entries one ClearPod script call drops.
-	clearBatch = 10000
-	// expireBatch bounds the stale entries one add drops per pod it expires.
-	expireBatch = 1000
-	// maxPodName is the longest pod name a score request can carry (its
-	// length travels in two bytes).
-	maxPodName = math.MaxUint16
+	// clearBatches bounds the logged batches one ClearPod or Clear script
+	// call drains.
+	clearBatches = 8
+	// expireBatches bounds the logged batches one add expires: more than
+	// the one it logs, so expiry keeps up.
+	expireBatches = 2
+	// maxPodID is the largest pod id a 3-byte record holds.
+	maxPodID = 1<<24 - 1
+	// recordSize is the size of one (pod, tier, epoch) record in a block.
+	recordSize = 5
 )
 
 // Index is a kvblock.Index kept in Redis, shared by every Index value (in
-// any process) configured with the same server, database and key prefix.
+// any process) configured with the same server (or cluster), database and
+// key prefix.
 //
-// Each Add, Remove and Score of a prompt is one server-side script call,
-// whatever the number of keys (up to writeChunk keys per call for writes).
-// Writes are not retried: the scripts count references, and a retry after a
-// lost reply could apply a store twice. A failed call returns an error and
-// is counted in kvtrack_redis_errors_total; a failed Score still appends a
-// zero score per candidate ("no data"), so a caller that degrades on error
-// can use the result as is.
+// Add and Remove of a prompt are one script call per group the keys fall in
+// (one group standalone), sent in one pipeline; Score is one MGET per group,
+// pipelined, with the walk done here. Writes are not retried: the scripts
+// count references, and a retry after a lost reply could apply a store
+// twice. A failed call returns an error (the index may then hold part of
+// the batch, until the pod is cleared or its entries expire) and is counted
+// in kvtrack_redis_errors_total; a failed Score still appends a zero score
+// per candidate ("no data"), so a caller that degrades on error can use the
+// result as is.
 //
 // When several replicas share one server, each pod's events must be applied
 // by exactly one of them, or references are counted once per replica.
 //
 // Index is safe for concurrent use.
 type Index struct {
-	client     *goredis.Client
-	prefix     string
-	ttlMillis  int64
-	weightArgs []any // number of weights, then (tier name, weight) pairs
-	m          *metrics
+	client  goredis.UniversalClient
+	cluster *goredis.ClusterClient // nil standalone
+	meta    string                 // M: "<prefix>{m}"
+	groups  []string               // G of each group: "<prefix>{g}"
+	stats   []string               // each group's counters key, G+"s"
+
+	ttlMillis   int64
+	epochMillis int64
+	weights     kvblock.TierWeights
+	m           *metrics
+
+	reloading atomic.Bool // a cluster topology reload is under way
 
 	// Score's counters are this value's own; the other Stats are shared.
 	lookups atomic.Uint64
 	hits    atomic.Uint64
 
-	bufs sync.Pool // *[]byte request buffers
+	// Ids never change once the server assigned them, so they are cached
+	// for good.
+	mu      sync.RWMutex
+	gen     string // the registry generation the cached ids belong to
+	podIDs  map[string]uint32
+	tierIDs map[string]uint8
+
+	bufs    sync.Pool // *[]byte request buffers
+	scratch sync.Pool // *scoreScratch
+}
+
+// tierTable is the weight of each tier id.
+type tierTable struct {
+	weight [256]float64
 }
 
 var _ kvblock.Index = (*Index)(nil)
@@ -99,47 +124,56 @@ func New(cfg Config, opts ...Option) (*Index, error) {
 	if o.weights == nil {
 		o.weights = kvblock.DefaultTierWeights()
 	}
-	names := make([]string, 0, len(o.weights))
 	for name, w := range o.weights {
 		if math.IsNaN(w) || math.IsInf(w, 0) {
 			return nil, fmt.Errorf("redis index: tier weight %q is %v; want a finite number", name, w)
 		}
-		names = append(names, name)
 	}
-	slices.Sort(names)
-	weightArgs := make([]any, 0, 1+2*len(names))
-	weightArgs = append(weightArgs, len(names))
-	for _, name := range names {
-		// 'g' with -1 precision round-trips: Lua's tonumber reads back the
-		// same float64, so weighted sums match the in-memory index's bits.
-		weightArgs = append(weightArgs, name, strconv.FormatFloat(o.weights[name], 'g', -1, 64))
-	}
-
-	copts, err := cfg.clientOptions()
+	client, err := cfg.newClient()
 	if err != nil {
 		return nil, err
 	}
 	m, err := newMetrics(o.reg)
 	if err != nil {
+		_ = client.Close()
 		return nil, err
 	}
-	return &Index{
-		client:     goredis.NewClient(copts),
-		prefix:     cfg.KeyPrefix,
-		ttlMillis:  time.Duration(cfg.TTL).Milliseconds(),
-		weightArgs: weightArgs,
-		m:          m,
-	}, nil
+	ix := &Index{
+		client:    client,
+		meta:      cfg.KeyPrefix + "{m}",
+		ttlMillis: time.Duration(cfg.TTL).Milliseconds(),
+		weights:   o.weights,
+		m:         m,
+		podIDs:    map[string]uint32{},
+		tierIDs:   map[string]uint8{},
+	}
+	ix.cluster, _ = client.(*goredis.ClusterClient)
+	if ix.ttlMillis > 0 {
+		ix.epochMillis = max(1, ix.ttlMillis/4)
+	}
+	for g := range cfg.Cluster.groups() {
+		gp := cfg.KeyPrefix + "{" + strconv.Itoa(g) + "}"
+		ix.groups = append(ix.groups, gp)
+		ix.stats = append(ix.stats, gp+"s")
+	}
+	return ix, nil
 }
 
 // Close closes the connections.
 func (ix *Index) Close() error { return ix.client.Close() }
 
-// Ping checks that the server answers.
+// Ping checks that the server (every master of a cluster) answers.
 func (ix *Index) Ping(ctx context.Context) error {
 	start := time.Now()
 	ix.m.roundTrips[opPing].Inc()
-	err := ix.client.Ping(ctx).Err()
+	var err error
+	if ix.cluster != nil {
+		err = ix.cluster.ForEachMaster(ctx, func(ctx context.Context, c *goredis.Client) error {
+			return c.Ping(ctx).Err()
+		})
+	} else {
+		err = ix.client.Ping(ctx).Err()
+	}
 	ix.done(opPing, start, err)
 	if err != nil {
 		return fmt.Errorf("redis index: ping: %w", err)
@@ -149,31 +183,20 @@ func (ix *Index) Ping(ctx context.Context) error {
 
 // Add records that pod holds keys on tier, one reference per key.
 func (ix *Index) Add(ctx context.Context, pod kvblock.Pod, tier kvblock.Tier, keys []kvblock.Key) error {
-	return ix.write(ctx, opAdd, addScript, pod, tier, keys)
+	return ix.write(ctx, opAdd, pod, tier, keys)
 }
 
 // Remove drops one reference to each (key, pod, tier).
 func (ix *Index) Remove(ctx context.Context, pod kvblock.Pod, tier kvblock.Tier, keys []kvblock.Key) error {
-	return ix.write(ctx, opRemove, removeScript, pod, tier, keys)
+	return ix.write(ctx, opRemove, pod, tier, keys)
 }
 
-func (ix *Index) write(ctx context.Context, o op, s *script, pod kvblock.Pod, tier kvblock.Tier, keys []kvblock.Key) error {
+func (ix *Index) write(ctx context.Context, o op, pod kvblock.Pod, tier kvblock.Tier, keys []kvblock.Key) error {
 	if len(keys) == 0 {
 		return nil
 	}
 	start := time.Now()
-	name, tierName := podName(pod), tier.String()
-	buf := ix.buffer()
-	defer ix.bufs.Put(buf)
-	var err error
-	for lo := 0; lo < len(keys) && err == nil; lo += writeChunk {
-		*buf = appendKeys((*buf)[:0], keys[lo:min(lo+writeChunk, len(keys))])
-		if o == opAdd {
-			_, err = ix.run(ctx, o, s, ix.prefix, name, tierName, *buf, ix.ttlMillis, expireBatch)
-		} else {
-			_, err = ix.run(ctx, o, s, ix.prefix, name, tierName, *buf)
-		}
-	}
+	err := ix.writeKeys(ctx, o, pod, tier, keys)
 	ix.done(o, start, err)
 	if err != nil {
 		return fmt.Errorf("redis index: %s %d keys of %s on %s: %w", opNames[o], len(keys), pod, tier, err)
@@ -181,10 +204,56 @@ func (ix *Index) write(ctx context.Context, o op, s *script, pod kvblock.Pod, ti
 	return nil
 }
 
-// ClearPod drops every entry of pod, in calls of at most clearBatch entries.
+func (ix *Index) writeKeys(ctx context.Context, o op, pod kvblock.Pod, tier kvblock.Tier, keys []kvblock.Key) error {
+	name, tierName := podName(pod), tier.String()
+	var pid uint32
+	var tid uint8
+	var err error
+	if o == opAdd {
+		pid, tid, err = ix.intern(ctx, o, name, tierName)
+		if err != nil {
+			return err
+		}
+	} else {
+		var ok bool
+		if pid, tid, ok = ix.cachedIDs(name, tierName); !ok {
+			// Ids unknown here: look them up without creating any; a pod or
+			// tier the server never saw holds nothing to remove.
+			if pid, tid, ok, err = ix.lookupIDs(ctx, o, name, tierName); err != nil || !ok {
+				return err
+			}
+		}
+	}
+	var pb [4]byte
+	binary.BigEndian.PutUint32(pb[:], pid)
+	pidStr := strconv.FormatUint(uint64(pid), 10)
+	buf := ix.buffer()
+	defer ix.bufs.Put(buf)
+	var calls []call
+	for lo := 0; lo < len(keys); lo += writeChunk {
+		chunk := keys[lo:min(lo+writeChunk, len(keys))]
+		*buf = ix.appendByGroup((*buf)[:0], chunk)
+		for g, part := range ix.splitGroups(*buf, chunk) {
+			if len(part) == 0 {
+				continue
+			}
+			args := []any{ix.groups[g], pidStr, string(pb[1:]), string([]byte{tid}), string(part)}
+			s := removeScript
+			if o == opAdd {
+				s = addScript
+				args = append(args, ix.epochMillis, ix.ttlMillis, expireBatches)
+			}
+			calls = append(calls, call{s: s, key: ix.stats[g], args: args})
+		}
+	}
+	_, err = ix.runAll(ctx, o, calls)
+	return err
+}
+
+// ClearPod drops every entry of pod, in calls of bounded work.
 func (ix *Index) ClearPod(ctx context.Context, pod kvblock.Pod) error {
 	start := time.Now()
-	err := ix.clearPod(ctx, opClearPod, podName(pod))
+	err := ix.clearPod(ctx, pod)
 	ix.done(opClearPod, start, err)
 	if err != nil {
 		return fmt.Errorf("redis index: clear %s: %w", pod, err)
@@ -192,35 +261,25 @@ func (ix *Index) ClearPod(ctx context.Context, pod kvblock.Pod) error {
 	return nil
 }
 
-func (ix *Index) clearPod(ctx context.Context, o op, name string) error {
-	for {
-		res, err := ix.run(ctx, o, clearScript, ix.prefix, name, clearBatch)
-		if err != nil {
-			return err
-		}
-		left, ok := res.(int64)
-		if !ok {
-			return fmt.Errorf("unexpected reply %T from the clear script", res)
-		}
-		if left == 0 {
-			return nil
-		}
+func (ix *Index) clearPod(ctx context.Context, pod kvblock.Pod) error {
+	pid, _, ok, err := ix.lookupIDs(ctx, opClearPod, podName(pod), "")
+	if err != nil || !ok {
+		return err
 	}
+	id := strconv.FormatUint(uint64(pid), 10)
+	return ix.drainGroups(ctx, opClearPod, func(g int) call {
+		return call{s: clearPodScript, key: ix.stats[g], args: []any{ix.groups[g], id, clearBatches}}
+	})
 }
 
-// Clear drops every entry of every pod: one ClearPod per pod, so it keeps
-// the counters exact and never blocks the server for long. Entries stored
-// concurrently with Clear may survive it.
+// Clear drops every entry of every pod, in calls of bounded work, so it
+// keeps the counters exact and never blocks the server for long. Entries
+// stored concurrently with Clear may survive it.
 func (ix *Index) Clear(ctx context.Context) error {
 	start := time.Now()
-	ix.m.roundTrips[opClear].Inc()
-	names, err := ix.client.HKeys(ctx, ix.prefix+"pods").Result()
-	for _, name := range names {
-		if err != nil {
-			break
-		}
-		err = ix.clearPod(ctx, opClear, name)
-	}
+	err := ix.drainGroups(ctx, opClear, func(g int) call {
+		return call{s: clearScript, key: ix.stats[g], args: []any{ix.groups[g], clearBatches}}
+	})
 	ix.done(opClear, start, err)
 	if err != nil {
 		return fmt.Errorf("redis index: clear: %w", err)
@@ -228,131 +287,274 @@ func (ix *Index) Clear(ctx context.Context) error {
 	return nil
 }
 
-// Score appends one PodScore per candidate to dst, in candidate order. On
-// error it still appends them, all zero: no data rather than a guess.
-func (ix *Index) Score(ctx context.Context, keys []kvblock.Key, candidates []kvblock.Pod, dst []kvblock.PodScore) ([]kvblock.PodScore, error) {
-	base := len(dst)
-	for _, c := range candidates {
-		dst = append(dst, kvblock.PodScore{Pod: c})
+// drainGroups runs mk's call on every group, and again on each group whose
+// call reported work left, until none does.
+func (ix *Index) drainGroups(ctx context.Context, o op, mk func(g int) call) error {
+	pending := make([]int, len(ix.groups))
+	for g := range pending {
+		pending[g] = g
 	}
-	if len(keys) == 0 || len(candidates) == 0 {
-		return dst, nil
-	}
-	start := time.Now()
-	err := ix.score(ctx, keys, candidates, dst[base:])
-	ix.done(opScore, start, err)
-	if err != nil {
-		clear(dst[base:])
-		for i, c := range candidates {
-			dst[base+i].Pod = c
+	for len(pending) > 0 {
+		calls := make([]call, len(pending))
+		for i, g := range pending {
+			calls[i] = mk(g)
 		}
-		return dst, fmt.Errorf("redis index: score %d keys for %d candidates: %w", len(keys), len(candidates), err)
-	}
-	return dst, nil
-}
-
-func (ix *Index) score(ctx context.Context, keys []kvblock.Key, candidates []kvblock.Pod, out []kvblock.PodScore) error {
-	kb, cb := ix.buffer(), ix.buffer()
-	defer ix.bufs.Put(kb)
-	defer ix.bufs.Put(cb)
-	*kb = appendKeys((*kb)[:0], keys)
-	*cb = (*cb)[:0]
-	for _, c := range candidates {
-		n := len(c.Addr) + 1 + 20 // '#', rank digits
-		if n > maxPodName {
-			return fmt.Errorf("candidate address of %d bytes is longer than %d", len(c.Addr), maxPodName-21)
+		res, err := ix.runAll(ctx, o, calls)
+		if err != nil {
+			return err
 		}
-		at := len(*cb)
-		*cb = append(*cb, 0, 0)
-		*cb = appendPodName(*cb, c)
-		binary.BigEndian.PutUint16((*cb)[at:], uint16(len(*cb)-at-2))
-	}
-	args := make([]any, 0, 3+len(ix.weightArgs))
-	args = append(args, ix.prefix, *kb, *cb)
-	args = append(args, ix.weightArgs...)
-	res, err := ix.run(ctx, opScore, scoreScript, args...)
-	if err != nil {
-		return err
-	}
-	reply, ok := res.([]any)
-	if !ok || len(reply) != 2+2*len(out) {
-		return fmt.Errorf("unexpected reply from the score script: %T of %d values for %d candidates", res, len(reply), len(out))
-	}
-	walked, ok1 := reply[0].(int64)
-	hits, ok2 := reply[1].(int64)
-	if !ok1 || !ok2 || walked < 0 || hits < 0 {
-		return errors.New("unexpected counters in the reply of the score script")
-	}
-	for i := range out {
-		matched, ok1 := reply[2+2*i].(int64)
-		weighted, ok2 := reply[3+2*i].(string)
-		w, err := strconv.ParseFloat(weighted, 64)
-		if !ok1 || !ok2 || err != nil || matched < 0 || matched > int64(len(keys)) {
-			return fmt.Errorf("unexpected score %v/%v in the reply of the score script", reply[2+2*i], reply[3+2*i])
+		next := pending[:0]
+		for i, g := range pending {
+			left, ok := res[i].(int64)
+			if !ok {
+				return fmt.Errorf("unexpected reply %T from the %s script", res[i], calls[i].s.name)
+			}
+			if left > 0 {
+				next = append(next, g)
+			}
 		}
-		out[i].Matched, out[i].Weighted = int(matched), w
+		pending = next
 	}
-	ix.lookups.Add(uint64(walked))
-	ix.hits.Add(uint64(hits))
 	return nil
 }
 
 // Stats reports the shared index's size and write counters (all replicas
-// together) and this Index value's own Lookups and Hits. One round trip.
+// together) and this Index value's own Lookups and Hits. One round trip
+// (one per node in a cluster, in parallel).
 func (ix *Index) Stats(ctx context.Context) (kvblock.Stats, error) {
 	start := time.Now()
-	ix.m.roundTrips[opStats].Inc()
-	pipe := ix.client.Pipeline()
-	counters := pipe.HMGet(ctx, ix.prefix+"stats", "keys", "entries", "admissions", "evictions", "removals")
-	pods := pipe.HLen(ctx, ix.prefix+"pods")
-	_, err := pipe.Exec(ctx)
+	st, err := ix.readStats(ctx)
 	ix.done(opStats, start, err)
 	if err != nil {
 		return kvblock.Stats{}, fmt.Errorf("redis index: stats: %w", err)
 	}
+	st.Lookups, st.Hits = ix.lookups.Load(), ix.hits.Load()
+	return st, nil
+}
+
+func (ix *Index) readStats(ctx context.Context) (kvblock.Stats, error) {
+	ix.m.roundTrips[opStats].Add(float64(ix.nodes(ctx, ix.stats)))
+	pipe := ix.client.Pipeline()
+	counters := make([]*goredis.SliceCmd, len(ix.groups))
+	pods := make([]*goredis.StringSliceCmd, len(ix.groups))
+	for g := range ix.groups {
+		counters[g] = pipe.HMGet(ctx, ix.stats[g], "keys", "entries", "admissions", "evictions", "removals")
+		pods[g] = pipe.HKeys(ctx, ix.groups[g]+"pc")
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return kvblock.Stats{}, err
+	}
 	var v [5]int64
-	for i, x := range counters.Val() {
-		s, ok := x.(string)
-		if !ok {
-			continue // absent: still zero
+	podSet := map[string]struct{}{}
+	for g := range ix.groups {
+		for i, x := range counters[g].Val() {
+			s, ok := x.(string)
+			if !ok {
+				continue // absent: still zero
+			}
+			n, err := strconv.ParseInt(s, 10, 64)
+			if err != nil {
+				return kvblock.Stats{}, fmt.Errorf("counter %d of group %d is %q: %w", i, g, s, err)
+			}
+			v[i] += n
 		}
-		if v[i], err = strconv.ParseInt(s, 10, 64); err != nil {
-			return kvblock.Stats{}, fmt.Errorf("redis index: stats: counter %d is %q: %w", i, s, err)
+		for _, p := range pods[g].Val() {
+			podSet[p] = struct{}{}
 		}
 	}
 	return kvblock.Stats{
 		Keys:       v[0],
 		Entries:    v[1],
-		Pods:       pods.Val(),
+		Pods:       int64(len(podSet)),
 		Admissions: uint64(max(v[2], 0)),
 		Evictions:  uint64(max(v[3], 0)),
 		Removals:   uint64(max(v[4], 0)),
-		Lookups:    ix.lookups.Load(),
-		Hits:       ix.hits.Load(),
 	}, nil
 }
 
-// run calls s by digest, sending its source when the server lacks it.
-func (ix *Index) run(ctx context.Context, o op, s *script, args ...any) (any, error) {
-	ix.m.roundTrips[o].Inc()
-	res, err := ix.client.EvalSha(ctx, s.sha, nil, args...).Result()
-	if err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
-		// NOSCRIPT means the script did not run, so sending it is safe.
-		ix.m.scriptLoads.Inc()
-		ix.m.roundTrips[o].Inc()
-		res, err = ix.client.Eval(ctx, s.src, nil, args...).Result()
+// call is one script call on the group (or registry) key names.
+type call struct {
+	s    *script
+	key  string
+	args []any
+}
+
+// runAll sends calls in one pipeline (one round trip per node involved, in
+// parallel) by digest, and sends the source of those the server lacked in a
+// second one. It returns the replies in order, or the first error.
+func (ix *Index) runAll(ctx context.Context, o op, calls []call) ([]any, error) {
+	if len(calls) == 0 {
+		return nil, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("%s script: %w", s.name, err)
+	keys := make([]string, len(calls))
+	for i, c := range calls {
+		keys[i] = c.key
+	}
+	ix.m.roundTrips[o].Add(float64(ix.nodes(ctx, keys)))
+	cmds := make([]*goredis.Cmd, len(calls))
+	pipe := ix.client.Pipeline()
+	for i, c := range calls {
+		cmds[i] = pipe.EvalSha(ctx, c.s.sha, []string{c.key}, c.args...)
+	}
+	_, _ = pipe.Exec(ctx) // errors are read per command
+	var again []int
+	for i, cmd := range cmds {
+		if err := cmd.Err(); err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
+			// NOSCRIPT means the script did not run, so sending it is safe.
+			again = append(again, i)
+		}
+	}
+	if len(again) > 0 {
+		ix.m.scriptLoads.Add(float64(len(again)))
+		retry := make([]string, len(again))
+		for j, i := range again {
+			retry[j] = keys[i]
+		}
+		ix.m.roundTrips[o].Add(float64(ix.nodes(ctx, retry)))
+		pipe := ix.client.Pipeline()
+		for _, i := range again {
+			cmds[i] = pipe.Eval(ctx, calls[i].s.src, []string{calls[i].key}, calls[i].args...)
+		}
+		_, _ = pipe.Exec(ctx)
+	}
+	res := make([]any, len(cmds))
+	for i, cmd := range cmds {
+		v, err := cmd.Result()
+		if err != nil {
+			return nil, fmt.Errorf("%s script: %w", calls[i].s.name, err)
+		}
+		res[i] = v
 	}
 	return res, nil
+}
+
+// nodes is the number of servers a pipeline on keys goes to: the round
+// trips it costs, made in parallel.
+func (ix *Index) nodes(ctx context.Context, keys []string) int {
+	if ix.cluster == nil {
+		return 1
+	}
+	seen := make(map[*goredis.Client]struct{}, 4)
+	for _, k := range keys {
+		c, err := ix.cluster.MasterForKey(ctx, k)
+		if err != nil {
+			return max(1, len(seen))
+		}
+		seen[c] = struct{}{}
+	}
+	return max(1, len(seen))
+}
+
+// cachedIDs returns the ids of a pod and a tier when both are cached.
+func (ix *Index) cachedIDs(name, tierName string) (uint32, uint8, bool) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	pid, ok1 := ix.podIDs[name]
+	tid, ok2 := ix.tierIDs[tierName]
+	return pid, tid, ok1 && ok2
+}
+
+// intern returns the ids of a pod and a tier, asking the server to assign
+// them on first sight.
+func (ix *Index) intern(ctx context.Context, o op, name, tierName string) (uint32, uint8, error) {
+	if pid, tid, ok := ix.cachedIDs(name, tierName); ok {
+		return pid, tid, nil
+	}
+	res, err := ix.runAll(ctx, o, []call{{s: internScript, key: ix.meta + "pods", args: []any{ix.meta, name, tierName}}})
+	if err != nil {
+		return 0, 0, err
+	}
+	ids, ok := res[0].([]any)
+	if !ok || len(ids) != 3 {
+		return 0, 0, fmt.Errorf("unexpected reply %v from the intern script", res[0])
+	}
+	pid, ok1 := ids[0].(int64)
+	tid, ok2 := ids[1].(int64)
+	gen, ok3 := ids[2].(string)
+	if !ok1 || !ok2 || !ok3 || pid < 1 || pid > maxPodID || tid < 1 || tid > 255 {
+		return 0, 0, fmt.Errorf("unexpected ids %v from the intern script", ids)
+	}
+	ix.remember(gen, name, uint32(pid), tierName, uint8(tid))
+	return uint32(pid), uint8(tid), nil
+}
+
+// lookupIDs reads the ids of a pod and a tier (tierName "" to skip it)
+// without assigning any; ok is false when the server has none.
+func (ix *Index) lookupIDs(ctx context.Context, o op, name, tierName string) (pid uint32, tid uint8, ok bool, err error) {
+	ix.m.roundTrips[o].Add(float64(ix.nodes(ctx, []string{ix.meta + "pods"})))
+	pipe := ix.client.Pipeline()
+	gc := pipe.Get(ctx, ix.meta+"gen")
+	pc := pipe.HGet(ctx, ix.meta+"pods", name)
+	var tc *goredis.StringCmd
+	if tierName != "" {
+		tc = pipe.HGet(ctx, ix.meta+"tiers", tierName)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		if errors.Is(err, goredis.Nil) {
+			return 0, 0, false, nil
+		}
+		return 0, 0, false, err
+	}
+	p, err := pc.Uint64()
+	if err != nil || p < 1 || p > maxPodID {
+		return 0, 0, false, fmt.Errorf("pod id %q of %s: want 1..%d", pc.Val(), name, maxPodID)
+	}
+	if tc != nil {
+		t, err := tc.Uint64()
+		if err != nil || t < 1 || t > 255 {
+			return 0, 0, false, fmt.Errorf("tier id %q of %s: want 1..255", tc.Val(), tierName)
+		}
+		tid = uint8(t)
+		ix.remember(gc.Val(), name, uint32(p), tierName, tid)
+	}
+	return uint32(p), tid, true, nil
+}
+
+// remember caches ids read under registry generation gen.
+func (ix *Index) remember(gen, name string, pid uint32, tierName string, tid uint8) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.setGen(gen)
+	ix.podIDs[name] = pid
+	ix.tierIDs[tierName] = tid
+}
+
+// setGen voids the cached ids unless they belong to gen. ix.mu is held.
+func (ix *Index) setGen(gen string) {
+	if gen != ix.gen || gen == "" {
+		ix.gen = gen
+		clear(ix.podIDs)
+		clear(ix.tierIDs)
+	}
 }
 
 func (ix *Index) done(o op, start time.Time, err error) {
 	ix.m.duration[o].Observe(time.Since(start).Seconds())
 	if err != nil {
 		ix.m.errors[o].Inc()
+		// The server may have restarted and lost its registries: ask it
+		// for ids again rather than write under ids it has forgotten.
+		ix.mu.Lock()
+		ix.setGen("")
+		ix.mu.Unlock()
+		ix.reloadTopology()
 	}
+}
+
+// reloadTopology has a cluster client read the slot map again after a
+// failure, in the background and one reload at a time: after a failover
+// the client otherwise keeps sending to the dead master until its own
+// periodic refresh.
+func (ix *Index) reloadTopology() {
+	if ix.cluster == nil || !ix.reloading.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer ix.reloading.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ix.cluster.ReloadState(ctx)
+	}()
 }
 
 func (ix *Index) buffer() *[]byte {
@@ -363,12 +565,56 @@ func (ix *Index) buffer() *[]byte {
 	return &b
 }
 
-// appendKeys appends each key as 8 big-endian bytes.
-func appendKeys(dst []byte, keys []kvblock.Key) []byte {
+// group is the group a key belongs to.
+func (ix *Index) group(k kvblock.Key) int {
+	if len(ix.groups) == 1 {
+		return 0
+	}
+	// Keys are hashes already; the multiply spreads sequential test keys.
+	return int((uint64(k) * 0x9E3779B97F4A7C15 >> 32) % uint64(len(ix.groups)))
+}
+
+// appendByGroup appends keys as 8 big-endian bytes each, grouped by group
+// in group order; splitGroups cuts the result into the groups' parts.
+func (ix *Index) appendByGroup(dst []byte, keys []kvblock.Key) []byte {
+	if len(ix.groups) == 1 {
+		for _, k := range keys {
+			dst = binary.BigEndian.AppendUint64(dst, uint64(k))
+		}
+		return dst
+	}
+	counts := make([]int, len(ix.groups)+1)
 	for _, k := range keys {
-		dst = binary.BigEndian.AppendUint64(dst, uint64(k))
+		counts[ix.group(k)+1]++
+	}
+	for g := 1; g < len(counts); g++ {
+		counts[g] += counts[g-1]
+	}
+	base := len(dst)
+	dst = append(dst, make([]byte, 8*len(keys))...)
+	for _, k := range keys {
+		g := ix.group(k)
+		binary.BigEndian.PutUint64(dst[base+8*counts[g]:], uint64(k))
+		counts[g]++
 	}
 	return dst
+}
+
+func (ix *Index) splitGroups(buf []byte, keys []kvblock.Key) [][]byte {
+	if len(ix.groups) == 1 {
+		return [][]byte{buf}
+	}
+	parts := make([][]byte, len(ix.groups))
+	counts := make([]int, len(ix.groups))
+	for _, k := range keys {
+		counts[ix.group(k)]++
+	}
+	at := 0
+	for g, n := range counts {
+		parts[g] = buf[at : at+8*n]
+		at += 8 * n
+	}
+	return parts
 }
 
 // podName is the pod's name in the server: "<addr>#<rank>". Splitting at the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -38,8 +39,17 @@ func newTestIndex(t *testing.T, edit ...func(*redis.Config)) *testIndex {
 
 func newIndexOn(t *testing.T, srv *server, edit ...func(*redis.Config)) *testIndex {
 	t.Helper()
+	ti := newIndexAt(t, srv.Addr(), edit...)
+	ti.srv = srv
+	return ti
+}
+
+// newIndexAt is an Index on the server (or cluster node) at addr, closed
+// when the test ends.
+func newIndexAt(t *testing.T, addr string, edit ...func(*redis.Config)) *testIndex {
+	t.Helper()
 	cfg := redis.DefaultConfig()
-	cfg.Addr = srv.Addr()
+	cfg.Addr = addr
 	for _, e := range edit {
 		e(&cfg)
 	}
@@ -49,7 +59,7 @@ func newIndexOn(t *testing.T, srv *server, edit ...func(*redis.Config)) *testInd
 		t.Fatalf("New: %v", err)
 	}
 	t.Cleanup(func() { _ = ix.Close() })
-	return &testIndex{Index: ix, srv: srv, reg: reg, cfg: cfg}
+	return &testIndex{Index: ix, reg: reg, cfg: cfg}
 }
 
 // rawClient is a plain client on the test's server, to look at what the
@@ -396,26 +406,31 @@ func TestClearPodDropsOnlyThatPod(t *testing.T) {
 	}
 }
 
-func TestClearPodLargerThanOneBatch(t *testing.T) {
+func TestClearPodLargerThanOneCall(t *testing.T) {
 	ix := newTestIndex(t)
 	ix.warmUp(t)
 	ks := keyRange(0, 25000)
+	mustAdd(t, ix, podA, kvblock.TierGPU, ks[:1]) // the pod's id is now known
 	before := ix.roundTrips("add")
 	mustAdd(t, ix, podA, kvblock.TierGPU, ks)
-	if got := ix.roundTrips("add") - before; got != 7 { // ceil(25000/4096)
-		t.Errorf("add round trips = %v, want 7 (4096 keys per call)", got)
+	if got := ix.roundTrips("add") - before; got != 1 {
+		t.Errorf("add of 25000 keys took %v round trips, want 1 (7 calls of <= 4096 keys, pipelined)", got)
+	}
+	for lo := 0; lo < len(ks); lo += 1250 { // 20 more logged batches
+		mustAdd(t, ix, podA, kvblock.TierCPU, ks[lo:lo+1250])
 	}
 	mustAdd(t, ix, podB, kvblock.TierGPU, ks[:10])
 	clears := ix.roundTrips("clear_pod")
 	if err := ix.ClearPod(context.Background(), podA); err != nil {
 		t.Fatal(err)
 	}
-	if got := ix.roundTrips("clear_pod") - clears; got != 3 { // 10000 entries per call
-		t.Errorf("clear_pod round trips = %v, want 3", got)
+	// One to read the pod's id, then 28 batches at 8 per call.
+	if got := ix.roundTrips("clear_pod") - clears; got != 5 {
+		t.Errorf("clear_pod round trips = %v, want 5", got)
 	}
 	wantMatched(t, mustScore(t, ix, ks, podA, podB), 0, 10)
-	if s := mustStats(t, ix); s.Entries != 10 || s.Keys != 10 {
-		t.Errorf("stats = %+v, want 10 entries on 10 keys", s)
+	if s := mustStats(t, ix); s.Entries != 10 || s.Keys != 10 || s.Pods != 1 {
+		t.Errorf("stats = %+v, want 10 entries on 10 keys of 1 pod", s)
 	}
 }
 
@@ -434,9 +449,12 @@ func TestClearDropsEveryPod(t *testing.T) {
 	}
 	// Nothing but the counters and registries is left in the database.
 	rc := ix.rawClient(t)
-	left, err := rc.Keys(context.Background(), ix.cfg.KeyPrefix+"[bp]:*").Result()
-	if err != nil || len(left) != 0 {
-		t.Errorf("block and pod keys left after Clear: %q (err %v)", left, err)
+	left, err := rc.Keys(context.Background(), ix.cfg.KeyPrefix+"*").Result()
+	slices.Sort(left)
+	want := []string{ix.cfg.KeyPrefix + "{0}s", ix.cfg.KeyPrefix + "{m}gen", ix.cfg.KeyPrefix + "{m}pods", ix.cfg.KeyPrefix + "{m}podseq",
+		ix.cfg.KeyPrefix + "{m}tiers", ix.cfg.KeyPrefix + "{m}tierseq"}
+	if err != nil || !slices.Equal(left, want) {
+		t.Errorf("keys left after Clear: %q (err %v), want %q", left, err, want)
 	}
 }
 
@@ -459,6 +477,8 @@ func TestWholePromptIsOneRoundTrip(t *testing.T) {
 	ix.warmUp(t)
 	ks := keyRange(0, 512)
 	ctx := context.Background()
+	mustAdd(t, ix, podA, kvblock.TierGPU, ks[:1]) // the first write of a pod interns it
+	mustRemove(t, ix, podA, kvblock.TierGPU, ks[:1])
 	for _, tc := range []struct {
 		op string
 		do func() error
@@ -513,24 +533,25 @@ func TestValuesAreCompactBinary(t *testing.T) {
 	mustAdd(t, ix, podA, kvblock.TierGPU, ks)
 	rc := ix.rawClient(t)
 	ctx := context.Background()
-	blockKeys, err := rc.Keys(ctx, ix.cfg.KeyPrefix+"b:*").Result()
+	blockKeys, err := rc.Keys(ctx, ix.cfg.KeyPrefix+"{0}b*").Result()
 	if err != nil || len(blockKeys) != 1 {
 		t.Fatalf("block keys = %q (err %v), want one", blockKeys, err)
 	}
-	if got, want := len(blockKeys[0]), len(ix.cfg.KeyPrefix)+2+8; got != want {
-		t.Errorf("block key %q is %d bytes, want %d (prefix, \"b:\", 8-byte key)", blockKeys[0], got, want)
+	if got, want := len(blockKeys[0]), len(ix.cfg.KeyPrefix)+4+8; got != want {
+		t.Errorf("block key %q is %d bytes, want %d (prefix, \"{0}b\", 8-byte key)", blockKeys[0], got, want)
 	}
 	v, err := rc.Get(ctx, blockKeys[0]).Bytes()
 	if err != nil {
 		t.Fatal(err)
 	}
-	// One 7-byte record: pod id (4), tier id (1), reference count 2 (2).
-	if len(v) != 7 || v[5] != 0 || v[6] != 2 {
-		t.Errorf("block value = %x, want one 7-byte record holding reference count 2", v)
+	// Two 5-byte records, one per reference: pod id 1 (3 bytes), tier id 1,
+	// epoch (0 without TTL... or the clock's, with it).
+	if len(v) != 10 || string(v[0:4]) != "\x00\x00\x01\x01" || string(v[5:9]) != "\x00\x00\x01\x01" {
+		t.Errorf("block value = %x, want two 5-byte records of pod 1, tier 1", v)
 	}
 	mustAdd(t, ix, podB, kvblock.TierCPU, ks)
-	if n, err := rc.StrLen(ctx, blockKeys[0]).Result(); err != nil || n != 14 {
-		t.Errorf("block value with a second entry is %d bytes (err %v), want 14", n, err)
+	if n, err := rc.StrLen(ctx, blockKeys[0]).Result(); err != nil || n != 15 {
+		t.Errorf("block value with a second entry is %d bytes (err %v), want 15", n, err)
 	}
 }
 
@@ -549,7 +570,7 @@ func TestKeyPrefixSeparatesIndexes(t *testing.T) {
 }
 
 func TestTTLExpiresEntriesNotStoredAgain(t *testing.T) {
-	ix := newTestIndex(t, func(c *redis.Config) { c.TTL = redis.Duration(300 * time.Millisecond) })
+	ix := newTestIndex(t, func(c *redis.Config) { c.TTL = time.Duration(300 * time.Millisecond) })
 	ks := keyRange(0, 4)
 	mustAdd(t, ix, podA, kvblock.TierGPU, ks)
 	mustAdd(t, ix, podB, kvblock.TierGPU, ks)
@@ -577,17 +598,17 @@ func TestFlushedScriptsAreSentAgain(t *testing.T) {
 	ix := newTestIndex(t)
 	ks := keyRange(0, 2)
 	mustAdd(t, ix, podA, kvblock.TierGPU, ks)
-	wantMatched(t, mustScore(t, ix, ks, podA), 2)
 	if err := ix.rawClient(t).ScriptFlush(context.Background()).Err(); err != nil {
 		t.Fatal(err)
 	}
 	loads := counterValue(ix.reg, "kvtrack_redis_script_loads_total", "")
+	mustAdd(t, ix, podA, kvblock.TierGPU, ks)
 	wantMatched(t, mustScore(t, ix, ks, podA), 2)
 	if got := counterValue(ix.reg, "kvtrack_redis_script_loads_total", "") - loads; got != 1 {
 		t.Errorf("script loads = %v, want 1", got)
 	}
-	if got := counterValue(ix.reg, "kvtrack_redis_errors_total", "score"); got != 0 {
-		t.Errorf("score errors = %v, want 0: NOSCRIPT is not a failure", got)
+	if got := counterValue(ix.reg, "kvtrack_redis_errors_total", "add"); got != 0 {
+		t.Errorf("add errors = %v, want 0: NOSCRIPT is not a failure", got)
 	}
 }
 
@@ -618,14 +639,14 @@ func TestReplicasShareOneServer(t *testing.T) {
 
 func TestConnectionLossDegradesAndRecovers(t *testing.T) {
 	ix := newTestIndex(t, func(c *redis.Config) {
-		c.DialTimeout = redis.Duration(200 * time.Millisecond)
+		c.DialTimeout = time.Duration(200 * time.Millisecond)
 	})
 	ctx := context.Background()
 	ks := keyRange(0, 8)
 	mustAdd(t, ix, podA, kvblock.TierGPU, ks)
 	wantMatched(t, mustScore(t, ix, ks, podA), 8)
 
-	ix.srv.kill()
+	ix.srv.Kill()
 	got, err := ix.Score(ctx, ks, []kvblock.Pod{podA, podB}, nil)
 	if err == nil {
 		t.Fatal("Score with the server down returned no error")
@@ -646,7 +667,7 @@ func TestConnectionLossDegradesAndRecovers(t *testing.T) {
 		t.Errorf("add errors = %v, want >= 1", got)
 	}
 
-	ix.srv.restart() // empty: no persistence
+	ix.srv.Restart() // empty: no persistence
 	// Pooled connections to the dead server fail at most once each.
 	deadline := time.Now().Add(10 * time.Second)
 	for ix.Ping(ctx) != nil {
@@ -679,6 +700,7 @@ func TestMetricsAreRegisteredWithKvtrackRedisNames(t *testing.T) {
 		}
 	}
 	want := []string{
+		"kvtrack_redis_bytes_per_entry",
 		"kvtrack_redis_errors_total",
 		"kvtrack_redis_request_duration_seconds",
 		"kvtrack_redis_round_trips_total",
@@ -714,4 +736,33 @@ func TestNewRejectsNonFiniteTierWeights(t *testing.T) {
 			t.Errorf("weight %v: err = %v, want an error naming tier GPU", w, err)
 		}
 	}
+}
+
+func TestMemoryReportsBytesPerEntry(t *testing.T) {
+	ix := newTestIndex(t)
+	ctx := context.Background()
+	if _, per, err := ix.Memory(ctx); err != nil || per != 0 {
+		t.Fatalf("Memory of an empty index = %v per entry, %v; want 0, no error", per, err)
+	}
+	mustAdd(t, ix, podA, kvblock.TierGPU, keyRange(0, 1000))
+	used, per, err := ix.Memory(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if used <= 0 || per != float64(used)/1000 {
+		t.Errorf("Memory = %d bytes, %v per entry; want used_memory over the 1000 entries", used, per)
+	}
+	mfs, err := ix.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "kvtrack_redis_bytes_per_entry" {
+			if got := mf.GetMetric()[0].GetGauge().GetValue(); got != per {
+				t.Errorf("kvtrack_redis_bytes_per_entry = %v, want %v", got, per)
+			}
+			return
+		}
+	}
+	t.Error("kvtrack_redis_bytes_per_entry is not registered")
 }

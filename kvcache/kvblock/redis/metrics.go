@@ -29,12 +29,14 @@ type metrics struct {
 	errors      [numOps]prometheus.Counter
 	duration    [numOps]prometheus.Observer
 	scriptLoads prometheus.Counter
+	// bytesPerEntry is set by Index.Memory.
+	bytesPerEntry prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	roundTrips := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kvtrack_redis_round_trips_total",
-		Help: "Requests sent to the Redis index server (a script call or a pipeline), by operation.",
+		Help: "Round trips to the Redis index servers, by operation: a pipeline to one server counts once; in a cluster an operation counts one per node it involves (sent in parallel).",
 	}, []string{"op"})
 	errs := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kvtrack_redis_errors_total",
@@ -49,15 +51,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name: "kvtrack_redis_script_loads_total",
 		Help: "Scripts the server did not know (after a restart or SCRIPT FLUSH) and that were sent again in full.",
 	})
+	bytesPerEntry := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "kvtrack_redis_bytes_per_entry",
+		Help: "Memory the Redis servers use (INFO used_memory) per (block, pod, tier) entry, as of the last Index.Memory call.",
+	})
 	if reg != nil {
-		for _, c := range []prometheus.Collector{roundTrips, errs, duration, scriptLoads} {
+		for _, c := range []prometheus.Collector{roundTrips, errs, duration, scriptLoads, bytesPerEntry} {
 			if err := reg.Register(c); err != nil {
 				// Two Index values on one registry collide: each needs its own.
 				return nil, fmt.Errorf("redis index metrics: %w", err)
 			}
 		}
 	}
-	m := &metrics{scriptLoads: scriptLoads}
+	m := &metrics{scriptLoads: scriptLoads, bytesPerEntry: bytesPerEntry}
 	for o := range numOps {
 		m.roundTrips[o] = roundTrips.WithLabelValues(opNames[o])
 		m.errors[o] = errs.WithLabelValues(opNames[o])

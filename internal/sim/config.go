@@ -1,10 +1,11 @@
-package simulate
+package sim
 
 import (
 	"errors"
 	"fmt"
 	"time"
 
+	"github.com/kvtrack/kvtrack/internal/sim/approxprefix"
 	"github.com/kvtrack/kvtrack/kvcache"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
@@ -86,10 +87,42 @@ type Config struct {
 	// subscribes to every pod's events (llm-d's active-active mode) and
 	// keeps its own speculative entries.
 	Replicas int `json:"replicas"`
+	// SharedIndex makes the precise router's replicas share one kvtrack
+	// index, speculative entries included, as replicas backed by one Redis
+	// index do, instead of each keeping its own (llm-d's active-active
+	// mode, where only the pods' events are shared).
+	SharedIndex bool `json:"shared_index"`
 	// ApproxLRU is the approximate router's per-pod LRU capacity in
 	// character blocks; 0 is GIE's autoTune, which sizes it to the pod's
 	// KV blocks (vllm:cache_config_info num_gpu_blocks).
 	ApproxLRU int `json:"approx_lru"`
+
+	// Scenario conditions, the evidence matrix's axes (matrix.go).
+
+	// ExternalShare is the fraction of requests that reach the pods without
+	// passing through the router under test (another gateway, direct
+	// clients). They go to a pod chosen at random, the same pod in every
+	// router's run; the pods publish their events like any other. Hit rate
+	// and TTFT are reported over the router's own requests only.
+	ExternalShare float64 `json:"external_share"`
+	// Restarts is the number of pod restarts, spread evenly over the run:
+	// at each, the next pod in turn loses its whole prefix cache, as
+	// vLLM's reset_prefix_cache or a crash and restart does, and publishes
+	// AllBlocksCleared. Requests it is running keep their blocks.
+	Restarts int `json:"restarts"`
+	// Variants renders each shared-prefix prompt in one of Variants ways,
+	// chosen per request (1: one way). VariantKind says how they differ:
+	// "template", in the tokens the chat template adds before the messages
+	// (a date, a tools list, a template revision), while the messages, which
+	// the approximate router hashes, are the same; "salt", in the request's
+	// cache_salt, which vLLM mixes into the first block.
+	Variants    int    `json:"variants"`
+	VariantKind string `json:"variant_kind,omitempty"`
+	// PlacementWeight is the weight, in the precise_placement router, of
+	// each pod's free room as kvtrack's index sees it (1 - indexed blocks /
+	// CacheBlocks), counted only for a prompt no pod holds any of: a new
+	// prefix goes where it evicts least.
+	PlacementWeight float64 `json:"placement_weight"`
 
 	// Routers lists the routers to run, in order; empty means all.
 	Routers []string `json:"routers,omitempty"`
@@ -102,6 +135,21 @@ type Config struct {
 
 // RouterNames are the routers a simulation compares, in report order.
 var RouterNames = []string{"precise", "approximate", "round_robin", "random", "least_loaded", "oracle"}
+
+// RouterPrecisePlacement is precise routing that also places new prefixes
+// by the pods' cached blocks (Config.PlacementWeight). It is not among the
+// default routers; the matrix runs it.
+const RouterPrecisePlacement = "precise_placement"
+
+// RouterPreciseShared is precise routing whose replicas share one index
+// (Config.SharedIndex). The matrix runs it.
+const RouterPreciseShared = "precise_shared"
+
+// Variant kinds.
+const (
+	VariantTemplate = "template"
+	VariantSalt     = "salt"
+)
 
 // DefaultConfig returns the default simulation.
 func DefaultConfig() Config {
@@ -130,6 +178,8 @@ func DefaultConfig() Config {
 		PrefixWeight:    2,
 		KVUsageWeight:   1,
 		QueueWeight:     1,
+		Variants:        1,
+		PlacementWeight: 1,
 	}
 }
 
@@ -145,6 +195,9 @@ func (c Config) Validate() error {
 		}
 	}
 	positive("pods", c.Pods)
+	if c.Pods > approxprefix.MaxPods {
+		bad("pods", "%d: at most %d", c.Pods, approxprefix.MaxPods)
+	}
 	positive("cache_blocks", c.CacheBlocks)
 	positive("block_size", c.BlockSize)
 	positive("requests", c.Requests)
@@ -177,6 +230,23 @@ func (c Config) Validate() error {
 	if c.PrefixWeight < 0 || c.KVUsageWeight < 0 || c.QueueWeight < 0 {
 		bad("prefix_weight/kv_usage_weight/queue_weight", "must be >= 0")
 	}
+	if c.ExternalShare < 0 || c.ExternalShare >= 1 {
+		bad("external_share", "%g: must be in [0, 1)", c.ExternalShare)
+	}
+	if c.Restarts < 0 {
+		bad("restarts", "%d: must be >= 0", c.Restarts)
+	}
+	if c.PlacementWeight < 0 {
+		bad("placement_weight", "%g: must be >= 0", c.PlacementWeight)
+	}
+	switch {
+	case c.Variants < 1:
+		bad("variants", "%d: must be >= 1", c.Variants)
+	case c.Variants > 1 && c.VariantKind != VariantTemplate && c.VariantKind != VariantSalt:
+		bad("variant_kind", "%q: valid: %s, %s", c.VariantKind, VariantTemplate, VariantSalt)
+	case c.Variants > 1 && c.Workload != WorkloadSharedPrefix:
+		bad("variants", "%d: variants apply to the %s workload only", c.Variants, WorkloadSharedPrefix)
+	}
 	if c.Workload != WorkloadSharedPrefix && c.Workload != WorkloadChat {
 		bad("workload", "%q: valid: %s, %s", c.Workload, WorkloadSharedPrefix, WorkloadChat)
 	}
@@ -190,7 +260,7 @@ func (c Config) Validate() error {
 	}
 	if c.BlockSize > 0 && c.CacheBlocks > 0 {
 		// The longest request must fit an empty pod, or it would wait forever.
-		longest := c.SystemTokens + c.QuestionTokens + c.OutputTokens
+		longest := c.SystemTokens + c.QuestionTokens + c.OutputTokens + templateHeaderTokens
 		if c.Workload == WorkloadChat {
 			longest = c.SystemTokens + c.turnsPerConversation()*(c.QuestionTokens+c.OutputTokens)
 		}
@@ -218,6 +288,9 @@ func (c Config) turnsPerConversation() int {
 }
 
 func validRouter(name string) bool {
+	if name == RouterPrecisePlacement || name == RouterPreciseShared {
+		return true
+	}
 	for _, n := range RouterNames {
 		if n == name {
 			return true

@@ -1,4 +1,4 @@
-package simulate
+package sim
 
 import (
 	"fmt"
@@ -24,6 +24,10 @@ type request struct {
 	prompt      []uint32 // shared between requests with the same prompt
 	output      []uint32
 	text        string // the prompt as text, for the character-hashing router
+	salt        string // cache_salt
+	// external requests reach pod extPod without the router under test.
+	external bool
+	extPod   int
 	// keys are the vLLM block keys of every full block of prompt+output;
 	// the first promptBlocks of them are the prompt's.
 	keys         []kvblock.Key
@@ -57,21 +61,49 @@ func generate(cfg Config, hasher *kvblock.Hasher) ([]*request, error) {
 	switch cfg.Workload {
 	case WorkloadSharedPrefix:
 		type prompt struct {
-			tokens []uint32
+			tokens [][]uint32 // per variant
 			text   string
+		}
+		variants := max(cfg.Variants, 1)
+		// The chat template's header before the messages; template variants
+		// differ in a few of its tokens (a date, say), so in every block.
+		var header []uint32
+		if cfg.Variants > 1 && cfg.VariantKind == VariantTemplate {
+			header = make([]uint32, templateHeaderTokens)
+			for i := range header {
+				header[i] = 128_000 + uint32(i)
+			}
 		}
 		prompts := make([]prompt, cfg.Groups*cfg.PromptsPerGroup)
 		for g := range cfg.Groups {
 			system := randTokens(cfg.SystemTokens)
 			for q := range cfg.PromptsPerGroup {
-				toks := append(append(make([]uint32, 0, cfg.SystemTokens+cfg.QuestionTokens), system...), randTokens(cfg.QuestionTokens)...)
-				prompts[g*cfg.PromptsPerGroup+q] = prompt{toks, render(toks, cfg.CharsPerToken)}
+				msgs := append(append(make([]uint32, 0, cfg.SystemTokens+cfg.QuestionTokens), system...), randTokens(cfg.QuestionTokens)...)
+				p := prompt{text: render(msgs, cfg.CharsPerToken)}
+				for v := range variants {
+					toks := msgs
+					if header != nil {
+						toks = append(append(make([]uint32, 0, len(header)+len(msgs)), header...), msgs...)
+						toks[templateDateToken] += uint32(v)
+					}
+					p.tokens = append(p.tokens, toks)
+				}
+				prompts[g*cfg.PromptsPerGroup+q] = p
 			}
 		}
 		for i := range reqs {
 			now += rng.ExpFloat64() / cfg.Rate
 			p := prompts[rng.IntN(len(prompts))]
-			reqs[i] = &request{id: i, arrival: now, after: -1, next: -1, prompt: p.tokens, text: p.text, output: randTokens(cfg.OutputTokens)}
+			r := &request{id: i, arrival: now, after: -1, next: -1, prompt: p.tokens[0], text: p.text, output: randTokens(cfg.OutputTokens)}
+			if variants > 1 {
+				v := rng.IntN(variants)
+				if cfg.VariantKind == VariantSalt {
+					r.salt = fmt.Sprintf("tenant-%d", v)
+				} else {
+					r.prompt = p.tokens[v]
+				}
+			}
+			reqs[i] = r
 		}
 	case WorkloadChat:
 		type conversation struct {
@@ -105,10 +137,18 @@ func generate(cfg Config, hasher *kvblock.Hasher) ([]*request, error) {
 	default:
 		return nil, fmt.Errorf("simulate: unknown workload %q", cfg.Workload)
 	}
+	// Which requests bypass the router, drawn from a stream of their own so
+	// that the workload is the same with or without them.
+	ext := rand.New(rand.NewPCG(cfg.Seed, 0x657874))
+	for _, r := range reqs {
+		r.external = ext.Float64() < cfg.ExternalShare
+		r.extPod = ext.IntN(cfg.Pods)
+	}
 	var buf []uint32
 	for _, r := range reqs {
 		buf = r.seq(buf[:0], 0, len(r.prompt)+len(r.output))
-		keys, err := hasher.BlockKeys(make([]kvblock.Key, 0, len(buf)/cfg.BlockSize), buf, nil)
+		extras := kvblock.RequestExtras{CacheSalt: r.salt}.PerBlock(len(buf) / cfg.BlockSize)
+		keys, err := hasher.BlockKeys(make([]kvblock.Key, 0, len(buf)/cfg.BlockSize), buf, extras)
 		if err != nil {
 			return nil, fmt.Errorf("simulate: hashing request %d: %w", r.id, err)
 		}
@@ -117,6 +157,14 @@ func generate(cfg Config, hasher *kvblock.Hasher) ([]*request, error) {
 	}
 	return reqs, nil
 }
+
+// templateHeaderTokens is the length of the chat template's header in
+// template variants; templateDateToken the position of the token that
+// differs between them.
+const (
+	templateHeaderTokens = 24
+	templateDateToken    = 18
+)
 
 // render turns token IDs into text for routers that hash characters. Each
 // token becomes a word whose length, fixed by the token ID, averages

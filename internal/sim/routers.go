@@ -1,4 +1,4 @@
-package simulate
+package sim
 
 import (
 	"context"
@@ -79,7 +79,8 @@ type affinity struct {
 	rng                  *rand.Rand
 }
 
-func (a *affinity) pick(prefix []float64, c cluster) int {
+// pick returns the best pod; bonus, if not nil, adds to each pod's score.
+func (a *affinity) pick(prefix, bonus []float64, c cluster) int {
 	minQ, maxQ := c.load(0), c.load(0)
 	for i := 1; i < c.numPods(); i++ {
 		minQ, maxQ = min(minQ, c.load(i)), max(maxQ, c.load(i))
@@ -91,6 +92,9 @@ func (a *affinity) pick(prefix []float64, c cluster) int {
 			q = float64(maxQ-c.load(i)) / float64(maxQ-minQ)
 		}
 		s := a.wPrefix*prefix[i] + a.wKV*(1-c.kvUsage(i)) + a.wQueue*q
+		if bonus != nil {
+			s += bonus[i]
+		}
 		switch {
 		case s > bestScore:
 			best, bestScore, ties = i, s, 1
@@ -121,7 +125,7 @@ func (o *oracle) route(_ context.Context, r *request, c cluster) (int, error) {
 		}
 		o.prefix = append(o.prefix, f)
 	}
-	return o.pick(o.prefix, c), nil
+	return o.pick(o.prefix, nil, c), nil
 }
 
 // replicated is a router deployed as several replicas that share nothing

@@ -1,4 +1,4 @@
-package simulate
+package sim
 
 import (
 	"container/heap"
@@ -29,6 +29,10 @@ type Result struct {
 	// 1 is perfectly even.
 	LoadSpread float64 `json:"load_spread"`
 	Requests   int     `json:"requests"`
+	// Routed is the number of requests the router placed, those that
+	// HitRate and the TTFTs are taken over (Requests less the external
+	// ones).
+	Routed int `json:"routed"`
 	// EvictedBlocks counts cache blocks the pods evicted.
 	EvictedBlocks int `json:"evicted_blocks"`
 	// EventBatches is the number of KV-event messages the pods published
@@ -60,14 +64,31 @@ func Run(ctx context.Context, cfg Config, progress Progress) (*Report, error) {
 		return nil, err
 	}
 	rep := &Report{Config: cfg}
-	for i, name := range cfg.routers() {
-		res, err := runRouter(ctx, cfg, name, uint64(i), reqs, progress)
+	for _, name := range cfg.routers() {
+		res, err := runRouter(ctx, cfg, name, routerStream(name), reqs, progress)
 		if err != nil {
 			return nil, fmt.Errorf("simulate: router %s: %w", name, err)
 		}
 		rep.Routers = append(rep.Routers, res)
 	}
 	return rep, nil
+}
+
+// routerStream is the random stream of a router's choices, fixed per router
+// so that a router's result does not depend on which others run with it.
+// The precise variants share precise's, so that with one replica and no
+// placement they choose alike.
+func routerStream(name string) uint64 {
+	switch name {
+	case RouterPrecisePlacement, RouterPreciseShared:
+		name = "precise"
+	}
+	for i, n := range RouterNames {
+		if n == name {
+			return uint64(i)
+		}
+	}
+	return uint64(len(RouterNames))
 }
 
 func runRouter(ctx context.Context, cfg Config, name string, stream uint64, reqs []*request, progress Progress) (Result, error) {
@@ -84,16 +105,24 @@ func runRouter(ctx context.Context, cfg Config, name string, stream uint64, reqs
 	// request reaching one of them at random, as behind a Service.
 	var replicas []router
 	switch name {
-	case "precise":
+	case "precise", RouterPrecisePlacement, RouterPreciseShared:
 		kts := make(multiKVTrack, 0, cfg.Replicas)
 		defer func() { kts.close() }()
-		for range cfg.Replicas {
-			kt, err := startKVTrack(ctx, cfg, addrs)
-			if err != nil {
-				return Result{}, err
+		shared := cfg.SharedIndex || name == RouterPreciseShared
+		for r := range cfg.Replicas {
+			if r == 0 || !shared {
+				kt, err := startKVTrack(ctx, cfg, addrs)
+				if err != nil {
+					return Result{}, err
+				}
+				kts = append(kts, kt)
 			}
-			kts = append(kts, kt)
-			replicas = append(replicas, &precise{affinity: aff, idx: kt, addrs: addrs, matched: make([]int, cfg.Pods), prefix: make([]float64, cfg.Pods), audit: cfg.audit})
+			kt := kts[len(kts)-1]
+			p := &precise{affinity: aff, idx: kt, addrs: addrs, matched: make([]int, cfg.Pods), prefix: make([]float64, cfg.Pods), audit: cfg.audit}
+			if name == RouterPrecisePlacement {
+				p.placement, p.capacity = cfg.PlacementWeight, cfg.CacheBlocks
+			}
+			replicas = append(replicas, p)
 		}
 		if err := s.connect(ctx, kts); err != nil {
 			return Result{}, err
@@ -134,9 +163,9 @@ func runRouter(ctx context.Context, cfg Config, name string, stream uint64, reqs
 type eventBarrier interface {
 	// endpoints lists the endpoints every pod publishes to.
 	endpoints() []string
-	// waitApplied blocks until the index has applied stored block stores and
-	// removed block removals published since it started.
-	waitApplied(ctx context.Context, stored, removed uint64) error
+	// waitApplied blocks until the index has applied what the pods have
+	// published since it started.
+	waitApplied(ctx context.Context, want applied) error
 	// setTime sets kvtrack's clock to the modelled time in seconds.
 	setTime(seconds float64)
 }
@@ -199,10 +228,10 @@ func (h *eventHeap) Pop() any {
 
 // pending is a KV-event batch waiting for its modelled publication time.
 type pending struct {
-	at              float64
-	pod             int
-	payload         []byte
-	stored, removed uint64
+	at      float64
+	pod     int
+	payload []byte
+	n       applied
 }
 
 type sim struct {
@@ -225,8 +254,8 @@ type sim struct {
 	// Event publication (precise run only).
 	barrier   eventBarrier
 	outbox    []pending
-	published [2]uint64 // block stores, block removals
-	synced    [2]uint64
+	published applied
+	synced    applied
 	batches   int
 	tokbuf    []uint32
 
@@ -235,6 +264,7 @@ type sim struct {
 	promptTokens int
 	outputTokens int
 	evicted      int
+	restarts     int
 	lastDone     float64
 }
 
@@ -251,7 +281,7 @@ func (s *sim) connect(ctx context.Context, b eventBarrier) error {
 		pub, err := vllmfake.NewPublisher(vllmfake.PublisherConfig{
 			Endpoint: eps[0],
 			Also:     eps[1:],
-			Topic:    "kv@" + p.addr + "@" + approxModel,
+			Topic:    "kv@" + p.addr + "@" + simModel,
 			Layout:   layout,
 		})
 		if err != nil {
@@ -314,12 +344,18 @@ func (s *sim) run(ctx context.Context) error {
 		r := a.job.r
 		s.now = a.t
 		s.arrived[r.id] = a.t
+		if err := s.restartDue(routed); err != nil {
+			return err
+		}
 		if err := s.sync(ctx); err != nil {
 			return err
 		}
-		i, err := s.router.route(ctx, r, s)
-		if err != nil {
-			return err
+		i := r.extPod
+		if !r.external {
+			var err error
+			if i, err = s.router.route(ctx, r, s); err != nil {
+				return err
+			}
 		}
 		p := s.pods[i]
 		p.served++
@@ -351,7 +387,7 @@ func (s *sim) sync(ctx context.Context) error {
 	if s.published == s.synced {
 		return nil
 	}
-	if err := s.barrier.waitApplied(ctx, s.published[0], s.published[1]); err != nil {
+	if err := s.barrier.waitApplied(ctx, s.published); err != nil {
 		return err
 	}
 	s.synced = s.published
@@ -368,8 +404,9 @@ func (s *sim) flush(_ context.Context, all bool) error {
 		if _, err := s.pods[b.pod].pub.SendPayload(b.payload); err != nil {
 			return err
 		}
-		s.published[0] += b.stored
-		s.published[1] += b.removed
+		s.published.stored += b.n.stored
+		s.published.removed += b.n.removed
+		s.published.cleared += b.n.cleared
 		s.batches++
 		n++
 	}
@@ -382,20 +419,23 @@ func (s *sim) flush(_ context.Context, all bool) error {
 func (s *sim) emit(i int) {
 	p := s.pods[i]
 	evs := p.pool.TakeEvents()
-	var stored, removed uint64
+	var n applied
 	for _, e := range evs {
-		if e.Kind == vllmfake.BlockStored {
-			stored += uint64(len(e.Hashes))
-		} else {
-			removed += uint64(len(e.Hashes))
+		switch e.Kind {
+		case vllmfake.BlockStored:
+			n.stored += uint64(len(e.Hashes))
+		case vllmfake.BlockRemoved:
+			n.removed += uint64(len(e.Hashes))
 			s.evicted += len(e.Hashes)
+		case vllmfake.AllBlocksCleared:
+			n.cleared++
 		}
 	}
 	if p.pub == nil || len(evs) == 0 {
 		return
 	}
 	payload := p.pub.Encode(nil, 1.7e9+s.now, evs)
-	s.outbox = append(s.outbox, pending{at: s.now, pod: i, payload: payload, stored: stored, removed: removed})
+	s.outbox = append(s.outbox, pending{at: s.now, pod: i, payload: payload, n: n})
 }
 
 // tryStart begins the next prefill on pod i if it is idle and the head
@@ -422,12 +462,14 @@ func (s *sim) tryStart(i int) error {
 	p.queue = p.queue[1:]
 	j.alloc = a
 	p.prefilling = j
-	s.hitTokens += a.Hit * bs
+	if !r.external {
+		s.hitTokens += a.Hit * bs
+		s.promptTokens += len(r.prompt)
+	}
 	// vLLM caches a request's full prompt blocks, and publishes their
 	// BlockStored, when it schedules them (KVCacheManager.allocate_slots),
 	// not when their prefill finishes.
 	s.cache(p, j, a.Hit, r.promptBlocks)
-	s.promptTokens += len(r.prompt)
 	compute := float64(len(r.prompt)-a.Hit*bs) / s.cfg.PrefillRate
 	s.schedule(s.now+s.cfg.StepOverhead.Seconds()+compute, evPrefillDone, j)
 	s.emit(i)
@@ -442,7 +484,9 @@ func (s *sim) prefillDone(j *job) error {
 			delete(p.coming, k)
 		}
 	}
-	s.ttfts = append(s.ttfts, s.now-s.arrived[r.id])
+	if !r.external {
+		s.ttfts = append(s.ttfts, s.now-s.arrived[r.id])
+	}
 	p.prefilling = nil
 	p.running++
 	s.schedule(s.now+float64(len(r.output))*s.cfg.DecodePerToken.Seconds(), evDecodeDone, j)
@@ -466,6 +510,24 @@ func (s *sim) decodeDone(j *job) error {
 	return s.tryStart(j.pod)
 }
 
+// restartDue restarts the next pod in turn when the run has routed the
+// requests that come before its turn (Config.Restarts, spread evenly).
+func (s *sim) restartDue(routed int) error {
+	n := s.cfg.Restarts
+	if n == 0 {
+		return nil
+	}
+	step := len(s.reqs) / (n + 1)
+	if step == 0 || routed == 0 || routed%step != 0 || routed/step > n {
+		return nil
+	}
+	i := (routed/step - 1) % len(s.pods)
+	s.pods[i].pool.Reset()
+	s.restarts++
+	s.emit(i)
+	return nil
+}
+
 // cache registers the request's computed blocks [from, to) in the pod's
 // pool.
 func (s *sim) cache(p *pod, j *job, from, to int) {
@@ -483,7 +545,7 @@ func (s *sim) cache(p *pod, j *job, from, to int) {
 }
 
 func (s *sim) result() Result {
-	res := Result{Name: s.name, Requests: len(s.reqs), EvictedBlocks: s.evicted, EventBatches: s.batches}
+	res := Result{Name: s.name, Requests: len(s.reqs), Routed: len(s.ttfts), EvictedBlocks: s.evicted, EventBatches: s.batches}
 	if s.promptTokens > 0 {
 		res.HitRate = float64(s.hitTokens) / float64(s.promptTokens)
 	}

@@ -1,4 +1,4 @@
-// Package simulate compares request routers on a simulated vLLM pool, with
+// Package sim compares request routers on a simulated vLLM pool, with
 // kvtrack as the precise router.
 //
 // Each simulated pod is a vLLM-like engine (internal/vllmfake): a
@@ -19,12 +19,17 @@
 // optional modelled event lag holds each batch back for that long of
 // modelled time before it is published, to show routing on stale state.
 //
-// The other routers (GIE's approximate prefix plugin, round robin, random,
+// The other routers (GIE's approximate prefix plugin, as package
+// approxprefix re-implements it and proves against GIE's code; round robin, random,
 // least loaded, and an oracle that reads every pod's true cache and the
 // blocks its queued requests are about to compute) run on identical pods
 // and the identical request stream. Stateful routers run as Config.Replicas
 // instances that share only what they observe.
 //
+// RunMatrix runs the evidence matrix: Scenarios (cache pressure, pod
+// restarts, outside traffic, chat, chat-template and cache_salt variants)
+// at several replica counts, each cell comparing MatrixRouters.
+//
 // Run is not safe to call concurrently with itself on the same Config's
 // endpoints; everything else is plain data.
-package simulate
+package sim

@@ -1,14 +1,16 @@
-package simulate
+package sim
 
 import (
 	"context"
 	"fmt"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/kvtrack/kvtrack/kvcache"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
+	"github.com/kvtrack/kvtrack/kvevents"
 )
 
 // kvtrackRun is kvtrack running for one simulation: a kvcache.Indexer bound
@@ -49,7 +51,7 @@ func startKVTrack(ctx context.Context, cfg Config, pods []string) (*kvtrackRun, 
 	if err != nil {
 		return nil, fmt.Errorf("kvtrack: %w", err)
 	}
-	k.idx = &countingIndex{Index: inner}
+	k.idx = &countingIndex{Index: inner, perPod: make(map[string]int)}
 	kcfg := kvcache.Config{
 		Hash: kvcache.HashConfig{Algorithm: cfg.HashAlgo, Seed: cfg.HashSeed, BlockSize: cfg.BlockSize},
 		Events: kvcache.EventsConfig{
@@ -66,7 +68,7 @@ func startKVTrack(ctx context.Context, cfg Config, pods []string) (*kvtrackRun, 
 			TTL:     kvcache.Duration(cfg.SpeculativeTTL),
 		},
 	}
-	k.ix, err = kvcache.New(kcfg, kvcache.WithIndex(k.idx), kvcache.WithClock(k.clock.now))
+	k.ix, err = kvcache.New(kcfg, kvcache.WithIndex(k.idx), kvcache.WithClock(k.clock.now), kvcache.WithEventSource(kvevents.Source))
 	if err != nil {
 		return nil, fmt.Errorf("kvtrack: %w", err)
 	}
@@ -99,9 +101,9 @@ func (m multiKVTrack) setTime(seconds float64) {
 	}
 }
 
-func (m multiKVTrack) waitApplied(ctx context.Context, stored, removed uint64) error {
+func (m multiKVTrack) waitApplied(ctx context.Context, want applied) error {
 	for _, k := range m {
-		if err := k.waitApplied(ctx, stored, removed); err != nil {
+		if err := k.waitApplied(ctx, want); err != nil {
 			return err
 		}
 	}
@@ -114,17 +116,17 @@ func (m multiKVTrack) close() {
 	}
 }
 
-// waitApplied polls the index until the event path has applied stored block
-// stores and removed block removals on the GPU tier.
-func (k *kvtrackRun) waitApplied(ctx context.Context, stored, removed uint64) error {
+// waitApplied polls the index until the event path has applied want's block
+// stores, block removals (GPU tier) and pod clears.
+func (k *kvtrackRun) waitApplied(ctx context.Context, want applied) error {
 	deadline := time.Now().Add(barrierTimeout)
 	for spins := 0; ; spins++ {
-		gs, gr := k.idx.stored.Load(), k.idx.removed.Load()
-		if gs == stored && gr == removed {
+		got := k.idx.applied()
+		if got == want {
 			return nil
 		}
-		if gs > stored || gr > removed {
-			return fmt.Errorf("kvtrack applied more than was published: stores %d/%d, removals %d/%d", gs, stored, gr, removed)
+		if got.stored > want.stored || got.removed > want.removed || got.cleared > want.cleared {
+			return fmt.Errorf("kvtrack applied more than was published: %+v of %+v", got, want)
 		}
 		select {
 		case err := <-k.done:
@@ -134,7 +136,7 @@ func (k *kvtrackRun) waitApplied(ctx context.Context, stored, removed uint64) er
 		default:
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("kvtrack applied stores %d/%d, removals %d/%d after %v: events lost", gs, stored, gr, removed, barrierTimeout)
+			return fmt.Errorf("kvtrack applied %+v of %+v after %v: events lost", got, want, barrierTimeout)
 		}
 		if spins < 64 {
 			continue // the usual wait is a few microseconds of ZMQ and a worker
@@ -144,8 +146,8 @@ func (k *kvtrackRun) waitApplied(ctx context.Context, stored, removed uint64) er
 }
 
 // score asks kvtrack for each pod's cached prefix of tokens.
-func (k *kvtrackRun) score(ctx context.Context, tokens []uint32, pods []string, matched []int) (int, error) {
-	res, err := k.ix.Score(ctx, kvcache.Request{TokenIDs: tokens, Pods: pods})
+func (k *kvtrackRun) score(ctx context.Context, tokens []uint32, salt string, pods []string, matched []int) (int, error) {
+	res, err := k.ix.Score(ctx, kvcache.Request{TokenIDs: tokens, CacheSalt: salt, Pods: pods})
 	if err != nil {
 		return 0, err
 	}
@@ -163,6 +165,9 @@ func (k *kvtrackRun) routed(ctx context.Context, pod string) error {
 	return k.ix.Speculate(ctx, pod, k.res.Keys)
 }
 
+// indexed returns the GPU blocks the index holds for pod.
+func (k *kvtrackRun) indexed(pod string) int { return k.idx.indexed(pod) }
+
 func (k *kvtrackRun) close() {
 	k.cancel()
 	<-k.done
@@ -178,17 +183,41 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// countingIndex counts the GPU-tier block stores and removals the event
-// path applies, for the simulation's barrier.
+// applied counts what the pods published, or an index applied: GPU-tier
+// block stores and removals, and pod clears (AllBlocksCleared).
+type applied struct{ stored, removed, cleared uint64 }
+
+// countingIndex counts what the event path applies, for the simulation's
+// barrier, and the GPU blocks it holds per pod, for placement. The pods
+// publish each block once and remove only what they stored, so the
+// per-pod count is the number of blocks the index holds for the pod.
 type countingIndex struct {
 	kvblock.Index
-	stored, removed atomic.Uint64
+
+	mu     sync.Mutex
+	n      applied
+	perPod map[string]int
+}
+
+func (c *countingIndex) applied() applied {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
+func (c *countingIndex) indexed(pod string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.perPod[pod]
 }
 
 func (c *countingIndex) Add(ctx context.Context, pod kvblock.Pod, tier kvblock.Tier, keys []kvblock.Key) error {
 	err := c.Index.Add(ctx, pod, tier, keys)
 	if tier == kvblock.TierGPU {
-		c.stored.Add(uint64(len(keys)))
+		c.mu.Lock()
+		c.n.stored += uint64(len(keys))
+		c.perPod[pod.Addr] += len(keys)
+		c.mu.Unlock()
 	}
 	return err
 }
@@ -196,7 +225,19 @@ func (c *countingIndex) Add(ctx context.Context, pod kvblock.Pod, tier kvblock.T
 func (c *countingIndex) Remove(ctx context.Context, pod kvblock.Pod, tier kvblock.Tier, keys []kvblock.Key) error {
 	err := c.Index.Remove(ctx, pod, tier, keys)
 	if tier == kvblock.TierGPU {
-		c.removed.Add(uint64(len(keys)))
+		c.mu.Lock()
+		c.n.removed += uint64(len(keys))
+		c.perPod[pod.Addr] -= len(keys)
+		c.mu.Unlock()
 	}
+	return err
+}
+
+func (c *countingIndex) ClearPod(ctx context.Context, pod kvblock.Pod) error {
+	err := c.Index.ClearPod(ctx, pod)
+	c.mu.Lock()
+	c.n.cleared++
+	delete(c.perPod, pod.Addr)
+	c.mu.Unlock()
 	return err
 }
