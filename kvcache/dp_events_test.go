@@ -3,27 +3,12 @@ package kvcache_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
+	"github.com/kvtrack/kvtrack/internal/testnet"
 	"github.com/kvtrack/kvtrack/kvcache"
 )
-
-// freePortPair returns a port p on 127.0.0.1 such that p and p+1 were both
-// free a moment ago: the bind endpoints of DP ranks 0 and 1.
-func freePortPair(t *testing.T) int {
-	t.Helper()
-	for range 100 {
-		p := freePort(t)
-		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+1)); err == nil {
-			l.Close()
-			return p
-		}
-	}
-	t.Fatal("no two consecutive free ports on 127.0.0.1")
-	return 0
-}
 
 // TestBindModeScoresDataParallelRanks runs an engine with two DP ranks whose
 // rank 1 publishes to the bound port + 1, as vLLM offsets its endpoint, and
@@ -44,7 +29,7 @@ func TestBindModeScoresDataParallelRanks(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			port := freePortPair(t)
+			port := testnet.FreePortPair(t)
 			endpoint := fmt.Sprintf("tcp://127.0.0.1:%d", port)
 			ix := start(t, kvcache.Config{
 				Events:       kvcache.EventsConfig{Mode: kvcache.EventsBind, Endpoint: endpoint, DataParallelSize: 2},
