@@ -83,6 +83,11 @@ type Config struct {
 	// LoRA names the LoRA adapters and base models the engines serve (see
 	// config_lora.go); adapters are also learned from the engines' events.
 	LoRA LoRAConfig `json:"lora,omitzero"`
+
+	// DataParallel says how endpoints map to the data-parallel ranks of
+	// engines run with vLLM data parallelism (events.dataParallelSize
+	// ranks; dataparallel.go).
+	DataParallel DataParallelConfig `json:"dataParallel,omitzero"`
 }
 
 // HashConfig is how the engines hash their blocks.
@@ -498,6 +503,7 @@ func (c Config) WithDefaults() Config {
 		c.Events.TopicFilter = &f
 	}
 	def(&c.Events.DataParallelSize, 1)
+	c.DataParallel.setDefaults(c.Events.DataParallelSize)
 	def(&c.Events.Workers, DefaultEventWorkers)
 	def(&c.Events.QueueSize, DefaultEventQueueSize)
 	def(&c.Events.MaxHeld, DefaultMaxHeld)
@@ -651,6 +657,7 @@ func (c Config) Validate() error {
 		bad("speculative.ttl", "%v out of range (valid: above 0 and at most %v)", ttl, maxSpeculativeTTL)
 	}
 	c.LoRA.validate(bad) // branch scoring
+	c.DataParallel.validate(bad)
 	if c.Metrics.BeatInterval < 0 {
 		bad("metrics.beatInterval", "%v is negative (valid: 0 to disable, or a period such as 30s)", time.Duration(c.Metrics.BeatInterval))
 	}

@@ -125,9 +125,13 @@ func start(t *testing.T, cfg kvcache.Config, opts ...kvcache.Option) *kvcache.In
 	return ix
 }
 
+// matched scores a request that continues toks by one token, as the next
+// turn of a conversation does, so that every full block of toks is within
+// vLLM's lookup (which never includes a prompt's last token).
 func matched(t *testing.T, ix *kvcache.Indexer, pod string, toks []uint32) int {
 	t.Helper()
-	res, err := ix.Score(context.Background(), kvcache.Request{TokenIDs: toks, Pods: []string{pod}})
+	next := append(toks[:len(toks):len(toks)], 7)
+	res, err := ix.Score(context.Background(), kvcache.Request{TokenIDs: next, Pods: []string{pod}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -138,6 +138,13 @@ type Indexer struct {
 
 	pool sync.Pool // *scratch
 
+	// gpuWeight is the GPU tier's weight: a prefix held entirely on GPU
+	// scores 1.
+	gpuWeight float64
+	// rankOf caches the (pod, rank) of endpoints in perRank data
+	// parallelism (string -> kvblock.Pod).
+	rankOf sync.Map
+
 	mu      sync.Mutex // guards started, closed, cancel
 	started bool
 	closed  bool
@@ -172,7 +179,7 @@ func New(cfg Config, opts ...Option) (_ *Indexer, err error) {
 			"pass kvcache.WithEventSource(kvevents.Source) (package github.com/kvtrack/kvtrack/kvevents, " +
 			"which follows vLLM over ZMQ), or set events.enabled: false")
 	}
-	ix := &Indexer{cfg: cfg, log: o.log, index: o.index, tok: o.tokenizer, ready: make(chan struct{})}
+	ix := &Indexer{cfg: cfg, log: o.log, index: o.index, tok: o.tokenizer, ready: make(chan struct{}), gpuWeight: scoreScale(cfg)}
 	if o.reg != nil && *cfg.Metrics.Enabled {
 		ix.reg = &trackingRegisterer{reg: o.reg}
 		o.reg = ix.reg
@@ -386,18 +393,29 @@ func (ix *Indexer) AddPod(ctx context.Context, pod string) error {
 	if ix.events == nil {
 		return nil
 	}
-	return ix.events.AddPod(ctx, pod)
+	// With dataParallel.endpoints perRank, rank r's endpoint is followed
+	// through its engine's events: those of rank 0's address, every rank.
+	engine, _ := ix.cfg.DataParallel.enginePod(pod)
+	return ix.events.AddPod(ctx, engine)
 }
 
 // RemovePod stops following pod and clears every block it held from the
-// index; no event of the pod is applied after it returns. With events
+// index; no event of the pod is applied after it returns. With
+// dataParallel.endpoints perRank, the endpoint of rank 0 stands for its
+// engine: removing it stops every rank, removing another rank's does not. With events
 // disabled it does nothing: the index's entries belong to whoever applies
 // the events (another replica sharing a redis index, or the caller).
 func (ix *Indexer) RemovePod(ctx context.Context, pod string) error {
 	if ix.events == nil || ix.isClosed() {
 		return nil
 	}
-	return ix.events.RemovePod(ctx, pod)
+	// A perRank endpoint of rank r > 0 leaving does not stop its engine's
+	// events: they are followed for as long as rank 0's endpoint is.
+	engine, rank := ix.cfg.DataParallel.enginePod(pod)
+	if rank > 0 {
+		return nil
+	}
+	return ix.events.RemovePod(ctx, engine)
 }
 
 func (ix *Indexer) isClosed() bool {
@@ -435,60 +453,107 @@ func (ix *Indexer) score(ctx context.Context, req *Request) (Result, error) {
 	s := ix.pool.Get().(*scratch)
 	defer ix.pool.Put(s)
 
-	keys, err := ix.blockKeys(ctx, s, req)
+	keys, cacheable, err := ix.blockKeys(ctx, s, req)
 	if err != nil {
 		return Result{}, err
 	}
-	res := Result{Pods: make([]PodScore, len(req.Pods)), Blocks: len(keys), Keys: keys}
+	res := Result{Pods: make([]PodScore, len(req.Pods)), Blocks: cacheable, Keys: keys}
 	for i, p := range req.Pods {
 		res.Pods[i].Pod = p
 	}
-	if len(keys) == 0 || len(req.Pods) == 0 {
+	if cacheable == 0 || len(req.Pods) == 0 {
 		return res, nil
 	}
 
+	dp := ix.cfg.DataParallel
 	s.pods = s.pods[:0]
 	for _, p := range req.Pods {
-		s.pods = append(s.pods, kvblock.Pod{Addr: p})
+		s.pods = ix.appendEngines(s.pods, p)
 	}
-	s.scores, err = ix.index.Score(ctx, keys, s.pods, s.scores[:0])
+	// vLLM looks up at most the blocks before the prompt's last token.
+	s.scores, err = ix.index.Score(ctx, keys[:cacheable], s.pods, s.scores[:0])
 	if err != nil {
 		return Result{}, fmt.Errorf("kvcache: index: %w", err)
 	}
-	for i, ps := range s.scores {
-		res.Pods[i].Matched = ps.Matched
-		res.Pods[i].Weighted = ps.Weighted
-		res.Pods[i].Score = ps.Fraction(len(keys))
+	ranks := dp.ranksPerEndpoint()
+	bs := ix.cfg.Hash.BlockSize
+	for i := range res.Pods {
+		var matched int
+		var weighted float64
+		for _, ps := range s.scores[i*ranks : (i+1)*ranks] {
+			matched += ps.Matched
+			weighted += ps.Weighted
+		}
+		// One rank: exact. Several behind one endpoint: the mean, what a
+		// request can expect from vLLM's cache-blind rank choice.
+		ps := &res.Pods[i]
+		ps.Weighted = weighted / float64(ranks)
+		ps.Matched = matched / ranks
+		ps.CachedTokens = matched * bs / ranks
+		ps.Score = min(1, ps.Weighted/(float64(cacheable)*ix.gpuWeight))
 	}
 	return res, nil
 }
 
-// blockKeys returns req's block keys: from the key cache when the same
-// request was keyed recently, else tokenized and hashed (and cached).
-func (ix *Indexer) blockKeys(ctx context.Context, s *scratch, req *Request) ([]kvblock.Key, error) {
+// appendEngines appends the (pod, rank) engines whose blocks decide
+// endpoint's score, remembering the data-parallel mapping of endpoints
+// seen before so that a warm Score allocates nothing for it.
+func (ix *Indexer) appendEngines(dst []kvblock.Pod, endpoint string) []kvblock.Pod {
+	dp := ix.cfg.DataParallel
+	if dp.Endpoints != DPPerRank || dp.size <= 1 {
+		return dp.appendEngines(dst, endpoint)
+	}
+	if p, ok := ix.rankOf.Load(endpoint); ok {
+		return append(dst, p.(kvblock.Pod))
+	}
+	dst = dp.appendEngines(dst, endpoint)
+	ix.rankOf.Store(endpoint, dst[len(dst)-1])
+	return dst
+}
+
+// blockKeys returns req's block keys, one per full block, and how many of
+// them vLLM's prefix-cache lookup can find: it looks up at most n-1 of the
+// prompt's n tokens (the last token's logits must be computed), so at most
+// floor((n-1)/blockSize) blocks. The keys come from the key cache when the
+// same request was keyed recently, else are tokenized and hashed (and
+// cached).
+func (ix *Indexer) blockKeys(ctx context.Context, s *scratch, req *Request) (keys []kvblock.Key, lookup int, err error) {
 	var id requestID
 	cacheable := ix.kcache != nil
 	if cacheable {
 		id, cacheable = ix.kcache.id(s.hasher, req)
 		if cacheable {
 			if keys, ok := ix.kcache.get(id); ok {
-				return keys, nil
+				// The cache keeps the lookup count as the length and
+				// every key within the capacity.
+				return keys[:cap(keys)], len(keys), nil
 			}
 		}
 	}
 	tokens, err := ix.tokens(ctx, req)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	keys := make([]kvblock.Key, 0, len(tokens)/ix.cfg.Hash.BlockSize)
+	keys = make([]kvblock.Key, 0, len(tokens)/ix.cfg.Hash.BlockSize)
 	keys, err = ix.keys.keys(keys, tokens, req.LoRA, req.CacheSalt)
 	if err != nil {
-		return nil, fmt.Errorf("kvcache: block keys: %w", err)
+		return nil, 0, fmt.Errorf("kvcache: block keys: %w", err)
 	}
+	lookup = lookupBlocks(len(tokens), ix.cfg.Hash.BlockSize, len(keys))
 	if cacheable && len(keys) > 0 {
-		ix.kcache.put(id, keys)
+		ix.kcache.put(id, keys[:lookup:len(keys)])
 	}
-	return keys, nil
+	return keys, lookup, nil
+}
+
+// lookupBlocks is how many of a prompt's full blocks vLLM's prefix-cache
+// lookup can find for a prompt of n tokens: floor((n-1)/blockSize), at most
+// the keys there are.
+func lookupBlocks(n, blockSize, keys int) int {
+	if n <= 1 {
+		return 0
+	}
+	return min(keys, (n-1)/blockSize)
 }
 
 // Tokens returns the token IDs Score derives from req's prompt (Prompt,
@@ -539,9 +604,20 @@ func (ix *Indexer) tokens(ctx context.Context, req *Request) ([]uint32, error) {
 // just routed to it), for the configured TTL, so that requests sharing the
 // prefix follow before the engine's events arrive. It is a no-op unless
 // speculative recording is enabled.
+//
+// With data parallelism, the entries go to the engine pod's score reads:
+// its rank with one endpoint per rank, and every rank with one endpoint in
+// front of them (the request is on one of them; until its events say
+// which, the endpoint is credited as if on each).
 func (ix *Indexer) Speculate(ctx context.Context, pod string, keys []kvblock.Key) error {
 	if ix.spec == nil || len(keys) == 0 {
 		return nil
 	}
-	return ix.spec.record(ctx, pod, keys)
+	var engines [1]kvblock.Pod
+	for _, e := range ix.appendEngines(engines[:0], pod) {
+		if err := ix.spec.record(ctx, e, keys); err != nil {
+			return err
+		}
+	}
+	return nil
 }

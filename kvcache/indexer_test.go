@@ -85,7 +85,12 @@ func TestIndexerScore(t *testing.T) {
 			if res.Blocks != 4 || len(res.Keys) != 4 {
 				t.Fatalf("Blocks = %d, Keys = %d, want 4 full blocks", res.Blocks, len(res.Keys))
 			}
-			want := []PodScore{{"a:1", 1, 4, 4}, {"b:1", 0.25, 1, 1}, {"c:1", 0, 0, 0}, {"d:1", 0, 0, 0}}
+			want := []PodScore{
+				{Pod: "a:1", Score: 1, CachedTokens: 64, Matched: 4, Weighted: 4},
+				{Pod: "b:1", Score: 0.25, CachedTokens: 16, Matched: 1, Weighted: 1},
+				{Pod: "c:1"},
+				{Pod: "d:1"},
+			}
 			for i, w := range want {
 				if res.Pods[i] != w {
 					t.Errorf("pod %d = %+v, want %+v", i, res.Pods[i], w)
@@ -129,7 +134,7 @@ func TestSpeculateExpiresAfterTTL(t *testing.T) {
 	go func() { done <- ix.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 
-	req := Request{TokenIDs: seq(1, 64), Pods: []string{"a:1", "b:1"}}
+	req := Request{TokenIDs: seq(1, 65), Pods: []string{"a:1", "b:1"}}
 	res, err := ix.Score(ctx, req)
 	if err != nil {
 		t.Fatal(err)
@@ -183,7 +188,7 @@ func TestWithClockExpiresSpeculativeEntriesInModelledTime(t *testing.T) {
 	cfg := Config{Speculative: SpeculativeConfig{Enabled: true, TTL: Duration(2 * time.Second)}}
 	ix := newIndexer(t, cfg, WithClock(clock))
 	ctx := context.Background()
-	first, second := Request{TokenIDs: seq(1, 32), Pods: []string{"a:1"}}, Request{TokenIDs: seq(500, 32), Pods: []string{"a:1"}}
+	first, second := Request{TokenIDs: seq(1, 33), Pods: []string{"a:1"}}, Request{TokenIDs: seq(500, 33), Pods: []string{"a:1"}}
 	matched := func(req Request) int {
 		t.Helper()
 		res, err := ix.Score(ctx, req)
@@ -334,7 +339,7 @@ func TestKeyCacheDisabled(t *testing.T) {
 	if ix.kcache != nil {
 		t.Fatal("hash.keyCacheBytes -1 built a key cache")
 	}
-	res, err := ix.Score(context.Background(), Request{TokenIDs: seq(1, 32), Pods: []string{"a:1"}})
+	res, err := ix.Score(context.Background(), Request{TokenIDs: seq(1, 33), Pods: []string{"a:1"}})
 	if err != nil || res.Blocks != 2 {
 		t.Errorf("Score without a key cache = %+v, %v; want 2 blocks", res, err)
 	}
@@ -356,7 +361,7 @@ func TestEventsDisabledOnlyReads(t *testing.T) {
 	if err := ix.RemovePod(ctx, "a:1"); err != nil {
 		t.Errorf("RemovePod = %v, want nil", err)
 	}
-	res, err := ix.Score(ctx, Request{TokenIDs: seq(1, 32), Pods: []string{"a:1"}})
+	res, err := ix.Score(ctx, Request{TokenIDs: seq(1, 33), Pods: []string{"a:1"}})
 	if err != nil || res.Pods[0].Matched != 2 {
 		t.Errorf("after RemovePod on a read-only Indexer: %+v, %v; want the 2 blocks kept", res.Pods, err)
 	}
@@ -370,7 +375,7 @@ func speculated(t *testing.T, ttl time.Duration) (ix *Indexer, now *time.Time, r
 	*now = time.Unix(1000, 0)
 	cfg := Config{Speculative: SpeculativeConfig{Enabled: true, TTL: Duration(ttl)}}
 	ix = newIndexer(t, cfg, WithClock(func() time.Time { return *now }))
-	req = Request{TokenIDs: seq(1, 64), Pods: []string{"a:1"}}
+	req = Request{TokenIDs: seq(1, 65), Pods: []string{"a:1"}}
 	res, err := ix.Score(context.Background(), req)
 	if err != nil {
 		t.Fatal(err)
@@ -469,7 +474,7 @@ func TestStoredBlockConfirmsTheSpeculativePrefixBeforeIt(t *testing.T) {
 func TestStoredBlockLeavesOtherChainsSpeculative(t *testing.T) {
 	ix, _, req, keys := speculated(t, time.Minute)
 	ctx := context.Background()
-	other, err := ix.Score(ctx, Request{TokenIDs: seq(900, 64), Pods: []string{"a:1"}})
+	other, err := ix.Score(ctx, Request{TokenIDs: seq(900, 65), Pods: []string{"a:1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -511,7 +516,7 @@ func TestSpeculativeRemovalIsRetriedAfterAnIndexError(t *testing.T) {
 	now := time.Unix(1000, 0)
 	ix := newIndexer(t, Config{Speculative: SpeculativeConfig{Enabled: true, TTL: Duration(time.Second)}},
 		WithIndex(idx), WithClock(func() time.Time { return now }))
-	req := Request{TokenIDs: seq(1, 64), Pods: []string{"a:1"}}
+	req := Request{TokenIDs: seq(1, 65), Pods: []string{"a:1"}} // 4 blocks looked up (n-1 tokens)
 	res, err := ix.Score(t.Context(), req)
 	if err != nil {
 		t.Fatal(err)

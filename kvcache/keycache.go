@@ -69,8 +69,9 @@ func (c *keyCache) shard(id requestID) *keyCacheShard {
 	return &c.shards[id.lo%keyCacheShards]
 }
 
-// get returns the keys cached for id. The slice is shared: callers must not
-// modify it (its capacity is clipped, so appending copies).
+// get returns the keys cached for id, as put was given them: the length
+// and capacity both mean what the caller put. The slice is shared: callers
+// must not modify it (appending beyond its capacity copies).
 func (c *keyCache) get(id requestID) ([]kvblock.Key, bool) {
 	sh := c.shard(id)
 	sh.mu.Lock()
@@ -90,21 +91,23 @@ func (c *keyCache) get(id requestID) ([]kvblock.Key, bool) {
 	return keys, ok
 }
 
-// put caches keys for id; keys must not be modified afterwards.
+// put caches keys for id, keeping its length and capacity (the Indexer
+// keeps the lookup count as the length and every key within the
+// capacity); keys[:cap(keys)] must not be modified afterwards.
 func (c *keyCache) put(id requestID, keys []kvblock.Key) {
 	sh := c.shard(id)
-	if 8*len(keys)+keyEntryOverhead > sh.genBytes {
+	if 8*cap(keys)+keyEntryOverhead > sh.genBytes {
 		return
 	}
 	sh.mu.Lock()
 	if _, ok := sh.cur[id]; !ok {
-		sh.putLocked(id, keys[:len(keys):len(keys)])
+		sh.putLocked(id, keys)
 	}
 	sh.mu.Unlock()
 }
 
 func (sh *keyCacheShard) putLocked(id requestID, keys []kvblock.Key) {
-	size := 8*len(keys) + keyEntryOverhead
+	size := 8*cap(keys) + keyEntryOverhead
 	if sh.curBytes+size > sh.genBytes {
 		sh.old, sh.cur, sh.curBytes = sh.cur, make(map[requestID][]kvblock.Key, len(sh.cur)), 0
 	}

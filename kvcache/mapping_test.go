@@ -27,12 +27,14 @@ func TestBatchScoresSumOfMatchedOverSumOfBlocks(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// vLLM looks up at most n-1 tokens of each prompt: 3 of p1's 4
+			// blocks (64 tokens) and both of p2's (35 tokens), 5 in all.
 			want := []struct {
 				matched int
 				score   float64
-			}{{4, 4.0 / 6}, {2, 2.0 / 6}, {1, 1.0 / 6}, {0, 0}}
-			if res.Blocks != 6 || len(res.Keys) != 6 || len(res.Batch) != 2 || len(res.Batch[0]) != 4 {
-				t.Errorf("blocks %d, keys %d, batch %d: want 6 blocks in two prompts of 4 and 2", res.Blocks, len(res.Keys), len(res.Batch))
+			}{{3, 3.0 / 5}, {2, 2.0 / 5}, {1, 1.0 / 5}, {0, 0}}
+			if res.Blocks != 5 || len(res.Keys) != 6 || len(res.Batch) != 2 || len(res.Batch[0]) != 4 {
+				t.Errorf("blocks %d, keys %d, batch %d: want 5 blocks looked up of 6, in two prompts of 4 and 2", res.Blocks, len(res.Keys), len(res.Batch))
 			}
 			for i, w := range want {
 				if ps := res.Pods[i]; ps.Matched != w.matched || ps.Score != w.score {
@@ -56,8 +58,9 @@ func TestSpeculateResultRecordsEveryPromptOfABatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range [][]uint32{p1, p2} {
-		if got := matchedOn(t, ix, Request{TokenIDs: p, Pods: []string{"a:1"}}); got != len(p)/16 {
-			t.Errorf("prompt of %d blocks: %d matched after speculation, want all", len(p)/16, got)
+		// All of the prompt's blocks that vLLM looks up (n-1 tokens).
+		if got, want := matchedOn(t, ix, Request{TokenIDs: p, Pods: []string{"a:1"}}), (len(p)-1)/16; got != want {
+			t.Errorf("prompt of %d blocks: %d matched after speculation, want %d", len(p)/16, got, want)
 		}
 	}
 }
@@ -118,7 +121,7 @@ func TestRemoteTokenizerGetsTheRequestsModel(t *testing.T) {
 		mu.Lock()
 		models = append(models, body.Model)
 		mu.Unlock()
-		_ = json.NewEncoder(w).Encode(map[string]any{"tokens": seq(1, 32)})
+		_ = json.NewEncoder(w).Encode(map[string]any{"tokens": seq(1, 33)}) // 2 blocks looked up (n-1 tokens)
 	}))
 	defer srv.Close()
 	ix := newIndexer(t, Config{Tokenizer: TokenizerConfig{URL: srv.URL, Model: "default"}, Events: EventsConfig{Enabled: new(bool)}})

@@ -77,12 +77,17 @@ type ChatMessage struct {
 type Result struct {
 	// Pods holds one entry per Request.Pods, in the same order.
 	Pods []PodScore
-	// Blocks is the number of full blocks in the prompt: the denominator of
-	// every score. A trailing partial block is never cached by vLLM.
+	// Blocks is the number of blocks vLLM's prefix-cache lookup can find
+	// for this prompt, the denominator of every score: floor((n-1)/block
+	// size) for a prompt of n tokens. vLLM looks up at most n-1 tokens
+	// (the last token's logits must be computed) and caches only full
+	// blocks, so a prompt whose length is a multiple of the block size has
+	// one full block more than that.
 	Blocks int
-	// Keys are the prompt's block keys, in order; pass them to Speculate.
-	// They may be shared with the Indexer's key cache: read them, do not
-	// modify them (appending is safe; it copies).
+	// Keys are the prompt's block keys, one per full block, in order; pass
+	// them to Speculate (vLLM caches every full block once it has
+	// computed it). They may be shared with the Indexer's key cache: read
+	// them, do not modify them (appending is safe; it copies).
 	Keys []kvblock.Key
 	// Batch, for a batch request (Request.Prompts), holds each prompt's
 	// keys; Keys is then their concatenation. Nil for a single prompt.
@@ -90,15 +95,33 @@ type Result struct {
 }
 
 // PodScore is one candidate's result.
+//
+// With data parallelism behind one endpoint (dataParallel.endpoints
+// "shared"), Matched, CachedTokens and Weighted are the means over the
+// endpoint's ranks, rounded down, and Score is the mean score: vLLM's
+// internal load balancer picks the rank by load alone, so that is what a
+// request can expect.
 type PodScore struct {
 	Pod string
-	// Score is Matched/Blocks in [0, 1]; 0 for a pod without data.
+	// Score, in [0, 1], ranks the pods: Weighted over Blocks blocks held on
+	// GPU. A prefix held on GPU scores its share of Blocks; held only on
+	// CPU or storage, that share times the tier's weight (so below GPU and
+	// above a miss); 0 for a pod without data. It grows with CachedTokens
+	// for pods holding their prefix on the same tier.
 	Score float64
-	// Matched is the number of consecutive blocks from the start of the
-	// prompt that the pod holds on any tier.
+	// CachedTokens is the number of prompt tokens vLLM will find cached on
+	// the pod (from its GPU prefix cache or, for blocks offloaded to CPU or
+	// storage, through its offloading connector): Matched blocks of the
+	// block size. A fully cached prompt of n tokens reports
+	// floor((n-1)/blockSize) blocks' worth, as vLLM reuses.
+	CachedTokens int
+	// Matched is the number of blocks from the start of the prompt that
+	// vLLM will reuse: the longest prefix the pod holds on any tier, capped
+	// at Blocks, or, for a hybrid model (sliding-window or Mamba groups),
+	// the hit vLLM's hybrid coordinator finds.
 	Matched int
-	// Weighted is Matched with each block weighted by the best tier the pod
-	// holds it on (see IndexConfig.TierWeights).
+	// Weighted is Matched with each block weighted by the best tier the
+	// pod holds it on (see IndexConfig.TierWeights).
 	Weighted float64
 }
 

@@ -75,7 +75,7 @@ type specRemoval struct {
 // remove drops speculative references from the index; a failure is
 // counted and queued for the next expiry pass.
 func (s *speculator) remove(ctx context.Context, pod kvblock.Pod, keys []kvblock.Key) {
-	if err := s.index.Remove(ctx, pod, speculativeTier, keys); err != nil {
+	if err := kvblock.RemoveGroup(ctx, s.index, pod, speculativeTier, kvblock.AllGroups, keys); err != nil {
 		s.removeErrors.Add(1)
 		s.failedMu.Lock()
 		if s.failedKeys+len(keys) <= maxSpeculativeKeys {
@@ -99,8 +99,13 @@ func (s *speculator) retryFailed(ctx context.Context) {
 	}
 }
 
+// specGroup is the KV-cache group of speculative entries: every group, so
+// that a hybrid model's pod counts them in each (the engine will store the
+// blocks in all its groups).
+var specGroup = kvblock.Group{Index: kvblock.AllGroups}
+
 type specKey struct {
-	pod string
+	pod kvblock.Pod // the engine: pod and data-parallel rank
 	key kvblock.Key
 }
 
@@ -125,11 +130,10 @@ func newSpeculator(index kvblock.Index, ttl time.Duration, now func() time.Time)
 	return s
 }
 
-func (s *speculator) record(ctx context.Context, pod string, keys []kvblock.Key) error {
+func (s *speculator) record(ctx context.Context, p kvblock.Pod, keys []kvblock.Key) error {
 	// Expire what is due first: with a modelled clock (WithClock) the
 	// ticker in run is not what moves time forward.
 	s.expireDue(ctx)
-	p := kvblock.Pod{Addr: pod}
 	s.mu.Lock()
 	full := s.pending+len(keys) > maxSpeculativeKeys
 	s.mu.Unlock()
@@ -140,7 +144,7 @@ func (s *speculator) record(ctx context.Context, pod string, keys []kvblock.Key)
 	// The index reference comes first and is counted live after: a
 	// confirmation racing in between finds nothing live and leaves the
 	// reference to expire, where the other order would leak it.
-	if err := s.index.Add(ctx, p, speculativeTier, keys); err != nil {
+	if err := kvblock.AddGroup(ctx, s.index, p, speculativeTier, specGroup, keys); err != nil {
 		return err
 	}
 	deadline := s.now().Add(s.ttl)
@@ -149,7 +153,7 @@ func (s *speculator) record(ctx context.Context, pod string, keys []kvblock.Key)
 	s.queue = append(s.queue, specEntry{deadline: deadline, pod: p, keys: append([]kvblock.Key(nil), keys...)})
 	s.pending += len(keys)
 	for i, k := range keys {
-		sk := specKey{pod, k}
+		sk := specKey{p, k}
 		r := s.live[sk]
 		r.n++
 		if i > 0 {
@@ -178,7 +182,7 @@ func (s *speculator) confirm(ctx context.Context, pod kvblock.Pod, keys []kvbloc
 	for _, k := range keys {
 		// Walk back from k while the chain is speculative; a retired key's
 		// parents were retired with it, so each key is visited once.
-		for sk := (specKey{pod.Addr, k}); ; {
+		for sk := (specKey{pod, k}); ; {
 			r, ok := s.live[sk]
 			if !ok {
 				break
@@ -199,7 +203,7 @@ func (s *speculator) confirm(ctx context.Context, pod kvblock.Pod, keys []kvbloc
 	s.nlive.Store(int64(len(s.live)))
 	s.mu.Unlock()
 	for _, ks := range refs {
-		s.remove(ctx, kvblock.Pod{Addr: pod.Addr}, ks)
+		s.remove(ctx, pod, ks)
 	}
 }
 
@@ -228,7 +232,7 @@ func (s *speculator) expire(ctx context.Context) time.Duration {
 		// Keys confirmed meanwhile hold no reference any more.
 		keep := e.keys[:0]
 		for _, k := range e.keys {
-			sk := specKey{e.pod.Addr, k}
+			sk := specKey{e.pod, k}
 			if r := s.live[sk]; r.n > 0 {
 				if r.n == 1 {
 					delete(s.live, sk)
@@ -292,7 +296,7 @@ func (s *speculator) run(ctx context.Context) {
 			s.retryFailed(bg)
 			for sk, r := range live {
 				for range r.n {
-					s.remove(bg, kvblock.Pod{Addr: sk.pod}, []kvblock.Key{sk.key})
+					s.remove(bg, sk.pod, []kvblock.Key{sk.key})
 				}
 			}
 			return
@@ -315,4 +319,18 @@ func (c confirmingIndex) Add(ctx context.Context, pod kvblock.Pod, tier kvblock.
 		c.spec.confirm(ctx, pod, keys)
 	}
 	return err
+}
+
+// AddGroup is Add for one KV-cache group of a hybrid model.
+func (c confirmingIndex) AddGroup(ctx context.Context, pod kvblock.Pod, tier kvblock.Tier, g kvblock.Group, keys []kvblock.Key) error {
+	err := kvblock.AddGroup(ctx, c.Index, pod, tier, g, keys)
+	if err == nil && tier != speculativeTier {
+		c.spec.confirm(ctx, pod, keys)
+	}
+	return err
+}
+
+// RemoveGroup is Remove for one KV-cache group of a hybrid model.
+func (c confirmingIndex) RemoveGroup(ctx context.Context, pod kvblock.Pod, tier kvblock.Tier, group int, keys []kvblock.Key) error {
+	return kvblock.RemoveGroup(ctx, c.Index, pod, tier, group, keys)
 }

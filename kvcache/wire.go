@@ -12,12 +12,43 @@ import (
 // indexWeights returns the configured tier weights with the speculative
 // medium's weight filled in (1, a block about to be computed on GPU) unless
 // the configuration sets it.
+//
+// The GPU tier wins every tie: a medium other than GPU (and the
+// speculative one, a GPU block about to be computed) configured to weigh
+// as much as GPU or more counts one part in 2^20 less, so that the same
+// prefix held on GPU always ranks above it held only on CPU or storage.
 func indexWeights(cfg Config) kvblock.TierWeights {
 	w := maps.Clone(cfg.Index.TierWeights)
 	if _, ok := w[speculativeMediumName]; !ok {
 		w[speculativeMediumName] = defaultSpeculativeTier
 	}
+	if gpu := w["GPU"]; gpu > 0 {
+		below := gpu * (1 - 1.0/(1<<20))
+		for medium, v := range w {
+			if medium != "GPU" && medium != speculativeMediumName && v > below {
+				w[medium] = below
+			}
+		}
+	}
 	return w
+}
+
+// scoreScale is the weight of a block held on GPU: Score divides the
+// weighted match by it, so a prefix held entirely on GPU scores 1 and
+// one held on a lighter tier scores its share. With a GPU weight of 0
+// (GPU blocks do not count) it is the heaviest tier's.
+func scoreScale(cfg Config) float64 {
+	w := indexWeights(cfg)
+	top := w["GPU"]
+	if top <= 0 {
+		for _, v := range w {
+			top = max(top, v)
+		}
+	}
+	if top <= 0 {
+		return 1
+	}
+	return top
 }
 
 func newIndex(cfg Config, o options) (kvblock.Index, error) {
@@ -43,6 +74,7 @@ func newMemIndex(cfg Config, o options) (kvblock.Index, error) {
 		Capacity:    cfg.Index.Capacity,
 		Shards:      cfg.Index.Shards,
 		TierWeights: indexWeights(cfg),
+		BlockSize:   cfg.Hash.BlockSize,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("kvcache: memory index: %w", err)

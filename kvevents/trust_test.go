@@ -18,6 +18,7 @@ import (
 	zmq "github.com/pebbe/zmq4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kvtrack/kvtrack/internal/testnet"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
@@ -506,18 +507,7 @@ func TestRemovePodRaceBindMode(t *testing.T) {
 
 // freePortPair returns a free port whose successor is free too: rank 1 of
 // a data-parallel engine uses port + 1.
-func freePortPair(t *testing.T) int {
-	t.Helper()
-	for range 100 {
-		port := freePort(t)
-		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port+1)); err == nil {
-			l.Close()
-			return port
-		}
-	}
-	t.Fatal("no two consecutive free ports")
-	return 0
-}
+func freePortPair(t *testing.T) int { return testnet.FreePortPair(t) }
 
 // TestDataParallelRanks follows an engine with 2 data-parallel ranks in
 // both modes over real sockets: rank r publishes on port + r (bind mode:

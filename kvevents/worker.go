@@ -2,6 +2,7 @@ package kvevents
 
 import (
 	"context"
+	"math"
 	"sync"
 	"time"
 
@@ -295,12 +296,20 @@ func (w *worker) applyEvent(ctx context.Context, s *stream, ev *Event) {
 	switch ev.Kind {
 	case BlockStored:
 		keys := w.storedKeys(s, ev)
-		if len(keys) > 0 {
+		switch {
+		case len(keys) == 0:
+		case ev.HasGroupIdx || ev.SpecKind != "":
+			err = kvblock.AddGroup(ctx, p.index, s.pod, kvblock.TierOf(ev.Medium), eventGroup(ev), keys)
+		default:
 			err = p.index.Add(ctx, s.pod, kvblock.TierOf(ev.Medium), keys)
 		}
 	case BlockRemoved:
 		keys := w.removedKeys(s, ev)
-		if len(keys) > 0 {
+		switch {
+		case len(keys) == 0:
+		case ev.HasGroupIdx:
+			err = kvblock.RemoveGroup(ctx, p.index, s.pod, kvblock.TierOf(ev.Medium), ev.GroupIdx, keys)
+		default:
 			err = p.index.Remove(ctx, s.pod, kvblock.TierOf(ev.Medium), keys)
 		}
 	case AllBlocksCleared:
@@ -309,6 +318,16 @@ func (w *worker) applyEvent(ctx context.Context, s *stream, ev *Event) {
 	if err != nil {
 		w.indexError(s, err)
 	}
+}
+
+// eventGroup describes the KV-cache group a BlockStored event was emitted
+// for (vLLM's group_idx and kv_cache_spec_* fields).
+func eventGroup(ev *Event) kvblock.Group {
+	g := kvblock.Group{Index: ev.GroupIdx, Kind: kvblock.GroupKindOf(ev.SpecKind), BlockSize: ev.BlockSize}
+	if ev.HasSlidingWindow && ev.SlidingWindow > 0 && ev.SlidingWindow <= math.MaxInt32 {
+		g.SlidingWindow = int(ev.SlidingWindow)
+	}
+	return g
 }
 
 func (w *worker) clearPod(ctx context.Context, s *stream) {

@@ -256,7 +256,7 @@ func TestFactoryBuildsRedisBackedScorer(t *testing.T) {
 	addr := testredis.Start(t)
 	s := newTestScorer(t, fmt.Sprintf(`{"hash": {"seed": "42"}, "events": {"enabled": false},
 		"index": {"backend": "redis"}, "redis": {"addr": %q}}`, addr))
-	prompt := seqTokens(1, 64)
+	prompt := seqTokens(1, 65) // vLLM looks up all 4 full blocks (never the last token)
 	store(t, s, "10.0.0.1:8000", prompt[:32])
 	a, b := endpoint("10.0.0.1", "8000"), endpoint("10.0.0.2", "8000")
 	req := &scheduling.LLMRequest{TokenizedPrompt: &scheduling.TokenizedPrompt{TokenIDs: prompt}}

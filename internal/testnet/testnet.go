@@ -2,6 +2,7 @@
 package testnet
 
 import (
+	"fmt"
 	"net"
 	"testing"
 )
@@ -17,4 +18,20 @@ func FreePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// FreePortPair returns a port on 127.0.0.1 that, with its successor, was
+// free a moment ago: the endpoints of data-parallel ranks 0 and 1, since
+// rank r uses port + r.
+func FreePortPair(t testing.TB) int {
+	t.Helper()
+	for range 100 {
+		port := FreePort(t)
+		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port+1)); err == nil {
+			l.Close()
+			return port
+		}
+	}
+	t.Fatal("no two consecutive free ports on 127.0.0.1")
+	return 0
 }

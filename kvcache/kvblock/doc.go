@@ -27,6 +27,15 @@
 // Capacity bounds the entries; past it each shard evicts whole keys by
 // CLOCK, an approximation of least recently stored or scored.
 //
+// # Hybrid models
+//
+// An entry word also carries the KV-cache group the block was stored for
+// (0 for a model with one group, so the group costs nothing there). MemIndex
+// implements GroupIndex: AddGroup records each pod's groups (full attention,
+// sliding window, Mamba; their block sizes and windows), and Score computes
+// a hybrid pod's hit as vLLM's hybrid coordinator does (hybrid.go), in a
+// second walk that only pods with hybrid groups take.
+//
 // # Concurrency
 //
 // Everything in this package is safe for concurrent use unless its doc says

@@ -31,7 +31,8 @@ type Index interface {
 
 	// Score walks keys in order and, for each candidate, counts the
 	// consecutive keys from the first one that the candidate holds on any
-	// tier. It appends one PodScore per candidate, in candidate order, to dst
+	// tier (for a pod with hybrid KV-cache groups, in an index that keeps
+	// them, the hit vLLM's hybrid coordinator finds; see GroupIndex). It appends one PodScore per candidate, in candidate order, to dst
 	// and returns the extended slice; a candidate listed twice is scored
 	// twice, alike. Candidates the index has never seen score zero, as do
 	// all candidates when keys is empty. dst is owned by the caller; Score
@@ -46,10 +47,13 @@ type Index interface {
 type PodScore struct {
 	Pod Pod
 	// Matched is the number of consecutive keys, from the first, that the pod
-	// holds on any tier.
+	// holds on any tier; for a hybrid pod, the keys vLLM's hybrid coordinator
+	// reuses.
 	Matched int
 	// Weighted is the sum over the matched keys of the highest tier weight
-	// among the tiers the pod holds the key on.
+	// among the tiers the pod holds the key on (for a hybrid pod, a key no
+	// group needs and none holds counts as the highest weight). The
+	// Indexer ranks pods by it.
 	Weighted float64
 }
 

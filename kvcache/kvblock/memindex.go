@@ -51,6 +51,15 @@ type MemIndexConfig struct {
 	// finite and non-negative; media absent from the map weigh 0. Nil means
 	// DefaultTierWeights().
 	TierWeights TierWeights `json:"tierWeights,omitempty"`
+
+	// BlockSize is the number of tokens per block of the keys Score is
+	// given (the hash block size). It relates a hybrid model's groups to
+	// the keys: a group whose blocks are larger spans several keys per
+	// block, and a sliding window in tokens becomes a number of blocks.
+	// Zero: every group's block size is taken to be the keys', and a
+	// sliding-window group that reports no block size needs every block.
+	// It must not be negative.
+	BlockSize int `json:"blockSize,omitempty"`
 }
 
 // withDefaults returns c with its zero fields set.
@@ -74,6 +83,9 @@ func (c MemIndexConfig) Validate() error {
 	if c.Shards < 1 || c.Shards > MaxShards || c.Shards&(c.Shards-1) != 0 {
 		return fmt.Errorf("%w: Shards must be a power of two from 1 to %d (0 for %d), got %d",
 			ErrInvalidConfig, MaxShards, DefaultShards, c.Shards)
+	}
+	if c.BlockSize < 0 {
+		return fmt.Errorf("%w: BlockSize must be a number of tokens, or 0; got %d", ErrInvalidConfig, c.BlockSize)
 	}
 	if c.Capacity < c.Shards {
 		return fmt.Errorf("%w: Capacity must be at least Shards (%d), or 0 for %d; got %d",
@@ -120,6 +132,9 @@ type MemIndex struct {
 	topWeight float64
 	pods      podRegistry
 	scratch   sync.Pool // *scoreScratch
+
+	groupMu    sync.Mutex   // serialises changes to pods' group descriptions
+	hybridPods atomic.Int64 // pods with hybrid groups; Score skips its check while 0
 
 	// Score's counters; on their own line, away from the read-mostly
 	// fields above.
@@ -267,6 +282,13 @@ type scoreScratch struct {
 	matched    []int32   // per slot, set when the slot drops out
 	entries    []uint64  // the current key's entries
 	sink       uint64    // keeps the walk's lookahead loads alive
+
+	// The hybrid walk's (see hybrid.go).
+	hyb      []hybridCand
+	hybScore []PodScore
+	bits     []uint64
+	best     []float64
+	runs     []int32
 }
 
 // slotAcc accumulates one candidate slot's weight. The walk does not add
@@ -290,7 +312,13 @@ func (x *MemIndex) Score(_ context.Context, keys []Key, candidates []Pod, dst []
 	}
 	dst = slices.Grow(dst, len(candidates))
 	sc := x.scratch.Get().(*scoreScratch)
-	if known := sc.resolve(x.pods.idMap(), candidates); known > 0 && len(keys) > 0 {
+	known := sc.resolve(x.pods.idMap(), candidates)
+	hybrid := 0
+	if known > 0 && x.hybridPods.Load() > 0 {
+		hybrid = sc.splitHybrid(&x.pods)
+		known -= hybrid
+	}
+	if known > 0 && len(keys) > 0 {
 		// Only candidates holding the first key can match anything:
 		// number just those, so the walk usually fits walk64.
 		h := mix(uint64(keys[0]))
@@ -316,6 +344,16 @@ func (x *MemIndex) Score(_ context.Context, keys []Key, candidates []Pod, dst []
 			ps.Weighted = sc.acc[u].weighted
 		}
 		dst = append(dst, ps)
+	}
+	if hybrid > 0 && len(keys) > 0 {
+		walked, hits := x.walkHybrid(keys, sc)
+		x.lookups.Add(uint64(walked))
+		x.hits.Add(uint64(hits))
+		base := len(dst) - len(candidates)
+		for u, hc := range sc.hyb {
+			ps := &dst[base+hc.cand]
+			ps.Matched, ps.Weighted = sc.hybScore[u].Matched, sc.hybScore[u].Weighted
+		}
 	}
 	x.scratch.Put(sc)
 	return dst, nil

@@ -170,3 +170,14 @@ func RunMetricsBeat(ctx context.Context, log logr.Logger, idx Index, interval ti
 func delta(now, before uint64) string {
 	return "+" + strconv.FormatUint(now-before, 10)
 }
+
+// AddGroup passes through to the wrapped index; see the AddGroup function.
+func (m *MeteredIndex) AddGroup(ctx context.Context, pod Pod, tier Tier, g Group, keys []Key) error {
+	return AddGroup(ctx, m.Index, pod, tier, g, keys)
+}
+
+// RemoveGroup passes through to the wrapped index; see the RemoveGroup
+// function.
+func (m *MeteredIndex) RemoveGroup(ctx context.Context, pod Pod, tier Tier, group int, keys []Key) error {
+	return RemoveGroup(ctx, m.Index, pod, tier, group, keys)
+}

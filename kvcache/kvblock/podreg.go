@@ -25,6 +25,10 @@ const (
 type podState struct {
 	pod     Pod          // written once, before the id is published
 	entries atomic.Int64 // (key, tier) entries this pod holds
+	// groups describes the pod's KV-cache groups once an event named one;
+	// nil for a pod seen only through Add (one full-attention group).
+	// Copy-on-write under MemIndex.groupMu.
+	groups atomic.Pointer[podGroups]
 }
 
 type podChunk [podChunkSize]podState

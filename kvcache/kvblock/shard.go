@@ -22,7 +22,8 @@ import (
 // block), or the handle of a run of entries in the shard's slab.
 //
 // Entry word: refcount in bits 0-31 (never 0 for a live entry), tier in bits
-// 32-36, pod id in bits 37-56.
+// 32-36, pod id in bits 37-56, KV-cache group in bits 57-61 (0 for a model
+// without hybrid attention, so the group costs nothing there).
 //
 // Run handle: slab offset in bits 0-31, size class in bits 32-36 (the run
 // has room for 1<<class entries), length in bits 37-61.
@@ -89,6 +90,8 @@ const (
 	podShift      = 37
 	podIDBits     = 20
 	podIDMask     = 1<<podIDBits - 1
+	groupShift    = 57
+	groupMask     = MaxGroups - 1
 	entryIDMask   = payloadMask &^ refMask // pod and tier, without the refcount
 	runOffMask    = 1<<32 - 1
 	runClassShift = 32
@@ -102,8 +105,13 @@ const (
 	readRetries  = 2    // optimistic read attempts before a reader takes mu
 )
 
-// The entry layout gives tiers 5 bits; MaxTiers must match.
-var _ = [1]int{}[MaxTiers-32]
+// The entry layout gives tiers and groups 5 bits each, and the group's
+// bits must end below runBit; MaxTiers and MaxGroups must match.
+var (
+	_ = [1]int{}[MaxTiers-32]
+	_ = [1]int{}[MaxGroups-32]
+	_ = [1]int{}[groupShift+5-62]
+)
 
 // mix is the splitmix64 finaliser: a bijection that spreads vLLM hashes and
 // small test keys alike over every bit. The top bits pick the shard, the low
@@ -120,6 +128,13 @@ func mix(x uint64) uint64 {
 func entryOf(pod uint32, tier Tier) uint64 {
 	return uint64(pod)<<podShift | uint64(tier)<<tierShift | 1
 }
+
+// groupEntryOf is entryOf for a block of KV-cache group g (already folded).
+func groupEntryOf(pod uint32, tier Tier, g uint64) uint64 {
+	return entryOf(pod, tier) | g<<groupShift
+}
+
+func entryGroup(e uint64) int { return int(e >> groupShift & groupMask) }
 
 func entryPod(e uint64) uint32 { return uint32(e >> podShift & podIDMask) }
 func entryTier(e uint64) Tier  { return Tier(e >> tierShift & tierMask) }

@@ -81,6 +81,15 @@
 // kvtrack_redis_bytes_per_entry the memory per entry as of the last
 // Index.Memory call.
 //
+// KV-cache groups: Index does not implement kvblock.GroupIndex. The event
+// path stores a hybrid model's groups (sliding-window or Mamba layers next
+// to full attention) through Add, merged: a block stays while any group
+// holds it (each group's store takes its own reference), and Score counts
+// the longest prefix held by any group, as for a model of one
+// full-attention group. That can over-predict a hybrid model's hit where
+// a sliding-window or Mamba group has lost blocks full attention still
+// holds; the in-memory index computes it exactly.
+//
 // An Index is safe for concurrent use by any number of goroutines, and any
 // number of Index values, in one process or many, may share one server (or
 // cluster) and key prefix. Every script runs atomically on its group, so
