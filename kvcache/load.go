@@ -87,7 +87,7 @@ func yamlToJSON(data []byte) ([]byte, any, error) {
 	}
 	var extra any
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return nil, nil, errors.New("kvcache config: more than one YAML document (valid: one)")
+		return nil, nil, errors.New("kvcache config: trailing data after the document (valid: one YAML or JSON document)")
 	}
 	if doc == nil {
 		return nil, nil, nil

@@ -69,7 +69,7 @@ func TestParseConfig(t *testing.T) {
 				}
 			}},
 		{name: "empty document takes the defaults and needs a seed", doc: "", field: "hash.seed", says: "PYTHONHASHSEED"},
-		{name: "two documents", doc: "hash: {seed: 42}\n---\nhash: {seed: 1}\n", says: "more than one YAML document"},
+		{name: "two documents", doc: "hash: {seed: 42}\n---\nhash: {seed: 1}\n", says: "trailing data after the document"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
