@@ -100,7 +100,7 @@ func TestDoctorCommandRejectsBadConfigFile(t *testing.T) {
 	if code := run(context.Background(), []string{"doctor", "--config", cfgFile, "--pods", "127.0.0.1:8000"}, &stdout, &stderr); code != 2 {
 		t.Fatalf("exit %d, want 2; stderr %s", code, stderr.String())
 	}
-	if !strings.Contains(stderr.String(), `unknown field "sead"`) {
+	if !strings.Contains(stderr.String(), `hash.sead: unknown field`) {
 		t.Errorf("stderr %q does not name the unknown field", stderr.String())
 	}
 }

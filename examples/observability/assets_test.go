@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kvtrack/kvtrack/kvcache"
+	"github.com/kvtrack/kvtrack/kvevents"
 )
 
 // describedRegistry records the name of every metric a collector describes
@@ -48,9 +49,11 @@ func (r *describedRegistry) Unregister(prometheus.Collector) bool { return true 
 func exported(t *testing.T) map[string]bool {
 	t.Helper()
 	reg := &describedRegistry{names: map[string]bool{}}
-	if _, err := kvcache.New(kvcache.Config{Hash: kvcache.HashConfig{Seed: "42"}}, kvcache.WithRegisterer(reg)); err != nil {
+	ix, err := kvcache.New(kvcache.Config{Hash: kvcache.HashConfig{Seed: "42"}}, kvcache.WithEventSource(kvevents.Source), kvcache.WithRegisterer(reg))
+	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { ix.Close() })
 	for _, want := range []string{"kvtrack_indexer_scores_total", "kvtrack_index_entries", "kvtrack_events_received_total"} {
 		if !reg.names[want] {
 			t.Fatalf("the Indexer did not register %s; registered %v", want, reg.names)
