@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/types"
@@ -17,6 +16,8 @@ import (
 	"github.com/kvtrack/kvtrack/internal/testredis"
 	"github.com/kvtrack/kvtrack/internal/vllmfake"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
+
+	"github.com/kvtrack/kvtrack/internal/testwait"
 )
 
 // newTestScorer builds a scorer through the factory, as the EPP does, with
@@ -78,11 +79,7 @@ func store(t testing.TB, s *Scorer, pod string, tokens []uint32) {
 
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after 10s waiting for %s", what)
-		}
-	}
+	testwait.For(t, what, cond)
 }
 
 // baseParams configure the tests that feed the (default, in-memory) index
@@ -227,9 +224,7 @@ func TestExtractEndpointFollowsPodEvents(t *testing.T) {
 	if err := s.ExtractEndpoint(ctx, fwkdl.EndpointEvent{Type: fwkdl.EventAddOrUpdate, Endpoint: fwkdl.NewEndpoint(a.GetMetadata(), nil)}); err != nil {
 		t.Fatal(err)
 	}
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := pub.WaitSubscribed(wctx); err != nil {
+	if err := pub.WaitSubscribed(testwait.Context(t)); err != nil {
 		t.Fatalf("the scorer did not subscribe to the added endpoint: %v", err)
 	}
 
@@ -286,11 +281,7 @@ func TestPreRequestRecordsSpeculativelyUntilTTL(t *testing.T) {
 	if got := s.Score(context.Background(), nil, next, eps); got[a] != 0 || got[b] != 1 {
 		t.Fatalf("scores after routing to b = %v, want a 0, b 1", got)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for s.Score(context.Background(), nil, next, eps)[b] != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("speculative entry still present 10s after a 200ms TTL")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitFor(t, "the speculative entry to expire after its 200ms TTL", func() bool {
+		return s.Score(context.Background(), nil, next, eps)[b] == 0
+	})
 }

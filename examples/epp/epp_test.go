@@ -42,6 +42,8 @@ import (
 	"github.com/kvtrack/kvtrack/kvcache"
 	"github.com/kvtrack/kvtrack/scorer"
 	"github.com/kvtrack/kvtrack/tokenization"
+
+	"github.com/kvtrack/kvtrack/internal/testwait"
 )
 
 // registerInTreePlugins registers the upstream plugin types the example
@@ -121,8 +123,8 @@ func publish(t *testing.T, endpoint, topic, seed string, blockSize int, sequence
 			if line != "published" {
 				t.Fatalf("publisher said %q, want \"published\"", line)
 			}
-		case <-time.After(30 * time.Second):
-			t.Fatal("no subscriber reached the publisher in 30s")
+		case <-testwait.Context(t).Done():
+			t.Fatal("no subscriber reached the publisher by the test binary's deadline")
 		}
 	}
 }
@@ -368,11 +370,5 @@ func routesToPodHoldingPrefix(t *testing.T, config []byte, eventsPort, blockSize
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.For(t, what, cond)
 }
