@@ -97,6 +97,16 @@ func (e *engine) store(toks []uint32) {
 	}
 }
 
+// storeOn publishes the blocks of toks as stored on medium ("CPU",
+// "STORAGE"), as vLLM's offloading connectors publish them.
+func (e *engine) storeOn(toks []uint32, medium string) {
+	e.t.Helper()
+	ev := vllmfake.Event{Kind: vllmfake.BlockStored, Hashes: vllmKeys(e.t, toks), Tokens: toks, BlockSize: 16, Medium: medium}
+	if _, err := e.pub.Publish(1, []vllmfake.Event{ev}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
 func (e *engine) remove(keys []kvblock.Key) {
 	e.t.Helper()
 	if _, err := e.pub.Publish(2, []vllmfake.Event{{Kind: vllmfake.BlockRemoved, Hashes: keys}}); err != nil {
@@ -405,5 +415,73 @@ func TestRemovePodForgetsBlocks(t *testing.T) {
 	}
 	if got := matched(t, ix, pod, prompt); got != 0 {
 		t.Errorf("after RemovePod the pod matches %d blocks, want 0", got)
+	}
+}
+
+// TestOffloadedBlocksScoreBelowGPUBlocks: three engines publish the same
+// prompt's blocks over ZMQ, one on GPU, one offloaded to CPU, none on the
+// third; the GPU pod ranks first, the CPU-only pod second, above the miss.
+func TestOffloadedBlocksScoreBelowGPUBlocks(t *testing.T) {
+	gpu, gpuPort := newEngine(t, "")
+	cpu, cpuPort := newEngine(t, "")
+	if gpuPort == cpuPort {
+		t.Fatal("two publishers on one port")
+	}
+	prompt := tokens(31, 4*16)
+	next := append(prompt[:len(prompt):len(prompt)], 9)
+	// Connect mode dials <pod address>:events.port, and both engines
+	// publish on loopback on ports of their own: each is followed by an
+	// Indexer of its own, both applying events to one index.
+	ix := start(t, kvcache.Config{Events: kvcache.EventsConfig{Port: gpuPort}})
+	cpuIx := start(t, kvcache.Config{Events: kvcache.EventsConfig{Port: cpuPort}}, kvcache.WithIndex(ix.Index()))
+	if err := ix.AddPod(context.Background(), "127.0.0.1:8000"); err != nil {
+		t.Fatal(err)
+	}
+	if err := cpuIx.AddPod(context.Background(), "127.0.0.1:8001"); err != nil {
+		t.Fatal(err)
+	}
+	gpu.waitSubscribed()
+	cpu.waitSubscribed()
+	gpu.store(prompt)
+	cpu.storeOn(prompt, "CPU")
+	pods := []string{"127.0.0.1:8000", "127.0.0.1:8001", "127.0.0.1:8002"}
+	var res kvcache.Result
+	testwait.For(t, "both engines' blocks to be indexed", func() bool {
+		var err error
+		res, err = ix.Score(context.Background(), kvcache.Request{TokenIDs: next, Pods: pods})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Pods[0].Matched == 4 && res.Pods[1].Matched == 4
+	})
+	if g, c, miss := res.Pods[0].Score, res.Pods[1].Score, res.Pods[2].Score; !(g > c && c > miss) {
+		t.Errorf("scores GPU %v, CPU %v, miss %v; want GPU > CPU > miss", g, c, miss)
+	}
+}
+
+// TestFullyCachedPromptReportsVLLMsCachedTokens: vLLM looks up at most a
+// prompt's first n-1 tokens, so a prompt of exactly two cached blocks
+// reuses one, and one token more reuses both.
+func TestFullyCachedPromptReportsVLLMsCachedTokens(t *testing.T) {
+	const pod = "127.0.0.1:8000"
+	eng, port := newEngine(t, "")
+	ix := start(t, kvcache.Config{Events: kvcache.EventsConfig{Port: port}})
+	if err := ix.AddPod(context.Background(), pod); err != nil {
+		t.Fatal(err)
+	}
+	eng.waitSubscribed()
+	prompt := tokens(41, 2*16)
+	eng.store(prompt)
+	longer := append(prompt[:len(prompt):len(prompt)], 5)
+	cached := func(toks []uint32) int {
+		res, err := ix.Score(context.Background(), kvcache.Request{TokenIDs: toks, Pods: []string{pod}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Pods[0].CachedTokens
+	}
+	testwait.For(t, "the engine's two blocks to be indexed", func() bool { return cached(longer) == 32 })
+	if got := cached(prompt); got != 16 {
+		t.Errorf("a fully cached 32-token prompt reports %d cached tokens, want 16 (vLLM looks up 31)", got)
 	}
 }

@@ -41,11 +41,23 @@ type Event struct {
 	// Tokens are the token IDs of the stored blocks (BlockStored only).
 	Tokens    []uint32
 	BlockSize int
+	// Medium is where the blocks live: "" is vLLM's "GPU"; "CPU" or
+	// "STORAGE" as its offloading connectors publish them.
+	Medium string
+}
+
+// medium returns e's medium as vLLM writes it.
+func (e *Event) medium() string {
+	if e.Medium == "" {
+		return "GPU"
+	}
+	return e.Medium
 }
 
 // AppendBatch appends to dst the msgpack encoding of vLLM's EventBatch
 // [ts, events, data_parallel_rank] with events in layout, exactly as vLLM's
-// msgspec encoder writes it (medium "GPU", group 0, full attention).
+// msgspec encoder writes it (medium "GPU" unless the event names another,
+// group 0, full attention).
 func AppendBatch(dst []byte, layout Layout, ts float64, rank int, events []Event) []byte {
 	dst = append(dst, 0x93)
 	dst = appendFloat(dst, ts)
@@ -70,7 +82,7 @@ func appendEventArray(dst []byte, e *Event) []byte {
 		dst = appendTokens(dst, e.Tokens)
 		dst = appendInt(dst, int64(e.BlockSize))
 		dst = append(dst, 0xc0) // lora_id
-		dst = appendStr(dst, "GPU")
+		dst = appendStr(dst, e.medium())
 		dst = append(dst, 0xc0) // lora_name
 		dst = appendNoExtraKeys(dst, len(e.Hashes))
 		dst = appendInt(dst, 0) // group_idx
@@ -80,7 +92,7 @@ func appendEventArray(dst []byte, e *Event) []byte {
 		dst = append(dst, 0x94)
 		dst = appendStr(dst, "BlockRemoved")
 		dst = appendHashes(dst, e.Hashes)
-		dst = appendStr(dst, "GPU")
+		dst = appendStr(dst, e.medium())
 		return appendInt(dst, 0)
 	default:
 		dst = append(dst, 0x91)
@@ -105,7 +117,7 @@ func appendEventMap(dst []byte, e *Event) []byte {
 		dst = appendStr(dst, "lora_id")
 		dst = append(dst, 0xc0)
 		dst = appendStr(dst, "medium")
-		dst = appendStr(dst, "GPU")
+		dst = appendStr(dst, e.medium())
 		dst = appendStr(dst, "lora_name")
 		dst = append(dst, 0xc0)
 		dst = appendStr(dst, "extra_keys")
@@ -121,7 +133,7 @@ func appendEventMap(dst []byte, e *Event) []byte {
 		dst = appendStr(dst, "block_hashes")
 		dst = appendHashes(dst, e.Hashes)
 		dst = appendStr(dst, "medium")
-		dst = appendStr(dst, "GPU")
+		dst = appendStr(dst, e.medium())
 		dst = appendStr(dst, "group_idx")
 		return appendInt(dst, 0)
 	default:
