@@ -54,7 +54,21 @@ func (s *Scorer) toRequest(r *scheduling.LLMRequest) (req kvcache.Request, ok bo
 	default:
 		return req, false
 	}
-	body, err := payloadJSON(r.Body)
+	pm, isMap := r.Body.Payload.(scheduling.PayloadMap)
+	if !isMap || pm == nil {
+		if raw, isRaw := r.Body.Payload.(scheduling.RawPayload); !isRaw || len(raw) == 0 {
+			pm = typedPayload(r.Body) // no payload kept: GIE's typed fields
+		}
+	}
+	if pm != nil {
+		if req, handled := fromPayloadMap(api, pm); handled {
+			if r.TargetModel != "" {
+				req.Model = r.TargetModel
+			}
+			return req, true
+		}
+	}
+	body, err := payloadJSON(r.Body, pm)
 	if err != nil {
 		return req, false
 	}
@@ -71,37 +85,43 @@ func (s *Scorer) toRequest(r *scheduling.LLMRequest) (req kvcache.Request, ok bo
 	return req, true
 }
 
-// payloadJSON returns the request body as JSON: GIE's payload when it kept
-// one, else a body rebuilt from the typed fields.
-func payloadJSON(b *scheduling.LLMRequestBody) ([]byte, error) {
-	switch p := b.Payload.(type) {
-	case scheduling.RawPayload:
-		if len(p) > 0 {
-			return p, nil
-		}
-	case scheduling.PayloadMap:
-		if p != nil {
-			return json.Marshal(map[string]any(p))
-		}
+// payloadJSON returns the request body as JSON: GIE's raw payload when it
+// kept one, else pm (its parsed payload, or the body rebuilt from the typed
+// fields) encoded.
+func payloadJSON(b *scheduling.LLMRequestBody, pm scheduling.PayloadMap) ([]byte, error) {
+	if raw, ok := b.Payload.(scheduling.RawPayload); ok && len(raw) > 0 {
+		return raw, nil
 	}
+	return json.Marshal(map[string]any(pm))
+}
+
+// typedPayload rebuilds a body from GIE's typed fields, for requests whose
+// payload GIE did not keep (see toRequest for what they have lost).
+func typedPayload(b *scheduling.LLMRequestBody) scheduling.PayloadMap {
 	if c := b.Completions; c != nil {
-		body := map[string]any{"prompt": c.Prompt}
+		body := scheduling.PayloadMap{"prompt": c.Prompt}
+		if c.Prompt.Strings == nil {
+			body["prompt"] = c.Prompt.Raw
+		}
 		if c.CacheSalt != "" {
 			body["cache_salt"] = c.CacheSalt
 		}
-		return json.Marshal(body)
+		return body
 	}
-	return json.Marshal(typedChat(b.ChatCompletions))
+	if b.ChatCompletions != nil {
+		return typedChat(b.ChatCompletions)
+	}
+	return nil
 }
 
 // typedChat rebuilds a chat body from GIE's typed fields (see toRequest for
 // what they have lost).
-func typedChat(c *scheduling.ChatCompletionsRequest) map[string]any {
+func typedChat(c *scheduling.ChatCompletionsRequest) scheduling.PayloadMap {
 	type part struct {
 		Type string `json:"type"`
 		Text string `json:"text"`
 	}
-	msgs := make([]map[string]any, len(c.Messages))
+	msgs := make([]any, len(c.Messages))
 	for i, m := range c.Messages {
 		msg := map[string]any{"role": m.Role, "content": m.Content.Raw}
 		if m.Content.Structured != nil {
@@ -113,16 +133,21 @@ func typedChat(c *scheduling.ChatCompletionsRequest) map[string]any {
 		}
 		msgs[i] = msg
 	}
-	body := map[string]any{
+	body := scheduling.PayloadMap{
 		"messages":               msgs,
 		"continue_final_message": c.ContinueFinalMessage,
 		// false here may be an omitted field; vLLM's default is true.
 		"add_generation_prompt": c.AddGenerationPrompt || !c.ContinueFinalMessage,
 	}
-	for k, v := range map[string]any{"tools": c.Tools, "documents": c.Documents, "chat_template_kwargs": c.ChatTemplateKWArgs} {
-		if v != nil {
-			body[k] = v
-		}
+	// Only fields that are set: a nil slice in an interface is not nil.
+	if c.Tools != nil {
+		body["tools"] = c.Tools
+	}
+	if c.Documents != nil {
+		body["documents"] = c.Documents
+	}
+	if c.ChatTemplateKWArgs != nil {
+		body["chat_template_kwargs"] = c.ChatTemplateKWArgs
 	}
 	if c.ChatTemplate != "" {
 		body["chat_template"] = c.ChatTemplate
@@ -131,4 +156,100 @@ func typedChat(c *scheduling.ChatCompletionsRequest) map[string]any {
 		body["cache_salt"] = c.CacheSalt
 	}
 	return body
+}
+
+// fromPayloadMap maps the common request shapes straight from GIE's parsed
+// payload: a completion with one text prompt, and a chat of role/content
+// string messages without tools, documents or template settings. Those
+// need no JSON round trip (re-encoding and re-parsing a 32k-character
+// prompt cost ten times the rest of Score), and the key cache then skips
+// tokenizing a request seen before. It applies openai.Parse's defaults
+// and answers handled false for anything else, which goes through
+// openai.Parse; TestPayloadMapFastPathAgreesWithTheMapper holds the two
+// to the same result.
+func fromPayloadMap(api openai.API, p scheduling.PayloadMap) (req kvcache.Request, handled bool) {
+	optBool := func(key string) (v *bool, ok bool) {
+		switch x := p[key].(type) {
+		case nil:
+			return nil, true
+		case bool:
+			return &x, true
+		}
+		return nil, false
+	}
+	if m, isStr := p["model"].(string); isStr {
+		req.Model = m
+	} else if p["model"] != nil {
+		return req, false
+	}
+	switch salt := p["cache_salt"].(type) {
+	case nil:
+	case string:
+		if salt == "" {
+			return req, false // the mapper's 400
+		}
+		req.CacheSalt = salt
+	default:
+		return req, false
+	}
+	addSpecial, ok := optBool("add_special_tokens")
+	if !ok {
+		return req, false
+	}
+	switch api {
+	case openai.Completions:
+		prompt, isStr := p["prompt"].(string)
+		if !isStr || prompt == "" || p["prompt_embeds"] != nil {
+			return req, false
+		}
+		req.Prompt = prompt
+		if addSpecial != nil {
+			req.NoSpecialTokens = !*addSpecial
+		}
+		return req, true
+	case openai.ChatCompletions:
+		for _, key := range []string{"tools", "documents", "chat_template", "chat_template_kwargs"} {
+			if p[key] != nil {
+				return req, false
+			}
+		}
+		msgs, isList := p["messages"].([]any)
+		if !isList || len(msgs) == 0 {
+			return req, false
+		}
+		chat := &kvcache.ChatRequest{Messages: make([]kvcache.ChatMessage, len(msgs))}
+		for i, m := range msgs {
+			msg, isMap := m.(map[string]any)
+			if !isMap || len(msg) != 2 {
+				return req, false
+			}
+			role, okRole := msg["role"].(string)
+			content, okContent := msg["content"].(string)
+			if !okRole || !okContent {
+				return req, false
+			}
+			chat.Messages[i] = kvcache.ChatMessage{Role: role, Content: content}
+		}
+		cont, ok1 := optBool("continue_final_message")
+		gen, ok2 := optBool("add_generation_prompt")
+		if !ok1 || !ok2 {
+			return req, false
+		}
+		if cont != nil {
+			chat.ContinueFinalMessage = *cont
+		}
+		chat.AddGenerationPrompt = !chat.ContinueFinalMessage // vLLM's default; see openai.Parse
+		if gen != nil {
+			chat.AddGenerationPrompt = *gen
+		}
+		if chat.AddGenerationPrompt && chat.ContinueFinalMessage {
+			return req, false // the mapper's 400
+		}
+		if addSpecial != nil {
+			chat.AddSpecialTokens = *addSpecial
+		}
+		req.Chat = chat
+		return req, true
+	}
+	return req, false
 }
