@@ -6,7 +6,7 @@ package main
 //
 //	maxConcurrentScoring x largeBodyBytes + maxConcurrentLargeBodies x maxBodyBytes
 //
-// bodies (by default 64 x 256 KiB + 4 x 16 MiB = 80 MiB), each decoded at
+// bodies (by default 64 x 256 KiB + 1 x 16 MiB = 32 MiB), each decoded at
 // most once more (the token IDs or strings of its prompt), plus kvtrack's
 // caches (tokenizer.cacheBytes, hash.keyCacheBytes, hash.chainCacheBytes)
 // and the index. A body is released when the pod has read it.
@@ -36,7 +36,8 @@ type Limits struct {
 	MaxConcurrentScoring int `json:"maxConcurrentScoring,omitempty"`
 	// MaxConcurrentLargeBodies bounds the requests with a larger body, or
 	// one of unknown length, being read, parsed and scored at once, so
-	// that a few huge bodies cannot hold up small requests. Default 4.
+	// that a few huge bodies cannot hold up small requests. Default 1:
+	// one at a time leaves the other core to the small requests.
 	MaxConcurrentLargeBodies int `json:"maxConcurrentLargeBodies,omitempty"`
 	// LargeBodyBytes is the body size from which a request counts as
 	// large. Default 256 KiB.
@@ -69,7 +70,7 @@ func (l Limits) withDefaults() Limits {
 		}
 	}
 	set(&l.MaxConcurrentScoring, 64)
-	set(&l.MaxConcurrentLargeBodies, 4)
+	set(&l.MaxConcurrentLargeBodies, 1)
 	set(&l.MaxMessages, 4096)
 	set(&l.MaxPromptChars, 1<<20)
 	set(&l.MaxPromptTokens, 256<<10)
