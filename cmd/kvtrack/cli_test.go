@@ -49,6 +49,24 @@ func TestUnknownFlagReportedOnce(t *testing.T) {
 	}
 }
 
+// "kvtrack help CMD" is "kvtrack CMD --help"; a command without flags
+// prints no empty "Flags:" heading.
+func TestHelpCommandShowsThatCommandsHelp(t *testing.T) {
+	for _, n := range commandNames() {
+		viaHelp, errOut, code := runCLI(t, "help", n)
+		direct, _, _ := runCLI(t, n, "--help")
+		if code != 0 || errOut != "" || viaHelp != direct {
+			t.Errorf("help %s: exit %d, stderr %q, stdout %q; want exit 0 and the output of '%s --help' %q", n, code, errOut, viaHelp, n, direct)
+		}
+		if strings.HasSuffix(strings.TrimSpace(direct), "Flags:") {
+			t.Errorf("%s --help ends in an empty Flags: heading:\n%s", n, direct)
+		}
+	}
+	if _, errOut, code := runCLI(t, "help", "no-such-command"); code != 2 || !strings.Contains(errOut, "unknown command") {
+		t.Errorf("help no-such-command: exit %d, stderr %q; want exit 2 naming the unknown command", code, errOut)
+	}
+}
+
 func TestNoArgumentsPrintsCommandsAndFails(t *testing.T) {
 	out, errOut, code := runCLI(t)
 	if code != 2 || out != "" || !strings.Contains(errOut, "Commands:") {
@@ -67,6 +85,8 @@ func TestDeprecatedFlagAliases(t *testing.T) {
 		{"hash --algo --seed", []string{"hash", "--algo", "xxhash", "--seed", "7", "--tokens", tokens},
 			[]string{"hash", "--hash-algo", "xxhash", "--hash-seed", "7", "--tokens", tokens}, "--seed is deprecated; use --hash-seed"},
 		{"demo --seed", []string{"demo", "--seed", "7"}, []string{"demo", "--hash-seed", "7"}, "--seed is deprecated; use --hash-seed"},
+		{"hash --scheme", []string{"hash", "--scheme", "tokens", "--tokens", tokens},
+			[]string{"hash", "--key-scheme", "tokens", "--tokens", tokens}, "--scheme is deprecated; use --key-scheme"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -28,7 +28,7 @@ var demoTokens = []uint32{
 }
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("demo", "demo [--hash-seed SEED] [--block-size N]", stdout, stderr)
+	fs := newFlagSet("demo", demoSynopsis, stdout, stderr)
 	seed := fs.String("hash-seed", "42", "PYTHONHASHSEED of the imagined engine")
 	bs := fs.Int("block-size", 16, "block size in tokens")
 	fs.deprecated("seed", "hash-seed")
@@ -85,3 +85,11 @@ func joinTokens(toks []uint32) string {
 	}
 	return string(b)
 }
+
+const demoSynopsis = `demo [--hash-seed SEED] [--block-size N]
+
+Prints, for a built-in sample prompt, the block key vLLM publishes for each
+full block under every --prefix-caching-hash-algo, so you can see that the
+keys depend on the algorithm, PYTHONHASHSEED and --block-size (the router must
+use the pods' values). Needs no vLLM, network or tokenizer. ('make demo' runs
+'kvtrack simulate' instead.)`

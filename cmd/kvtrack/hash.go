@@ -23,7 +23,7 @@ const hashSynopsis = `hash --hash-seed SEED --tokens 1,2,3,... [flags]
 
 Prints one decimal uint64 per full block, one per line: the block hashes a
 vLLM engine with the same --prefix-caching-hash-algo, PYTHONHASHSEED and
---block-size publishes in its BlockStored events (or, with --scheme tokens,
+--block-size publishes in its BlockStored events (or, with --key-scheme tokens,
 kvtrack's token-derived keys). The tokens are comma-separated IDs or a JSON
 array as 'kvtrack tokenize' prints it; --tokens - reads them from stdin:
 
@@ -34,7 +34,7 @@ Fewer tokens than one block is an error: vLLM hashes only full blocks.`
 func runHash(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("hash", hashSynopsis, stdout, stderr)
 	algo := fs.String("hash-algo", string(kvblock.SHA256), "vLLM's --prefix-caching-hash-algo: "+algoList())
-	seed := fs.String("hash-seed", "", "the engine's PYTHONHASHSEED string (required for --scheme vllm)")
+	seed := fs.String("hash-seed", "", "the engine's PYTHONHASHSEED string (required for --key-scheme vllm)")
 	blockSize := fs.Int("block-size", 16, "vLLM's --block-size, in tokens")
 	tokens := fs.String("tokens", "", "token IDs: 1,2,3 or [1,2,3] (what 'kvtrack tokenize' prints); - reads them from stdin")
 	fs.deprecated("algo", "hash-algo")
@@ -43,7 +43,8 @@ func runHash(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	loraName := fs.String("lora-name", "", "LoRA adapter name (vLLM v0.11.1+)")
 	loraID := fs.Int64("lora-id", 0, "LoRA adapter int id (vLLM v0.9.0-v0.11.0)")
 	salt := fs.String("cache-salt", "", "the request's cache_salt")
-	scheme := fs.String("scheme", "vllm", "key scheme: vllm (the engine's own hashes) or tokens (token-derived keys)")
+	scheme := fs.String("key-scheme", "vllm", "keyScheme: vllm (the engine's own hashes) or tokens (token-derived keys)")
+	fs.deprecated("scheme", "key-scheme")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -87,7 +88,7 @@ func runHash(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	switch *scheme {
 	case "vllm":
 		if !set["hash-seed"] {
-			return fmt.Errorf("%w: --hash-seed is required: give the engine's PYTHONHASHSEED (vLLM seeds its hash chain with it; an engine without it hashes randomly and needs --scheme tokens)", errUsage)
+			return fmt.Errorf("%w: --hash-seed is required: give the engine's PYTHONHASHSEED (vLLM seeds its hash chain with it; an engine without it hashes randomly and needs --key-scheme tokens)", errUsage)
 		}
 		a, err := kvblock.ParseAlgorithm(*algo)
 		if err != nil {
@@ -111,7 +112,7 @@ func runHash(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return fmt.Errorf("%w: %v", errUsage, err)
 		}
 	default:
-		return fmt.Errorf("%w: --scheme %q: valid: vllm, tokens", errUsage, *scheme)
+		return fmt.Errorf("%w: --key-scheme %q: valid: vllm, tokens", errUsage, *scheme)
 	}
 	if len(keys) == 0 {
 		return fmt.Errorf("%w: --tokens: %d tokens make no full block of %d (vLLM hashes only full blocks)", errUsage, len(toks), *blockSize)

@@ -66,7 +66,7 @@ func TestHashUsageErrors(t *testing.T) {
 		{"token too large", []string{"--hash-seed", "1", "--tokens", "4294967296"}, "out of range"},
 		{"bad extra keys", []string{"--hash-seed", "1", "--tokens", "1", "--extra-keys", `[[{"a":1}]]`}, "block 0, item 0"},
 		{"lora name and id", []string{"--hash-seed", "1", "--tokens", "1", "--lora-name", "a", "--lora-id", "2"}, "exclusive"},
-		{"unknown scheme", []string{"--hash-seed", "1", "--tokens", "1", "--scheme", "x"}, "valid: vllm, tokens"},
+		{"unknown scheme", []string{"--hash-seed", "1", "--tokens", "1", "--key-scheme", "x"}, "valid: vllm, tokens"},
 		{"shorter than a block", []string{"--hash-seed", "42", "--tokens", "1,2,3"}, "3 tokens make no full block of 16"},
 		{"empty prompt", []string{"--hash-seed", "42", "--tokens", ""}, "0 tokens make no full block"},
 		{"no tokens", []string{"--hash-seed", "42"}, "--tokens is required"},
@@ -85,7 +85,7 @@ func TestHashUsageErrors(t *testing.T) {
 }
 
 func TestHashTokensScheme(t *testing.T) {
-	out, _, code := runCLI(t, "hash", "--scheme", "tokens", "--block-size", "2", "--tokens", "1,2,3,4,5")
+	out, _, code := runCLI(t, "hash", "--key-scheme", "tokens", "--block-size", "2", "--tokens", "1,2,3,4,5")
 	if code != 0 || len(strings.Fields(out)) != 2 {
 		t.Errorf("exit %d, stdout %q; want 2 keys", code, out)
 	}

@@ -52,8 +52,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage(stdout)
-		return 0
+		// "kvtrack help CMD" is "kvtrack CMD --help".
+		if len(args) < 2 || args[0] != "help" {
+			usage(stdout)
+			return 0
+		}
+		args = []string{args[1], "--help"}
 	}
 	if args[0] == "--version" {
 		args = []string{"version"}
@@ -93,7 +97,7 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Run 'kvtrack <command> --help' for a command's flags.")
+	fmt.Fprintln(w, "Run 'kvtrack <command> --help' (or 'kvtrack help <command>') for a command's flags.")
 }
 
 // flagSet is a command's flags: errors come back to run (printed once, with
@@ -160,7 +164,17 @@ func (fs *flagSet) set() map[string]bool {
 
 // printHelp writes the synopsis and the current (non-deprecated) flags.
 func (fs *flagSet) printHelp(w io.Writer) {
-	fmt.Fprintf(w, "Usage: kvtrack %s\n\nFlags:\n", fs.synopsis)
+	fmt.Fprintf(w, "Usage: kvtrack %s\n", fs.synopsis)
+	n := 0
+	fs.VisitAll(func(f *flag.Flag) {
+		if _, old := fs.aliases[f.Name]; !old {
+			n++
+		}
+	})
+	if n == 0 {
+		return
+	}
+	fmt.Fprint(w, "\nFlags:\n")
 	shown := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
 	shown.SetOutput(w)
 	fs.VisitAll(func(f *flag.Flag) {

@@ -22,7 +22,7 @@ func init() {
 }
 
 func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("simulate", "simulate [--matrix] [flags]", stdout, stderr)
+	fs := newFlagSet("simulate", simulateSynopsis, stdout, stderr)
 	// The matrix starts from its own base; the flags then change it.
 	matrixMode := wantsMatrix(args)
 	cfg := simulate.DefaultConfig()
@@ -285,3 +285,16 @@ func (p *progressBar) finish() {
 		fmt.Fprint(p.w, "\r\033[K")
 	}
 }
+
+const simulateSynopsis = `simulate [--matrix] [flags]
+
+Replays one synthetic workload through a pool of simulated vLLM pods (real
+block hashing and KV events, modelled prefill and decode time) once per
+router, and prints one row per router: prefix-cache hit rate, time to first
+token (p50, p90, mean), throughput, load spread and evicted blocks. The run is deterministic for a
+given --rng-seed. The chart (--chart) is written after the table; with --json
+only the JSON is written. --matrix runs every scenario over several replica
+counts instead.
+
+  kvtrack simulate --pods 4 --requests 500
+  kvtrack simulate --workload chat --routers precise,round_robin --json`

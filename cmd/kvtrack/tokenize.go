@@ -43,7 +43,7 @@ func (b *optionalBool) Set(s string) error {
 }
 
 func runTokenize(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("tokenize", "tokenize --tokenizer PATH [--add-special-tokens] [--chat] (--text STR | --jsonl)", stdout, stderr)
+	fs := newFlagSet("tokenize", tokenizeSynopsis, stdout, stderr)
 	tokPath := fs.String("tokenizer", "", "tokenizer.json file, directory, or HuggingFace model ID (Org/Name: the HF cache, then the hub with HF_TOKEN)")
 	var addSpecial optionalBool
 	fs.Var(&addSpecial, "add-special-tokens", "add the model's special tokens (default: true for prompts, false for --chat, as vLLM)")
@@ -141,3 +141,13 @@ func writeIDs(w *bufio.Writer, ids []uint32) error {
 	_, err := w.Write(buf)
 	return err
 }
+
+const tokenizeSynopsis = `tokenize --tokenizer PATH [--add-special-tokens] [--chat] (--text STR | --jsonl)
+
+Prints the token IDs vLLM computes for a prompt (as /v1/completions does) or
+for chat messages rendered with the model's chat template (as
+/v1/chat/completions does), as one JSON array per input. The arrays feed
+'kvtrack hash --tokens -':
+
+  kvtrack tokenize --tokenizer ./tokenizer.json --text "Hello, world"
+  kvtrack tokenize --tokenizer ./model-dir --chat --text '[{"role":"user","content":"Hi"}]'`
