@@ -11,7 +11,10 @@ import (
 // An Indexer scores a tokenized prompt against candidate pods. Here the
 // index is fed directly with the block hashes a vLLM engine would publish
 // for the first two of the prompt's three blocks; in production the KV
-// events feed it.
+// events feed it: leave events enabled (the default), pass
+// kvcache.WithEventSource(kvevents.Source) to New, then Start, wait on
+// Ready, AddPod each pod, and Close when done. The configuration usually
+// comes from a file through kvcache.LoadConfig (or ParseConfig).
 func Example() {
 	off := false
 	ix, err := kvcache.New(kvcache.Config{

@@ -127,7 +127,7 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(stderr, "\r%s\r", strings.Repeat(" ", width))
 	}
 	if errors.Is(err, doctor.ErrOptions) {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return fs.usageError("%v", err)
 	}
 	if rep == nil {
 		return err

@@ -63,7 +63,7 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.StringVar(&cfg.VariantKind, "variant-kind", cfg.VariantKind, "how variants differ: template (chat-template tokens) or salt (cache_salt)")
 	fs.Float64Var(&cfg.PlacementWeight, "placement-weight", cfg.PlacementWeight, "precise_placement router: weight of a pod's free room for a new prefix")
 	routers := fs.String("routers", strings.Join(simulate.RouterNames, ","), "routers to compare, comma-separated")
-	jsonOut := fs.Bool("json", false, `print {"routers": [...]} (with --matrix {"cells": [...]}) as JSON instead of the table, and nothing else`)
+	jsonOut := fs.Bool("json", false, `print {"config": {...}, "routers": [...]} (with --matrix {"scenarios": [...], "cells": [...]}) as JSON instead of the table, and nothing else`)
 	defaultChart := "simulate.svg"
 	if matrixMode {
 		defaultChart = "matrix.svg"

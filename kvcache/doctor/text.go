@@ -29,7 +29,7 @@ func WriteText(w io.Writer, r *Report) error {
 			verdict = "no failures, but the warnings above need a look"
 		}
 	}
-	fmt.Fprintf(&b, "\n%d passed, %d warnings, %d failed in %s: %s\n", counts[Pass], counts[Warn], counts[Fail], r.Elapsed, verdict)
+	fmt.Fprintf(&b, "\n%d passed, %d warned, %d failed in %s: %s\n", counts[Pass], counts[Warn], counts[Fail], r.Elapsed, verdict)
 	_, err := io.WriteString(w, b.String())
 	return err
 }
