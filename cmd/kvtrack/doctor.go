@@ -78,9 +78,15 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 	var cfg kvcache.Config
 	if *configFile != "" {
-		var err error
-		if cfg, _, err = doctor.LoadConfigFile(*configFile); err != nil {
+		var (
+			shape string
+			err   error
+		)
+		if cfg, shape, err = doctor.LoadConfigFile(*configFile); err != nil {
 			return fmt.Errorf("%w: --config: %v", errUsage, err)
+		}
+		if strings.Contains(shape, "llm-d") {
+			fmt.Fprintf(stderr, "kvtrack doctor: --config: read %s\n", shape)
 		}
 	}
 	set := fs.set()

@@ -10,6 +10,7 @@ import (
 	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/kvtrack/kvtrack/kvcache"
+	"github.com/kvtrack/kvtrack/kvcache/llmd"
 )
 
 // PluginType is the EPP plugin type whose parameters are kvtrack's
@@ -27,6 +28,11 @@ const PluginType = "precise-prefix-cache-scorer"
 //     section");
 //   - or the configuration itself, as the plugin's parameters are written
 //     ("kvtrack configuration").
+//
+// Parameters in llm-d's schema (tokenProcessorConfig, indexerConfig,
+// kvEventsConfig), at the top or in the plugin, are mapped as the scorer
+// maps them (package llmd); the shape then says so and names the settings
+// mapped approximately or not at all.
 //
 // Each is decoded strictly with kvcache.DecodeStrict (an unknown field is
 // an error naming its path); defaults are not applied, so that flags can
@@ -60,10 +66,28 @@ func ParseConfigFile(data []byte) (kvcache.Config, string, error) {
 		}
 		return decode(sub, "the router's kvcache section")
 	}
+	if j, err := json.Marshal(top); err == nil && llmd.IsParameters(j) {
+		return decode(j, "kvtrack configuration")
+	}
 	return decode(data, "kvtrack configuration")
 }
 
 func decode(data []byte, shape string) (kvcache.Config, string, error) {
+	if llmd.IsParameters(data) {
+		cfg, warnings, err := llmd.ToConfig(data)
+		shape += " in llm-d's schema"
+		if err != nil {
+			return kvcache.Config{}, "", fmt.Errorf("%s: %w", shape, err)
+		}
+		if len(warnings) > 0 {
+			names := make([]string, len(warnings))
+			for i, w := range warnings {
+				names[i] = w.Setting
+			}
+			shape += " (mapped approximately or not at all: " + strings.Join(names, ", ") + ")"
+		}
+		return cfg, shape, nil
+	}
 	var cfg kvcache.Config
 	if err := kvcache.DecodeStrict(data, &cfg); err != nil {
 		return kvcache.Config{}, "", fmt.Errorf("%s: %w", shape, err)
