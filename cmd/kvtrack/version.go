@@ -19,7 +19,7 @@ func init() {
 var readBuildInfo = debug.ReadBuildInfo
 
 func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("version", "version\n\nPrints the module version, the VCS revision and time the binary was built\nfrom, and the Go toolchain.", stdout, stderr)
+	fs := newFlagSet("version", "version\n\nPrints the module version, the VCS revision and time the binary was built\nfrom (recorded by go build or go install in a git checkout, unless\n-buildvcs=false), and the Go toolchain and platform.", stdout, stderr)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
