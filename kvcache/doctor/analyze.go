@@ -271,7 +271,7 @@ func hashExplanation(cfg kvblock.HashConfig, d kvblock.HashDiagnosis, tokens []u
 		return fmt.Sprintf("the engine hashes blocks of %d tokens, the config says %d", d.BlockSize, cfg.BlockSize),
 			fmt.Sprintf("set hash.blockSize: %d (the engines' --block-size)", d.BlockSize)
 	case kvblock.HashSeedOrExtras:
-		if seed, algo, ok := kvblock.GuessSeed(cfg, tokens, extra, published, kvblock.CommonSeeds); ok {
+		if seed, algo, ok := guessSeed(cfg, tokens, extra, published, commonSeeds); ok {
 			fix = fmt.Sprintf("set hash.seed: %q (the engines' PYTHONHASHSEED)", seed)
 			if algo != cfg.Algorithm {
 				fix += fmt.Sprintf(" and hash.algorithm: %s", algo)

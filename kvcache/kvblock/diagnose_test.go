@@ -67,20 +67,3 @@ func TestDiagnoseHashesInfersAbsentBlockSize(t *testing.T) {
 		t.Errorf("got %v/%d, want %v/32", d.Verdict, d.BlockSize, HashBlockSize)
 	}
 }
-
-func TestGuessSeed(t *testing.T) {
-	tokens := make([]uint32, 40)
-	for i := range tokens {
-		tokens[i] = uint32(7 * i)
-	}
-	h, _ := NewHasher(HashConfig{Algorithm: XXHashCBOR, Seed: "1234", BlockSize: 16})
-	keys, _ := h.BlockKeys(nil, tokens, nil)
-	cfg := HashConfig{Seed: "42", BlockSize: 16}
-	seed, algo, ok := GuessSeed(cfg, tokens, nil, keys, CommonSeeds)
-	if !ok || seed != "1234" || algo != XXHashCBOR {
-		t.Errorf("GuessSeed = %q, %q, %v; want \"1234\", %q, true", seed, algo, ok, XXHashCBOR)
-	}
-	if _, _, ok := GuessSeed(cfg, tokens, nil, keys, []string{"7", "8"}); ok {
-		t.Error("GuessSeed found a seed that is not among the candidates")
-	}
-}
