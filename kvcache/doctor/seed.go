@@ -3,6 +3,7 @@ package doctor
 import (
 	"slices"
 
+	"github.com/kvtrack/kvtrack/kvcache/blockhash"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
@@ -10,12 +11,12 @@ import (
 // guessSeed.
 var commonSeeds = []string{"0", "42", "1", "123", "1234", "12345", "2024", "2025", "2026", "1337", "random"}
 
-// guessSeed looks for the engine's seed when kvblock.DiagnoseHashes found no
+// guessSeed looks for the engine's seed when blockhash.DiagnoseHashes found no
 // algorithm that reproduces published with the configured seed: it tries
 // each of seeds with every algorithm, at cfg's block size, and returns the
 // first pair that reproduces every published hash. Extra keys are as for
 // DiagnoseHashes. It costs one hash chain per (seed, algorithm).
-func guessSeed(cfg kvblock.HashConfig, tokens []uint32, extra [][]kvblock.ExtraKey, published []kvblock.Key, seeds []string) (seed string, algo kvblock.Algorithm, ok bool) {
+func guessSeed(cfg blockhash.HashConfig, tokens []uint32, extra [][]blockhash.ExtraKey, published []kvblock.Key, seeds []string) (seed string, algo blockhash.Algorithm, ok bool) {
 	n := len(published)
 	if n == 0 || cfg.BlockSize <= 0 || len(tokens) < n*cfg.BlockSize || (extra != nil && len(extra) < n) {
 		return "", "", false
@@ -26,8 +27,8 @@ func guessSeed(cfg kvblock.HashConfig, tokens []uint32, extra [][]kvblock.ExtraK
 	}
 	var keys []kvblock.Key
 	for _, s := range seeds {
-		for _, a := range kvblock.Algorithms() {
-			h, err := kvblock.NewHasher(kvblock.HashConfig{Algorithm: a, Seed: s, BlockSize: cfg.BlockSize})
+		for _, a := range blockhash.Algorithms() {
+			h, err := blockhash.NewHasher(blockhash.HashConfig{Algorithm: a, Seed: s, BlockSize: cfg.BlockSize})
 			if err != nil {
 				continue
 			}

@@ -3,7 +3,7 @@ package doctor
 import (
 	"testing"
 
-	"github.com/kvtrack/kvtrack/kvcache/kvblock"
+	"github.com/kvtrack/kvtrack/kvcache/blockhash"
 )
 
 func TestGuessSeed(t *testing.T) {
@@ -11,12 +11,12 @@ func TestGuessSeed(t *testing.T) {
 	for i := range tokens {
 		tokens[i] = uint32(7 * i)
 	}
-	h, _ := kvblock.NewHasher(kvblock.HashConfig{Algorithm: kvblock.XXHashCBOR, Seed: "1234", BlockSize: 16})
+	h, _ := blockhash.NewHasher(blockhash.HashConfig{Algorithm: blockhash.XXHashCBOR, Seed: "1234", BlockSize: 16})
 	keys, _ := h.BlockKeys(nil, tokens, nil)
-	cfg := kvblock.HashConfig{Seed: "42", BlockSize: 16}
+	cfg := blockhash.HashConfig{Seed: "42", BlockSize: 16}
 	seed, algo, ok := guessSeed(cfg, tokens, nil, keys, commonSeeds)
-	if !ok || seed != "1234" || algo != kvblock.XXHashCBOR {
-		t.Errorf("guessSeed = %q, %q, %v; want \"1234\", %q, true", seed, algo, ok, kvblock.XXHashCBOR)
+	if !ok || seed != "1234" || algo != blockhash.XXHashCBOR {
+		t.Errorf("guessSeed = %q, %q, %v; want \"1234\", %q, true", seed, algo, ok, blockhash.XXHashCBOR)
 	}
 	if _, _, ok := guessSeed(cfg, tokens, nil, keys, []string{"7", "8"}); ok {
 		t.Error("guessSeed found a seed that is not among the candidates")

@@ -1,8 +1,10 @@
-package kvblock
+package blockhash
 
 import (
 	"strings"
 	"testing"
+
+	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
 func TestDiagnoseHashes(t *testing.T) {
@@ -10,7 +12,7 @@ func TestDiagnoseHashes(t *testing.T) {
 	for i := range tokens {
 		tokens[i] = uint32(1000 + i*37)
 	}
-	publish := func(algo Algorithm, seed string, bs int) []Key {
+	publish := func(algo Algorithm, seed string, bs int) []kvblock.Key {
 		h, err := NewHasher(HashConfig{Algorithm: algo, Seed: seed, BlockSize: bs})
 		if err != nil {
 			t.Fatal(err)
@@ -21,7 +23,7 @@ func TestDiagnoseHashes(t *testing.T) {
 	cfg := HashConfig{Algorithm: SHA256, Seed: "42", BlockSize: 16}
 	tests := []struct {
 		name        string
-		published   []Key
+		published   []kvblock.Key
 		engineBS    int
 		wantVerdict HashVerdict
 		wantAlgo    Algorithm

@@ -1,6 +1,10 @@
-package kvblock
+package blockhash
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/kvtrack/kvtrack/kvcache/kvblock"
+)
 
 // HashVerdict is the outcome of checking published block hashes against a
 // HashConfig.
@@ -63,7 +67,7 @@ func (d HashDiagnosis) Fix() string {
 // event's token_ids and extra_keys; engineBlockSize is the event's
 // block_size, or 0 if absent, in which case it is inferred from the event
 // (token_ids holds exactly the stored blocks' tokens).
-func DiagnoseHashes(cfg HashConfig, engineBlockSize int, tokens []uint32, extra [][]ExtraKey, published []Key) HashDiagnosis {
+func DiagnoseHashes(cfg HashConfig, engineBlockSize int, tokens []uint32, extra [][]ExtraKey, published []kvblock.Key) HashDiagnosis {
 	d := HashDiagnosis{Verdict: HashNotComparable, FirstMismatch: -1}
 	if len(published) == 0 {
 		return d
@@ -108,7 +112,7 @@ func DiagnoseHashes(cfg HashConfig, engineBlockSize int, tokens []uint32, extra 
 	return d
 }
 
-func firstDiff(a, b []Key) int {
+func firstDiff(a, b []kvblock.Key) int {
 	for i := range min(len(a), len(b)) {
 		if a[i] != b[i] {
 			return i
