@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Generate kvcache/kvblock/testdata/extra-hash-vectors.json.
+"""Generate kvcache/blockhash/testdata/extra-hash-vectors.json.
 
 An independent oracle for the cases vLLM's own reference vectors
 (testdata/vllm-hash-vectors.json) do not cover: block sizes 1, 2, 3, 256 and
@@ -9,7 +9,7 @@ It applies vLLM's documented recipe (shared/spec/vllm-block-hashing.md) with
 the real serializers: CPython's pickle (protocol 5), cbor2 canonical, xxhash.
 
 Run with Debian's python3 (python3-cbor2, python3-xxhash):
-    /usr/bin/python3 hack/gen-hash-vectors.py > kvcache/kvblock/testdata/extra-hash-vectors.json
+    /usr/bin/python3 hack/gen-hash-vectors.py > kvcache/blockhash/testdata/extra-hash-vectors.json
 """
 import hashlib
 import json

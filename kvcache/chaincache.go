@@ -10,6 +10,7 @@ import (
 
 	"github.com/zeebo/xxh3"
 
+	"github.com/kvtrack/kvtrack/kvcache/blockhash"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
@@ -73,7 +74,7 @@ type chainSet struct {
 // chainBlock is what a way caches: the block's vLLM key and Digest.
 type chainBlock struct {
 	key    kvblock.Key
-	digest kvblock.Digest
+	digest blockhash.Digest
 }
 
 // chainRecordBytes is what one way costs, for the byte budget: its share of
@@ -178,7 +179,7 @@ func (c *chainCache) holdsLocked(sh *chainShard, idx int, tag uint64, check uint
 
 // put caches a block's key and Digest, replacing the least recently used
 // way of its set when the set is full.
-func (c *chainCache) put(tag uint64, check uint32, key kvblock.Key, d *kvblock.Digest) {
+func (c *chainCache) put(tag uint64, check uint32, key kvblock.Key, d *blockhash.Digest) {
 	sh := c.shard(tag)
 	sh.mu.Lock()
 	if sh.sets == nil {
@@ -227,7 +228,7 @@ type chainScratch struct {
 	ids   []chainID
 	ways  []int32 // per block: its way's index in its shard's blocks, or -1
 	order []int32 // block numbers grouped by shard
-	digs  []kvblock.Digest
+	digs  []blockhash.Digest
 }
 
 var chainScratchPool = sync.Pool{New: func() any { return new(chainScratch) }}
@@ -239,7 +240,7 @@ var chainScratchPool = sync.Pool{New: func() any { return new(chainScratch) }}
 // Every block is looked up, grouped by shard so that a request takes each
 // shard's lock once rather than once a block; the prefix served is the
 // blocks before the first miss.
-func (c *chainCache) keys(h *kvblock.Hasher, blockSize int, dst []kvblock.Key, tokens []uint32, lora, salt string) ([]kvblock.Key, error) {
+func (c *chainCache) keys(h *blockhash.Hasher, blockSize int, dst []kvblock.Key, tokens []uint32, lora, salt string) ([]kvblock.Key, error) {
 	n := len(tokens) / blockSize
 	if n == 0 {
 		return dst, nil
@@ -309,7 +310,7 @@ func (c *chainCache) keys(h *kvblock.Hasher, blockSize int, dst []kvblock.Key, t
 	}
 	c.misses.Add(uint64(n - m))
 
-	extra := kvblock.RequestExtras{LoRAName: lora, CacheSalt: salt}.PerBlock(n)
+	extra := blockhash.RequestExtras{LoRAName: lora, CacheSalt: salt}.PerBlock(n)
 	if extra != nil {
 		extra = extra[m:]
 	}

@@ -8,13 +8,14 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/kvtrack/kvtrack/kvcache/blockhash"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
 // plainKeys is the reference: vLLM's chain hashed from the root.
-func plainKeys(t testing.TB, h *kvblock.Hasher, bs int, tokens []uint32, lora, salt string) []kvblock.Key {
+func plainKeys(t testing.TB, h *blockhash.Hasher, bs int, tokens []uint32, lora, salt string) []kvblock.Key {
 	t.Helper()
-	extra := kvblock.RequestExtras{LoRAName: lora, CacheSalt: salt}.PerBlock(len(tokens) / bs)
+	extra := blockhash.RequestExtras{LoRAName: lora, CacheSalt: salt}.PerBlock(len(tokens) / bs)
 	keys, err := h.BlockKeys(nil, tokens, extra)
 	if err != nil {
 		t.Fatal(err)
@@ -44,9 +45,9 @@ func randTokens(rng *rand.Rand, n int) []uint32 {
 	return t
 }
 
-func newTestHasher(t testing.TB, algo kvblock.Algorithm, bs int) *kvblock.Hasher {
+func newTestHasher(t testing.TB, algo blockhash.Algorithm, bs int) *blockhash.Hasher {
 	t.Helper()
-	h, err := kvblock.NewHasher(kvblock.HashConfig{Algorithm: algo, Seed: "42", BlockSize: bs})
+	h, err := blockhash.NewHasher(blockhash.HashConfig{Algorithm: algo, Seed: "42", BlockSize: bs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +55,7 @@ func newTestHasher(t testing.TB, algo kvblock.Algorithm, bs int) *kvblock.Hasher
 }
 
 func TestChainCacheKeysEqualPlainHashing(t *testing.T) {
-	for _, algo := range kvblock.Algorithms() {
+	for _, algo := range blockhash.Algorithms() {
 		t.Run(string(algo), func(t *testing.T) {
 			const bs = 4
 			h := newTestHasher(t, algo, bs)
@@ -80,7 +81,7 @@ func TestChainCacheKeysEqualPlainHashing(t *testing.T) {
 
 func TestChainCacheHashesOnlyTheNewSuffix(t *testing.T) {
 	const bs = 16
-	h := newTestHasher(t, kvblock.SHA256, bs)
+	h := newTestHasher(t, blockhash.SHA256, bs)
 	c := newChainCache(1 << 20)
 	first := seq(1, 10*bs)
 	second := append(slices.Clip(first[:6*bs]), seq(5000, 3*bs+5)...)
@@ -98,7 +99,7 @@ func TestChainCacheHashesOnlyTheNewSuffix(t *testing.T) {
 // to another: vLLM's keys differ from block 0 on, and so must ours.
 func TestChainCacheIsolatesLoRAAndSalt(t *testing.T) {
 	const bs = 16
-	h := newTestHasher(t, kvblock.SHA256, bs)
+	h := newTestHasher(t, blockhash.SHA256, bs)
 	c := newChainCache(1 << 20)
 	prompt := seq(1, 20*bs)
 	plain, err := c.keys(h, bs, nil, prompt, "", "")
@@ -137,7 +138,7 @@ func TestChainCacheStaysWithinBudget(t *testing.T) {
 	for _, budget := range []int{1, chainRecordBytes * chainWays, 10_000, 64 << 10, 1 << 20} {
 		t.Run(fmt.Sprint(budget), func(t *testing.T) {
 			const bs = 4
-			h := newTestHasher(t, kvblock.SHA256CBOR, bs)
+			h := newTestHasher(t, blockhash.SHA256CBOR, bs)
 			c := newChainCache(budget)
 			if limit := max(budget, chainRecordBytes*chainWays); c.capacity()*chainRecordBytes > limit {
 				t.Fatalf("capacity %d records = %d bytes, budget %d", c.capacity(), c.capacity()*chainRecordBytes, limit)
@@ -171,7 +172,7 @@ func TestChainCacheStaysWithinBudget(t *testing.T) {
 // A full set keeps the records most recently used.
 func TestChainCacheEvictsLeastRecentlyUsed(t *testing.T) {
 	c := newChainCache(1) // one shard, one set
-	var d kvblock.Digest
+	var d blockhash.Digest
 	for tag := uint64(1); tag <= chainWays; tag++ {
 		c.put(tag, 0, kvblock.Key(tag), &d)
 	}
@@ -194,7 +195,7 @@ func TestChainCacheEvictsLeastRecentlyUsed(t *testing.T) {
 
 func TestChainCacheConcurrentUse(t *testing.T) {
 	const bs = 8
-	h := newTestHasher(t, kvblock.SHA256, bs)
+	h := newTestHasher(t, blockhash.SHA256, bs)
 	c := newChainCache(32 << 10) // small, so goroutines evict each other
 	prompts := sharedPrefixPrompts(rand.New(rand.NewPCG(3, 3)), 60)
 	want := make([][]kvblock.Key, len(prompts))
@@ -291,12 +292,12 @@ func TestChainCacheRootSeparatesExtras(t *testing.T) {
 
 // get returns the key and Digest cached for the block with this tag and
 // check, as keys reads them.
-func (c *chainCache) get(tag uint64, check uint32) (kvblock.Key, kvblock.Digest, bool) {
+func (c *chainCache) get(tag uint64, check uint32) (kvblock.Key, blockhash.Digest, bool) {
 	sh := c.shard(tag)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if idx := c.lookupLocked(sh, tag, check); idx >= 0 {
 		return sh.blocks[idx].key, sh.blocks[idx].digest, true
 	}
-	return 0, kvblock.Digest{}, false
+	return 0, blockhash.Digest{}, false
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kvtrack/kvtrack/kvcache/blockhash"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
@@ -548,8 +549,8 @@ func (c Config) Validate() error {
 
 	oneOf("keyScheme", string(c.KeyScheme), string(KeySchemeVLLM), string(KeySchemeTokens))
 	if c.KeyScheme == KeySchemeVLLM {
-		if _, err := kvblock.ParseAlgorithm(c.Hash.Algorithm); err != nil {
-			bad("hash.algorithm", "%s", strings.TrimPrefix(err.Error(), "kvblock: "))
+		if _, err := blockhash.ParseAlgorithm(c.Hash.Algorithm); err != nil {
+			bad("hash.algorithm", "%s", strings.TrimPrefix(err.Error(), "blockhash: "))
 		}
 		if c.Hash.Seed == "" {
 			bad("hash.seed", "required with keyScheme %q: set it to the engines' PYTHONHASHSEED "+

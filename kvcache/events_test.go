@@ -10,6 +10,8 @@ import (
 
 	"github.com/kvtrack/kvtrack/internal/testnet"
 	"github.com/kvtrack/kvtrack/internal/testwait"
+	"github.com/kvtrack/kvtrack/kvcache/blockhash"
+	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 
 	"github.com/go-logr/logr/funcr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,7 +19,6 @@ import (
 	"github.com/kvtrack/kvtrack/internal/testredis"
 	"github.com/kvtrack/kvtrack/internal/vllmfake"
 	"github.com/kvtrack/kvtrack/kvcache"
-	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 	"github.com/kvtrack/kvtrack/kvevents"
 )
 
@@ -38,7 +39,7 @@ func tokens(from, n int) []uint32 {
 // PYTHONHASHSEED=42, sha256 and block size 16.
 func vllmKeys(t testing.TB, toks []uint32) []kvblock.Key {
 	t.Helper()
-	h, err := kvblock.NewHasher(kvblock.HashConfig{Algorithm: kvblock.SHA256, Seed: seed, BlockSize: 16})
+	h, err := blockhash.NewHasher(blockhash.HashConfig{Algorithm: blockhash.SHA256, Seed: seed, BlockSize: 16})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/kvtrack/kvtrack/kvcache"
+	"github.com/kvtrack/kvtrack/kvcache/blockhash"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
@@ -32,7 +33,7 @@ func Example() {
 
 	// What the engine at 10.0.0.7:8000 would report after caching the
 	// first 32 tokens: vLLM's sha256 block hashes.
-	h, err := kvblock.NewHasher(kvblock.HashConfig{Algorithm: kvblock.SHA256, Seed: "42", BlockSize: 16})
+	h, err := blockhash.NewHasher(blockhash.HashConfig{Algorithm: blockhash.SHA256, Seed: "42", BlockSize: 16})
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -538,3 +538,24 @@ func TestSpeculativeRemovalIsRetriedAfterAnIndexError(t *testing.T) {
 		t.Errorf("after the index recovered the expired entry matches %d blocks, want 0", got)
 	}
 }
+
+// TestCloseClosesTheRedisClient: the index's client New built goes with
+// the Indexer, so a program that rebuilds its Indexer leaks no connections.
+func TestCloseClosesTheRedisClient(t *testing.T) {
+	off := false
+	ix, err := New(Config{Hash: HashConfig{Seed: "42"}, Events: EventsConfig{Enabled: &off},
+		Index: IndexConfig{Backend: IndexRedis}, Redis: redisConfig(testredis.Start(t))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := Request{TokenIDs: seq(1, 33), Pods: []string{"a:1"}}
+	if _, err := ix.Score(t.Context(), req); err != nil {
+		t.Fatalf("Score before Close: %v", err)
+	}
+	if err := ix.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ix.Score(t.Context(), req); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Errorf("Score after Close = %v, want the closed client's error", err)
+	}
+}

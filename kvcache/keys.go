@@ -3,6 +3,7 @@ package kvcache
 import (
 	"fmt"
 
+	"github.com/kvtrack/kvtrack/kvcache/blockhash"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
@@ -15,14 +16,14 @@ type keyer interface {
 func newKeyer(cfg Config) (keyer, error) {
 	switch cfg.KeyScheme {
 	case KeySchemeTokens:
-		h, err := kvblock.NewTokenHasher(cfg.Hash.BlockSize)
+		h, err := blockhash.NewTokenHasher(cfg.Hash.BlockSize)
 		if err != nil {
 			return nil, fmt.Errorf("kvcache: %w", err)
 		}
 		return tokenKeyer{h}, nil
 	default:
-		h, err := kvblock.NewHasher(kvblock.HashConfig{
-			Algorithm: kvblock.Algorithm(cfg.Hash.Algorithm),
+		h, err := blockhash.NewHasher(blockhash.HashConfig{
+			Algorithm: blockhash.Algorithm(cfg.Hash.Algorithm),
 			Seed:      cfg.Hash.Seed,
 			BlockSize: cfg.Hash.BlockSize,
 		})
@@ -39,7 +40,7 @@ func newKeyer(cfg Config) (keyer, error) {
 
 // vllmKeyer computes exactly the hashes vLLM publishes.
 type vllmKeyer struct {
-	h         *kvblock.Hasher
+	h         *blockhash.Hasher
 	blockSize int
 	chain     *chainCache // nil when hash.chainCacheBytes is -1
 }
@@ -48,15 +49,15 @@ func (k vllmKeyer) keys(dst []kvblock.Key, tokens []uint32, lora, salt string) (
 	if k.chain != nil {
 		return k.chain.keys(k.h, k.blockSize, dst, tokens, lora, salt)
 	}
-	extras := kvblock.RequestExtras{LoRAName: lora, CacheSalt: salt}
+	extras := blockhash.RequestExtras{LoRAName: lora, CacheSalt: salt}
 	return k.h.BlockKeys(dst, tokens, extras.PerBlock(len(tokens)/k.blockSize))
 }
 
 // tokenKeyer chains the token-derived keys the event path computes from
 // each BlockStored's token IDs, with the same extra keys.
-type tokenKeyer struct{ h *kvblock.TokenHasher }
+type tokenKeyer struct{ h *blockhash.TokenHasher }
 
 func (k tokenKeyer) keys(dst []kvblock.Key, tokens []uint32, lora, salt string) ([]kvblock.Key, error) {
-	extras := kvblock.RequestExtras{LoRAName: lora, CacheSalt: salt}
+	extras := blockhash.RequestExtras{LoRAName: lora, CacheSalt: salt}
 	return k.h.BlockKeys(dst, 0, tokens, extras.PerBlock(len(tokens)/k.h.BlockSize()))
 }

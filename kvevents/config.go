@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/kvtrack/kvtrack/kvcache"
-	"github.com/kvtrack/kvtrack/kvcache/kvblock"
+	"github.com/kvtrack/kvtrack/kvcache/blockhash"
 )
 
 // Mode is how the pool meets the publishers.
@@ -32,7 +32,7 @@ const (
 	// SchemeVLLM indexes the hashes vLLM publishes as they are.
 	SchemeVLLM KeyScheme = "vllm"
 	// SchemeTokens indexes keys derived from each BlockStored's token ids
-	// (kvblock.TokenHasher), for engines whose hashes cannot be reproduced.
+	// (blockhash.TokenHasher), for engines whose hashes cannot be reproduced.
 	SchemeTokens KeyScheme = "tokens"
 )
 
@@ -158,7 +158,7 @@ type Config struct {
 	// are counted (kvtrack_events_hash_mismatches_total) and logged once per pod. In
 	// the tokens scheme, Hash.BlockSize is the token-derived block size
 	// (default: each event's own block_size).
-	Hash kvblock.HashConfig
+	Hash blockhash.HashConfig
 	// MaxEngineKeys bounds, per pod, the tokens scheme's map from engine
 	// hash to key (default 1<<20 entries); past it the oldest mappings go,
 	// and removes naming them are counted as unresolved.
@@ -226,7 +226,7 @@ func (c Config) withDefaults() Config {
 	c.Limits = c.Limits.withDefaults()
 	c.resyncDefaults()
 	if c.hashCheck() && c.Hash.Algorithm == "" {
-		c.Hash.Algorithm = kvblock.SHA256 // vLLM's default
+		c.Hash.Algorithm = blockhash.SHA256 // vLLM's default
 	}
 	return c
 }
@@ -281,7 +281,7 @@ func (c Config) Validate() error {
 	switch c.KeyScheme {
 	case SchemeVLLM:
 		if c.hashCheck() {
-			if _, err := kvblock.NewHasher(c.Hash); err != nil {
+			if _, err := blockhash.NewHasher(c.Hash); err != nil {
 				bad("hash: %v", err)
 			}
 		}

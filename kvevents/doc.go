@@ -65,7 +65,7 @@
 // starts at the root and carries token_ids is re-hashed, and a mismatch is
 // counted (kvtrack_events_hash_mismatches_total) and logged once per pod with its
 // likely cause (PYTHONHASHSEED, hash algorithm or block size). In the tokens
-// scheme keys are derived from token_ids (kvblock.TokenHasher), and a
+// scheme keys are derived from token_ids (blockhash.TokenHasher), and a
 // bounded per-pod map from engine hash to key serves removes.
 //
 // # Who may publish, and how much

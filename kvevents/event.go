@@ -1,6 +1,6 @@
 package kvevents
 
-import "github.com/kvtrack/kvtrack/kvcache/kvblock"
+import "github.com/kvtrack/kvtrack/kvcache/blockhash"
 
 // Kind is the type of a KV-cache event, vLLM's msgspec tag.
 type Kind uint8
@@ -110,19 +110,19 @@ func (e *Event) reset() {
 	}
 }
 
-// Block returns the item as a kvblock.ExtraKey, for recomputing block
+// Block returns the item as a blockhash.ExtraKey, for recomputing block
 // hashes; ok is false for an ExtraUnknown item, which no hasher can
 // reproduce.
-func (k ExtraKey) Block() (_ kvblock.ExtraKey, ok bool) {
+func (k ExtraKey) Block() (_ blockhash.ExtraKey, ok bool) {
 	switch k.Kind {
 	case ExtraStr:
-		return kvblock.ExtraString(k.Str), true
+		return blockhash.ExtraString(k.Str), true
 	case ExtraInt:
-		return kvblock.ExtraInt(k.Int), true
+		return blockhash.ExtraInt(k.Int), true
 	case ExtraMM:
-		return kvblock.ExtraMM(k.Str, k.Int), true
+		return blockhash.ExtraMM(k.Str, k.Int), true
 	case ExtraBytes:
-		return kvblock.ExtraBytes(k.Bytes), true
+		return blockhash.ExtraBytes(k.Bytes), true
 	}
-	return kvblock.ExtraKey{}, false
+	return blockhash.ExtraKey{}, false
 }

@@ -10,6 +10,7 @@ import (
 
 	zmq "github.com/pebbe/zmq4"
 
+	"github.com/kvtrack/kvtrack/kvcache/blockhash"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
@@ -152,7 +153,7 @@ func BenchmarkApplyBlockStored(b *testing.B) {
 			cfg := Config{Mode: ModeConnect, Limits: Limits{EventsPerSecond: 1e12}}
 			ev := batch3(benchStored("array", 1, rand.New(rand.NewPCG(5, 6))))
 			if check {
-				cfg.Hash = kvblock.HashConfig{Algorithm: kvblock.SHA256CBOR, Seed: "42", BlockSize: 16}
+				cfg.Hash = blockhash.HashConfig{Algorithm: blockhash.SHA256CBOR, Seed: "42", BlockSize: 16}
 				// The sample's root store, which the check re-hashes.
 				ev = batch3(mpArr(mpStr("BlockStored"), mpUints(sampleHash0), mpNil(), mpTokens(seqTokens(100, 16)), mpInt(16),
 					mpNil(), mpStr("GPU"), mpNil(), mpArr(mpNil()), mpInt(0), mpStr("full_attention"), mpNil()))

@@ -7,6 +7,7 @@ import (
 
 	"github.com/go-logr/logr/funcr"
 
+	"github.com/kvtrack/kvtrack/kvcache/blockhash"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
@@ -41,14 +42,14 @@ func (l *logLines) count(substr string) int {
 func TestHashCheck(t *testing.T) {
 	tests := []struct {
 		name          string
-		hash          kvblock.HashConfig
+		hash          blockhash.HashConfig
 		wantMismatch  uint64
 		wantDiagnosis string
 	}{
-		{"matching config", kvblock.HashConfig{Algorithm: kvblock.SHA256CBOR, Seed: "42", BlockSize: 16}, 0, ""},
-		{"wrong seed", kvblock.HashConfig{Algorithm: kvblock.SHA256CBOR, Seed: "0", BlockSize: 16}, 2, "PYTHONHASHSEED"},
-		{"wrong algorithm", kvblock.HashConfig{Algorithm: kvblock.SHA256, Seed: "42", BlockSize: 16}, 2, `sha256_cbor`},
-		{"wrong block size", kvblock.HashConfig{Algorithm: kvblock.SHA256CBOR, Seed: "42", BlockSize: 32}, 2, "--block-size"},
+		{"matching config", blockhash.HashConfig{Algorithm: blockhash.SHA256CBOR, Seed: "42", BlockSize: 16}, 0, ""},
+		{"wrong seed", blockhash.HashConfig{Algorithm: blockhash.SHA256CBOR, Seed: "0", BlockSize: 16}, 2, "PYTHONHASHSEED"},
+		{"wrong algorithm", blockhash.HashConfig{Algorithm: blockhash.SHA256, Seed: "42", BlockSize: 16}, 2, `sha256_cbor`},
+		{"wrong block size", blockhash.HashConfig{Algorithm: blockhash.SHA256CBOR, Seed: "42", BlockSize: 32}, 2, "--block-size"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -85,7 +86,7 @@ func TestTokensScheme(t *testing.T) {
 	pub := newGoPublisher(t, pubOpts{})
 	addPub(t, p, pub)
 
-	th, err := kvblock.NewTokenHasher(16)
+	th, err := blockhash.NewTokenHasher(16)
 	if err != nil {
 		t.Fatal(err)
 	}

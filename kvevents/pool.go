@@ -16,6 +16,7 @@ import (
 	zmq "github.com/pebbe/zmq4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kvtrack/kvtrack/kvcache/blockhash"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
@@ -54,7 +55,7 @@ type Pool struct {
 	reg     prometheus.Registerer
 	coll    prometheus.Collector // registered on reg; unregistered by Close
 	observe func(Message)
-	hasher  *kvblock.Hasher // vllm scheme hash check; nil when off
+	hasher  *blockhash.Hasher // vllm scheme hash check; nil when off
 	c       counters
 	seed    maphash.Seed
 
@@ -119,7 +120,7 @@ func NewPool(cfg Config, index kvblock.Index, opts ...Option) (*Pool, error) {
 		o(p)
 	}
 	if cfg.hashCheck() {
-		h, err := kvblock.NewHasher(cfg.Hash)
+		h, err := blockhash.NewHasher(cfg.Hash)
 		if err != nil {
 			return nil, fmt.Errorf("kvevents: hash: %w", err)
 		}

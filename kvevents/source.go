@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kvtrack/kvtrack/kvcache"
+	"github.com/kvtrack/kvtrack/kvcache/blockhash"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
@@ -51,7 +52,7 @@ func PoolConfig(cfg kvcache.Config) Config {
 		ReplayTimeout:    time.Duration(e.ReplayTimeout),
 		ReceiveHWM:       e.ReceiveHWM,
 		KeyScheme:        KeyScheme(cfg.KeyScheme),
-		Hash:             kvblock.HashConfig{Algorithm: kvblock.Algorithm(cfg.Hash.Algorithm), Seed: cfg.Hash.Seed, BlockSize: cfg.Hash.BlockSize},
+		Hash:             blockhash.HashConfig{Algorithm: blockhash.Algorithm(cfg.Hash.Algorithm), Seed: cfg.Hash.Seed, BlockSize: cfg.Hash.BlockSize},
 		MaxEngineKeys:    e.MaxEngineKeys,
 		ResyncInterval:   time.Duration(e.ResyncInterval),
 		Limits:           Limits(e.Limits),

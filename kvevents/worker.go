@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kvtrack/kvtrack/kvcache/blockhash"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
@@ -21,9 +22,9 @@ type worker struct {
 
 	keys       []kvblock.Key
 	check      []kvblock.Key
-	extraHeads [][]kvblock.ExtraKey
-	extraItems []kvblock.ExtraKey
-	tokenHash  map[int]*kvblock.TokenHasher // by block size
+	extraHeads [][]blockhash.ExtraKey
+	extraItems []blockhash.ExtraKey
+	tokenHash  map[int]*blockhash.TokenHasher // by block size
 
 	// dirty are the streams whose index writes failed, waiting for the
 	// backend to answer again (see resync.go).
@@ -42,7 +43,7 @@ func newWorker(p *Pool, _ int) *worker {
 		ch:        make(chan msg, p.cfg.QueueSize),
 		done:      make(chan replayResult, 1),
 		dec:       NewDecoder(),
-		tokenHash: make(map[int]*kvblock.TokenHasher),
+		tokenHash: make(map[int]*blockhash.TokenHasher),
 		dirty:     make(map[*stream]struct{}),
 	}
 }
@@ -389,7 +390,7 @@ func (w *worker) removedKeys(s *stream, ev *Event) []kvblock.Key {
 // extraKeys converts an event's extra keys for the first n blocks to
 // kvblock's, reusing w's buffers. ok is false if an item has a type the
 // hashers do not know.
-func (w *worker) extraKeys(ev *Event, n int) (_ [][]kvblock.ExtraKey, ok bool) {
+func (w *worker) extraKeys(ev *Event, n int) (_ [][]blockhash.ExtraKey, ok bool) {
 	if ev.ExtraKeys == nil {
 		return nil, true
 	}
@@ -405,16 +406,16 @@ func (w *worker) extraKeys(ev *Event, n int) (_ [][]kvblock.ExtraKey, ok bool) {
 		}
 		first := len(w.extraItems)
 		for _, k := range block {
-			var x kvblock.ExtraKey
+			var x blockhash.ExtraKey
 			switch k.Kind {
 			case ExtraStr:
-				x = kvblock.ExtraString(k.Str)
+				x = blockhash.ExtraString(k.Str)
 			case ExtraInt:
-				x = kvblock.ExtraInt(k.Int)
+				x = blockhash.ExtraInt(k.Int)
 			case ExtraMM:
-				x = kvblock.ExtraMM(k.Str, k.Int)
+				x = blockhash.ExtraMM(k.Str, k.Int)
 			case ExtraBytes:
-				x = kvblock.ExtraBytes(k.Bytes)
+				x = blockhash.ExtraBytes(k.Bytes)
 			default:
 				return nil, false
 			}
@@ -462,7 +463,7 @@ func (w *worker) checkHashes(s *stream, ev *Event) {
 	for i, h := range ev.BlockHashes {
 		published[i] = kvblock.Key(h)
 	}
-	d := kvblock.DiagnoseHashes(p.cfg.Hash, ev.BlockSize, ev.TokenIDs, extra, published)
+	d := blockhash.DiagnoseHashes(p.cfg.Hash, ev.BlockSize, ev.TokenIDs, extra, published)
 	p.log.Info("block hashes published by the pod do not match kvtrack's: requests will not find its cached blocks. "+
 		"The engine's PYTHONHASHSEED, --prefix-caching-hash-algo or --block-size differs from the configured hash seed, algorithm or block size",
 		"pod", s.label, "algorithm", p.cfg.Hash.Algorithm, "blockSize", bs, "engineBlockSize", ev.BlockSize,
@@ -502,7 +503,7 @@ func (w *worker) tokenKeys(s *stream, ev *Event) []kvblock.Key {
 	th := w.tokenHash[bs]
 	if th == nil {
 		var err error
-		if th, err = kvblock.NewTokenHasher(bs); err != nil {
+		if th, err = blockhash.NewTokenHasher(bs); err != nil {
 			p.c.unresolved.Add(1)
 			return nil
 		}

@@ -1,9 +1,16 @@
 package scorer
 
 import (
+	"context"
 	"encoding/json"
+	"net"
 	"reflect"
+	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/types"
+	fwkplugin "sigs.k8s.io/gateway-api-inference-extension/pkg/epp/framework/interface/plugin"
 
 	"sigs.k8s.io/gateway-api-inference-extension/pkg/epp/framework/interface/scheduling"
 
@@ -100,5 +107,34 @@ func TestTypedBodyTakesTheFastPath(t *testing.T) {
 	req, handled = fromPayloadMap(openai.Completions, typedPayload(c))
 	if !handled || req.Prompt != "hello" || req.CacheSalt != "s" {
 		t.Errorf("typed completion: handled %v, %+v", handled, req)
+	}
+}
+
+// TestFactoryFailsOnABindConflict: an EPP whose event port is taken must
+// not start and look healthy while every score is 0; the factory returns
+// the bind error, and a second try after the port is free succeeds on the
+// same metrics registry (the failed one released its registrations).
+func TestFactoryFailsOnABindConflict(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	params := json.RawMessage(`{"hash": {"seed": "42"}, "events": {"mode": "bind", "endpoint": "tcp://` + addr + `"}}`)
+	reg := prometheus.NewRegistry()
+	factory := NewFactory(WithRegisterer(reg))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	handle := fwkplugin.NewEppHandle(ctx, func() []types.NamespacedName { return nil })
+	if _, err := factory("p", params, handle); err == nil || !strings.Contains(err.Error(), addr) {
+		t.Fatalf("factory with a taken event port = %v, want an error naming %s", err, addr)
+	}
+	ln.Close()
+	p, err := factory("p", params, handle)
+	if err != nil {
+		t.Fatalf("factory after the port was freed: %v", err)
+	}
+	if p.(*Scorer).Indexer() == nil {
+		t.Fatal("no indexer")
 	}
 }

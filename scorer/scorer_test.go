@@ -15,6 +15,7 @@ import (
 
 	"github.com/kvtrack/kvtrack/internal/testredis"
 	"github.com/kvtrack/kvtrack/internal/vllmfake"
+	"github.com/kvtrack/kvtrack/kvcache/blockhash"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 
 	"github.com/kvtrack/kvtrack/internal/testwait"
@@ -58,7 +59,7 @@ func seqTokens(from, n int) []uint32 {
 func vllmKeys(t testing.TB, s *Scorer, tokens []uint32) []kvblock.Key {
 	t.Helper()
 	cfg := s.Indexer().Config()
-	h, err := kvblock.NewHasher(kvblock.HashConfig{Algorithm: kvblock.Algorithm(cfg.Hash.Algorithm), Seed: cfg.Hash.Seed, BlockSize: cfg.Hash.BlockSize})
+	h, err := blockhash.NewHasher(blockhash.HashConfig{Algorithm: blockhash.Algorithm(cfg.Hash.Algorithm), Seed: cfg.Hash.Seed, BlockSize: cfg.Hash.BlockSize})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"text/tabwriter"
 
+	"github.com/kvtrack/kvtrack/kvcache/blockhash"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
@@ -43,8 +44,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintf(tw, "block %d\t", i)
 	}
 	fmt.Fprintln(tw)
-	for _, a := range kvblock.Algorithms() {
-		h, err := kvblock.NewHasher(kvblock.HashConfig{Algorithm: a, Seed: *seed, BlockSize: *bs})
+	for _, a := range blockhash.Algorithms() {
+		h, err := blockhash.NewHasher(blockhash.HashConfig{Algorithm: a, Seed: *seed, BlockSize: *bs})
 		if err != nil {
 			return fmt.Errorf("%w: %v", errUsage, err)
 		}
@@ -54,7 +55,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		printKeyRow(tw, string(a), keys)
 	}
-	th, err := kvblock.NewTokenHasher(*bs)
+	th, err := blockhash.NewTokenHasher(*bs)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}

@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/kvtrack/kvtrack/internal/vllmfake"
-	"github.com/kvtrack/kvtrack/kvcache/kvblock"
+	"github.com/kvtrack/kvtrack/kvcache/blockhash"
 	"github.com/kvtrack/kvtrack/tokenization"
 )
 
@@ -32,7 +32,7 @@ func startDoctorPod(t *testing.T, dir string) (addr, events string, replayPort i
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pub.Close() })
-	srv, err := vllmfake.NewServer(vllmfake.ServerConfig{Model: "m", Hash: kvblock.HashConfig{Seed: "42", BlockSize: 16}, Tokenizer: tok, Publisher: pub})
+	srv, err := vllmfake.NewServer(vllmfake.ServerConfig{Model: "m", Hash: blockhash.HashConfig{Seed: "42", BlockSize: 16}, Tokenizer: tok, Publisher: pub})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/kvtrack/kvtrack/kvcache/blockhash"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
@@ -33,7 +34,7 @@ Fewer tokens than one block is an error: vLLM hashes only full blocks.`
 
 func runHash(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("hash", hashSynopsis, stdout, stderr)
-	algo := fs.String("hash-algo", string(kvblock.SHA256), "vLLM's --prefix-caching-hash-algo: "+algoList())
+	algo := fs.String("hash-algo", string(blockhash.SHA256), "vLLM's --prefix-caching-hash-algo: "+algoList())
 	seed := fs.String("hash-seed", "", "the engine's PYTHONHASHSEED string (required for --key-scheme vllm)")
 	blockSize := fs.Int("block-size", 16, "vLLM's --block-size, in tokens")
 	tokens := fs.String("tokens", "", "token IDs: 1,2,3 or [1,2,3] (what 'kvtrack tokenize' prints); - reads them from stdin")
@@ -72,13 +73,13 @@ func runHash(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if set["extra-keys"] && (set["lora-name"] || set["lora-id"] || set["cache-salt"]) {
 		return fmt.Errorf("%w: --extra-keys gives every block's extra keys; it cannot be combined with --lora-name, --lora-id or --cache-salt", errUsage)
 	}
-	var extra [][]kvblock.ExtraKey
+	var extra [][]blockhash.ExtraKey
 	if set["extra-keys"] {
-		if extra, err = kvblock.ParseExtraKeys([]byte(*extraJSON)); err != nil {
+		if extra, err = blockhash.ParseExtraKeys([]byte(*extraJSON)); err != nil {
 			return fmt.Errorf("%w: --extra-keys: %v", errUsage, err)
 		}
 	} else {
-		rx := kvblock.RequestExtras{LoRAName: *loraName, LoRAID: *loraID, CacheSalt: *salt}
+		rx := blockhash.RequestExtras{LoRAName: *loraName, LoRAID: *loraID, CacheSalt: *salt}
 		if *blockSize > 0 {
 			extra = rx.PerBlock(len(toks) / *blockSize)
 		}
@@ -90,11 +91,11 @@ func runHash(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if !set["hash-seed"] {
 			return fmt.Errorf("%w: --hash-seed is required: give the engine's PYTHONHASHSEED (vLLM seeds its hash chain with it; an engine without it hashes randomly and needs --key-scheme tokens)", errUsage)
 		}
-		a, err := kvblock.ParseAlgorithm(*algo)
+		a, err := blockhash.ParseAlgorithm(*algo)
 		if err != nil {
 			return fmt.Errorf("%w: --hash-algo: %v", errUsage, err)
 		}
-		h, err := kvblock.NewHasher(kvblock.HashConfig{Algorithm: a, Seed: *seed, BlockSize: *blockSize})
+		h, err := blockhash.NewHasher(blockhash.HashConfig{Algorithm: a, Seed: *seed, BlockSize: *blockSize})
 		if err != nil {
 			return fmt.Errorf("%w: %v", errUsage, err)
 		}
@@ -103,7 +104,7 @@ func runHash(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return fmt.Errorf("%w: %v", errUsage, err)
 		}
 	case "tokens":
-		h, err := kvblock.NewTokenHasher(*blockSize)
+		h, err := blockhash.NewTokenHasher(*blockSize)
 		if err != nil {
 			return fmt.Errorf("%w: %v", errUsage, err)
 		}
@@ -128,7 +129,7 @@ func runHash(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 func algoList() string {
 	var names []string
-	for _, a := range kvblock.Algorithms() {
+	for _, a := range blockhash.Algorithms() {
 		names = append(names, string(a))
 	}
 	return strings.Join(names, ", ")

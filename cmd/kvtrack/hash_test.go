@@ -15,7 +15,7 @@ func runCLI(t *testing.T, args ...string) (stdout, stderr string, code int) {
 }
 
 // Expected keys come from vLLM's reference vectors
-// (kvcache/kvblock/testdata/vllm-hash-vectors.json).
+// (kvcache/blockhash/testdata/vllm-hash-vectors.json).
 func TestHashPrintsVLLMKeys(t *testing.T) {
 	tokens := "100,101,102,103,104,105,106,107,108,109,110,111,112,113,114,115,116,117,118,119,120,121,122,123,124,125,126,127,128,129,130,131,132"
 	tests := []struct {

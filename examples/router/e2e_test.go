@@ -14,12 +14,12 @@ import (
 	"testing"
 
 	"github.com/kvtrack/kvtrack/internal/testnet"
+	"github.com/kvtrack/kvtrack/kvcache/blockhash"
 
 	"github.com/go-logr/logr"
 
 	"github.com/kvtrack/kvtrack/internal/testtokenizer"
 	"github.com/kvtrack/kvtrack/internal/vllmfake"
-	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 
 	"github.com/kvtrack/kvtrack/internal/testwait"
 )
@@ -53,7 +53,7 @@ func startE2E(t *testing.T, n int) *e2e {
 		}
 		t.Cleanup(func() { pub.Close() })
 		srv, err := vllmfake.NewServer(vllmfake.ServerConfig{
-			Name: name, Model: "qwen3", Hash: kvblock.HashConfig{Algorithm: kvblock.SHA256, Seed: "42", BlockSize: 16},
+			Name: name, Model: "qwen3", Hash: blockhash.HashConfig{Algorithm: blockhash.SHA256, Seed: "42", BlockSize: 16},
 			Tokenizer: tok, Publisher: pub, OutputTokens: 8,
 		})
 		if err != nil {

@@ -7,7 +7,7 @@ import (
 
 	"github.com/kvtrack/kvtrack/internal/sim/approxprefix"
 	"github.com/kvtrack/kvtrack/kvcache"
-	"github.com/kvtrack/kvtrack/kvcache/kvblock"
+	"github.com/kvtrack/kvtrack/kvcache/blockhash"
 )
 
 // Workload kinds.
@@ -158,7 +158,7 @@ func DefaultConfig() Config {
 		Pods:            8,
 		CacheBlocks:     4110,
 		BlockSize:       16,
-		HashAlgo:        string(kvblock.SHA256),
+		HashAlgo:        string(blockhash.SHA256),
 		HashSeed:        "42",
 		PrefillRate:     10_000,
 		StepOverhead:    2 * time.Millisecond,
@@ -250,7 +250,7 @@ func (c Config) Validate() error {
 	if c.Workload != WorkloadSharedPrefix && c.Workload != WorkloadChat {
 		bad("workload", "%q: valid: %s, %s", c.Workload, WorkloadSharedPrefix, WorkloadChat)
 	}
-	if _, err := kvblock.ParseAlgorithm(c.HashAlgo); err != nil {
+	if _, err := blockhash.ParseAlgorithm(c.HashAlgo); err != nil {
 		bad("hash_algo", "%v", err)
 	}
 	for _, r := range c.Routers {

@@ -2,7 +2,7 @@
 // kvtrack as the precise router.
 //
 // Each simulated pod is a vLLM-like engine (internal/vllmfake): a
-// finite KV cache of blocks hashed with vLLM's own hash (kvblock.Hasher),
+// finite KV cache of blocks hashed with vLLM's own hash (blockhash.Hasher),
 // reference-counted while a request runs, cached blocks evicted
 // least-recently-freed first; a FIFO queue; a prefill rate. Time is
 // modelled, not slept: a discrete-event loop advances a clock from one

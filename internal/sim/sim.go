@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kvtrack/kvtrack/internal/vllmfake"
+	"github.com/kvtrack/kvtrack/kvcache/blockhash"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
@@ -55,7 +56,7 @@ func Run(ctx context.Context, cfg Config, progress Progress) (*Report, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	hasher, err := kvblock.NewHasher(kvblock.HashConfig{Algorithm: kvblock.Algorithm(cfg.HashAlgo), Seed: cfg.HashSeed, BlockSize: cfg.BlockSize})
+	hasher, err := blockhash.NewHasher(blockhash.HashConfig{Algorithm: blockhash.Algorithm(cfg.HashAlgo), Seed: cfg.HashSeed, BlockSize: cfg.BlockSize})
 	if err != nil {
 		return nil, fmt.Errorf("simulate: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/kvtrack/kvtrack/internal/vllmfake"
+	"github.com/kvtrack/kvtrack/kvcache/blockhash"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
@@ -194,9 +195,9 @@ func TestChatWorkloadReusesHistory(t *testing.T) {
 	}
 }
 
-func mustHasher(t *testing.T, cfg Config) *kvblock.Hasher {
+func mustHasher(t *testing.T, cfg Config) *blockhash.Hasher {
 	t.Helper()
-	h, err := kvblock.NewHasher(kvblock.HashConfig{Algorithm: kvblock.Algorithm(cfg.HashAlgo), Seed: cfg.HashSeed, BlockSize: cfg.BlockSize})
+	h, err := blockhash.NewHasher(blockhash.HashConfig{Algorithm: blockhash.Algorithm(cfg.HashAlgo), Seed: cfg.HashSeed, BlockSize: cfg.BlockSize})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"strings"
 
+	"github.com/kvtrack/kvtrack/kvcache/blockhash"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
@@ -47,7 +48,7 @@ func (r *request) seq(dst []uint32, from, to int) []uint32 {
 }
 
 // generate builds the request stream of cfg.
-func generate(cfg Config, hasher *kvblock.Hasher) ([]*request, error) {
+func generate(cfg Config, hasher *blockhash.Hasher) ([]*request, error) {
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x6b767472))
 	randTokens := func(n int) []uint32 {
 		t := make([]uint32, n)
@@ -147,7 +148,7 @@ func generate(cfg Config, hasher *kvblock.Hasher) ([]*request, error) {
 	var buf []uint32
 	for _, r := range reqs {
 		buf = r.seq(buf[:0], 0, len(r.prompt)+len(r.output))
-		extras := kvblock.RequestExtras{CacheSalt: r.salt}.PerBlock(len(buf) / cfg.BlockSize)
+		extras := blockhash.RequestExtras{CacheSalt: r.salt}.PerBlock(len(buf) / cfg.BlockSize)
 		keys, err := hasher.BlockKeys(make([]kvblock.Key, 0, len(buf)/cfg.BlockSize), buf, extras)
 		if err != nil {
 			return nil, fmt.Errorf("simulate: hashing request %d: %w", r.id, err)

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kvtrack/kvtrack/kvcache/blockhash"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 	"github.com/kvtrack/kvtrack/tokenization"
 )
@@ -27,7 +28,7 @@ type ServerConfig struct {
 	Model string
 	// Hash is the engine's --prefix-caching-hash-algo, PYTHONHASHSEED and
 	// --block-size.
-	Hash kvblock.HashConfig
+	Hash blockhash.HashConfig
 	// Tokenizer tokenizes completion prompts (with special tokens) and
 	// renders chat requests with its template (add_generation_prompt on,
 	// vLLM's default).
@@ -56,7 +57,7 @@ const PodHeader = "X-Vllmfake-Pod"
 // does. It is safe for concurrent use.
 type Server struct {
 	cfg ServerConfig
-	h   *kvblock.Hasher
+	h   *blockhash.Hasher
 
 	mu   sync.Mutex // guards pool
 	pool *BlockPool
@@ -67,7 +68,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.Tokenizer == nil {
 		return nil, errors.New("vllmfake: server needs a tokenizer")
 	}
-	h, err := kvblock.NewHasher(cfg.Hash)
+	h, err := blockhash.NewHasher(cfg.Hash)
 	if err != nil {
 		return nil, fmt.Errorf("vllmfake: server: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/kvtrack/kvtrack/kvcache"
+	"github.com/kvtrack/kvtrack/kvcache/blockhash"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
@@ -35,9 +36,9 @@ func (a *analyzer) run(c *checklist) {
 	}
 }
 
-func (a *analyzer) hashConfig() kvblock.HashConfig {
+func (a *analyzer) hashConfig() blockhash.HashConfig {
 	h := a.opts.Config.Hash
-	return kvblock.HashConfig{Algorithm: kvblock.Algorithm(h.Algorithm), Seed: h.Seed, BlockSize: h.BlockSize}
+	return blockhash.HashConfig{Algorithm: blockhash.Algorithm(h.Algorithm), Seed: h.Seed, BlockSize: h.BlockSize}
 }
 
 func (a *analyzer) streamChecks(c *checklist, s *stream) {
@@ -227,14 +228,14 @@ func (a *analyzer) hashCheck(at addFunc, s *stream) {
 	cfg := a.hashConfig()
 	matched, compared := 0, 0
 	var bad *stored
-	var badDiag kvblock.HashDiagnosis
+	var badDiag blockhash.HashDiagnosis
 	for i := range s.roots {
 		r := &s.roots[i]
-		d := kvblock.DiagnoseHashes(cfg, r.blockSize, r.tokens, r.extra, r.hashes)
+		d := blockhash.DiagnoseHashes(cfg, r.blockSize, r.tokens, r.extra, r.hashes)
 		switch d.Verdict {
-		case kvblock.HashNotComparable:
+		case blockhash.HashNotComparable:
 			continue
-		case kvblock.HashMatch:
+		case blockhash.HashMatch:
 			matched++
 		default:
 			if bad == nil {
@@ -253,7 +254,7 @@ func (a *analyzer) hashCheck(at addFunc, s *stream) {
 		if !bad.extraOK {
 			reason += " (the event carries extra keys of a type kvtrack does not know)"
 		}
-		if s.storedLayout != nil && !s.storedLayout.Map && s.storedLayout.Fields == 6 && badDiag.Verdict == kvblock.HashSeedOrExtras {
+		if s.storedLayout != nil && !s.storedLayout.Map && s.storedLayout.Fields == 6 && badDiag.Verdict == blockhash.HashSeedOrExtras {
 			reason += "; this vLLM predates v0.10.2 and likely hashes with the irreproducible builtin hash()"
 		}
 		at("hashing", Fail, fmt.Sprintf("%d of %d root stores do not match: %s", compared-matched, compared, reason), fix)
@@ -262,16 +263,16 @@ func (a *analyzer) hashCheck(at addFunc, s *stream) {
 
 // hashExplanation says why published hashes differ from cfg's and gives
 // the config line to change.
-func hashExplanation(cfg kvblock.HashConfig, d kvblock.HashDiagnosis, tokens []uint32, extra [][]kvblock.ExtraKey, published []kvblock.Key) (reason, fix string) {
+func hashExplanation(cfg blockhash.HashConfig, d blockhash.HashDiagnosis, tokens []uint32, extra [][]blockhash.ExtraKey, published []kvblock.Key) (reason, fix string) {
 	switch d.Verdict {
-	case kvblock.HashOtherAlgorithm:
+	case blockhash.HashOtherAlgorithm:
 		return fmt.Sprintf("they match algorithm %s, not the configured %s", d.Algorithm, cfg.Algorithm),
 			fmt.Sprintf("set hash.algorithm: %s (the engines' --prefix-caching-hash-algo)", d.Algorithm)
-	case kvblock.HashBlockSize:
+	case blockhash.HashBlockSize:
 		return fmt.Sprintf("the engine hashes blocks of %d tokens, the config says %d", d.BlockSize, cfg.BlockSize),
 			fmt.Sprintf("set hash.blockSize: %d (the engines' --block-size)", d.BlockSize)
-	case kvblock.HashSeedOrExtras:
-		if seed, algo, ok := kvblock.GuessSeed(cfg, tokens, extra, published, kvblock.CommonSeeds); ok {
+	case blockhash.HashSeedOrExtras:
+		if seed, algo, ok := guessSeed(cfg, tokens, extra, published, commonSeeds); ok {
 			fix = fmt.Sprintf("set hash.seed: %q (the engines' PYTHONHASHSEED)", seed)
 			if algo != cfg.Algorithm {
 				fix += fmt.Sprintf(" and hash.algorithm: %s", algo)
@@ -283,7 +284,7 @@ func hashExplanation(cfg kvblock.HashConfig, d kvblock.HashDiagnosis, tokens []u
 			reason += "; the check included the event's extra keys"
 		}
 		return reason, "set the same PYTHONHASHSEED on every vLLM pod and hash.seed to that string; if it cannot be set, use keyScheme: tokens"
-	case kvblock.HashNotComparable:
+	case blockhash.HashNotComparable:
 		return "the event holds no full block to recompute", ""
 	}
 	return "", ""

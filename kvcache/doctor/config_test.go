@@ -1,61 +1,61 @@
 package doctor
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/kvtrack/kvtrack/kvcache"
 )
 
-// doctor --config reads whichever file the user has: kvtrack's own
-// parameters, an EndpointPickerConfig, the router's file, or llm-d's
-// scorer parameters (what scorer/README.md's migration section verifies).
-func TestParseConfigFileShapes(t *testing.T) {
-	const llmdParams = `tokenProcessorConfig: {blockSize: 64, hashSeed: "42"}
-indexerConfig:
-  tokenizersPoolConfig:
-    modelName: Qwen/Qwen3-32B
-    uds: {socketFile: /tmp/tokenizer/tokenizer-uds.socket}
-kvEventsConfig: {topicFilter: "kv@", concurrency: 4, discoverPods: false, zmqEndpoint: "tcp://*:5557"}
-`
+// TestLoadConfigFileAcceptsEveryFileTheUserHas: doctor --config takes the
+// router's file, the EPP's EndpointPickerConfig or the bare parameters,
+// strictly, and says which shape it found.
+func TestLoadConfigFileAcceptsEveryFileTheUserHas(t *testing.T) {
 	tests := []struct {
-		name      string
-		file      string
-		wantShape string // substrings of the shape, in order
-		wantSeed  string
-		wantBS    int
-		wantMode  kvcache.EventsMode
+		name  string
+		file  string
+		shape string
+		says  string // an error's text, when the file is refused
 	}{
-		{"kvtrack parameters", `hash: {seed: "7", blockSize: 32}`, "kvtrack configuration", "7", 32, ""},
-		{"router file", "kvcache:\n  hash: {seed: \"8\"}\n", "the router's kvcache section", "8", 0, ""},
-		{"EndpointPickerConfig", "kind: EndpointPickerConfig\nplugins:\n- type: precise-prefix-cache-scorer\n  parameters:\n    hash: {seed: \"9\", blockSize: 16}\n",
-			"plugin precise-prefix-cache-scorer of an EndpointPickerConfig", "9", 16, ""},
-		{"llm-d parameters", llmdParams, "kvtrack configuration in llm-d's schema (mapped approximately or not at all: hash.algorithm, indexerConfig.tokenizersPoolConfig.uds)", "42", 64, kvcache.EventsBind},
-		{"llm-d parameters in an EndpointPickerConfig", "kind: EndpointPickerConfig\nplugins:\n- type: precise-prefix-cache-scorer\n  parameters:\n    tokenProcessorConfig: {blockSize: 16, hashSeed: \"5\"}\n",
-			"EndpointPickerConfig in llm-d's schema", "5", 16, ""},
+		{name: "bare parameters", file: "hash: {seed: 42, blockSize: 32}\n", shape: "kvtrack configuration"},
+		{name: "router file", file: "listen: ':8080'\npods: [10.0.0.7:8000]\nkvcache:\n  hash: {seed: 42, blockSize: 32}\n",
+			shape: "the router's kvcache section"},
+		{name: "EPP config", file: `apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: queue-scorer
+- type: precise-prefix-cache-scorer
+  name: kv
+  parameters:
+    hash: {seed: "42", blockSize: 32}
+schedulingProfiles:
+- name: default
+  plugins: [{pluginRef: kv}]
+`, shape: "plugin kv of an EndpointPickerConfig"},
+		{name: "EPP config without the plugin", file: "kind: EndpointPickerConfig\nplugins:\n- type: queue-scorer\n", says: "without a precise-prefix-cache-scorer plugin"},
+		{name: "EPP config with two", file: "kind: EndpointPickerConfig\nplugins:\n- {type: precise-prefix-cache-scorer, name: a}\n- {type: precise-prefix-cache-scorer, name: b}\n", says: "several precise-prefix-cache-scorer plugins (a, b)"},
+		{name: "typo in the router's section", file: "kvcache:\n  hash: {seed: 42, blockSzie: 32}\n", says: "hash.blockSzie: unknown field"},
+		{name: "typo in the plugin's parameters", file: "kind: EndpointPickerConfig\nplugins:\n- type: precise-prefix-cache-scorer\n  parameters: {hash: {sead: 42}}\n", says: "hash.sead: unknown field"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, shape, err := ParseConfigFile([]byte(tt.file))
+			path := filepath.Join(t.TempDir(), "config.yaml")
+			if err := os.WriteFile(path, []byte(tt.file), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg, shape, err := LoadConfigFile(path)
+			if tt.says != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.says) || !strings.Contains(err.Error(), path) {
+					t.Fatalf("LoadConfigFile = %v, want an error naming %s and saying %q", err, path, tt.says)
+				}
+				return
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !strings.Contains(shape, tt.wantShape) {
-				t.Errorf("shape %q, want it to contain %q", shape, tt.wantShape)
-			}
-			if cfg.Hash.Seed != tt.wantSeed || cfg.Hash.BlockSize != tt.wantBS || cfg.Events.Mode != tt.wantMode {
-				t.Errorf("hash seed %q block size %d events mode %q; want %q %d %q",
-					cfg.Hash.Seed, cfg.Hash.BlockSize, cfg.Events.Mode, tt.wantSeed, tt.wantBS, tt.wantMode)
+			if shape != tt.shape || cfg.Hash.Seed != "42" || cfg.Hash.BlockSize != 32 {
+				t.Errorf("LoadConfigFile = %q, seed %q, block size %d; want %q, 42, 32", shape, cfg.Hash.Seed, cfg.Hash.BlockSize, tt.shape)
 			}
 		})
-	}
-}
-
-// A typo is still an error naming the field, in either schema.
-func TestParseConfigFileRejectsUnknownFields(t *testing.T) {
-	for _, file := range []string{"hash: {blockSzie: 16}\n", "tokenProcessorConfig: {blockSzie: 16}\n"} {
-		if _, _, err := ParseConfigFile([]byte(file)); err == nil || !strings.Contains(err.Error(), "blockSzie") {
-			t.Errorf("%q: error %v, want one naming blockSzie", file, err)
-		}
 	}
 }

@@ -18,11 +18,11 @@ import (
 	"time"
 
 	"github.com/kvtrack/kvtrack/internal/testnet"
+	"github.com/kvtrack/kvtrack/kvcache/blockhash"
 
 	"github.com/kvtrack/kvtrack/internal/vllmfake"
 	"github.com/kvtrack/kvtrack/kvcache"
 	"github.com/kvtrack/kvtrack/kvcache/doctor"
-	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 	"github.com/kvtrack/kvtrack/tokenization"
 )
 
@@ -90,7 +90,7 @@ func qwen3(t *testing.T) (*tokenization.Local, string) {
 
 // pod is the engine configuration of one fake pod.
 type pod struct {
-	hash      kvblock.HashConfig
+	hash      blockhash.HashConfig
 	topic     string // "{pod}" is replaced by the pod's address
 	layout    vllmfake.Layout
 	replay    bool
@@ -266,7 +266,7 @@ func want(t *testing.T, rep *doctor.Report, name, pod string, status doctor.Stat
 }
 
 func TestHealthyPodPassesEverything(t *testing.T) {
-	f := startPod(t, pod{hash: kvblock.HashConfig{Seed: "42"}, topic: "kv@{pod}@" + model, replay: true})
+	f := startPod(t, pod{hash: blockhash.HashConfig{Seed: "42"}, topic: "kv@{pod}@" + model, replay: true})
 	_, dir := qwen3(t)
 	cfg := config("42", func(c *kvcache.Config) {
 		c.Events.ReplayPort = f.replayPt
@@ -290,15 +290,15 @@ func TestHealthyPodPassesEverything(t *testing.T) {
 func TestHashMisconfigurations(t *testing.T) {
 	tests := []struct {
 		name    string
-		engine  kvblock.HashConfig
+		engine  blockhash.HashConfig
 		check   string
 		reason  string
 		wantFix string
 	}{
-		{"wrong seed", kvblock.HashConfig{Seed: "1234"}, "hashing", `seed "1234" with sha256 does`, `hash.seed: "1234"`},
-		{"unguessable seed", kvblock.HashConfig{Seed: "s3cr3t"}, "hashing", "PYTHONHASHSEED differs, or is unset", "PYTHONHASHSEED"},
-		{"wrong algorithm", kvblock.HashConfig{Seed: "42", Algorithm: kvblock.XXHashCBOR}, "hashing", "match algorithm xxhash_cbor", "hash.algorithm: xxhash_cbor"},
-		{"wrong block size", kvblock.HashConfig{Seed: "42", BlockSize: 32}, "block-size", "block_size 32; the config says 16", "hash.blockSize: 32"},
+		{"wrong seed", blockhash.HashConfig{Seed: "1234"}, "hashing", `seed "1234" with sha256 does`, `hash.seed: "1234"`},
+		{"unguessable seed", blockhash.HashConfig{Seed: "s3cr3t"}, "hashing", "PYTHONHASHSEED differs, or is unset", "PYTHONHASHSEED"},
+		{"wrong algorithm", blockhash.HashConfig{Seed: "42", Algorithm: blockhash.XXHashCBOR}, "hashing", "match algorithm xxhash_cbor", "hash.algorithm: xxhash_cbor"},
+		{"wrong block size", blockhash.HashConfig{Seed: "42", BlockSize: 32}, "block-size", "block_size 32; the config says 16", "hash.blockSize: 32"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -313,20 +313,20 @@ func TestHashMisconfigurations(t *testing.T) {
 }
 
 func TestWrongBlockSizeAlsoFailsHashing(t *testing.T) {
-	f := startPod(t, pod{hash: kvblock.HashConfig{Seed: "42", BlockSize: 32}})
+	f := startPod(t, pod{hash: blockhash.HashConfig{Seed: "42", BlockSize: 32}})
 	rep := run(t, config("42"), false, f)
 	want(t, rep, "hashing", f.addr, doctor.Fail, "blocks of 32 tokens", "hash.blockSize: 32")
 }
 
 func TestTopicFilteredOutByRouter(t *testing.T) {
-	f := startPod(t, pod{hash: kvblock.HashConfig{Seed: "42"}, topic: "kv-events"})
+	f := startPod(t, pod{hash: blockhash.HashConfig{Seed: "42"}, topic: "kv-events"})
 	filter := kvcache.DefaultTopicFilter
 	rep := run(t, config("42", func(c *kvcache.Config) { c.Events.TopicFilter = &filter }), false, f)
 	want(t, rep, "topic", f.addr, doctor.Fail, `topic "kv-events", which the router's filter "kv@" drops`, `"kv@`+f.addr+`@<model>"`)
 }
 
 func TestReplayEndpointThatDoesNotAnswer(t *testing.T) {
-	f := startPod(t, pod{hash: kvblock.HashConfig{Seed: "42"}})
+	f := startPod(t, pod{hash: blockhash.HashConfig{Seed: "42"}})
 	port := freePort(t)
 	rep := run(t, config("42", func(c *kvcache.Config) { c.Events.ReplayPort = port }), false, f)
 	want(t, rep, "replay", f.addr, doctor.Fail, "did not answer a replay request", `"replay_endpoint":"tcp://*:`+strconv.Itoa(port))
@@ -334,7 +334,7 @@ func TestReplayEndpointThatDoesNotAnswer(t *testing.T) {
 }
 
 func TestNoReplayConfiguredWarns(t *testing.T) {
-	f := startPod(t, pod{hash: kvblock.HashConfig{Seed: "42"}})
+	f := startPod(t, pod{hash: blockhash.HashConfig{Seed: "42"}})
 	rep := run(t, config("42"), false, f)
 	want(t, rep, "replay", f.addr, doctor.Warn, "no replay endpoint is configured", "events.replayPort: 5558")
 	if rep.Passed {
@@ -343,13 +343,13 @@ func TestNoReplayConfiguredWarns(t *testing.T) {
 }
 
 func TestSilentPublisher(t *testing.T) {
-	f := startPod(t, pod{hash: kvblock.HashConfig{Seed: "42"}, silent: true})
+	f := startPod(t, pod{hash: blockhash.HashConfig{Seed: "42"}, silent: true})
 	rep := run(t, config("42"), false, f)
 	want(t, rep, "events", f.addr, doctor.Fail, "accepts connections but sent no event", "--probe")
 }
 
 func TestUnreachablePublisher(t *testing.T) {
-	f := startPod(t, pod{hash: kvblock.HashConfig{Seed: "42"}, absent: true})
+	f := startPod(t, pod{hash: blockhash.HashConfig{Seed: "42"}, absent: true})
 	start := time.Now()
 	rep := run(t, config("42"), false, f)
 	want(t, rep, "events", f.addr, doctor.Fail, "nothing accepts connections at "+f.events, "--events")
@@ -359,7 +359,7 @@ func TestUnreachablePublisher(t *testing.T) {
 }
 
 func TestEndpointDerivedFromEventsPort(t *testing.T) {
-	f := startPod(t, pod{hash: kvblock.HashConfig{Seed: "42"}, layout: vllmfake.LayoutMap})
+	f := startPod(t, pod{hash: blockhash.HashConfig{Seed: "42"}, layout: vllmfake.LayoutMap})
 	cfg := config("42", func(c *kvcache.Config) { c.Events.Port = portOf(t, f.events) })
 	rep, err := doctor.Run(context.Background(), doctor.Options{Config: cfg, Pods: []string{f.addr}, Duration: time.Second, ReplayTimeout: 300 * time.Millisecond})
 	if err != nil {
@@ -373,7 +373,7 @@ func TestEndpointDerivedFromEventsPort(t *testing.T) {
 }
 
 func TestSequenceGaps(t *testing.T) {
-	f := startPod(t, pod{hash: kvblock.HashConfig{Seed: "42"}, gapEvery: 3})
+	f := startPod(t, pod{hash: blockhash.HashConfig{Seed: "42"}, gapEvery: 3})
 	rep := run(t, config("42"), false, f)
 	want(t, rep, "sequence", f.addr, doctor.Warn, "gaps lost", "replay")
 	if s := rep.Streams[0]; s.Gaps == 0 || s.Lost != uint64(s.Gaps) {
@@ -382,8 +382,8 @@ func TestSequenceGaps(t *testing.T) {
 }
 
 func TestPodsWithDifferentSeedsDisagree(t *testing.T) {
-	a := startPod(t, pod{hash: kvblock.HashConfig{Seed: "42"}})
-	b := startPod(t, pod{hash: kvblock.HashConfig{Seed: "43"}})
+	a := startPod(t, pod{hash: blockhash.HashConfig{Seed: "42"}})
+	b := startPod(t, pod{hash: blockhash.HashConfig{Seed: "43"}})
 	rep := run(t, config("42"), false, a, b)
 	want(t, rep, "seed-agreement", "", doctor.Fail, "publish different hashes for the same first block", "same PYTHONHASHSEED")
 	want(t, rep, "hashing", a.addr, doctor.Pass, "reproduced", "")
@@ -393,8 +393,8 @@ func TestPodsWithDifferentSeedsDisagree(t *testing.T) {
 func TestBindMode(t *testing.T) {
 	port := freePort(t)
 	ep := "tcp://127.0.0.1:" + strconv.Itoa(port)
-	good := startPod(t, pod{hash: kvblock.HashConfig{Seed: "42"}, topic: "kv@{pod}@" + model, connectTo: ep})
-	bad := startPod(t, pod{hash: kvblock.HashConfig{Seed: "42"}, topic: "kv-events", connectTo: ep})
+	good := startPod(t, pod{hash: blockhash.HashConfig{Seed: "42"}, topic: "kv@{pod}@" + model, connectTo: ep})
+	bad := startPod(t, pod{hash: blockhash.HashConfig{Seed: "42"}, topic: "kv-events", connectTo: ep})
 	cfg := config("42", func(c *kvcache.Config) {
 		c.Events.Mode, c.Events.Endpoint, c.Events.TopicFilter = kvcache.EventsBind, ep, nil
 	})
@@ -436,11 +436,11 @@ func TestProbeClassifiesMismatches(t *testing.T) {
 		wantReason, wantFix  string
 		checkName, checkWhat string
 	}{
-		{"tokenizer", pod{hash: kvblock.HashConfig{Seed: "42"}, tokenizer: bosTokenizer{l}}, "tokenizer", "match", 0,
+		{"tokenizer", pod{hash: blockhash.HashConfig{Seed: "42"}, tokenizer: bosTokenizer{l}}, "tokenizer", "match", 0,
 			"token 0 (block 0): the pod has 151643", "tokenizer.path", "probe-completion", ""},
-		{"template", pod{hash: kvblock.HashConfig{Seed: "42"}, tokenizer: other}, "match", "template", -1,
+		{"template", pod{hash: blockhash.HashConfig{Seed: "42"}, tokenizer: other}, "match", "template", -1,
 			"renders the chat template differently", "chat template", "probe-chat", ""},
-		{"hashing", pod{hash: kvblock.HashConfig{Seed: "7"}}, "hashing", "hashing", 0,
+		{"hashing", pod{hash: blockhash.HashConfig{Seed: "7"}}, "hashing", "hashing", 0,
 			"the pod's hashes of its own tokens differ", "PYTHONHASHSEED", "probe-completion", ""},
 	}
 	for _, tt := range tests {
@@ -467,7 +467,7 @@ func TestProbeClassifiesMismatches(t *testing.T) {
 }
 
 func TestProbeReportsModelNotServed(t *testing.T) {
-	f := startPod(t, pod{hash: kvblock.HashConfig{Seed: "42"}})
+	f := startPod(t, pod{hash: blockhash.HashConfig{Seed: "42"}})
 	_, dir := qwen3(t)
 	cfg := config("42", func(c *kvcache.Config) { c.Tokenizer.Path, c.Tokenizer.Model = dir, "other/model" })
 	rep := run(t, cfg, true, f)
@@ -475,7 +475,7 @@ func TestProbeReportsModelNotServed(t *testing.T) {
 }
 
 func TestReportJSON(t *testing.T) {
-	f := startPod(t, pod{hash: kvblock.HashConfig{Seed: "1234"}})
+	f := startPod(t, pod{hash: blockhash.HashConfig{Seed: "1234"}})
 	rep := run(t, config("42"), false, f)
 	b, err := json.Marshal(rep)
 	if err != nil {
@@ -560,7 +560,7 @@ func TestDataParallelRanksAreCheckedSeparately(t *testing.T) {
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	for r, seed := range []string{"42", "1337"} { // rank 1 runs with another PYTHONHASHSEED
-		srv, err := vllmfake.NewServer(vllmfake.ServerConfig{Model: model, Hash: kvblock.HashConfig{Seed: seed, BlockSize: 16}, Tokenizer: tok, Publisher: pubs[r]})
+		srv, err := vllmfake.NewServer(vllmfake.ServerConfig{Model: model, Hash: blockhash.HashConfig{Seed: seed, BlockSize: 16}, Tokenizer: tok, Publisher: pubs[r]})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -598,9 +598,9 @@ func TestProbeUnderTokensSchemeComparesTokensOnly(t *testing.T) {
 		engine           pod
 		completion, chat string
 	}{
-		{"another seed, same tokens", pod{hash: kvblock.HashConfig{Seed: "7"}}, "match", "match"},
-		{"no seed at all", pod{hash: kvblock.HashConfig{Seed: "", Algorithm: kvblock.XXHash}}, "match", "match"},
-		{"tokens differ", pod{hash: kvblock.HashConfig{Seed: "7"}, tokenizer: bosTokenizer{l}}, "tokenizer", "match"},
+		{"another seed, same tokens", pod{hash: blockhash.HashConfig{Seed: "7"}}, "match", "match"},
+		{"no seed at all", pod{hash: blockhash.HashConfig{Seed: "", Algorithm: blockhash.XXHash}}, "match", "match"},
+		{"tokens differ", pod{hash: blockhash.HashConfig{Seed: "7"}, tokenizer: bosTokenizer{l}}, "tokenizer", "match"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -632,7 +632,7 @@ func TestLayoutNamesAVLLMVersionOnlyForVLLM(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := startPod(t, pod{hash: kvblock.HashConfig{Seed: "42"}, notVLLM: tt.notVLLM})
+			f := startPod(t, pod{hash: blockhash.HashConfig{Seed: "42"}, notVLLM: tt.notVLLM})
 			rep := run(t, config("42"), false, f)
 			c := check(t, rep, "layout", f.addr)
 			if !strings.Contains(c.Reason, tt.reason) || (tt.absent != "" && strings.Contains(c.Reason, tt.absent)) {
@@ -647,7 +647,7 @@ func TestLayoutNamesAVLLMVersionOnlyForVLLM(t *testing.T) {
 
 // The config check loads the tokenizer, as the router does at start.
 func TestConfigCheckLoadsTheTokenizer(t *testing.T) {
-	f := startPod(t, pod{hash: kvblock.HashConfig{Seed: "42"}})
+	f := startPod(t, pod{hash: blockhash.HashConfig{Seed: "42"}})
 	_, dir := qwen3(t)
 	tests := []struct {
 		name   string

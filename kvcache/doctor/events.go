@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kvtrack/kvtrack/kvcache/blockhash"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 	"github.com/kvtrack/kvtrack/kvevents"
 )
@@ -71,8 +72,8 @@ type stored struct {
 	hasParent bool
 	tokens    []uint32
 	blockSize int
-	extra     [][]kvblock.ExtraKey // nil: none
-	extraOK   bool                 // every extra key item has a known type
+	extra     [][]blockhash.ExtraKey // nil: none
+	extraOK   bool                   // every extra key item has a known type
 }
 
 type stream struct {
@@ -323,7 +324,7 @@ func copyStored(ev *kvevents.Event, at time.Time) stored {
 		return st
 	}
 	hasAny := false
-	st.extra = make([][]kvblock.ExtraKey, len(ev.ExtraKeys))
+	st.extra = make([][]blockhash.ExtraKey, len(ev.ExtraKeys))
 	for i, block := range ev.ExtraKeys {
 		for _, k := range block {
 			x, ok := k.Block()
@@ -332,7 +333,7 @@ func copyStored(ev *kvevents.Event, at time.Time) stored {
 				continue
 			}
 			if k.Kind == kvevents.ExtraBytes {
-				x = kvblock.ExtraBytes(bytes.Clone(k.Bytes))
+				x = blockhash.ExtraBytes(bytes.Clone(k.Bytes))
 			}
 			st.extra[i] = append(st.extra[i], x)
 			hasAny = true

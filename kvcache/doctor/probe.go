@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kvtrack/kvtrack/kvcache"
+	"github.com/kvtrack/kvtrack/kvcache/blockhash"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 	"github.com/kvtrack/kvtrack/kvcache/openai"
 )
@@ -228,7 +229,7 @@ type chain struct {
 	hashes    []kvblock.Key
 	tokens    []uint32
 	blockSize int
-	extra     [][]kvblock.ExtraKey
+	extra     [][]blockhash.ExtraKey
 	extraOK   bool
 }
 
@@ -287,7 +288,7 @@ func pickChain(stores []stored, ours []uint32) chain {
 			withExtra = true
 			ch.extra = append(ch.extra, st.extra...)
 		} else {
-			ch.extra = append(ch.extra, make([][]kvblock.ExtraKey, len(st.hashes))...)
+			ch.extra = append(ch.extra, make([][]blockhash.ExtraKey, len(st.hashes))...)
 		}
 	}
 	add(root)
@@ -338,12 +339,12 @@ func commonPrefix(a, b []uint32) int {
 // compared: the pod's own hashes do not matter.
 func (p *prober) compare(pr *Probe, ch chain, ours []uint32, completion *Probe) {
 	cfg := p.o.Config.Hash
-	hcfg := kvblock.HashConfig{Algorithm: kvblock.Algorithm(cfg.Algorithm), Seed: cfg.Seed, BlockSize: cfg.BlockSize}
-	d := kvblock.HashDiagnosis{Verdict: kvblock.HashMatch}
+	hcfg := blockhash.HashConfig{Algorithm: blockhash.Algorithm(cfg.Algorithm), Seed: cfg.Seed, BlockSize: cfg.BlockSize}
+	d := blockhash.HashDiagnosis{Verdict: blockhash.HashMatch}
 	if !usesTokenKeys(p.o.Config) {
-		d = kvblock.DiagnoseHashes(hcfg, ch.blockSize, ch.tokens, ch.extra, ch.hashes)
+		d = blockhash.DiagnoseHashes(hcfg, ch.blockSize, ch.tokens, ch.extra, ch.hashes)
 	}
-	if d.Verdict != kvblock.HashMatch {
+	if d.Verdict != blockhash.HashMatch {
 		pr.Verdict = "hashing"
 		pr.FirstDifferingBlock = max(d.FirstMismatch, 0)
 		pr.Reason, pr.Fix = hashExplanation(hcfg, d, ch.tokens, ch.extra, ch.hashes)

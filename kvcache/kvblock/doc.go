@@ -2,8 +2,8 @@
 // of which pod holds which block.
 //
 // A block is named by a Key, a 64-bit value. In the vllm key scheme the key is
-// exactly the hash vLLM publishes in its KV events (see Hasher); in the tokens
-// scheme it is derived from the block's token IDs (see TokenHasher). A Pod is
+// exactly the hash vLLM publishes in its KV events; in the tokens scheme it is
+// derived from the block's token IDs. Package blockhash computes both. A Pod is
 // one engine: the address:port requests are routed to, plus its data-parallel
 // rank. A Tier is where the engine keeps the block (GPU, CPU, STORAGE, ...).
 //

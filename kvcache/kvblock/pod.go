@@ -7,7 +7,7 @@ import (
 
 // Key names one KV-cache block. In the vllm key scheme it is the 64-bit value
 // vLLM publishes in BlockStored events (the last 8 bytes of the block hash,
-// big-endian); in the tokens scheme it is a TokenHasher key.
+// big-endian); in the tokens scheme it is a blockhash.TokenHasher key.
 type Key uint64
 
 // Pod identifies one inference engine: the address:port that requests are

@@ -1,4 +1,4 @@
-package kvblock
+package blockhash
 
 import (
 	"crypto/sha256"
@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/zeebo/xxh3"
+
+	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
 func benchTokens(n int) []uint32 {
@@ -32,7 +34,7 @@ func BenchmarkHashBlocks(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Run(fmt.Sprintf("%s/tokens=%d/bs=%d", algo, tokens, bs), func(b *testing.B) {
-			dst := make([]Key, 0, nblocks)
+			dst := make([]kvblock.Key, 0, nblocks)
 			b.ReportAllocs()
 			for b.Loop() {
 				dst, _ = h.BlockKeys(dst[:0], toks, nil)
@@ -74,7 +76,7 @@ func BenchmarkHashBlocks(b *testing.B) {
 	}
 	th, _ := NewTokenHasher(bs)
 	b.Run(fmt.Sprintf("tokens-scheme/tokens=%d/bs=%d", tokens, bs), func(b *testing.B) {
-		dst := make([]Key, 0, nblocks)
+		dst := make([]kvblock.Key, 0, nblocks)
 		b.ReportAllocs()
 		for b.Loop() {
 			dst, _ = th.BlockKeys(dst[:0], 0, toks, nil)

@@ -1,4 +1,4 @@
-package kvblock
+package blockhash
 
 import (
 	"bytes"
@@ -78,7 +78,7 @@ func (k ExtraKey) MarshalJSON() ([]byte, error) {
 	case extraBytes:
 		return json.Marshal(map[string]string{"bytes": fmt.Sprintf("%x", k.b)})
 	}
-	return nil, fmt.Errorf("kvblock: invalid extra key")
+	return nil, fmt.Errorf("blockhash: invalid extra key")
 }
 
 // RequestExtras are the per-request inputs from which vLLM derives the extra
@@ -134,7 +134,7 @@ func ParseExtraKeys(data []byte) ([][]ExtraKey, error) {
 	dec.UseNumber()
 	var blocks []json.RawMessage
 	if err := dec.Decode(&blocks); err != nil {
-		return nil, fmt.Errorf("kvblock: extra keys must be a JSON array with one entry per block (null or an array of items): %w", err)
+		return nil, fmt.Errorf("blockhash: extra keys must be a JSON array with one entry per block (null or an array of items): %w", err)
 	}
 	out := make([][]ExtraKey, len(blocks))
 	for bi, raw := range blocks {
@@ -143,7 +143,7 @@ func ParseExtraKeys(data []byte) ([][]ExtraKey, error) {
 		}
 		var items []json.RawMessage
 		if err := json.Unmarshal(raw, &items); err != nil {
-			return nil, fmt.Errorf("kvblock: extra keys of block %d: %s is not null or an array of items", bi, raw)
+			return nil, fmt.Errorf("blockhash: extra keys of block %d: %s is not null or an array of items", bi, raw)
 		}
 		if len(items) == 0 {
 			// vLLM never publishes an empty tuple: no extra keys is None.
@@ -153,7 +153,7 @@ func ParseExtraKeys(data []byte) ([][]ExtraKey, error) {
 		for ii, item := range items {
 			k, err := parseExtraItem(item)
 			if err != nil {
-				return nil, fmt.Errorf("kvblock: extra keys of block %d, item %d: %w", bi, ii, err)
+				return nil, fmt.Errorf("blockhash: extra keys of block %d, item %d: %w", bi, ii, err)
 			}
 			keys = append(keys, k)
 		}

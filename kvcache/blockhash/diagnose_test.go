@@ -1,8 +1,10 @@
-package kvblock
+package blockhash
 
 import (
 	"strings"
 	"testing"
+
+	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
 func TestDiagnoseHashes(t *testing.T) {
@@ -10,7 +12,7 @@ func TestDiagnoseHashes(t *testing.T) {
 	for i := range tokens {
 		tokens[i] = uint32(1000 + i*37)
 	}
-	publish := func(algo Algorithm, seed string, bs int) []Key {
+	publish := func(algo Algorithm, seed string, bs int) []kvblock.Key {
 		h, err := NewHasher(HashConfig{Algorithm: algo, Seed: seed, BlockSize: bs})
 		if err != nil {
 			t.Fatal(err)
@@ -21,7 +23,7 @@ func TestDiagnoseHashes(t *testing.T) {
 	cfg := HashConfig{Algorithm: SHA256, Seed: "42", BlockSize: 16}
 	tests := []struct {
 		name        string
-		published   []Key
+		published   []kvblock.Key
 		engineBS    int
 		wantVerdict HashVerdict
 		wantAlgo    Algorithm
@@ -65,22 +67,5 @@ func TestDiagnoseHashesInfersAbsentBlockSize(t *testing.T) {
 	d := DiagnoseHashes(HashConfig{Seed: "42", BlockSize: 16}, 0, tokens, nil, keys)
 	if d.Verdict != HashBlockSize || d.BlockSize != 32 {
 		t.Errorf("got %v/%d, want %v/32", d.Verdict, d.BlockSize, HashBlockSize)
-	}
-}
-
-func TestGuessSeed(t *testing.T) {
-	tokens := make([]uint32, 40)
-	for i := range tokens {
-		tokens[i] = uint32(7 * i)
-	}
-	h, _ := NewHasher(HashConfig{Algorithm: XXHashCBOR, Seed: "1234", BlockSize: 16})
-	keys, _ := h.BlockKeys(nil, tokens, nil)
-	cfg := HashConfig{Seed: "42", BlockSize: 16}
-	seed, algo, ok := GuessSeed(cfg, tokens, nil, keys, CommonSeeds)
-	if !ok || seed != "1234" || algo != XXHashCBOR {
-		t.Errorf("GuessSeed = %q, %q, %v; want \"1234\", %q, true", seed, algo, ok, XXHashCBOR)
-	}
-	if _, _, ok := GuessSeed(cfg, tokens, nil, keys, []string{"7", "8"}); ok {
-		t.Error("GuessSeed found a seed that is not among the candidates")
 	}
 }

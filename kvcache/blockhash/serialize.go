@@ -1,4 +1,4 @@
-package kvblock
+package blockhash
 
 import (
 	"encoding/binary"

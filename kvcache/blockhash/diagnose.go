@@ -1,6 +1,10 @@
-package kvblock
+package blockhash
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/kvtrack/kvtrack/kvcache/kvblock"
+)
 
 // HashVerdict is the outcome of checking published block hashes against a
 // HashConfig.
@@ -63,7 +67,7 @@ func (d HashDiagnosis) Fix() string {
 // event's token_ids and extra_keys; engineBlockSize is the event's
 // block_size, or 0 if absent, in which case it is inferred from the event
 // (token_ids holds exactly the stored blocks' tokens).
-func DiagnoseHashes(cfg HashConfig, engineBlockSize int, tokens []uint32, extra [][]ExtraKey, published []Key) HashDiagnosis {
+func DiagnoseHashes(cfg HashConfig, engineBlockSize int, tokens []uint32, extra [][]ExtraKey, published []kvblock.Key) HashDiagnosis {
 	d := HashDiagnosis{Verdict: HashNotComparable, FirstMismatch: -1}
 	if len(published) == 0 {
 		return d
@@ -108,7 +112,7 @@ func DiagnoseHashes(cfg HashConfig, engineBlockSize int, tokens []uint32, extra 
 	return d
 }
 
-func firstDiff(a, b []Key) int {
+func firstDiff(a, b []kvblock.Key) int {
 	for i := range min(len(a), len(b)) {
 		if a[i] != b[i] {
 			return i
@@ -118,37 +122,4 @@ func firstDiff(a, b []Key) int {
 		return min(len(a), len(b))
 	}
 	return -1
-}
-
-// CommonSeeds are PYTHONHASHSEED values often found in deployments, for
-// GuessSeed.
-var CommonSeeds = []string{"0", "42", "1", "123", "1234", "12345", "2024", "2025", "2026", "1337", "random"}
-
-// GuessSeed looks for the engine's seed when DiagnoseHashes found no
-// algorithm that reproduces published with the configured seed: it tries
-// each of seeds with every algorithm, at cfg's block size, and returns the
-// first pair that reproduces every published hash. Extra keys are as for
-// DiagnoseHashes. It costs one hash chain per (seed, algorithm).
-func GuessSeed(cfg HashConfig, tokens []uint32, extra [][]ExtraKey, published []Key, seeds []string) (seed string, algo Algorithm, ok bool) {
-	n := len(published)
-	if n == 0 || cfg.BlockSize <= 0 || len(tokens) < n*cfg.BlockSize || (extra != nil && len(extra) < n) {
-		return "", "", false
-	}
-	tokens = tokens[:n*cfg.BlockSize]
-	if extra != nil {
-		extra = extra[:n]
-	}
-	var keys []Key
-	for _, s := range seeds {
-		for _, a := range Algorithms() {
-			h, err := NewHasher(HashConfig{Algorithm: a, Seed: s, BlockSize: cfg.BlockSize})
-			if err != nil {
-				continue
-			}
-			if keys, err = h.BlockKeys(keys[:0], tokens, extra); err == nil && firstDiff(keys, published) < 0 {
-				return s, a, true
-			}
-		}
-	}
-	return "", "", false
 }

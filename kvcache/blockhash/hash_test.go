@@ -1,4 +1,4 @@
-package kvblock
+package blockhash
 
 import (
 	"bytes"
@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/fxamacker/cbor/v2"
+
+	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
 // vector is one case of testdata/vllm-hash-vectors.json (computed by vLLM's
@@ -280,7 +282,7 @@ func TestHasherOnlyHashesFullBlocks(t *testing.T) {
 
 func TestHasherAppendsToDst(t *testing.T) {
 	h, _ := NewHasher(HashConfig{Seed: "42", BlockSize: 2})
-	dst := []Key{7}
+	dst := []kvblock.Key{7}
 	got, err := h.BlockKeys(dst, []uint32{1, 2, 3, 4}, nil)
 	if err != nil || len(got) != 3 || got[0] != 7 {
 		t.Errorf("BlockKeys([7], 2 blocks) = %v, %v; want [7 k0 k1]", got, err)
@@ -410,7 +412,7 @@ func TestTokenHasherKeysDependOnEverything(t *testing.T) {
 	changed := []uint32{1, 2, 3, 4, 5, 6, 7, 9}
 	tests := []struct {
 		name   string
-		parent Key
+		parent kvblock.Key
 		tokens []uint32
 		extra  [][]ExtraKey
 		block  int // first block whose key must differ

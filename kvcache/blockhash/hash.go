@@ -1,4 +1,4 @@
-package kvblock
+package blockhash
 
 import (
 	"crypto/sha256"
@@ -10,6 +10,8 @@ import (
 	"unsafe"
 
 	"github.com/zeebo/xxh3"
+
+	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
 // Algorithm names a vLLM prefix-caching hash algorithm, as given to vLLM's
@@ -53,9 +55,9 @@ func ParseAlgorithm(s string) (Algorithm, error) {
 		}
 	}
 	if s == "builtin" {
-		return "", fmt.Errorf("kvblock: hash algorithm %q (vLLM before v0.10.2) hashes with CPython's hash() and cannot be reproduced; use the tokens key scheme, or one of: %s", s, algorithmChoices())
+		return "", fmt.Errorf("blockhash: hash algorithm %q (vLLM before v0.10.2) hashes with CPython's hash() and cannot be reproduced; use the tokens key scheme, or one of: %s", s, algorithmChoices())
 	}
-	return "", fmt.Errorf("kvblock: unknown hash algorithm %q; valid: %s", s, algorithmChoices())
+	return "", fmt.Errorf("blockhash: unknown hash algorithm %q; valid: %s", s, algorithmChoices())
 }
 
 // HashConfig says how a vLLM deployment hashes its prefix-cache blocks. All
@@ -90,7 +92,7 @@ func NewHasher(cfg HashConfig) (*Hasher, error) {
 		return nil, err
 	}
 	if cfg.BlockSize <= 0 {
-		return nil, fmt.Errorf("kvblock: block size %d: must be a positive number of tokens (vLLM's --block-size, 16 by default on CUDA)", cfg.BlockSize)
+		return nil, fmt.Errorf("blockhash: block size %d: must be a positive number of tokens (vLLM's --block-size, 16 by default on CUDA)", cfg.BlockSize)
 	}
 	h := &Hasher{cfg: cfg}
 	switch cfg.Algorithm {
@@ -124,7 +126,7 @@ func (h *Hasher) Config() HashConfig { return h.cfg }
 func (h *Hasher) NoneHash() []byte { return append([]byte(nil), h.none[:h.nlen]...) }
 
 // ErrExtraKeys reports extra keys that do not fit the tokens they go with.
-var ErrExtraKeys = errors.New("kvblock: malformed extra keys")
+var ErrExtraKeys = errors.New("blockhash: malformed extra keys")
 
 // scratch buffers for serialization, so BlockKeys allocates nothing in
 // steady state.
@@ -150,7 +152,7 @@ func (h *Hasher) Root() Digest { return h.none }
 //
 // extra is nil, or has at least one entry per full block: entry i holds
 // block i's extra keys, nil for none (see RequestExtras.PerBlock).
-func (h *Hasher) BlockKeys(dst []Key, tokens []uint32, extra [][]ExtraKey) ([]Key, error) {
+func (h *Hasher) BlockKeys(dst []kvblock.Key, tokens []uint32, extra [][]ExtraKey) ([]kvblock.Key, error) {
 	bs := h.cfg.BlockSize
 	n := len(tokens) / bs
 	if err := checkExtra(extra, n); err != nil {
@@ -198,7 +200,7 @@ func (h *Hasher) BlockKeys(dst []Key, tokens []uint32, extra [][]ExtraKey) ([]Ke
 			parent64 = binary.BigEndian.Uint64(d[24:32])
 			key = parent64
 		}
-		dst = append(dst, Key(key))
+		dst = append(dst, kvblock.Key(key))
 	}
 	*bp = buf
 	scratch.Put(bp)
@@ -210,7 +212,7 @@ func (h *Hasher) BlockKeys(dst []Key, tokens []uint32, extra [][]ExtraKey) ([]Ke
 // appends every full block's key to keys and its Digest to digests. Hashing
 // a sequence in two parts, the second from the first's last Digest, gives
 // the keys of hashing it in one pass; extra is indexed from tokens[0].
-func (h *Hasher) BlockDigests(keys []Key, digests []Digest, parent Digest, tokens []uint32, extra [][]ExtraKey) ([]Key, []Digest, error) {
+func (h *Hasher) BlockDigests(keys []kvblock.Key, digests []Digest, parent Digest, tokens []uint32, extra [][]ExtraKey) ([]kvblock.Key, []Digest, error) {
 	bs := h.cfg.BlockSize
 	n := len(tokens) / bs
 	if err := checkExtra(extra, n); err != nil || n == 0 {
@@ -221,7 +223,7 @@ func (h *Hasher) BlockDigests(keys []Key, digests []Digest, parent Digest, token
 	for i := range n {
 		var key uint64
 		buf, key = h.hashBlock(buf, &parent, tokens[i*bs:(i+1)*bs], blockExtra(extra, i))
-		keys = append(keys, Key(key))
+		keys = append(keys, kvblock.Key(key))
 		digests = append(digests, parent)
 	}
 	*bp = buf
@@ -300,7 +302,7 @@ type TokenHasher struct {
 // NewTokenHasher returns a TokenHasher for blocks of blockSize tokens.
 func NewTokenHasher(blockSize int) (*TokenHasher, error) {
 	if blockSize <= 0 {
-		return nil, fmt.Errorf("kvblock: block size %d: must be a positive number of tokens", blockSize)
+		return nil, fmt.Errorf("blockhash: block size %d: must be a positive number of tokens", blockSize)
 	}
 	return &TokenHasher{blockSize: blockSize}, nil
 }
@@ -315,7 +317,7 @@ const tokenRoot = 0x6b7674726b726f6f // "kvtrkroo"
 // BlockKeys appends to dst the key of every full block of tokens, chained
 // from parent (0 for a sequence that starts at the root), and returns the
 // extended slice. extra follows Hasher.BlockKeys's rules. Keys are never 0.
-func (h *TokenHasher) BlockKeys(dst []Key, parent Key, tokens []uint32, extra [][]ExtraKey) ([]Key, error) {
+func (h *TokenHasher) BlockKeys(dst []kvblock.Key, parent kvblock.Key, tokens []uint32, extra [][]ExtraKey) ([]kvblock.Key, error) {
 	bs := h.blockSize
 	n := len(tokens) / bs
 	if err := checkExtra(extra, n); err != nil {
@@ -343,7 +345,7 @@ func (h *TokenHasher) BlockKeys(dst []Key, parent Key, tokens []uint32, extra []
 		if k == 0 {
 			k = 1
 		}
-		dst = append(dst, Key(k))
+		dst = append(dst, kvblock.Key(k))
 		seed = k
 	}
 	*bp = buf
