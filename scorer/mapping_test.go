@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
-	"time"
 
 	fwkdl "sigs.k8s.io/gateway-api-inference-extension/pkg/epp/framework/interface/datalayer"
 	"sigs.k8s.io/gateway-api-inference-extension/pkg/epp/framework/interface/scheduling"
@@ -17,6 +16,7 @@ import (
 	"github.com/kvtrack/kvtrack/internal/pypub"
 	"github.com/kvtrack/kvtrack/internal/testnet"
 	"github.com/kvtrack/kvtrack/internal/testtokenizer"
+	"github.com/kvtrack/kvtrack/internal/testwait"
 	"github.com/kvtrack/kvtrack/kvcache"
 	kvopenai "github.com/kvtrack/kvtrack/kvcache/openai"
 )
@@ -152,16 +152,9 @@ func TestLoRARequestScoresThePodHoldingTheAdapterThroughTheEPPPlugin(t *testing.
 	all := []scheduling.Endpoint{eps["sql-lora"], eps["base"]}
 	for model, want := range map[string]string{"sql-lora": "sql-lora", "m": "base"} {
 		req := gieRequest(t, "/v1/completions", fmt.Sprintf(`{"model":%q,"prompt":%q}`, model, prompt))
-		deadline := time.Now().Add(60 * time.Second)
-		for {
+		testwait.For(t, fmt.Sprintf("model %s to score 1 on the %s pod only", model, want), func() bool {
 			got := s.Score(context.Background(), nil, req, all)
-			if got[eps[want]] == 1 && got[all[0]]+got[all[1]] == 1 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("model %s: scores %v after 60s, want 1 on the %s pod only", model, got, want)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return got[eps[want]] == 1 && got[all[0]]+got[all[1]] == 1
+		})
 	}
 }

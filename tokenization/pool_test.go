@@ -7,7 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
+
+	"github.com/kvtrack/kvtrack/internal/testwait"
 )
 
 // countingTokenizer encodes each byte as its value and counts calls; block,
@@ -110,10 +111,7 @@ func TestPoolBoundsConcurrency(t *testing.T) {
 	for i := range 6 {
 		wg.Go(func() { p.Encode(string(rune('a'+i)), false) })
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for inner.running.Load() < 2 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	testwait.For(t, "both pool slots to be busy", func() bool { return inner.running.Load() >= 2 })
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := p.EncodeContext(ctx, "x", false); !errors.Is(err, context.Canceled) {

@@ -11,12 +11,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/go-logr/logr"
 
 	"github.com/kvtrack/kvtrack/internal/pypub"
 	"github.com/kvtrack/kvtrack/internal/testtokenizer"
+	"github.com/kvtrack/kvtrack/internal/testwait"
 )
 
 // pyPod is a fake pod whose KV events come from the Python stand-in
@@ -78,13 +78,9 @@ func startPyE2E(t *testing.T, pods ...pyPod) string {
 		wait()
 	}
 	env := &e2e{url: "http://" + ln.Addr().String()}
-	deadline := time.Now().Add(60 * time.Second)
-	for env.metric(t, "kvtrack_events_applied_total") < float64(len(pods)) {
-		if time.Now().After(deadline) {
-			t.Fatalf("kvtrack applied %v events in 60s, want %d", env.metric(t, "kvtrack_events_applied_total"), len(pods))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.For(t, fmt.Sprintf("kvtrack to apply %d events", len(pods)), func() bool {
+		return env.metric(t, "kvtrack_events_applied_total") >= float64(len(pods))
+	})
 	return env.url
 }
 

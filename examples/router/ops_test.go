@@ -20,6 +20,7 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/kvtrack/kvtrack/internal/testtokenizer"
+	"github.com/kvtrack/kvtrack/internal/testwait"
 	"github.com/kvtrack/kvtrack/kvcache"
 )
 
@@ -229,11 +230,7 @@ func TestFlagsSetTheConfig(t *testing.T) {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(time.Minute); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
+	testwait.For(t, what, cond)
 }
 
 // A failing tokenizer source is skipped for a cooldown; the next one

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kvtrack/kvtrack/internal/testredis"
+	"github.com/kvtrack/kvtrack/internal/testwait"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock/indextest"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock/redis"
@@ -188,16 +189,10 @@ func TestClusterFailoverDegradesThenRecovers(t *testing.T) {
 	wantMatched(t, mustScore(t, ix, ks, podA, podB), 256, 128)
 }
 
-// waitUntil polls cond; the bound only turns a hang into a failure.
+// waitUntil polls cond until the test binary's deadline.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: gave up", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.For(t, what, cond)
 }
 
 // TestTLSEndToEnd stores and scores over TLS with certificates made for the

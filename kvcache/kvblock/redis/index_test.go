@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/kvtrack/kvtrack/internal/testwait"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock/redis"
 )
@@ -669,13 +670,7 @@ func TestConnectionLossDegradesAndRecovers(t *testing.T) {
 
 	ix.srv.Restart() // empty: no persistence
 	// Pooled connections to the dead server fail at most once each.
-	deadline := time.Now().Add(10 * time.Second)
-	for ix.Ping(ctx) != nil {
-		if time.Now().After(deadline) {
-			t.Fatal("index did not reconnect to the restarted server")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testwait.For(t, "the index to reconnect to the restarted server", func() bool { return ix.Ping(ctx) == nil })
 	mustAdd(t, ix, podB, kvblock.TierGPU, ks[:5])
 	wantMatched(t, mustScore(t, ix, ks, podA, podB), 0, 5)
 	if got := counterValue(ix.reg, "kvtrack_redis_script_loads_total", ""); got < 1 {
