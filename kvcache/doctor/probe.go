@@ -239,11 +239,20 @@ type chain struct {
 // that continue it.
 func (p *prober) waitChain(ctx context.Context, sent time.Time, ours []uint32, bs int) chain {
 	deadline := time.Now().Add(p.o.ProbeWait)
+	have := make(map[uint32]int, len(ours))
+	for _, t := range ours {
+		have[t]++
+	}
 	var found time.Time
 	var ch chain
 	for {
 		ch = pickChain(p.col.storesSince(p.pod, sent), ours)
-		if len(ch.hashes) > 0 && found.IsZero() {
+		// Settle only on a chain that is likely the probe's own: one most
+		// of whose tokens are kvtrack's, even if a tokenizer mismatch
+		// shifts them. Another request's stores, arriving first on a busy
+		// pod or machine, share few and must not end the wait.
+		likely := len(ch.hashes) > 0 && 2*sharedTokens(ch.tokens, have) >= len(ch.tokens)
+		if likely && found.IsZero() {
 			found = time.Now()
 		}
 		complete := len(ch.hashes) > 0 && len(ch.hashes) >= len(ours)/bs
