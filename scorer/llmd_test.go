@@ -3,7 +3,6 @@ package scorer
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,35 +10,15 @@ import (
 
 	fwkdl "sigs.k8s.io/gateway-api-inference-extension/pkg/epp/framework/interface/datalayer"
 	"sigs.k8s.io/gateway-api-inference-extension/pkg/epp/framework/interface/scheduling"
-	"sigs.k8s.io/yaml"
 
+	"github.com/kvtrack/kvtrack/internal/testepp"
 	"github.com/kvtrack/kvtrack/internal/vllmfake"
 )
 
 // guideParameters returns the scorer's parameters from one of llm-d's guide
 // EndpointPickerConfigs in kvcache/llmd/testdata (each names its source).
 func guideParameters(t *testing.T, file string) json.RawMessage {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "kvcache", "llmd", "testdata", file))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var epc struct {
-		Plugins []struct {
-			Type       string          `json:"type"`
-			Parameters json.RawMessage `json:"parameters"`
-		} `json:"plugins"`
-	}
-	if err := yaml.Unmarshal(b, &epc); err != nil {
-		t.Fatalf("%s: %v", file, err)
-	}
-	for _, p := range epc.Plugins {
-		if p.Type == PreciseScorerType {
-			return p.Parameters
-		}
-	}
-	t.Fatalf("%s has no %s plugin", file, PreciseScorerType)
-	return nil
+	return testepp.PluginParameters(t, filepath.Join("..", "kvcache", "llmd", "testdata", file), PreciseScorerType)
 }
 
 // kvtrack's own schema is unaffected: no warnings, unknown fields still

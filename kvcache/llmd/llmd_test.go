@@ -2,44 +2,22 @@ package llmd
 
 import (
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
-	"sigs.k8s.io/yaml"
-
+	"github.com/kvtrack/kvtrack/internal/testepp"
 	"github.com/kvtrack/kvtrack/kvcache"
 )
 
 const scorerType = "precise-prefix-cache-scorer"
 
 // guideParameters returns the precise-prefix-cache-scorer's parameters
-// from an EndpointPickerConfig in testdata (copied from llm-d's
-// published guides and docs; each file names its source).
+// from an EndpointPickerConfig in testdata (copied from llm-d's published
+// guides and docs; each file names its source).
 func guideParameters(t *testing.T, file string) json.RawMessage {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", file))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var epc struct {
-		Plugins []struct {
-			Type       string          `json:"type"`
-			Parameters json.RawMessage `json:"parameters"`
-		} `json:"plugins"`
-	}
-	if err := yaml.Unmarshal(b, &epc); err != nil {
-		t.Fatalf("%s: %v", file, err)
-	}
-	for _, p := range epc.Plugins {
-		if p.Type == scorerType {
-			return p.Parameters
-		}
-	}
-	t.Fatalf("%s has no %s plugin", file, scorerType)
-	return nil
+	return testepp.PluginParameters(t, filepath.Join("testdata", file), scorerType)
 }
 
 func warningSettings(ws []Warning) []string {
