@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -43,6 +42,7 @@ import (
 	"github.com/kvtrack/kvtrack/scorer"
 	"github.com/kvtrack/kvtrack/tokenization"
 
+	"github.com/kvtrack/kvtrack/internal/pypub"
 	"github.com/kvtrack/kvtrack/internal/testwait"
 )
 
@@ -65,9 +65,8 @@ func registerInTreePlugins() {
 }
 
 const (
-	publisherPy = "testdata/vllm_publisher.py"
-	python      = "/usr/bin/python3" // Debian's, with python3-zmq and python3-msgpack
-	model       = "Qwen/Qwen3-0.6B"
+	python = "/usr/bin/python3" // Debian's, with python3-zmq and python3-msgpack
+	model  = "Qwen/Qwen3-0.6B"
 )
 
 // requirePublisher skips when Debian's python3 with zmq and msgpack is
@@ -89,44 +88,7 @@ func freePort(t testing.TB) int { return testnet.FreePort(t) }
 // The returned function waits until it has published.
 func publish(t *testing.T, endpoint, topic, seed string, blockSize int, sequences ...[]uint32) (waitPublished func()) {
 	t.Helper()
-	cmd := exec.Command(python, publisherPy, endpoint, topic, seed, fmt.Sprint(blockSize))
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stdin.Close(); _ = cmd.Wait() })
-	b, _ := json.Marshal(sequences)
-	if _, err := stdin.Write(append(b, '\n')); err != nil {
-		t.Fatal(err)
-	}
-	out := bufio.NewReader(stdout)
-	if line, err := out.ReadString('\n'); err != nil || strings.TrimSpace(line) != "ready" {
-		t.Fatalf("publisher did not start: %q, %v", line, err)
-	}
-	published := make(chan string, 1)
-	go func() {
-		line, _ := out.ReadString('\n')
-		published <- strings.TrimSpace(line)
-	}()
-	return func() {
-		t.Helper()
-		select {
-		case line := <-published:
-			if line != "published" {
-				t.Fatalf("publisher said %q, want \"published\"", line)
-			}
-		case <-testwait.Context(t).Done():
-			t.Fatal("no subscriber reached the publisher by the test binary's deadline")
-		}
-	}
+	return pypub.Start(t, pypub.Pod{Endpoint: endpoint, Topic: topic, Seed: seed, BlockSize: blockSize, Sequences: sequences})
 }
 
 // vllmMetrics serves a vLLM /metrics page with the given load.

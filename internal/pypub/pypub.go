@@ -14,7 +14,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/kvtrack/kvtrack/internal/testwait"
 )
 
 // Python is Debian's interpreter, with python3-zmq and python3-msgpack.
@@ -86,8 +87,8 @@ func Start(t testing.TB, p Pod) (waitPublished func()) {
 			if line != "published" {
 				t.Fatalf("publisher on %s said %q, want \"published\"", p.Endpoint, line)
 			}
-		case <-time.After(60 * time.Second):
-			t.Fatalf("no subscriber reached the publisher on %s in 60s", p.Endpoint)
+		case <-testwait.Context(t).Done():
+			t.Fatalf("no subscriber reached the publisher on %s by the test binary's deadline", p.Endpoint)
 		}
 	}
 }
