@@ -76,20 +76,7 @@ func startE2E(t *testing.T, n int) *e2e {
 	// No speculative entries: what routes the repeated prefix here must be
 	// the pods' own events.
 	cfg.KVCache.Speculative.Enabled = false
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, ln, logr.Discard()) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	env.url = "http://" + ln.Addr().String()
+	env.url = startRouter(t, cfg)
 	env.pods = pods
 
 	for _, pub := range pubs {
@@ -266,4 +253,24 @@ func TestEndToEndSpreadsNewPrefixes(t *testing.T) {
 	if len(count) != 4 {
 		t.Errorf("new prefixes went to %d pods, want all 4: %v", len(count), count)
 	}
+}
+
+// startRouter serves cfg on a loopback port until the test ends and
+// returns its base URL.
+func startRouter(t *testing.T, cfg fileConfig) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, ln, logr.Discard()) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return "http://" + ln.Addr().String()
 }

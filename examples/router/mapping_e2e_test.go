@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,8 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/go-logr/logr"
 
 	"github.com/kvtrack/kvtrack/internal/pypub"
 	"github.com/kvtrack/kvtrack/internal/testtokenizer"
@@ -61,23 +58,11 @@ func startPyE2E(t *testing.T, pods ...pyPod) string {
 	}
 	cfg.KVCache.Events.Port = eventsPort
 	cfg.KVCache.Speculative.Enabled = false // only the pods' own events route
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, ln, logr.Discard()) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
+	url := startRouter(t, cfg)
 	for _, wait := range waits {
 		wait()
 	}
-	env := &e2e{url: "http://" + ln.Addr().String()}
+	env := &e2e{url: url}
 	testwait.For(t, fmt.Sprintf("kvtrack to apply %d events", len(pods)), func() bool {
 		return env.metric(t, "kvtrack_events_applied_total") >= float64(len(pods))
 	})
