@@ -294,8 +294,10 @@ type RedisConfig struct {
 	// Cluster selects Redis Cluster, addr then naming a seed node.
 	Cluster RedisClusterConfig `json:"cluster,omitzero"`
 	// TTL drops an entry that has not been stored again for this long: a
-	// safety net for removals that never arrived. Default 1h; a negative
-	// value ("-1s") disables expiry.
+	// safety net for removals that never arrived. Expiry is coarse: an
+	// entry goes between TTL and 1.25 x TTL after its last store. Default
+	// 1h; a negative value ("-1s") disables expiry, and the per-pod logs
+	// then grow until the pod is cleared.
 	TTL Duration `json:"ttl,omitempty"`
 	// DialTimeout bounds connecting. Default 1s.
 	DialTimeout Duration `json:"dialTimeout,omitempty"`
