@@ -132,7 +132,11 @@ func start(t *testing.T, cfg kvcache.Config, opts ...kvcache.Option) *kvcache.In
 	if err := ix.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	<-ix.Ready()
+	select {
+	case <-ix.Ready():
+	case <-ix.Done():
+		t.Fatalf("events stopped before they were ready: %v", ix.Err())
+	}
 	return ix
 }
 

@@ -60,7 +60,7 @@ func TestIngestConnectMode(t *testing.T) {
 }
 
 func TestIngestBindModePodFromTopic(t *testing.T) {
-	port := freePort(t)
+	port := freePortPair(t)
 	idx := newMemIndex(t)
 	filter := "kv@"
 	p := startPool(t, Config{Mode: ModeBind, Endpoint: fmt.Sprintf("tcp://127.0.0.1:%d", port), DataParallelSize: 2, TopicFilter: &filter}, idx)

@@ -330,7 +330,16 @@ func startPool(t *testing.T, cfg Config, index kvblock.Index, opts ...Option) *P
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
+	go func() {
+		err := p.Run(ctx)
+		if ctx.Err() == nil {
+			// Ended before the test did: say so now, so that a wait for
+			// messages this pool will never deliver stops at once.
+			t.Errorf("Run ended before the test did: %v", err)
+			err = nil
+		}
+		done <- err
+	}()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -338,6 +347,20 @@ func startPool(t *testing.T, cfg Config, index kvblock.Index, opts ...Option) *P
 		}
 	})
 	return p
+}
+
+// waitReady waits until p is ready; it stops early when p's Run ended
+// (startPool has then failed the test).
+func waitReady(t *testing.T, p *Pool) {
+	t.Helper()
+	testwait.For(t, "the pool to be ready", func() bool {
+		select {
+		case <-p.Ready():
+			return true
+		default:
+			return false
+		}
+	})
 }
 
 // eventually polls cond until it holds or the deadline passes.

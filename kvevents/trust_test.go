@@ -279,7 +279,7 @@ func sortDurations(d []time.Duration) {
 func TestStartReportsBindError(t *testing.T) {
 	ep := fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t))
 	first := startPool(t, Config{Endpoint: ep}, nil)
-	<-first.Ready()
+	waitReady(t, first)
 	p, err := NewPool(Config{Endpoint: ep}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -344,7 +344,7 @@ func TestLifecycle(t *testing.T) {
 			}
 			if mode == ModeBind { // the endpoint is free again
 				q := startPool(t, cfg, nil)
-				<-q.Ready()
+				waitReady(t, q)
 			}
 		})
 	}
@@ -365,14 +365,7 @@ func TestAddPodAfterRunReturns(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
-	eventually(t, "the pool to start", func() bool {
-		select {
-		case <-p.Ready():
-			return true
-		default:
-			return false
-		}
-	})
+	waitReady(t, p)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)

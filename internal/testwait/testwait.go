@@ -29,11 +29,17 @@ func deadline(t testing.TB) time.Time {
 }
 
 // For polls cond until it holds, failing the test with what when the test
-// binary's deadline comes near.
+// binary's deadline comes near or as soon as the test has failed.
 func For(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	end := deadline(t)
 	for delay := time.Millisecond; !cond(); delay = min(2*delay, 50*time.Millisecond) {
+		if t.Failed() {
+			// Something the condition depends on has already reported
+			// failure (a server that exited, a goroutine's error): waiting
+			// on would only spend the time of every test still to run.
+			t.Fatalf("stopped waiting for %s: the test has already failed", what)
+		}
 		if time.Now().After(end) {
 			t.Fatalf("gave up waiting for %s at the test binary's deadline", what)
 		}
