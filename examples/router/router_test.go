@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/go-logr/logr"
@@ -155,5 +157,69 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		if _, err := New(cfg, nil, logr.Discard(), nil); err == nil {
 			t.Errorf("New(%+v) accepted a bad config", cfg)
 		}
+	}
+}
+
+// TestProxyKeepsConnectionsToPodsAlive sends two bursts of requests that
+// are all in flight at once: the second reuses the first's connections to
+// the pod instead of opening one per request (Go's default keeps 2).
+func TestProxyKeepsConnectionsToPodsAlive(t *testing.T) {
+	const burst = 40
+	var (
+		mu      sync.Mutex
+		opened  int
+		inside  int
+		release = make(chan struct{})
+	)
+	pod := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body)
+		mu.Lock()
+		inside++
+		if inside == burst { // every request of the burst holds a connection
+			close(release)
+		}
+		ch := release
+		mu.Unlock()
+		<-ch
+		fmt.Fprint(w, `{}`)
+	}))
+	pod.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			mu.Lock()
+			opened++
+			mu.Unlock()
+		}
+	}
+	pod.Start()
+	t.Cleanup(pod.Close)
+	r, err := New(Config{Pods: []string{addr(pod)}}, nil, logr.Discard(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := httptest.NewServer(r)
+	t.Cleanup(front.Close)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: burst}}
+	defer client.CloseIdleConnections()
+	send := func() {
+		var wg sync.WaitGroup
+		for range burst {
+			wg.Go(func() {
+				if code, _, raw := postWith(t, client, front.URL, "/v1/completions", strings.NewReader(`{"prompt":"hi"}`)); code != http.StatusOK {
+					t.Errorf("status %d: %s", code, raw)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	send()
+	mu.Lock()
+	first := opened
+	inside, release = 0, make(chan struct{})
+	mu.Unlock()
+	send()
+	mu.Lock()
+	defer mu.Unlock()
+	if first != burst || opened != first {
+		t.Errorf("connections to the pod: %d for the first burst of %d, %d more for the second; want %d, then none", first, burst, opened-first, burst)
 	}
 }

@@ -86,9 +86,16 @@ type LimitError struct {
 	// "prompts".
 	What       string
 	Got, Limit int
+	// AtLeast says Got is a lower bound: counting stopped once the
+	// limit was passed, so that an oversize request costs no more than
+	// the limit's worth of scanning.
+	AtLeast bool
 }
 
 func (e *LimitError) Error() string {
+	if e.AtLeast {
+		return fmt.Sprintf("%s: more than %d %s is over the limit", e.Field, e.Limit, e.What)
+	}
 	return fmt.Sprintf("%s: %d %s is over the limit of %d", e.Field, e.Got, e.What, e.Limit)
 }
 
@@ -101,6 +108,16 @@ func over(field, what string, got, limit int) error {
 		return &LimitError{Field: field, What: what, Got: got, Limit: limit}
 	}
 	return nil
+}
+
+// overCounted is over for a count that stopped at limit+1 (arrayShape's
+// upTo): such a count says only that the limit was passed.
+func overCounted(field, what string, got, limit int) error {
+	err := over(field, what, got, limit)
+	if le, ok := err.(*LimitError); ok && got == limit+1 {
+		le.AtLeast = true
+	}
+	return err
 }
 
 // Parse maps body, sent to api, to the kvcache.Request vLLM will hash (Pods
@@ -145,7 +162,11 @@ type completionBody struct {
 func parseCompletion(body []byte, lim Limits) (kvcache.Request, error) {
 	var b completionBody
 	var req kvcache.Request
-	if err := decodeBody(body, &b); err != nil {
+	fields := topMembers(body)
+	if err := promptListOver(bytes.TrimSpace(fields["prompt"]), lim); err != nil {
+		return req, err
+	}
+	if err := decodeBody(body, fields, &b); err != nil {
 		return req, err
 	}
 	if err := b.apply(&req); err != nil {
@@ -180,19 +201,38 @@ func parseCompletion(body []byte, lim Limits) (kvcache.Request, error) {
 	return req, invalid("prompt must be a string, a list of strings, a list of token IDs or a list of token-ID lists")
 }
 
-// parsePromptList reads a list prompt: token IDs (one prompt), strings (a
-// batch) or token-ID lists (a batch). Sizes are counted on the raw JSON
-// before anything is decoded.
-func parsePromptList(p []byte, lim Limits, req *kvcache.Request) error {
-	n, first := arrayShape(p)
-	if n == 0 {
-		return invalid("prompt is an empty list")
+// promptListOver reports a list prompt over its limits (token IDs over
+// MaxPromptTokens, a batch over MaxBatchPrompts or its token-ID lists over
+// MaxPromptTokens), counting no further than the limit: it runs before the
+// body is validated, so that a 15 MiB list of token IDs is refused after
+// scanning a limit's worth of it, not after two passes over all of it.
+func promptListOver(p []byte, lim Limits) error {
+	if len(p) == 0 || p[0] != '[' {
+		return nil
 	}
+	n, first := arrayShape(p, max(lim.MaxPromptTokens, lim.MaxBatchPrompts))
 	switch first {
 	case '"', '[':
-		if err := over("prompt", "prompts", n, lim.MaxBatchPrompts); err != nil {
+		if err := overCounted("prompt", "prompts", n, lim.MaxBatchPrompts); err != nil {
 			return err
 		}
+		if first == '[' {
+			return overCounted("prompt", "tokens", countNested(p, lim.MaxPromptTokens), lim.MaxPromptTokens)
+		}
+		return nil
+	case 0:
+		return nil
+	}
+	return overCounted("prompt", "tokens", n, lim.MaxPromptTokens)
+}
+
+// parsePromptList reads a list prompt, already within its limits
+// (promptListOver): token IDs (one prompt), strings (a batch) or token-ID
+// lists (a batch).
+func parsePromptList(p []byte, lim Limits, req *kvcache.Request) error {
+	n, first := arrayShape(p, 0)
+	if n == 0 {
+		return invalid("prompt is an empty list")
 	}
 	switch first {
 	case '"':
@@ -213,9 +253,6 @@ func parsePromptList(p []byte, lim Limits, req *kvcache.Request) error {
 		}
 		return nil
 	case '[':
-		if err := over("prompt", "tokens", countNested(p), lim.MaxPromptTokens); err != nil {
-			return err
-		}
 		var lists [][]uint32
 		if err := json.Unmarshal(p, &lists); err != nil {
 			return invalid("prompt: token IDs must be integers from 0 to 2^32-1: %v", err)
@@ -229,9 +266,6 @@ func parsePromptList(p []byte, lim Limits, req *kvcache.Request) error {
 		}
 		return nil
 	default:
-		if err := over("prompt", "tokens", n, lim.MaxPromptTokens); err != nil {
-			return err
-		}
 		if err := json.Unmarshal(p, &req.TokenIDs); err != nil {
 			return invalid("prompt: token IDs must be integers from 0 to 2^32-1: %v", err)
 		}
@@ -253,7 +287,16 @@ type chatBody struct {
 func parseChat(body []byte, lim Limits) (kvcache.Request, error) {
 	var b chatBody
 	var req kvcache.Request
-	if err := decodeBody(body, &b); err != nil {
+	fields := topMembers(body)
+	// As for prompts, a chat over the message limit is refused before the
+	// validating pass, counting no further than the limit.
+	if msgs := bytes.TrimSpace(fields["messages"]); len(msgs) > 0 && msgs[0] == '[' {
+		n, _ := arrayShape(msgs, lim.MaxMessages)
+		if err := overCounted("messages", "messages", n, lim.MaxMessages); err != nil {
+			return req, err
+		}
+	}
+	if err := decodeBody(body, fields, &b); err != nil {
 		return req, err
 	}
 	if err := b.apply(&req); err != nil {
@@ -263,11 +306,7 @@ func parseChat(body []byte, lim Limits) (kvcache.Request, error) {
 	if isNull(msgs) || msgs[0] != '[' {
 		return req, invalid("messages must be a list of messages")
 	}
-	n, _ := arrayShape(msgs)
-	if err := over("messages", "messages", n, lim.MaxMessages); err != nil {
-		return req, err
-	}
-	if n == 0 {
+	if n, _ := arrayShape(msgs, 1); n == 0 {
 		return req, fmt.Errorf("%w: no messages", ErrNotScorable)
 	}
 	chars := utf8.RuneCount(msgs) + utf8.RuneCount(b.Tools) + utf8.RuneCount(b.Documents)
@@ -313,17 +352,24 @@ func parseChat(body []byte, lim Limits) (kvcache.Request, error) {
 	return req, nil
 }
 
-// decodeBody fills v's fields (each a json.RawMessage, *bool or *string
-// tagged with its JSON key, embedded structs flattened) from the body's
-// members of the same name, decoding only those: a member kvtrack does not
-// read, however large, costs one validating pass. It answers ErrInvalid
-// for a body that is not a JSON object or a field of the wrong type.
-func decodeBody(body []byte, v any) error {
+// topMembers returns the body's top-level members as topLevel finds them,
+// before the body is validated: nil when it does not look like an object.
+func topMembers(body []byte) map[string][]byte {
+	fields, _ := topLevel(body)
+	return fields
+}
+
+// decodeBody validates body and fills v's fields (each a json.RawMessage,
+// *bool or *string tagged with its JSON key, embedded structs flattened)
+// from its members (topMembers(body)) of the same name, decoding only those:
+// a member kvtrack does not read, however large, costs one validating
+// pass. It answers ErrInvalid for a body that is not a JSON object or a
+// field of the wrong type.
+func decodeBody(body []byte, fields map[string][]byte, v any) error {
 	if !json.Valid(body) {
 		return invalid("body is not valid JSON")
 	}
-	fields, ok := topLevel(body)
-	if !ok {
+	if fields == nil {
 		return invalid("body is not a JSON object")
 	}
 	return fill(reflect.ValueOf(v).Elem(), fields)

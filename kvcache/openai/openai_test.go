@@ -118,9 +118,9 @@ func TestScannersCountWithoutDecoding(t *testing.T) {
 		{`[{"a":[1,2,3],"b":"]"},{}]`, 2, 0, '{'},
 	}
 	for _, tc := range tests {
-		n, first := arrayShape([]byte(tc.arr))
-		if n != tc.n || first != tc.first || countNested([]byte(tc.arr)) != tc.nested {
-			t.Errorf("%s: arrayShape %d %q, countNested %d; want %d %q %d", tc.arr, n, first, countNested([]byte(tc.arr)), tc.n, tc.first, tc.nested)
+		n, first := arrayShape([]byte(tc.arr), 0)
+		if n != tc.n || first != tc.first || countNested([]byte(tc.arr), 0) != tc.nested {
+			t.Errorf("%s: arrayShape %d %q, countNested %d; want %d %q %d", tc.arr, n, first, countNested([]byte(tc.arr), 0), tc.n, tc.first, tc.nested)
 		}
 	}
 }
@@ -140,4 +140,45 @@ func TestTopLevelSlicesMembersWithoutCopying(t *testing.T) {
 	if _, ok := topLevel([]byte(`[1]`)); ok {
 		t.Error("topLevel accepted an array")
 	}
+}
+
+// TestOversizeListsAreRefusedBeforeValidation checks that a list prompt or
+// chat over its limit is refused counting no further than the limit: the
+// body's tail, never read, may be anything, and the error says "more than".
+func TestOversizeListsAreRefusedBeforeValidation(t *testing.T) {
+	lim := Limits{MaxMessages: 2, MaxPromptTokens: 4, MaxBatchPrompts: 2}
+	const garbage = `,x]}}]]`
+	tests := []struct {
+		name, body string
+		api        API
+		what, text string
+	}{
+		{"token IDs", `{"prompt":[1,2,3,4,5,6` + garbage, Completions, "prompt/tokens", "prompt: more than 4 tokens is over the limit"},
+		{"token-ID lists", `{"prompt":[[1,2],[3,4],[5` + garbage, Completions, "prompt/prompts", "prompt: more than 2 prompts is over the limit"},
+		{"nested tokens", `{"prompt":[[1,2,3],[4,5,6` + garbage, Completions, "prompt/tokens", "prompt: more than 4 tokens is over the limit"},
+		{"messages", `{"messages":[{},{},{}` + garbage, ChatCompletions, "messages/messages", "messages: more than 2 messages is over the limit"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse(tc.api, []byte(tc.body), lim)
+			var le *LimitError
+			if !errors.As(err, &le) || le.Field+"/"+le.What != tc.what || err.Error() != tc.text {
+				t.Errorf("Parse(%s) = %v, want the LimitError %q", tc.body, err, tc.text)
+			}
+		})
+	}
+}
+
+// FuzzParse feeds arbitrary bytes to both APIs: an error or a request,
+// never a panic, whatever the limits.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{`{"prompt":[1,2]}`, `{"prompt":[[1],[2`, `{"messages":[{"role":"user","content":"a"}]}`, `{"a"`, `{"`, `{"a":`, `{"a" 1,"prompt":["x"]}`, `{"\`} {
+		f.Add([]byte(s), uint8(2))
+	}
+	f.Fuzz(func(t *testing.T, body []byte, limit uint8) {
+		lim := Limits{MaxMessages: int(limit), MaxPromptTokens: int(limit), MaxBatchPrompts: int(limit), MaxPromptChars: int(limit)}
+		for _, api := range []API{Completions, ChatCompletions} {
+			_, _ = Parse(api, body, lim)
+		}
+	})
 }
