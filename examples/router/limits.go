@@ -12,6 +12,7 @@ package main
 // and the index. A body is released when the pod has read it.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -125,48 +126,165 @@ const (
 	reasonUnreadable    = "body_unreadable"
 )
 
-// admission holds the two scoring semaphores.
+// admission holds the two scoring semaphores, and the buffers large
+// bodies are read into: one per large slot, reused, so that a stream of
+// huge bodies allocates (and zeroes, and leaves to the collector) nothing
+// per request, and small requests do not pay for it in GC assists.
 type admission struct {
 	small, large chan struct{}
+	largeBufs    chan []byte // holds exactly one entry per free large slot
 }
 
 func newAdmission(l Limits) admission {
-	return admission{small: make(chan struct{}, l.MaxConcurrentScoring), large: make(chan struct{}, l.MaxConcurrentLargeBodies)}
+	a := admission{
+		small:     make(chan struct{}, l.MaxConcurrentScoring),
+		large:     make(chan struct{}, l.MaxConcurrentLargeBodies),
+		largeBufs: make(chan []byte, l.MaxConcurrentLargeBodies),
+	}
+	for range l.MaxConcurrentLargeBodies {
+		a.largeBufs <- nil // allocated on first use, at the size needed
+	}
+	return a
 }
 
-// acquire waits for a slot for a body of length n (-1: unknown) and
-// returns its release, which is safe to call more than once.
-func (a admission) acquire(ctx context.Context, n, largeFrom int64) (func(), error) {
-	sem := a.small
-	if n < 0 || n > largeFrom {
-		sem = a.large
+// slot is one admitted request's place.
+type slot struct {
+	a     admission
+	sem   chan struct{}
+	large bool
+	buf   []byte // a large slot's buffer, kept across requests
+	once  sync.Once
+}
+
+// lentBody is a request body read into a slot, to be sent to pods.
+type lentBody struct {
+	b []byte
+	s *slot
+}
+
+// reader returns a reader of the body for one attempt at a pod; the
+// attempt must Close it when it returns. The transport may go on reading a
+// request's body after the response has come (and the reverse proxy does
+// not pass Close on), so a read after Close fails instead of reading a
+// buffer that may by then hold the next request's body.
+func (l *lentBody) reader() *lentReader {
+	return &lentReader{r: bytes.NewReader(l.b)}
+}
+
+type lentReader struct {
+	mu     sync.Mutex // held by a read, so that Close waits for it
+	r      *bytes.Reader
+	closed bool
+}
+
+var errBodyReleased = errors.New("router: the request body was released: its attempt is over")
+
+func (l *lentReader) Read(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return 0, errBodyReleased
+	}
+	return l.r.Read(p)
+}
+
+// Close ends the reader: no read touches the body after it returns.
+func (l *lentReader) Close() error {
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	return nil
+}
+
+// acquire waits for a slot for a body of length n (-1: unknown).
+func (a admission) acquire(ctx context.Context, n, largeFrom int64) (*slot, error) {
+	s := &slot{a: a, sem: a.small, large: n < 0 || n > largeFrom}
+	if s.large {
+		s.sem = a.large
 	}
 	select {
-	case sem <- struct{}{}:
+	case s.sem <- struct{}{}:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	var once sync.Once
-	return func() { once.Do(func() { <-sem }) }, nil
+	if s.large {
+		s.buf = <-a.largeBufs // never blocks: the semaphore is held
+	}
+	return s, nil
+}
+
+// release frees the slot, handing a large slot's buffer on to the next
+// large body: every reader of the body must be closed by then. It is safe
+// to call more than once.
+func (s *slot) release() {
+	s.once.Do(func() {
+		if s.large {
+			s.a.largeBufs <- s.buf[:0]
+		}
+		<-s.sem
+	})
+}
+
+// readBody reads the whole body, at most max bytes. A small body gets a
+// buffer of its announced length (no growth); a large one is read into
+// the slot's buffer, grown (and kept for the next) when it is too small.
+func (s *slot) readBody(w http.ResponseWriter, req *http.Request, max int64) ([]byte, error) {
+	body := http.MaxBytesReader(w, req.Body, max)
+	n := req.ContentLength
+	if !s.large {
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(body, buf); err != nil {
+			return nil, err
+		}
+		return buf, nil
+	}
+	if n >= 0 {
+		if int64(cap(s.buf)) < n {
+			s.buf = make([]byte, n)
+		}
+		s.buf = s.buf[:n]
+		if _, err := io.ReadFull(body, s.buf); err != nil {
+			return nil, err
+		}
+		return s.buf, nil
+	}
+	b := s.buf[:0]
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		k, err := body.Read(b[len(b):cap(b)])
+		b = b[:len(b)+k]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			s.buf = b
+			return nil, err
+		}
+	}
+	s.buf = b
+	return b, nil
 }
 
 // readScored reads, parses and bounds the body of a request the router
 // scores. On failure it has answered the client and returns ok false.
 // release frees the request's admission slot; call it once the body is no
 // longer needed.
-func (r *Router) readScored(w http.ResponseWriter, req *http.Request, api openai.API) (body []byte, parsed *kvcache.Request, release func(), ok bool) {
+func (r *Router) readScored(w http.ResponseWriter, req *http.Request, api openai.API) (body *lentBody, parsed *kvcache.Request, release func(), ok bool) {
 	lim := r.cfg.Limits
 	if req.ContentLength > r.cfg.MaxBodyBytes {
 		r.reject(w, http.StatusRequestEntityTooLarge, reasonBodyTooLarge, "body", fmt.Sprintf("the body's %d bytes are over the limit of %d", req.ContentLength, r.cfg.MaxBodyBytes))
 		return nil, nil, nil, false
 	}
-	release, err := r.admit.acquire(req.Context(), req.ContentLength, lim.LargeBodyBytes)
+	s, err := r.admit.acquire(req.Context(), req.ContentLength, lim.LargeBodyBytes)
 	if err != nil {
 		return nil, nil, nil, false // the client is gone
 	}
+	release = s.release
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Now().Add(time.Duration(lim.BodyReadTimeout)))
-	body, err = readBody(w, req, r.cfg.MaxBodyBytes)
+	b, err := s.readBody(w, req, r.cfg.MaxBodyBytes)
 	req.Body.Close()
 	_ = rc.SetReadDeadline(time.Time{})
 	var mbe *http.MaxBytesError
@@ -185,7 +303,7 @@ func (r *Router) readScored(w http.ResponseWriter, req *http.Request, api openai
 		r.reject(w, http.StatusBadRequest, reasonUnreadable, "body", "reading the body: "+err.Error())
 		return nil, nil, nil, false
 	}
-	p, err := openai.Parse(api, body, lim.parseLimits())
+	p, err := openai.Parse(api, b, lim.parseLimits())
 	if r.rejectParse(w, err) {
 		release()
 		return nil, nil, nil, false
@@ -193,21 +311,7 @@ func (r *Router) readScored(w http.ResponseWriter, req *http.Request, api openai
 	if err == nil {
 		parsed = &p
 	}
-	return body, parsed, release, true
-}
-
-// readBody reads the whole body, at most max bytes: into one buffer of the
-// announced length when there is one (no growth, no garbage), else growing.
-func readBody(w http.ResponseWriter, req *http.Request, max int64) ([]byte, error) {
-	body := http.MaxBytesReader(w, req.Body, max)
-	if n := req.ContentLength; n >= 0 {
-		buf := make([]byte, n)
-		if _, err := io.ReadFull(body, buf); err != nil {
-			return nil, err
-		}
-		return buf, nil
-	}
-	return io.ReadAll(body)
+	return &lentBody{b: b, s: s}, parsed, release, true
 }
 
 // rejectParse answers the client for a parse or limit error and reports

@@ -344,3 +344,64 @@ func peakRSS() int64 {
 	}
 	return -1
 }
+
+// TestLargeBodyBufferOutlivesThePodsRead sends large bodies one after
+// another to pods that answer before they read the body, and read the
+// rest of it only once the next body has reached the router. The router
+// reuses one buffer for the bodies and stops sending a body once its
+// attempt is over: what reaches a pod may be cut short, but it is never
+// mixed with the next request's bytes. (Go's transport closes a connection
+// whose request is still being written 50 ms after its response, so the
+// window in which a late read could see the next body is narrow; the
+// reader's Close closes it.)
+func TestLargeBodyBufferOutlivesThePodsRead(t *testing.T) {
+	const n = 3
+	var sent [n + 1]chan struct{}
+	for i := range sent {
+		sent[i] = make(chan struct{})
+	}
+	close(sent[n])
+	got := make([]chan string, n)
+	for i := range got {
+		got[i] = make(chan string, 1)
+	}
+	const at = len(`{"prompt":[`)
+	pod := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		head := make([]byte, at+1)
+		if _, err := io.ReadFull(r.Body, head); err != nil {
+			return
+		}
+		d := int(head[at] - '0')
+		w.Header().Set("Content-Length", "2")
+		w.WriteHeader(http.StatusOK)
+		fmt.Fprint(w, `{}`)
+		w.(http.Flusher).Flush() // the whole response is out before the body is read
+		<-sent[d+1]
+		rest, _ := io.ReadAll(r.Body)
+		got[d] <- string(head) + string(rest)
+	}))
+	t.Cleanup(pod.Close)
+	r, err := New(Config{Pods: []string{addr(pod)}, Limits: Limits{LargeBodyBytes: 1 << 10, MaxPromptTokens: 4 << 20}}, nil, logr.Discard(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := httptest.NewServer(r)
+	t.Cleanup(front.Close)
+	var want [n]string
+	for i := range n {
+		want[i] = fmt.Sprintf(`{"prompt":[%s%d]}`, strings.Repeat(strconv.Itoa(i)+",", 2<<20), i)
+		if code, _, raw := postBody(t, front.URL, "/v1/completions", strings.NewReader(want[i])); code != http.StatusOK {
+			t.Fatalf("request %d: %d %s", i, code, raw)
+		}
+		close(sent[i])
+	}
+	for i := range n {
+		if g := <-got[i]; !strings.HasPrefix(want[i], g) {
+			off := 0
+			for off < len(g) && g[off] == want[i][off] {
+				off++
+			}
+			t.Errorf("body %d reached the pod as %d bytes, from byte %d not the %d bytes sent: %.30q", i, len(g), off, len(want[i]), g[off:])
+		}
+	}
+}

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httputil"
@@ -187,7 +185,7 @@ const (
 func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
 	var prompt *kvcache.Request
-	var body []byte
+	var body *lentBody
 	if api, ok := openai.APIFor(req.URL.Path); ok && req.Method == http.MethodPost {
 		b, parsed, release, ok := r.readScored(w, req, api)
 		if !ok {
@@ -197,7 +195,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		// body may be sent again to another pod if the first is down.
 		defer release()
 		body, prompt = b, parsed
-		req.ContentLength = int64(len(body))
+		req.ContentLength = int64(len(b.b))
 	}
 	rec := &statusRecorder{ResponseWriter: w}
 	tried := map[*backend]bool{}
@@ -244,7 +242,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 }
 
 // forward proxies one attempt to d.b and returns the proxy's error, if any.
-func (r *Router) forward(rec *statusRecorder, req *http.Request, body []byte, d decision) error {
+func (r *Router) forward(rec *statusRecorder, req *http.Request, body *lentBody, d decision) error {
 	rec.Header().Set(PodHeader, d.b.addr)
 	if d.prefix >= 0 {
 		rec.Header().Set(ScoreHeader, strconv.FormatFloat(d.prefix, 'f', 3, 64))
@@ -254,7 +252,9 @@ func (r *Router) forward(rec *statusRecorder, req *http.Request, body []byte, d 
 	pe := &proxyErr{}
 	out := req.WithContext(context.WithValue(req.Context(), proxyErrKey{}, pe))
 	if body != nil {
-		out.Body = io.NopCloser(bytes.NewReader(body))
+		br := body.reader()
+		defer br.Close()
+		out.Body = br
 	}
 	r.requests.WithLabelValues(d.b.addr).Inc()
 	d.b.inflight.Add(1)
