@@ -60,10 +60,13 @@ func (ix *Indexer) scoreBatch(ctx context.Context, req *Request) (Result, error)
 
 // SpeculateResult records res's keys on pod, the pod res was routed to: a
 // batch's prompts each as their own chain, as the engine will store them.
-// See Speculate.
+// See Speculate. For a single prompt, res.Blocks tells whether the prompt
+// ends at a block boundary (vLLM looks up n-1 of its n tokens, so one block
+// fewer than there are keys) or continues past its last full block; a
+// Result without Blocks is taken to end at one.
 func (ix *Indexer) SpeculateResult(ctx context.Context, pod string, res Result) error {
 	if res.Batch == nil {
-		return ix.Speculate(ctx, pod, res.Keys)
+		return ix.speculate(ctx, pod, res.Keys, res.Blocks > 0 && res.Blocks == len(res.Keys))
 	}
 	for _, keys := range res.Batch {
 		if err := ix.Speculate(ctx, pod, keys); err != nil {

@@ -354,10 +354,11 @@ type TokenizerConfig struct {
 // requests sharing a prefix follows the first one before the engine's
 // events arrive. Those come only once the engine has computed the blocks,
 // after the request's wait in the engine's queue and its prefill, which
-// under load take seconds. An entry ends when the engine's BlockStored
-// confirms the block on that pod (the index's own entry then tells the
-// truth, evictions included) or after TTL, which thus bounds only requests
-// that never ran.
+// under load take seconds. An entry belongs to its request and ends when
+// the engine's BlockStored shows the request scheduled on that pod (its
+// last block, or for a prompt ending in a partial block the block after
+// it; the index's own entries then tell the truth, evictions included) or
+// after TTL, which thus bounds only requests that never ran.
 type SpeculativeConfig struct {
 	// Enabled turns speculative recording on. Default false.
 	Enabled bool `json:"enabled,omitempty"`

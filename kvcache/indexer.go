@@ -603,19 +603,28 @@ func (ix *Indexer) tokens(ctx context.Context, req *Request) ([]uint32, error) {
 // Speculate records that pod is about to hold keys (the Keys of a Result
 // just routed to it), for the configured TTL, so that requests sharing the
 // prefix follow before the engine's events arrive. It is a no-op unless
-// speculative recording is enabled.
+// speculative recording is enabled. The entry ends early when the engine
+// stores the last of keys on pod. SpeculateResult, given the whole Result,
+// also ends it when the prompt continues past its last full block and the
+// engine stores the block after it (see speculator).
 //
 // With data parallelism, the entries go to the engine pod's score reads:
 // its rank with one endpoint per rank, and every rank with one endpoint in
 // front of them (the request is on one of them; until its events say
 // which, the endpoint is credited as if on each).
 func (ix *Indexer) Speculate(ctx context.Context, pod string, keys []kvblock.Key) error {
+	return ix.speculate(ctx, pod, keys, false)
+}
+
+// speculate is Speculate; partialTail says that the prompt has tokens past
+// its last full block.
+func (ix *Indexer) speculate(ctx context.Context, pod string, keys []kvblock.Key, partialTail bool) error {
 	if ix.spec == nil || len(keys) == 0 {
 		return nil
 	}
 	var engines [1]kvblock.Pod
 	for _, e := range ix.appendEngines(engines[:0], pod) {
-		if err := ix.spec.record(ctx, e, keys); err != nil {
+		if err := ix.spec.record(ctx, e, keys, partialTail); err != nil {
 			return err
 		}
 	}

@@ -415,25 +415,29 @@ func TestScoreExpiresSpeculationOnTheGivenClock(t *testing.T) {
 	}
 }
 
-// Once the engine's BlockStored confirms a speculative block, the index's
-// own entry speaks for it: an eviction shows at once, long before the TTL.
+// Once the engine's BlockStored confirms the speculated request, the
+// index's own entries speak for its blocks: an eviction shows at once, long
+// before the TTL.
 func TestSpeculationEndsWhenTheEngineConfirms(t *testing.T) {
 	ix, now, req, keys := speculated(t, time.Minute)
 	ctx := context.Background()
-	// What the event path does for the engine's BlockStored of the first
-	// three blocks, then its BlockRemoved of them.
+	// What the event path does for the engine's BlockStored of the
+	// request's blocks, then its BlockRemoved of the first three.
 	events := confirmingIndex{ix.index, ix.spec}
 	pod := kvblock.Pod{Addr: "a:1"}
-	if err := events.Add(ctx, pod, kvblock.TierGPU, keys[:3]); err != nil {
+	if err := events.Add(ctx, pod, kvblock.TierGPU, keys); err != nil {
 		t.Fatal(err)
 	}
 	if err := events.Remove(ctx, pod, kvblock.TierGPU, keys[:3]); err != nil {
 		t.Fatal(err)
 	}
 	if got := matchedOn(t, ix, req); got != 0 {
-		t.Errorf("after the engine stored and evicted blocks 0-2: matched %d, want 0 (speculation on them retired)", got)
+		t.Errorf("after the engine stored blocks 0-3 and evicted 0-2: matched %d, want 0 (speculation retired)", got)
 	}
-	// The unconfirmed fourth block still expires with the TTL, once.
+	if err := events.Remove(ctx, pod, kvblock.TierGPU, keys[3:]); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing is left to expire.
 	*now = now.Add(time.Minute)
 	matchedOn(t, ix, req)
 	st, err := ix.Index().Stats(ctx)

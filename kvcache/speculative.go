@@ -20,29 +20,45 @@ var speculativeTier = kvblock.TierOf(speculativeMediumName)
 // cannot grow the queue without limit; past it new records are dropped.
 const maxSpeculativeKeys = 1 << 22
 
-// speculator records speculative entries and retires each when the engine
-// confirms the block (its BlockStored for that pod arrives: from then on the
+// speculator records speculative entries, one per routed request, and
+// retires each when the engine shows the request has been scheduled (the
+// pod's BlockStored of the request's last block arrives: from then on the
 // index holds the truth, evictions included) or after the TTL, whichever
-// comes first. A stored block also confirms the speculative blocks before it
-// in its chain: the engine stores block j of a request only once the request
-// is scheduled with blocks 0..j-1 in that pod's cache, and the blocks it
-// found cached produce no event of their own. Without that, the cached part
-// of a routed prompt (all but the new turn of a chat) would stay speculative
-// for the whole TTL and outlive its eviction. The TTL therefore bounds only
-// requests that never ran, and can be long enough to cover queueing and
-// prefill. The TTL is the same for every entry, so expiry order is insertion
-// order and a FIFO queue suffices.
+// comes first.
+//
+// An entry belongs to its request, not to its blocks. The engine stores
+// the last block of a request only once the request is scheduled with
+// every block before it in that pod's cache (vLLM always recomputes a
+// prompt's last block, and publishes it even when an identical copy is
+// cached), so that store confirms the whole entry; the blocks it found
+// cached produce no event of their own. A prompt that continues past its
+// last full block (partialTail) and whose full blocks were all cached
+// stores nothing when it is scheduled: its first store is the block its
+// output completes, whose parent is the entry's last key, and that
+// confirms the entry instead. Such a run may also be the output of another
+// request for the same prompt, which ends this entry while its request
+// still waits; that error lasts a queue wait, where leaving the entry to
+// its TTL would hide the blocks' eviction for the whole TTL. A prompt that
+// ends at a block boundary always stores its last block (vLLM recomputes
+// it), so a run after that block confirms nothing. A store of any other of its blocks
+// says nothing about the request: another request sharing the prefix ran,
+// and if the pod evicts those blocks before this request leaves its queue,
+// the request will compute them again. Retiring the entry on such a store
+// would lose its claim exactly when the pod is under pressure. The TTL
+// therefore bounds only requests that never ran, and can be long enough to
+// cover queueing and prefill. It is the same for every entry, so expiry
+// order is insertion order and a FIFO queue suffices.
 type speculator struct {
 	index kvblock.Index
 	ttl   time.Duration
 	now   func() time.Time
 
-	mu      sync.Mutex // guards queue, live and pending, and orders writes to due
-	queue   []specEntry
+	mu      sync.Mutex // guards queue, waiting and pending, and orders writes to due
+	queue   []*specEntry
 	pending int // keys in queue
-	// live counts the speculative references in the index per (pod, key)
-	// that neither expired nor were confirmed, with the key's parent.
-	live map[specKey]liveRef
+	// waiting holds the live entries by pod and last key, oldest first:
+	// the store of that key on that pod confirms the oldest.
+	waiting map[specKey][]*specEntry
 
 	// expiring serialises expiry passes, their index removals included, so
 	// that a Score finding an entry due waits for a pass already removing it.
@@ -50,7 +66,7 @@ type speculator struct {
 	// due is the earliest deadline (UnixNano) among entries queued or being
 	// removed, math.MaxInt64 when there are none: Score's cheap test.
 	due atomic.Int64
-	// nlive is len(live): the event path's cheap test.
+	// nlive is the number of live entries: the event path's cheap test.
 	nlive atomic.Int64
 
 	dropped atomic.Uint64
@@ -109,28 +125,31 @@ type specKey struct {
 	key kvblock.Key
 }
 
-// liveRef is a (pod, key)'s live speculative references and the key before
-// it in the chain it was recorded in. A key's hash covers its whole prefix,
-// so its parent is the same in every request that holds it.
-type liveRef struct {
-	n         int32
-	parent    kvblock.Key
-	hasParent bool
-}
-
+// specEntry is one routed request's speculative reference to each of its
+// keys on pod.
 type specEntry struct {
 	deadline time.Time
 	pod      kvblock.Pod
 	keys     []kvblock.Key
+	// partialTail: the prompt continues past keys (see speculator).
+	partialTail bool
+	// done is set, under speculator.mu, once the entry is confirmed or
+	// expired: its references are then removed or being removed.
+	done bool
 }
 
+func (e *specEntry) last() specKey { return specKey{e.pod, e.keys[len(e.keys)-1]} }
+
 func newSpeculator(index kvblock.Index, ttl time.Duration, now func() time.Time) *speculator {
-	s := &speculator{index: index, ttl: ttl, now: now, live: make(map[specKey]liveRef)}
+	s := &speculator{index: index, ttl: ttl, now: now, waiting: make(map[specKey][]*specEntry)}
 	s.due.Store(math.MaxInt64)
 	return s
 }
 
-func (s *speculator) record(ctx context.Context, p kvblock.Pod, keys []kvblock.Key) error {
+func (s *speculator) record(ctx context.Context, p kvblock.Pod, keys []kvblock.Key, partialTail bool) error {
+	if len(keys) == 0 {
+		return nil
+	}
 	// Expire what is due first: with a modelled clock (WithClock) the
 	// ticker in run is not what moves time forward.
 	s.expireDue(ctx)
@@ -141,69 +160,87 @@ func (s *speculator) record(ctx context.Context, p kvblock.Pod, keys []kvblock.K
 		s.dropped.Add(1)
 		return nil
 	}
-	// The index reference comes first and is counted live after: a
-	// confirmation racing in between finds nothing live and leaves the
+	// The index reference comes first and the entry is counted live after:
+	// a confirmation racing in between finds nothing waiting and leaves the
 	// reference to expire, where the other order would leak it.
 	if err := kvblock.AddGroup(ctx, s.index, p, speculativeTier, specGroup, keys); err != nil {
 		return err
 	}
-	deadline := s.now().Add(s.ttl)
-	s.mu.Lock()
 	// Own a copy: the caller's slice belongs to its Result.
-	s.queue = append(s.queue, specEntry{deadline: deadline, pod: p, keys: append([]kvblock.Key(nil), keys...)})
+	e := &specEntry{deadline: s.now().Add(s.ttl), pod: p, keys: append([]kvblock.Key(nil), keys...), partialTail: partialTail}
+	s.mu.Lock()
+	s.queue = append(s.queue, e)
 	s.pending += len(keys)
-	for i, k := range keys {
-		sk := specKey{p, k}
-		r := s.live[sk]
-		r.n++
-		if i > 0 {
-			r.parent, r.hasParent = keys[i-1], true
-		}
-		s.live[sk] = r
-	}
-	s.nlive.Store(int64(len(s.live)))
-	if d := deadline.UnixNano(); d < s.due.Load() {
+	s.waiting[e.last()] = append(s.waiting[e.last()], e)
+	s.nlive.Add(1)
+	if d := e.deadline.UnixNano(); d < s.due.Load() {
 		s.due.Store(d)
 	}
 	s.mu.Unlock()
 	return nil
 }
 
-// confirm retires the speculative references to keys on pod, and to the
-// live keys before each of them in its chain: the engine has stored them or
-// holds them as the cached prefix of what it stored, so the index's own
-// entries now say whether pod holds them, and an eviction will show.
+// unwait drops e from the entries waiting on its last key and marks it
+// done; the caller holds s.mu.
+func (s *speculator) unwait(e *specEntry) {
+	e.done = true
+	s.nlive.Add(-1)
+	k := e.last()
+	w := s.waiting[k]
+	for i, x := range w {
+		if x == e {
+			w = append(w[:i:i], w[i+1:]...)
+			break
+		}
+	}
+	if len(w) == 0 {
+		delete(s.waiting, k)
+	} else {
+		s.waiting[k] = w
+	}
+}
+
+// confirm retires, for each of keys the engine stored on pod, the oldest
+// live entry whose last key it is: that request has been scheduled, with
+// its whole prefix in the pod's cache, so the index's own entries now say
+// whether pod holds its blocks, and an eviction will show.
 func (s *speculator) confirm(ctx context.Context, pod kvblock.Pod, keys []kvblock.Key) {
 	if s.nlive.Load() == 0 {
 		return
 	}
-	var refs [][]kvblock.Key // refs[i]: keys with more than i references
+	var retired []*specEntry
 	s.mu.Lock()
 	for _, k := range keys {
-		// Walk back from k while the chain is speculative; a retired key's
-		// parents were retired with it, so each key is visited once.
-		for sk := (specKey{pod, k}); ; {
-			r, ok := s.live[sk]
-			if !ok {
-				break
-			}
-			delete(s.live, sk)
-			for i := range int(r.n) {
-				if i == len(refs) {
-					refs = append(refs, nil)
-				}
-				refs[i] = append(refs[i], sk.key)
-			}
-			if !r.hasParent {
-				break
-			}
-			sk.key = r.parent
+		if w := s.waiting[specKey{pod, k}]; len(w) > 0 {
+			e := w[0]
+			s.unwait(e)
+			retired = append(retired, e)
 		}
 	}
-	s.nlive.Store(int64(len(s.live)))
 	s.mu.Unlock()
-	for _, ks := range refs {
-		s.remove(ctx, pod, ks)
+	for _, e := range retired {
+		s.remove(ctx, pod, e.keys)
+	}
+}
+
+// confirmAfter retires the oldest live entry on pod with a partial tail
+// whose last key is parent, the block before a run the engine stored.
+func (s *speculator) confirmAfter(ctx context.Context, pod kvblock.Pod, parent kvblock.Key) {
+	if s.nlive.Load() == 0 {
+		return
+	}
+	var retired *specEntry
+	s.mu.Lock()
+	for _, e := range s.waiting[specKey{pod, parent}] {
+		if e.partialTail {
+			s.unwait(e)
+			retired = e
+			break
+		}
+	}
+	s.mu.Unlock()
+	if retired != nil {
+		s.remove(ctx, pod, retired.keys)
 	}
 }
 
@@ -229,25 +266,12 @@ func (s *speculator) expire(ctx context.Context) time.Duration {
 	var removals []specRemoval
 	for _, e := range s.queue[:n] {
 		s.pending -= len(e.keys)
-		// Keys confirmed meanwhile hold no reference any more.
-		keep := e.keys[:0]
-		for _, k := range e.keys {
-			sk := specKey{e.pod, k}
-			if r := s.live[sk]; r.n > 0 {
-				if r.n == 1 {
-					delete(s.live, sk)
-				} else {
-					r.n--
-					s.live[sk] = r
-				}
-				keep = append(keep, k)
-			}
-		}
-		if len(keep) > 0 {
-			removals = append(removals, specRemoval{e.pod, keep})
+		// A confirmed entry holds no reference any more.
+		if !e.done {
+			s.unwait(e)
+			removals = append(removals, specRemoval{e.pod, e.keys})
 		}
 	}
-	s.nlive.Store(int64(len(s.live)))
 	clear(s.queue[:n])
 	s.queue = s.queue[n:]
 	var next time.Duration
@@ -287,17 +311,21 @@ func (s *speculator) run(ctx context.Context) {
 			s.expiring.Lock()
 			defer s.expiring.Unlock()
 			s.mu.Lock()
-			live := s.live
-			s.queue, s.pending, s.live = nil, 0, make(map[specKey]liveRef)
+			var live []*specEntry
+			for _, e := range s.queue {
+				if !e.done {
+					e.done = true
+					live = append(live, e)
+				}
+			}
+			s.queue, s.pending, s.waiting = nil, 0, make(map[specKey][]*specEntry)
 			s.nlive.Store(0)
 			s.due.Store(math.MaxInt64)
 			s.mu.Unlock()
 			bg := context.WithoutCancel(ctx)
 			s.retryFailed(bg)
-			for sk, r := range live {
-				for range r.n {
-					s.remove(bg, sk.pod, []kvblock.Key{sk.key})
-				}
+			for _, e := range live {
+				s.remove(bg, e.pod, e.keys)
 			}
 			return
 		case <-t.C:
@@ -328,6 +356,14 @@ func (c confirmingIndex) AddGroup(ctx context.Context, pod kvblock.Pod, tier kvb
 		c.spec.confirm(ctx, pod, keys)
 	}
 	return err
+}
+
+// StoredAfter is told the block before each run of stored blocks
+// (kvevents.ParentObserver).
+func (c confirmingIndex) StoredAfter(ctx context.Context, pod kvblock.Pod, tier kvblock.Tier, parent kvblock.Key) {
+	if tier != speculativeTier {
+		c.spec.confirmAfter(ctx, pod, parent)
+	}
 }
 
 // RemoveGroup is Remove for one KV-cache group of a hybrid model.

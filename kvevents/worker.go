@@ -304,6 +304,9 @@ func (w *worker) applyEvent(ctx context.Context, s *stream, ev *Event) {
 		default:
 			err = p.index.Add(ctx, s.pod, kvblock.TierOf(ev.Medium), keys)
 		}
+		if err == nil && len(keys) > 0 {
+			w.storedAfter(ctx, s, ev)
+		}
 	case BlockRemoved:
 		keys := w.removedKeys(s, ev)
 		switch {

@@ -162,7 +162,7 @@ func (k *kvtrackRun) score(ctx context.Context, tokens []uint32, salt string, po
 // plugin's PreRequest does: with speculative entries enabled, its blocks are
 // recorded on the pod until the TTL passes.
 func (k *kvtrackRun) routed(ctx context.Context, pod string) error {
-	return k.ix.Speculate(ctx, pod, k.res.Keys)
+	return k.ix.SpeculateResult(ctx, pod, k.res)
 }
 
 // indexed returns the GPU blocks the index holds for pod.

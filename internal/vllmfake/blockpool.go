@@ -13,6 +13,12 @@ import (
 // needed. Evictions and new cached blocks are reported as the events vLLM
 // would publish for them.
 //
+// Like vLLM's BlockPool, the cache does not de-duplicate: a block computed
+// while its hash is already cached (the prompt's last block, which vLLM
+// always recomputes, or a block two requests computed at once) is cached
+// as another copy and published in a BlockStored; each copy is evicted on
+// its own, with its own BlockRemoved, and lookups find the oldest copy.
+//
 // The zero value is not usable; call NewBlockPool. Not safe for concurrent
 // use.
 type BlockPool struct {
@@ -24,7 +30,8 @@ type BlockPool struct {
 
 	slots []slot
 	free  []int32 // unused slot indexes
-	byKey map[kvblock.Key]int32
+	// byKey holds each cached hash's copies, oldest first.
+	byKey map[kvblock.Key][]int32
 	lru   int32 // sentinel slot 0 heads the circular LRU list of unreferenced cached blocks
 	nlru  int
 
@@ -35,6 +42,7 @@ type slot struct {
 	key        kvblock.Key
 	ref        int32
 	prev, next int32
+	cached     bool // in byKey; false for a block a Reset uncached while held
 }
 
 // ErrNoSpace reports an allocation larger than the blocks not held by
@@ -43,7 +51,7 @@ var ErrNoSpace = errors.New("vllmfake: not enough free KV-cache blocks")
 
 // NewBlockPool returns a pool of capacity blocks.
 func NewBlockPool(capacity int) *BlockPool {
-	p := &BlockPool{capacity: capacity, byKey: make(map[kvblock.Key]int32, capacity)}
+	p := &BlockPool{capacity: capacity, byKey: make(map[kvblock.Key][]int32, capacity)}
 	p.slots = append(p.slots, slot{}) // sentinel
 	return p
 }
@@ -54,7 +62,8 @@ func (p *BlockPool) Capacity() int { return p.capacity }
 // Held returns the number of blocks held by requests.
 func (p *BlockPool) Held() int { return p.held }
 
-// Cached returns the number of cached blocks, held or not.
+// Cached returns the number of distinct cached hashes, held or not
+// (copies of one hash count once).
 func (p *BlockPool) Cached() int { return len(p.byKey) }
 
 // Contains reports whether key is cached.
@@ -96,7 +105,7 @@ func (p *BlockPool) Allocate(keys []kvblock.Key, maxHit, total int) (*Allocation
 	// Hit blocks that sit in the free queue become held.
 	reclaim := 0
 	for _, k := range keys[:hit] {
-		if p.slots[p.byKey[k]].ref == 0 {
+		if p.slots[p.byKey[k][0]].ref == 0 {
 			reclaim++
 		}
 	}
@@ -106,7 +115,7 @@ func (p *BlockPool) Allocate(keys []kvblock.Key, maxHit, total int) (*Allocation
 	}
 	a := &Allocation{Hit: hit, held: make([]int32, 0, len(keys)), anon: need}
 	for _, k := range keys[:hit] {
-		i := p.byKey[k]
+		i := p.byKey[k][0]
 		if p.slots[i].ref == 0 {
 			p.unlink(i)
 		}
@@ -124,55 +133,55 @@ func (p *BlockPool) evictOldest() {
 	i := p.slots[p.lru].next
 	p.unlink(i)
 	k := p.slots[i].key
-	delete(p.byKey, k)
+	p.uncache(i)
 	p.free = append(p.free, i)
 	p.events = append(p.events, Event{Kind: BlockRemoved, Hashes: []kvblock.Key{k}})
+}
+
+// uncache drops slot i from its hash's copies.
+func (p *BlockPool) uncache(i int32) {
+	s := &p.slots[i]
+	if !s.cached {
+		return
+	}
+	s.cached = false
+	copies := p.byKey[s.key]
+	if len(copies) == 1 {
+		delete(p.byKey, s.key)
+		return
+	}
+	for j, c := range copies {
+		if c == i {
+			p.byKey[s.key] = append(copies[:j:j], copies[j+1:]...)
+			return
+		}
+	}
 }
 
 // Cache registers computed full blocks of a request under their keys, in
 // chain order: keys[i] is the request's block first+i, and tokens holds
 // exactly their tokens. Blocks move from the allocation's unhashed ones to
 // cached ones and are reported in one BlockStored. A key already cached
-// (computed meanwhile by another request) stays a private copy, as in vLLM.
+// (computed meanwhile by another request, or the prompt's recomputed last
+// block) becomes another cached copy and is reported too, as vLLM does.
 func (p *BlockPool) Cache(a *Allocation, keys []kvblock.Key, parent kvblock.Key, hasParent bool, tokens []uint32, blockSize int) {
-	start := -1
-	flush := func(end int) {
-		if start < 0 {
-			return
-		}
-		e := Event{Kind: BlockStored, Hashes: keys[start:end], Tokens: tokens[start*blockSize : end*blockSize], BlockSize: blockSize}
-		if start > 0 {
-			e.Parent, e.HasParent = keys[start-1], true
-		} else {
-			e.Parent, e.HasParent = parent, hasParent
-		}
-		p.events = append(p.events, e)
-		start = -1
-	}
-	for j, k := range keys {
-		if a.anon == 0 {
-			break
-		}
-		if _, dup := p.byKey[k]; dup {
-			flush(j)
-			continue
-		}
+	n := min(len(keys), a.anon)
+	for _, k := range keys[:n] {
 		var i int32
-		if n := len(p.free); n > 0 {
-			i, p.free = p.free[n-1], p.free[:n-1]
+		if f := len(p.free); f > 0 {
+			i, p.free = p.free[f-1], p.free[:f-1]
 		} else {
 			p.slots = append(p.slots, slot{})
 			i = int32(len(p.slots) - 1)
 		}
-		p.slots[i] = slot{key: k, ref: 1}
-		p.byKey[k] = i
+		p.slots[i] = slot{key: k, ref: 1, cached: true}
+		p.byKey[k] = append(p.byKey[k], i)
 		a.held = append(a.held, i)
-		a.anon--
-		if start < 0 {
-			start = j
-		}
 	}
-	flush(len(keys))
+	a.anon -= n
+	if n > 0 {
+		p.events = append(p.events, Event{Kind: BlockStored, Hashes: keys[:n], Tokens: tokens[:n*blockSize], BlockSize: blockSize, Parent: parent, HasParent: hasParent})
+	}
 }
 
 // Release returns a finished request's blocks. Cached ones no other request
@@ -185,7 +194,7 @@ func (p *BlockPool) Release(a *Allocation) {
 			continue
 		}
 		p.held--
-		if c, ok := p.byKey[p.slots[i].key]; ok && c == i {
+		if p.slots[i].cached {
 			p.pushBack(i)
 		} else {
 			p.free = append(p.free, i) // uncached by a Reset while held
@@ -200,10 +209,13 @@ func (p *BlockPool) Release(a *Allocation) {
 // running requests stay theirs but are no longer cached: no later request
 // can hit them, and they are freed, not cached, when released.
 func (p *BlockPool) Reset() {
-	for k, i := range p.byKey {
-		if p.slots[i].ref == 0 {
-			p.unlink(i)
-			p.free = append(p.free, i)
+	for k, copies := range p.byKey {
+		for _, i := range copies {
+			p.slots[i].cached = false
+			if p.slots[i].ref == 0 {
+				p.unlink(i)
+				p.free = append(p.free, i)
+			}
 		}
 		delete(p.byKey, k)
 	}

@@ -3,6 +3,7 @@ package vllmfake
 import (
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
@@ -114,11 +115,12 @@ func TestBlockPoolStoredEventsChain(t *testing.T) {
 }
 
 // A random run against the invariants: capacity is never exceeded, and the
-// events replayed into a set reproduce the cache's contents.
+// events replayed into reference counts (as kvtrack's index keeps them)
+// reproduce the cache's contents, copies of one block included.
 func TestBlockPoolEventsReproduceContents(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	p := NewBlockPool(64)
-	shadow := map[kvblock.Key]bool{}
+	shadow := map[kvblock.Key]int{}
 	var running []*Allocation
 	for range 5000 {
 		if len(running) > 0 && rng.IntN(2) == 0 {
@@ -135,7 +137,9 @@ func TestBlockPoolEventsReproduceContents(t *testing.T) {
 					ks[j] = kvblock.Key(rng.Uint64())
 				}
 			}
-			a, err := p.Allocate(ks, n, n+rng.IntN(3))
+			// Sometimes vLLM's cap: the last prompt block is recomputed,
+			// a second copy when it is cached.
+			a, err := p.Allocate(ks, n-rng.IntN(2), n+rng.IntN(3))
 			if err == nil {
 				p.Cache(a, ks[a.Hit:], 0, false, toks(n-a.Hit, 1), 1)
 				running = append(running, a)
@@ -146,9 +150,13 @@ func TestBlockPoolEventsReproduceContents(t *testing.T) {
 		}
 		for _, e := range p.TakeEvents() {
 			for _, k := range e.Hashes {
-				shadow[k] = e.Kind == BlockStored
-				if e.Kind == BlockRemoved {
-					delete(shadow, k)
+				switch e.Kind {
+				case BlockStored:
+					shadow[k]++
+				case BlockRemoved:
+					if shadow[k]--; shadow[k] == 0 {
+						delete(shadow, k)
+					}
 				}
 			}
 		}
@@ -160,6 +168,40 @@ func TestBlockPoolEventsReproduceContents(t *testing.T) {
 		if !p.Contains(k) {
 			t.Fatalf("events say %d is cached, pool disagrees", k)
 		}
+	}
+}
+
+// vLLM does not de-duplicate its cache: the prompt's last block, which it
+// always recomputes, is cached again as a second copy and published, and
+// each copy's eviction is published on its own.
+func TestBlockPoolRecomputedBlockIsAnotherCopy(t *testing.T) {
+	p := NewBlockPool(4)
+	p.Release(run(t, p, keys(1, 2), 2))
+	p.TakeEvents()
+	a, err := p.Allocate(keys(1, 2), 1, 2) // block 2 is cached but recomputed
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Cache(a, keys(2), 1, true, toks(1, 1), 1)
+	ev := p.TakeEvents()
+	if len(ev) != 1 || ev[0].Kind != BlockStored || !slices.Equal(ev[0].Hashes, keys(2)) || ev[0].Parent != 1 {
+		t.Fatalf("events %+v, want BlockStored [2] with parent 1", ev)
+	}
+	p.Release(a)
+	if p.Cached() != 2 || p.Held() != 0 {
+		t.Fatalf("cached %d held %d, want 2 distinct hashes and nothing held", p.Cached(), p.Held())
+	}
+	// The free queue holds 2, its copy, then 1 (released tail first). Two
+	// new blocks evict the oldest copy of 2 alone: the other still hits.
+	if _, err := p.Allocate(keys(7, 8), 2, 2); err != nil {
+		t.Fatal(err)
+	}
+	ev = p.TakeEvents()
+	if len(ev) != 1 || ev[0].Kind != BlockRemoved || !slices.Equal(ev[0].Hashes, keys(2)) {
+		t.Fatalf("events %+v, want one BlockRemoved [2]", ev)
+	}
+	if p.PrefixLen(keys(1, 2)) != 2 {
+		t.Errorf("after one copy's eviction the prefix [1 2] hits %d blocks, want 2", p.PrefixLen(keys(1, 2)))
 	}
 }
 
