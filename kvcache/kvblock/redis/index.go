@@ -70,8 +70,8 @@ type Index struct {
 	// their ids.
 	ownTTL   map[string]int64
 	ownNames []string
-	weights     kvblock.TierWeights
-	m           *metrics
+	weights  kvblock.TierWeights
+	m        *metrics
 
 	reloading atomic.Bool // a cluster topology reload is under way
 
