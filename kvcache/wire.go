@@ -56,6 +56,11 @@ func newIndex(cfg Config, o options) (kvblock.Index, error) {
 	case IndexRedis:
 		var ropts []redis.Option
 		ropts = append(ropts, redis.WithTierWeights(indexWeights(cfg)))
+		// Speculative entries expire in Redis on their own TTL, so that a
+		// replica that dies before removing them does not leave them for
+		// the index's hour. Set whether or not this replica speculates:
+		// every replica sharing the index must agree on it.
+		ropts = append(ropts, redis.WithTierTTL(speculativeMediumName, time.Duration(cfg.Speculative.TTL)))
 		if o.reg != nil && *cfg.Metrics.Enabled {
 			ropts = append(ropts, redis.WithRegisterer(o.reg))
 		}
