@@ -151,6 +151,9 @@ func BenchmarkRedisIndexAdd(b *testing.B) {
 // by podsPerKey pods: 1 is the worst case (every block's key costs its own
 // overhead), larger shares are shared prefixes.
 func BenchmarkRedisIndexMemory(b *testing.B) {
+	if testing.Short() {
+		b.Skip("stores 1M entries; run without -short")
+	}
 	const entries = 1 << 20
 	for _, podsPerKey := range []int{1, 4, 16} {
 		b.Run(fmt.Sprintf("pods-per-key=%d", podsPerKey), func(b *testing.B) {
