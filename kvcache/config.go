@@ -291,6 +291,12 @@ type RedisConfig struct {
 	KeyPrefix string `json:"keyPrefix,omitempty"`
 	// PoolSize is the maximum number of connections. Default 0: 10 per CPU.
 	PoolSize int `json:"poolSize,omitempty"`
+	// Buckets is the number of Redis strings the blocks are packed into,
+	// so that Redis's per-key overhead is shared: size it at about the
+	// blocks the index holds divided by 16 (fewer make a score read more
+	// bytes, more cost memory per block). Every replica sharing the index
+	// must use the same value. Default 65536.
+	Buckets int `json:"buckets,omitempty"`
 	// Cluster selects Redis Cluster, addr then naming a seed node.
 	Cluster RedisClusterConfig `json:"cluster,omitzero"`
 	// TTL drops an entry that has not been stored again for this long: a
@@ -429,6 +435,7 @@ const (
 	DefaultRedisAddr         = "localhost:6379"
 	DefaultRedisKeyPrefix    = "kvtrack:"
 	DefaultRedisTTL          = Duration(time.Hour)
+	DefaultRedisBuckets      = 1 << 16
 	DefaultRedisDialTimeout  = Duration(time.Second)
 	DefaultRedisReadTimeout  = Duration(500 * time.Millisecond)
 	DefaultRedisWriteTimeout = Duration(500 * time.Millisecond)
@@ -485,6 +492,7 @@ func (c Config) WithDefaults() Config {
 	if c.Redis.KeyPrefix == "" {
 		c.Redis.KeyPrefix = DefaultRedisKeyPrefix
 	}
+	def(&c.Redis.Buckets, DefaultRedisBuckets)
 	defDur(&c.Redis.TTL, DefaultRedisTTL)
 	defDur(&c.Redis.DialTimeout, DefaultRedisDialTimeout)
 	defDur(&c.Redis.ReadTimeout, DefaultRedisReadTimeout)
@@ -759,6 +767,9 @@ func (r RedisConfig) validate(bad func(field, format string, args ...any)) {
 	}
 	if r.Cluster.Groups < 0 || r.Cluster.Groups > 4096 {
 		bad("redis.cluster.groups", "%d out of range (valid: 0 for the default, up to 4096)", r.Cluster.Groups)
+	}
+	if r.Buckets < 1 || r.Buckets > 1<<30 {
+		bad("redis.buckets", "%d out of range (valid: 1 to 2^30; about the index's blocks / 16)", r.Buckets)
 	}
 	if r.PoolSize < 0 {
 		bad("redis.poolSize", "%d is negative (valid: 0 for 10 per CPU, or a number of connections)", r.PoolSize)
