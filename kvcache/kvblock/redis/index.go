@@ -285,7 +285,7 @@ func (ix *Index) writeKeys(ctx context.Context, o op, pod kvblock.Pod, tier kvbl
 				}
 				args = append(args, width, ttl, ownID, max(minExpireKeys, len(part)/4), own)
 			}
-			calls = append(calls, call{s: s, keys: ix.bucketKeys(g, part), args: args})
+			calls = append(calls, call{s: s, keys: []string{ix.stats[g]}, args: args})
 		}
 	}
 	_, err = ix.runAll(ctx, o, calls)
@@ -648,18 +648,6 @@ func (ix *Index) buffer() *[]byte {
 	}
 	b := make([]byte, 0, 4096)
 	return &b
-}
-
-// bucketKeys returns the name of the bucket of each key in part (8 bytes
-// each), all in group g, after the group's counters key that routes the
-// script call.
-func (ix *Index) bucketKeys(g int, part []byte) []string {
-	keys := make([]string, 1, 1+len(part)/8)
-	keys[0] = ix.stats[g]
-	for i := 0; i+8 <= len(part); i += 8 {
-		keys = append(keys, ix.bucketName(g, binary.BigEndian.Uint32(part[i+4:])))
-	}
-	return keys
 }
 
 // bucketName is the name of the bucket in group g that holds keys whose
