@@ -1,6 +1,7 @@
 package redis_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strconv"
@@ -17,12 +18,15 @@ import (
 
 // benchIndex is an Index on a local server of its own, without TTL, with
 // its registry and a raw client to read the server's own statistics.
-func benchIndex(b *testing.B) (*redis.Index, *prometheus.Registry, *goredis.Client) {
+func benchIndex(b *testing.B, edit ...func(*redis.Config)) (*redis.Index, *prometheus.Registry, *goredis.Client) {
 	b.Helper()
 	srv := startServer(b)
 	cfg := redis.DefaultConfig()
 	cfg.Addr = srv.Addr()
 	cfg.TTL = 0
+	for _, e := range edit {
+		e(&cfg)
+	}
 	// A busy machine can stall one big script call past the default.
 	cfg.ReadTimeout = time.Duration(10 * time.Second)
 	reg := prometheus.NewRegistry()
@@ -148,17 +152,24 @@ func BenchmarkRedisIndexAdd(b *testing.B) {
 
 // BenchmarkRedisIndexMemory stores 1M (block, pod) entries and reports the
 // server's used_memory growth (INFO memory) per entry, with each block held
-// by podsPerKey pods: 1 is the worst case (every block's key costs its own
-// overhead), larger shares are shared prefixes.
+// by podsPerKey pods: 1 is the worst case (every block costs its own key
+// and run header), larger shares are shared prefixes. With the default
+// buckets a bucket packs 16 one-pod blocks; the buckets= cases show the
+// cost of a bucket count sized for 1 and for 64 blocks per bucket.
 func BenchmarkRedisIndexMemory(b *testing.B) {
 	if testing.Short() {
 		b.Skip("stores 1M entries; run without -short")
 	}
 	const entries = 1 << 20
-	for _, podsPerKey := range []int{1, 4, 16} {
-		b.Run(fmt.Sprintf("pods-per-key=%d", podsPerKey), func(b *testing.B) {
+	for _, tc := range []struct{ podsPerKey, buckets int }{{1, 0}, {4, 0}, {16, 0}, {1, 1 << 20}, {1, 1 << 14}} {
+		name := fmt.Sprintf("pods-per-key=%d", tc.podsPerKey)
+		if tc.buckets > 0 {
+			name += fmt.Sprintf("/buckets=%d", tc.buckets)
+		}
+		podsPerKey := tc.podsPerKey
+		b.Run(name, func(b *testing.B) {
 			for b.Loop() {
-				ix, _, _ := benchIndex(b)
+				ix, _, _ := benchIndex(b, func(c *redis.Config) { c.Buckets = tc.buckets })
 				ctx := context.Background()
 				base, _, err := ix.Memory(ctx)
 				if err != nil {
@@ -189,6 +200,7 @@ func BenchmarkRedisIndexMemory(b *testing.B) {
 					b.Fatal(err)
 				}
 				b.ReportMetric(float64(used-base)/float64(st.Entries), "B/entry")
+				b.ReportMetric(float64(st.Keys)/float64(cmp.Or(tc.buckets, redis.DefaultBuckets)), "blocks/bucket")
 			}
 		})
 	}

@@ -249,8 +249,9 @@ for i = 1, #keys, 8 do
   local at, n = nil, 0
   if v then at, n = locate(v, k) end
   if not at then
-    -- A new block: its run goes at the bucket's end.
-    redis.call('APPEND', bk, k .. '\0\1' .. rec)
+    -- A new block: its run goes at the bucket's end. SET rather than
+    -- APPEND, which would leave the string up to twice its length.
+    redis.call('SET', bk, (v or '') .. k .. '\0\1' .. rec)
     added, blocks = added + 1, blocks + 1
   else
     if n >= 65535 then return redis.error_reply('ERR kvtrack: a block holds 65535 references') end
