@@ -81,12 +81,27 @@ func reportServer(b *testing.B, reg *prometheus.Registry, rc *goredis.Client, op
 // BenchmarkRedisIndexScore scores a prompt of tokens/16 keys against pods
 // candidates, where pod p holds the first (p+1)/pods of the prompt: the walk
 // covers the whole prompt and visits every candidate's entries, the worst
-// case for the walk.
+// case for the walk. The filled case first stores 1M other one-pod blocks
+// (skipped under -short), so that every bucket the score reads also packs
+// 16 blocks of other prompts, as in a full index.
 func BenchmarkRedisIndexScore(b *testing.B) {
-	for _, tc := range []struct{ tokens, pods int }{{8192, 100}, {8192, 10}, {1024, 100}} {
-		b.Run(fmt.Sprintf("tokens=%d/pods=%d", tc.tokens, tc.pods), func(b *testing.B) {
+	for _, tc := range []struct{ tokens, pods, fill int }{{8192, 100, 0}, {8192, 10, 0}, {1024, 100, 0}, {8192, 100, 1 << 20}} {
+		name := fmt.Sprintf("tokens=%d/pods=%d", tc.tokens, tc.pods)
+		if tc.fill > 0 {
+			name += fmt.Sprintf("/filled=%d", tc.fill)
+		}
+		b.Run(name, func(b *testing.B) {
+			if tc.fill > 0 && testing.Short() {
+				b.Skip("stores 1M blocks; run without -short")
+			}
 			ix, reg, rc := benchIndex(b)
 			ctx := context.Background()
+			other := kvblock.Pod{Addr: "10.2.255.255:8000"}
+			for lo := 0; lo < tc.fill; lo += 4096 {
+				if err := ix.Add(ctx, other, kvblock.TierGPU, keyRange(1<<30+lo, 1<<30+lo+4096)); err != nil {
+					b.Fatal(err)
+				}
+			}
 			ks := keyRange(0, tc.tokens/16)
 			pods := make([]kvblock.Pod, tc.pods)
 			for p := range pods {
