@@ -86,7 +86,7 @@
 //
 //	layout                                  1 pod per block   4 pods   16 pods
 //	a string per block (APPEND per record)   130 B             42 B     26 B
-//	buckets, 16 one-pod blocks per bucket    32 B              25 B     22 B
+//	buckets, 16 one-pod blocks per bucket    32 B              24 B     22 B
 //	 (the default 65536 buckets)
 //	buckets sized for 64 blocks each          28 B
 //	buckets sized for 1 block each           146 B
