@@ -24,7 +24,9 @@
 // and the write scripts more bytes copied; more buckets cost memory, up to
 // the per-block layout's when a bucket holds a single block. Every replica
 // sharing an index must use the same count; the first write of a client
-// with another one fails, naming it.
+// with another one fails, naming it. An index written by an older version
+// (a string per block, "<prefix>{g}b<key>") is not read: give the new one
+// another redis.keyPrefix, or delete the old keys.
 //
 // # Expiry
 //
