@@ -77,7 +77,7 @@
 //	 in Lua, 0.1-1 us each)
 //	records appended per reference, MGET + client walk  0.5-3 ms / 57-160 us     0.8-1.6 ms
 //	 (a string per block)
-//	the same records, packed into buckets (this package) 1.05 ms / 116 us        2.3 ms
+//	the same records, packed into buckets (this package) 1.5 ms / 89 us          1.55 ms
 //	 (figures of the benchstat run below)
 //
 //	(*) 113 ms at the busiest moment.
@@ -99,18 +99,21 @@
 // up to twice its length (Redis grows it greedily): 40 B per entry; a new
 // block is now SET with the bucket's whole value.
 //
-// Old against new (benchstat, 6 interleaved runs of each, same session,
-// load average 8-14; server is INFO commandstats time):
+// Old against new (benchstat medians, 6 interleaved runs of each, same
+// session, load average 6-9; server is INFO commandstats time; "~" is no
+// significant difference at p < 0.05):
 //
 //	                                 wall (old -> new)        server (old -> new)
-//	score 512 keys, 100 pods          1.39 ms -> 1.05 ms (~)   112 us -> 116 us (~)
+//	score 512 keys, 100 pods          1.28 ms -> 1.50 ms (~)   98 us -> 89 us (~)
 //	 same, 1M other blocks stored     0.9-1.6 ms               124-295 us (317 KB read, from 187)
-//	add 512 new keys                  1.52 ms -> 2.50 ms       1.22 ms -> 2.27 ms (+87%)
-//	remove 512 keys                   0.84 ms -> 1.61 ms       0.83 ms -> 1.40 ms (+69%)
+//	add 512 new keys                  1.57 ms -> 1.53 ms (~)   1.29 ms -> 1.55 ms (+20%)
+//	remove 512 keys                   0.86 ms -> 0.84 ms (~)   0.75 ms -> 0.84 ms (~)
 //
-// Add and Remove cost more because a bucket must be read to find the block
-// in it: Add went from one call per key (APPEND) to two (GET, SET), and
-// both copy the bucket's bytes through Lua. Add's target of 0.5 ms for 512
+// Add costs more server time because a bucket must be read to find the
+// block in it: Add went from one call per key (APPEND) to two (GET, SET),
+// and both copy the bucket's bytes through Lua (the APPEND version of the
+// buckets measured +87% for add and +69% for remove in an earlier session
+// at load 8-14). Add's target of 0.5 ms for 512
 // keys is out of reach for any layout that does per-key work in a script
 // on this machine: a script that only calls PING 512 times takes 0.45-0.5
 // ms of server time, 512 HSETNX calls 1.7 ms, and a script given the 512
