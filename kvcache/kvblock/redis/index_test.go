@@ -594,8 +594,8 @@ func TestBucketsPackManyBlocks(t *testing.T) {
 }
 
 // TestBucketCountMustMatch refuses a client configured with another bucket
-// count than the index was made with: it would look for blocks in the
-// wrong buckets.
+// count than the index was made with, for writes and scores alike: it
+// would look for blocks in the wrong buckets.
 func TestBucketCountMustMatch(t *testing.T) {
 	srv := startServer(t)
 	one := newIndexOn(t, srv)
@@ -604,6 +604,10 @@ func TestBucketCountMustMatch(t *testing.T) {
 	err := two.Add(context.Background(), podB, kvblock.TierGPU, keyRange(0, 2))
 	if err == nil || !strings.Contains(err.Error(), "buckets") {
 		t.Errorf("Add with another bucket count = %v, want an error naming the buckets", err)
+	}
+	got, err := two.Score(context.Background(), keyRange(0, 2), []kvblock.Pod{podA}, nil)
+	if err == nil || !strings.Contains(err.Error(), "buckets") {
+		t.Errorf("Score with another bucket count = %+v, %v; want an error naming the buckets", got, err)
 	}
 }
 

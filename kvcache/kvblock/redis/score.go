@@ -102,6 +102,7 @@ func (ix *Index) score(ctx context.Context, keys []kvblock.Key, candidates []kvb
 	routing := make([]string, 0, ng+1)
 	pipe := ix.client.Pipeline()
 	genCmd := pipe.Get(ctx, ix.meta+"gen")
+	bucketsCmd := pipe.Get(ctx, ix.meta+"buckets")
 	var idsCmd *goredis.SliceCmd
 	if len(sc.unknown) > 0 {
 		idsCmd = pipe.HMGet(ctx, ix.meta+"pods", sc.fields(sc.unknown)...)
@@ -118,6 +119,10 @@ func (ix *Index) score(ctx context.Context, keys []kvblock.Key, candidates []kvb
 	ix.m.roundTrips[opScore].Add(float64(ix.nodes(ctx, routing)))
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
 		return err
+	}
+	if nb := bucketsCmd.Val(); nb != "" && nb != ix.nbArg {
+		// The blocks are in other buckets than this client would read.
+		return fmt.Errorf("the index uses %s buckets per group and this client %s; configure the same redis.buckets and redis.cluster.groups on every replica", nb, ix.nbArg)
 	}
 	if g := genCmd.Val(); g != gen && len(sc.unknown) < len(sc.names) {
 		// The server lost the registry the cached ids came from: read
