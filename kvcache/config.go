@@ -300,8 +300,9 @@ type RedisConfig struct {
 	// Cluster selects Redis Cluster, addr then naming a seed node.
 	Cluster RedisClusterConfig `json:"cluster,omitzero"`
 	// TTL drops an entry that has not been stored again for this long: a
-	// safety net for removals that never arrived. Expiry is coarse: an
-	// entry goes between TTL and 1.25 x TTL after its last store. Default
+	// safety net for removals that never arrived. Expiry is coarse and runs
+	// on writes: an entry goes between TTL and 1.25 x TTL after its last
+	// store, at the next write to its group by any replica. Default
 	// 1h; a negative value ("-1s") disables expiry, and the per-pod logs
 	// then grow until the pod is cleared.
 	TTL Duration `json:"ttl,omitempty"`
@@ -368,7 +369,10 @@ type SpeculativeConfig struct {
 	// Enabled turns speculative recording on. Default false.
 	Enabled bool `json:"enabled,omitempty"`
 	// TTL is how long an unconfirmed speculative entry lives: longer than a
-	// request's queueing and prefill. Default 10s; at most 1m.
+	// request's queueing and prefill. Default 10s; at most 1m. The redis
+	// backend also expires speculative entries on this TTL in Redis
+	// (coarsely, as redis.ttl), so that those of a replica that dies go
+	// too; replicas sharing an index must agree on it.
 	TTL Duration `json:"ttl,omitempty"`
 }
 
