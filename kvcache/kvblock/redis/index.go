@@ -285,7 +285,7 @@ func (ix *Index) writeKeys(ctx context.Context, o op, pod kvblock.Pod, tier kvbl
 				}
 				args = append(args, width, ttl, ownID, max(minExpireKeys, len(part)/4), own)
 			}
-			calls = append(calls, call{s: s, keys: []string{ix.stats[g]}, args: args})
+			calls = append(calls, call{s: s, key: ix.stats[g], args: args})
 		}
 	}
 	_, err = ix.runAll(ctx, o, calls)
@@ -310,7 +310,7 @@ func (ix *Index) clearPod(ctx context.Context, pod kvblock.Pod) error {
 	}
 	id := strconv.FormatUint(uint64(pid), 10)
 	return ix.drainGroups(ctx, opClearPod, func(g int) call {
-		return call{s: clearPodScript, keys: []string{ix.stats[g]}, args: []any{ix.groups[g], ix.nbArg, id, clearKeys}}
+		return call{s: clearPodScript, key: ix.stats[g], args: []any{ix.groups[g], ix.nbArg, id, clearKeys}}
 	})
 }
 
@@ -320,7 +320,7 @@ func (ix *Index) clearPod(ctx context.Context, pod kvblock.Pod) error {
 func (ix *Index) Clear(ctx context.Context) error {
 	start := time.Now()
 	err := ix.drainGroups(ctx, opClear, func(g int) call {
-		return call{s: clearScript, keys: []string{ix.stats[g]}, args: []any{ix.groups[g], ix.nbArg, clearKeys}}
+		return call{s: clearScript, key: ix.stats[g], args: []any{ix.groups[g], ix.nbArg, clearKeys}}
 	})
 	ix.done(opClear, start, err)
 	if err != nil {
@@ -414,11 +414,10 @@ func (ix *Index) readStats(ctx context.Context) (kvblock.Stats, error) {
 	}, nil
 }
 
-// call is one script call on a group (or the registry): keys[0] routes
-// it, the others are the keys it reads.
+// call is one script call on the group (or registry) key names.
 type call struct {
 	s    *script
-	keys []string
+	key  string
 	args []any
 }
 
@@ -431,13 +430,13 @@ func (ix *Index) runAll(ctx context.Context, o op, calls []call) ([]any, error) 
 	}
 	keys := make([]string, len(calls))
 	for i, c := range calls {
-		keys[i] = c.keys[0]
+		keys[i] = c.key
 	}
 	ix.m.roundTrips[o].Add(float64(ix.nodes(ctx, keys)))
 	cmds := make([]*goredis.Cmd, len(calls))
 	pipe := ix.client.Pipeline()
 	for i, c := range calls {
-		cmds[i] = pipe.EvalSha(ctx, c.s.sha, c.keys, c.args...)
+		cmds[i] = pipe.EvalSha(ctx, c.s.sha, []string{c.key}, c.args...)
 	}
 	_, _ = pipe.Exec(ctx) // errors are read per command
 	var again []int
@@ -456,7 +455,7 @@ func (ix *Index) runAll(ctx context.Context, o op, calls []call) ([]any, error) 
 		ix.m.roundTrips[o].Add(float64(ix.nodes(ctx, retry)))
 		pipe := ix.client.Pipeline()
 		for _, i := range again {
-			cmds[i] = pipe.Eval(ctx, calls[i].s.src, calls[i].keys, calls[i].args...)
+			cmds[i] = pipe.Eval(ctx, calls[i].s.src, []string{calls[i].key}, calls[i].args...)
 		}
 		_, _ = pipe.Exec(ctx)
 	}
@@ -523,7 +522,7 @@ func (ix *Index) intern(ctx context.Context, o op, name, tierName string) (uint3
 		}
 	}
 	args := append([]any{ix.meta, ix.nbArg, name, tierName}, toAny(ix.ownNames)...)
-	res, err := ix.runAll(ctx, o, []call{{s: internScript, keys: []string{ix.meta + "pods"}, args: args}})
+	res, err := ix.runAll(ctx, o, []call{{s: internScript, key: ix.meta + "pods", args: args}})
 	if err != nil {
 		return 0, 0, "", err
 	}
@@ -651,8 +650,8 @@ func (ix *Index) buffer() *[]byte {
 }
 
 // bucketName is the name of the bucket in group g that holds keys whose
-// low 32 bits are low. The scripts compute the same (bucket, in the Lua
-// prelude) for the keys of a log.
+// low 32 bits are low. The scripts name buckets the same way (bucket, in
+// the Lua prelude).
 func (ix *Index) bucketName(g int, low uint32) string {
 	var b [4]byte
 	binary.BigEndian.PutUint32(b[:], low%ix.nb)
