@@ -291,11 +291,18 @@ type RedisConfig struct {
 	KeyPrefix string `json:"keyPrefix,omitempty"`
 	// PoolSize is the maximum number of connections. Default 0: 10 per CPU.
 	PoolSize int `json:"poolSize,omitempty"`
+	// Buckets is the number of Redis strings the blocks are packed into,
+	// so that Redis's per-key overhead is shared: size it at about the
+	// blocks the index holds divided by 16 (fewer make a score read more
+	// bytes, more cost memory per block). Every replica sharing the index
+	// must use the same value. Default 65536.
+	Buckets int `json:"buckets,omitempty"`
 	// Cluster selects Redis Cluster, addr then naming a seed node.
 	Cluster RedisClusterConfig `json:"cluster,omitzero"`
 	// TTL drops an entry that has not been stored again for this long: a
-	// safety net for removals that never arrived. Expiry is coarse: an
-	// entry goes between TTL and 1.25 x TTL after its last store. Default
+	// safety net for removals that never arrived. Expiry is coarse and runs
+	// on writes: an entry goes between TTL and 1.25 x TTL after its last
+	// store, at the next write to its group by any replica. Default
 	// 1h; a negative value ("-1s") disables expiry, and the per-pod logs
 	// then grow until the pod is cleared.
 	TTL Duration `json:"ttl,omitempty"`
@@ -363,7 +370,10 @@ type SpeculativeConfig struct {
 	// Enabled turns speculative recording on. Default false.
 	Enabled bool `json:"enabled,omitempty"`
 	// TTL is how long an unconfirmed speculative entry lives: longer than a
-	// request's queueing and prefill. Default 10s; at most 1m.
+	// request's queueing and prefill. Default 10s; at most 1m. The redis
+	// backend also expires speculative entries on this TTL in Redis
+	// (coarsely, as redis.ttl), so that those of a replica that dies go
+	// too; replicas sharing an index must agree on it.
 	TTL Duration `json:"ttl,omitempty"`
 }
 
@@ -430,6 +440,7 @@ const (
 	DefaultRedisAddr         = "localhost:6379"
 	DefaultRedisKeyPrefix    = "kvtrack:"
 	DefaultRedisTTL          = Duration(time.Hour)
+	DefaultRedisBuckets      = 1 << 16
 	DefaultRedisDialTimeout  = Duration(time.Second)
 	DefaultRedisReadTimeout  = Duration(500 * time.Millisecond)
 	DefaultRedisWriteTimeout = Duration(500 * time.Millisecond)
@@ -486,6 +497,7 @@ func (c Config) WithDefaults() Config {
 	if c.Redis.KeyPrefix == "" {
 		c.Redis.KeyPrefix = DefaultRedisKeyPrefix
 	}
+	def(&c.Redis.Buckets, DefaultRedisBuckets)
 	defDur(&c.Redis.TTL, DefaultRedisTTL)
 	defDur(&c.Redis.DialTimeout, DefaultRedisDialTimeout)
 	defDur(&c.Redis.ReadTimeout, DefaultRedisReadTimeout)
@@ -760,6 +772,9 @@ func (r RedisConfig) validate(bad func(field, format string, args ...any)) {
 	}
 	if r.Cluster.Groups < 0 || r.Cluster.Groups > 4096 {
 		bad("redis.cluster.groups", "%d out of range (valid: 0 for the default, up to 4096)", r.Cluster.Groups)
+	}
+	if r.Buckets < 1 || r.Buckets > 1<<30 {
+		bad("redis.buckets", "%d out of range (valid: 1 to 2^30; about the index's blocks / 16)", r.Buckets)
 	}
 	if r.PoolSize < 0 {
 		bad("redis.poolSize", "%d is negative (valid: 0 for 10 per CPU, or a number of connections)", r.PoolSize)

@@ -146,12 +146,16 @@ func TestValidateRejects(t *testing.T) {
 
 func TestRedisSection(t *testing.T) {
 	c := Config{Hash: HashConfig{Seed: "42"}, Index: IndexConfig{Backend: IndexRedis}}.WithDefaults()
-	if c.Redis.Addr != "localhost:6379" || c.Redis.TTL == 0 {
+	if c.Redis.Addr != "localhost:6379" || c.Redis.TTL == 0 || c.Redis.Buckets != 65536 {
 		t.Errorf("empty redis section with the redis backend = %+v, want redis.DefaultConfig()", c.Redis)
 	}
 	c.Redis.Addr = "no-port"
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "redis.addr") {
 		t.Errorf("Validate() = %v, want an error naming redis.addr", err)
+	}
+	c.Redis.Addr, c.Redis.Buckets = "localhost:6379", -3
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "redis.buckets") {
+		t.Errorf("Validate() = %v, want an error naming redis.buckets", err)
 	}
 	c.Index.Backend = IndexMemory
 	if err := c.Validate(); err != nil {

@@ -56,6 +56,11 @@ func newIndex(cfg Config, o options) (kvblock.Index, error) {
 	case IndexRedis:
 		var ropts []redis.Option
 		ropts = append(ropts, redis.WithTierWeights(indexWeights(cfg)))
+		// Speculative entries expire in Redis on their own TTL, so that a
+		// replica that dies before removing them does not leave them for
+		// the index's hour. Set whether or not this replica speculates:
+		// every replica sharing the index must agree on it.
+		ropts = append(ropts, redis.WithTierTTL(speculativeMediumName, time.Duration(cfg.Speculative.TTL)))
 		if o.reg != nil && *cfg.Metrics.Enabled {
 			ropts = append(ropts, redis.WithRegisterer(o.reg))
 		}
@@ -102,7 +107,7 @@ func (r RedisConfig) options() redis.Config {
 			Enabled: r.TLS.Enabled, CAFile: r.TLS.CAFile,
 			ServerName: r.TLS.ServerName, InsecureSkipVerify: r.TLS.InsecureSkipVerify,
 		},
-		KeyPrefix: r.KeyPrefix, PoolSize: r.PoolSize,
+		KeyPrefix: r.KeyPrefix, PoolSize: r.PoolSize, Buckets: r.Buckets,
 		Cluster: redis.ClusterConfig{Enabled: r.Cluster.Enabled, Groups: r.Cluster.Groups},
 		TTL:     time.Duration(ttl), DialTimeout: time.Duration(r.DialTimeout),
 		ReadTimeout: time.Duration(r.ReadTimeout), WriteTimeout: time.Duration(r.WriteTimeout),

@@ -1,6 +1,7 @@
 package redis_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strconv"
@@ -17,12 +18,15 @@ import (
 
 // benchIndex is an Index on a local server of its own, without TTL, with
 // its registry and a raw client to read the server's own statistics.
-func benchIndex(b *testing.B) (*redis.Index, *prometheus.Registry, *goredis.Client) {
+func benchIndex(b *testing.B, edit ...func(*redis.Config)) (*redis.Index, *prometheus.Registry, *goredis.Client) {
 	b.Helper()
 	srv := startServer(b)
 	cfg := redis.DefaultConfig()
 	cfg.Addr = srv.Addr()
 	cfg.TTL = 0
+	for _, e := range edit {
+		e(&cfg)
+	}
 	// A busy machine can stall one big script call past the default.
 	cfg.ReadTimeout = time.Duration(10 * time.Second)
 	reg := prometheus.NewRegistry()
@@ -77,12 +81,27 @@ func reportServer(b *testing.B, reg *prometheus.Registry, rc *goredis.Client, op
 // BenchmarkRedisIndexScore scores a prompt of tokens/16 keys against pods
 // candidates, where pod p holds the first (p+1)/pods of the prompt: the walk
 // covers the whole prompt and visits every candidate's entries, the worst
-// case for the walk.
+// case for the walk. The filled case first stores 1M other one-pod blocks
+// (skipped under -short), so that every bucket the score reads also packs
+// 16 blocks of other prompts, as in a full index.
 func BenchmarkRedisIndexScore(b *testing.B) {
-	for _, tc := range []struct{ tokens, pods int }{{8192, 100}, {8192, 10}, {1024, 100}} {
-		b.Run(fmt.Sprintf("tokens=%d/pods=%d", tc.tokens, tc.pods), func(b *testing.B) {
+	for _, tc := range []struct{ tokens, pods, fill int }{{8192, 100, 0}, {8192, 10, 0}, {1024, 100, 0}, {8192, 100, 1 << 20}} {
+		name := fmt.Sprintf("tokens=%d/pods=%d", tc.tokens, tc.pods)
+		if tc.fill > 0 {
+			name += fmt.Sprintf("/filled=%d", tc.fill)
+		}
+		b.Run(name, func(b *testing.B) {
+			if tc.fill > 0 && testing.Short() {
+				b.Skip("stores 1M blocks; run without -short")
+			}
 			ix, reg, rc := benchIndex(b)
 			ctx := context.Background()
+			other := kvblock.Pod{Addr: "10.2.255.255:8000"}
+			for lo := 0; lo < tc.fill; lo += 4096 {
+				if err := ix.Add(ctx, other, kvblock.TierGPU, keyRange(1<<30+lo, 1<<30+lo+4096)); err != nil {
+					b.Fatal(err)
+				}
+			}
 			ks := keyRange(0, tc.tokens/16)
 			pods := make([]kvblock.Pod, tc.pods)
 			for p := range pods {
@@ -148,14 +167,24 @@ func BenchmarkRedisIndexAdd(b *testing.B) {
 
 // BenchmarkRedisIndexMemory stores 1M (block, pod) entries and reports the
 // server's used_memory growth (INFO memory) per entry, with each block held
-// by podsPerKey pods: 1 is the worst case (every block's key costs its own
-// overhead), larger shares are shared prefixes.
+// by podsPerKey pods: 1 is the worst case (every block costs its own key
+// and run header), larger shares are shared prefixes. With the default
+// buckets a bucket packs 16 one-pod blocks; the buckets= cases show the
+// cost of a bucket count sized for 1 and for 64 blocks per bucket.
 func BenchmarkRedisIndexMemory(b *testing.B) {
+	if testing.Short() {
+		b.Skip("stores 1M entries; run without -short")
+	}
 	const entries = 1 << 20
-	for _, podsPerKey := range []int{1, 4, 16} {
-		b.Run(fmt.Sprintf("pods-per-key=%d", podsPerKey), func(b *testing.B) {
+	for _, tc := range []struct{ podsPerKey, buckets int }{{1, 0}, {4, 0}, {16, 0}, {1, 1 << 20}, {1, 1 << 14}} {
+		name := fmt.Sprintf("pods-per-key=%d", tc.podsPerKey)
+		if tc.buckets > 0 {
+			name += fmt.Sprintf("/buckets=%d", tc.buckets)
+		}
+		podsPerKey := tc.podsPerKey
+		b.Run(name, func(b *testing.B) {
 			for b.Loop() {
-				ix, _, _ := benchIndex(b)
+				ix, _, _ := benchIndex(b, func(c *redis.Config) { c.Buckets = tc.buckets })
 				ctx := context.Background()
 				base, _, err := ix.Memory(ctx)
 				if err != nil {
@@ -186,6 +215,7 @@ func BenchmarkRedisIndexMemory(b *testing.B) {
 					b.Fatal(err)
 				}
 				b.ReportMetric(float64(used-base)/float64(st.Entries), "B/entry")
+				b.ReportMetric(float64(st.Keys)/float64(cmp.Or(tc.buckets, redis.DefaultBuckets)), "blocks/bucket")
 			}
 		})
 	}

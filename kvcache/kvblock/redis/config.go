@@ -39,6 +39,13 @@ type Config struct {
 	// vanished). Expiry runs on the write path, a bounded amount per write.
 	// 0 disables it. DefaultConfig sets one hour.
 	TTL time.Duration
+	// Buckets is the number of strings the blocks are packed into (split
+	// evenly over the groups), so that the per-key overhead of Redis is
+	// shared by the blocks of a bucket. Size it at about the blocks the
+	// index holds divided by 16: fewer buckets make a score read more
+	// bytes, more make each block cost more memory. Every replica sharing
+	// the index must use the same value. Default DefaultBuckets.
+	Buckets int
 	// DialTimeout bounds connecting. Default 1s.
 	DialTimeout time.Duration
 	// ReadTimeout and WriteTimeout bound each socket read and write; a
@@ -70,16 +77,22 @@ const (
 	DefaultAddr         = "localhost:6379"
 	DefaultKeyPrefix    = "kvtrack:"
 	DefaultTTL          = time.Hour
+	DefaultBuckets      = 1 << 16
 	DefaultDialTimeout  = time.Second
 	DefaultReadTimeout  = 500 * time.Millisecond
 	DefaultWriteTimeout = 500 * time.Millisecond
 )
+
+// maxBuckets bounds Buckets: a bucket id is 4 bytes, and past a few
+// hundred million the buckets would hold a block each.
+const maxBuckets = 1 << 30
 
 // DefaultConfig returns a Config with every default spelled out.
 func DefaultConfig() Config {
 	return Config{
 		Addr:         DefaultAddr,
 		KeyPrefix:    DefaultKeyPrefix,
+		Buckets:      DefaultBuckets,
 		TTL:          time.Duration(DefaultTTL),
 		DialTimeout:  time.Duration(DefaultDialTimeout),
 		ReadTimeout:  time.Duration(DefaultReadTimeout),
@@ -114,6 +127,9 @@ func (c Config) Validate() error {
 	if strings.ContainsAny(c.KeyPrefix, " \t\r\n") {
 		bad("keyPrefix", "%q contains whitespace; use letters, digits and punctuation such as ':'", c.KeyPrefix)
 	}
+	if c.Buckets < 0 || c.Buckets > maxBuckets {
+		bad("buckets", "%d is out of range; want 0 (default %d) to %d", c.Buckets, DefaultBuckets, maxBuckets)
+	}
 	if c.PoolSize < 0 {
 		bad("poolSize", "%d is negative; want 0 (default: 10 per CPU) or more", c.PoolSize)
 	}
@@ -139,6 +155,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.KeyPrefix == "" {
 		c.KeyPrefix = d.KeyPrefix
+	}
+	if c.Buckets == 0 {
+		c.Buckets = d.Buckets
 	}
 	if c.DialTimeout == 0 {
 		c.DialTimeout = d.DialTimeout

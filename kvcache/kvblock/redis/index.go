@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -23,12 +24,12 @@ const (
 	// of up to writeChunk blocks (64k tokens in 16-token blocks) is one call
 	// per group.
 	writeChunk = 4096
-	// clearBatches bounds the logged batches one ClearPod or Clear script
-	// call drains.
-	clearBatches = 8
-	// expireBatches bounds the logged batches one add expires: more than
-	// the one it logs, so expiry keeps up.
-	expireBatches = 2
+	// clearKeys bounds the logged keys one ClearPod or Clear script call
+	// drains (whole batches: the last may go over).
+	clearKeys = 4096
+	// minExpireKeys is the fewest logged keys an add may expire; it may
+	// expire twice the keys it stores, so expiry keeps up.
+	minExpireKeys = 512
 	// maxPodID is the largest pod id a 3-byte record holds.
 	maxPodID = 1<<24 - 1
 	// recordSize is the size of one (pod, tier, epoch) record in a block.
@@ -59,11 +60,18 @@ type Index struct {
 	meta    string                 // M: "<prefix>{m}"
 	groups  []string               // G of each group: "<prefix>{g}"
 	stats   []string               // each group's counters key, G+"s"
+	nb      uint32                 // buckets per group
+	nbArg   string                 // nb, as the scripts take it
 
 	ttlMillis   int64
 	epochMillis int64
-	weights     kvblock.TierWeights
-	m           *metrics
+	// ownTTL is the TTL in ms of the tiers that have one of their own
+	// (WithTierTTL); ownNames lists them, in the order intern asks for
+	// their ids.
+	ownTTL   map[string]int64
+	ownNames []string
+	weights  kvblock.TierWeights
+	m        *metrics
 
 	reloading atomic.Bool // a cluster topology reload is under way
 
@@ -95,6 +103,7 @@ type Option func(*options)
 type options struct {
 	reg     prometheus.Registerer
 	weights kvblock.TierWeights
+	tierTTL map[string]time.Duration
 }
 
 // WithRegisterer registers the index's kvtrack_redis_* metrics on reg.
@@ -107,6 +116,25 @@ func WithRegisterer(reg prometheus.Registerer) Option {
 // default is kvblock.DefaultTierWeights.
 func WithTierWeights(w kvblock.TierWeights) Option {
 	return func(o *options) { o.weights = w }
+}
+
+// WithTierTTL gives the entries stored on tier (a medium name, such as
+// "SPECULATIVE") a TTL of their own instead of Config.TTL, so that they
+// expire in Redis even when the replica that wrote them is gone. Like
+// Config.TTL, expiry is coarse (between ttl and 1.25 ttl after the last
+// store) and runs on the write path: the first write to an entry's group
+// by any client after that drops it. Every replica sharing the index must
+// give the same tiers the same TTLs. A ttl of 0 or less is ignored.
+func WithTierTTL(tier string, ttl time.Duration) Option {
+	return func(o *options) {
+		if ttl <= 0 {
+			return
+		}
+		if o.tierTTL == nil {
+			o.tierTTL = map[string]time.Duration{}
+		}
+		o.tierTTL[tier] = ttl
+	}
 }
 
 // New validates cfg and returns an Index on the server it names. It does not
@@ -146,12 +174,21 @@ func New(cfg Config, opts ...Option) (*Index, error) {
 		m:         m,
 		podIDs:    map[string]uint32{},
 		tierIDs:   map[string]uint8{},
+		ownTTL:    map[string]int64{},
 	}
+	for name, ttl := range o.tierTTL {
+		ix.ownTTL[name] = max(1, ttl.Milliseconds())
+		ix.ownNames = append(ix.ownNames, name)
+	}
+	slices.Sort(ix.ownNames)
 	ix.cluster, _ = client.(*goredis.ClusterClient)
 	if ix.ttlMillis > 0 {
 		ix.epochMillis = max(1, ix.ttlMillis/4)
 	}
-	for g := range cfg.Cluster.groups() {
+	ng := cfg.Cluster.groups()
+	ix.nb = uint32(max(1, (cfg.Buckets+ng-1)/ng))
+	ix.nbArg = strconv.FormatUint(uint64(ix.nb), 10)
+	for g := range ng {
 		gp := cfg.KeyPrefix + "{" + strconv.Itoa(g) + "}"
 		ix.groups = append(ix.groups, gp)
 		ix.stats = append(ix.stats, gp+"s")
@@ -208,9 +245,10 @@ func (ix *Index) writeKeys(ctx context.Context, o op, pod kvblock.Pod, tier kvbl
 	name, tierName := podName(pod), tier.String()
 	var pid uint32
 	var tid uint8
+	var own string
 	var err error
 	if o == opAdd {
-		pid, tid, err = ix.intern(ctx, o, name, tierName)
+		pid, tid, own, err = ix.intern(ctx, o, name, tierName)
 		if err != nil {
 			return err
 		}
@@ -237,11 +275,15 @@ func (ix *Index) writeKeys(ctx context.Context, o op, pod kvblock.Pod, tier kvbl
 			if len(part) == 0 {
 				continue
 			}
-			args := []any{ix.groups[g], pidStr, string(pb[1:]), string([]byte{tid}), string(part)}
+			args := []any{ix.groups[g], ix.nbArg, pidStr, string(pb[1:]), string([]byte{tid}), string(part)}
 			s := removeScript
 			if o == opAdd {
 				s = addScript
-				args = append(args, ix.epochMillis, ix.ttlMillis, expireBatches)
+				width, ttl, ownID := ix.epochMillis, ix.ttlMillis, 0
+				if t, ok := ix.ownTTL[tierName]; ok {
+					width, ttl, ownID = max(1, t/4), t, int(tid)
+				}
+				args = append(args, width, ttl, ownID, max(minExpireKeys, len(part)/4), own)
 			}
 			calls = append(calls, call{s: s, key: ix.stats[g], args: args})
 		}
@@ -268,7 +310,7 @@ func (ix *Index) clearPod(ctx context.Context, pod kvblock.Pod) error {
 	}
 	id := strconv.FormatUint(uint64(pid), 10)
 	return ix.drainGroups(ctx, opClearPod, func(g int) call {
-		return call{s: clearPodScript, key: ix.stats[g], args: []any{ix.groups[g], id, clearBatches}}
+		return call{s: clearPodScript, key: ix.stats[g], args: []any{ix.groups[g], ix.nbArg, id, clearKeys}}
 	})
 }
 
@@ -278,7 +320,7 @@ func (ix *Index) clearPod(ctx context.Context, pod kvblock.Pod) error {
 func (ix *Index) Clear(ctx context.Context) error {
 	start := time.Now()
 	err := ix.drainGroups(ctx, opClear, func(g int) call {
-		return call{s: clearScript, key: ix.stats[g], args: []any{ix.groups[g], clearBatches}}
+		return call{s: clearScript, key: ix.stats[g], args: []any{ix.groups[g], ix.nbArg, clearKeys}}
 	})
 	ix.done(opClear, start, err)
 	if err != nil {
@@ -454,28 +496,70 @@ func (ix *Index) cachedIDs(name, tierName string) (uint32, uint8, bool) {
 	return pid, tid, ok1 && ok2
 }
 
-// intern returns the ids of a pod and a tier, asking the server to assign
-// them on first sight.
-func (ix *Index) intern(ctx context.Context, o op, name, tierName string) (uint32, uint8, error) {
-	if pid, tid, ok := ix.cachedIDs(name, tierName); ok {
-		return pid, tid, nil
+// cachedOwn returns the ids of the tiers with TTLs of their own, a byte
+// each, when all are cached.
+func (ix *Index) cachedOwn() (string, bool) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	ids := make([]byte, len(ix.ownNames))
+	for i, n := range ix.ownNames {
+		id, ok := ix.tierIDs[n]
+		if !ok {
+			return "", false
+		}
+		ids[i] = id
 	}
-	res, err := ix.runAll(ctx, o, []call{{s: internScript, key: ix.meta + "pods", args: []any{ix.meta, name, tierName}}})
+	return string(ids), true
+}
+
+// intern returns the ids of a pod and a tier, and those of the tiers with
+// TTLs of their own (a byte each), asking the server to assign them on
+// first sight.
+func (ix *Index) intern(ctx context.Context, o op, name, tierName string) (uint32, uint8, string, error) {
+	if pid, tid, ok := ix.cachedIDs(name, tierName); ok {
+		if own, ok := ix.cachedOwn(); ok {
+			return pid, tid, own, nil
+		}
+	}
+	args := append([]any{ix.meta, ix.nbArg, name, tierName}, toAny(ix.ownNames)...)
+	res, err := ix.runAll(ctx, o, []call{{s: internScript, key: ix.meta + "pods", args: args}})
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, "", err
 	}
 	ids, ok := res[0].([]any)
-	if !ok || len(ids) != 3 {
-		return 0, 0, fmt.Errorf("unexpected reply %v from the intern script", res[0])
+	if !ok || len(ids) != 3+len(ix.ownNames) {
+		return 0, 0, "", fmt.Errorf("unexpected reply %v from the intern script", res[0])
 	}
 	pid, ok1 := ids[0].(int64)
-	tid, ok2 := ids[1].(int64)
-	gen, ok3 := ids[2].(string)
-	if !ok1 || !ok2 || !ok3 || pid < 1 || pid > maxPodID || tid < 1 || tid > 255 {
-		return 0, 0, fmt.Errorf("unexpected ids %v from the intern script", ids)
+	gen, ok2 := ids[1].(string)
+	if !ok1 || !ok2 || pid < 1 || pid > maxPodID {
+		return 0, 0, "", fmt.Errorf("unexpected ids %v from the intern script", ids)
 	}
-	ix.remember(gen, name, uint32(pid), tierName, uint8(tid))
-	return uint32(pid), uint8(tid), nil
+	tids := make([]uint8, len(ids)-2)
+	for i, v := range ids[2:] {
+		t, ok := v.(int64)
+		if !ok || t < 1 || t > 255 {
+			return 0, 0, "", fmt.Errorf("unexpected tier ids %v from the intern script", ids[2:])
+		}
+		tids[i] = uint8(t)
+	}
+	ix.mu.Lock()
+	ix.setGen(gen)
+	ix.podIDs[name] = uint32(pid)
+	ix.tierIDs[tierName] = tids[0]
+	for i, n := range ix.ownNames {
+		ix.tierIDs[n] = tids[1+i]
+	}
+	ix.mu.Unlock()
+	return uint32(pid), tids[0], string(tids[1:]), nil
+}
+
+func toAny(s []string) []any {
+	out := make([]any, len(s))
+	for i, v := range s {
+		out[i] = v
+	}
+	return out
 }
 
 // lookupIDs reads the ids of a pod and a tier (tierName "" to skip it)
@@ -563,6 +647,15 @@ func (ix *Index) buffer() *[]byte {
 	}
 	b := make([]byte, 0, 4096)
 	return &b
+}
+
+// bucketName is the name of the bucket in group g that holds keys whose
+// low 32 bits are low. The scripts name buckets the same way (bucket, in
+// the Lua prelude).
+func (ix *Index) bucketName(g int, low uint32) string {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], low%ix.nb)
+	return ix.groups[g] + "k" + string(b[:])
 }
 
 // group is the group a key belongs to.

@@ -2,6 +2,7 @@ package redis_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -425,9 +426,11 @@ func TestClearPodLargerThanOneCall(t *testing.T) {
 	if err := ix.ClearPod(context.Background(), podA); err != nil {
 		t.Fatal(err)
 	}
-	// One to read the pod's id, then 28 batches at 8 per call.
-	if got := ix.roundTrips("clear_pod") - clears; got != 5 {
-		t.Errorf("clear_pod round trips = %v, want 5", got)
+	// One to read the pod's id, then 28 batches (1, 6 x 4096, 424, 20 x
+	// 1250 keys) in calls that stop once they took 4096 keys: 1+4096, 5 x
+	// 4096, 424+3 x 1250, then 4 x 1250 four times and the last 1250.
+	if got := ix.roundTrips("clear_pod") - clears; got != 13 {
+		t.Errorf("clear_pod round trips = %v, want 13", got)
 	}
 	wantMatched(t, mustScore(t, ix, ks, podA, podB), 0, 10)
 	if s := mustStats(t, ix); s.Entries != 10 || s.Keys != 10 || s.Pods != 1 {
@@ -452,8 +455,8 @@ func TestClearDropsEveryPod(t *testing.T) {
 	rc := ix.rawClient(t)
 	left, err := rc.Keys(context.Background(), ix.cfg.KeyPrefix+"*").Result()
 	slices.Sort(left)
-	want := []string{ix.cfg.KeyPrefix + "{0}s", ix.cfg.KeyPrefix + "{m}gen", ix.cfg.KeyPrefix + "{m}pods", ix.cfg.KeyPrefix + "{m}podseq",
-		ix.cfg.KeyPrefix + "{m}tiers", ix.cfg.KeyPrefix + "{m}tierseq"}
+	want := []string{ix.cfg.KeyPrefix + "{0}s", ix.cfg.KeyPrefix + "{m}buckets", ix.cfg.KeyPrefix + "{m}gen", ix.cfg.KeyPrefix + "{m}pods",
+		ix.cfg.KeyPrefix + "{m}podseq", ix.cfg.KeyPrefix + "{m}tiers", ix.cfg.KeyPrefix + "{m}tierseq"}
 	if err != nil || !slices.Equal(left, want) {
 		t.Errorf("keys left after Clear: %q (err %v), want %q", left, err, want)
 	}
@@ -534,25 +537,77 @@ func TestValuesAreCompactBinary(t *testing.T) {
 	mustAdd(t, ix, podA, kvblock.TierGPU, ks)
 	rc := ix.rawClient(t)
 	ctx := context.Background()
-	blockKeys, err := rc.Keys(ctx, ix.cfg.KeyPrefix+"{0}b*").Result()
-	if err != nil || len(blockKeys) != 1 {
-		t.Fatalf("block keys = %q (err %v), want one", blockKeys, err)
+	buckets, err := rc.Keys(ctx, ix.cfg.KeyPrefix+"{0}k*").Result()
+	if err != nil || len(buckets) != 1 {
+		t.Fatalf("bucket keys = %q (err %v), want one", buckets, err)
 	}
-	if got, want := len(blockKeys[0]), len(ix.cfg.KeyPrefix)+4+8; got != want {
-		t.Errorf("block key %q is %d bytes, want %d (prefix, \"{0}b\", 8-byte key)", blockKeys[0], got, want)
+	if got, want := len(buckets[0]), len(ix.cfg.KeyPrefix)+4+4; got != want {
+		t.Errorf("bucket key %q is %d bytes, want %d (prefix, \"{0}k\", 4-byte bucket)", buckets[0], got, want)
 	}
-	v, err := rc.Get(ctx, blockKeys[0]).Bytes()
+	v, err := rc.Get(ctx, buckets[0]).Bytes()
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Two 5-byte records, one per reference: pod id 1 (3 bytes), tier id 1,
-	// epoch (0 without TTL... or the clock's, with it).
-	if len(v) != 10 || string(v[0:4]) != "\x00\x00\x01\x01" || string(v[5:9]) != "\x00\x00\x01\x01" {
-		t.Errorf("block value = %x, want two 5-byte records of pod 1, tier 1", v)
+	// The block: its 8-byte key, 2 records, then the records, one per
+	// reference: pod id 1 (3 bytes), tier id 1, epoch.
+	var key [8]byte
+	binary.BigEndian.PutUint64(key[:], uint64(ks[0]))
+	if len(v) != 20 || string(v[:8]) != string(key[:]) || string(v[8:10]) != "\x00\x02" ||
+		string(v[10:14]) != "\x00\x00\x01\x01" || string(v[15:19]) != "\x00\x00\x01\x01" {
+		t.Errorf("bucket value = %x, want block %x with two 5-byte records of pod 1, tier 1", v, key)
 	}
 	mustAdd(t, ix, podB, kvblock.TierCPU, ks)
-	if n, err := rc.StrLen(ctx, blockKeys[0]).Result(); err != nil || n != 15 {
-		t.Errorf("block value with a second entry is %d bytes (err %v), want 15", n, err)
+	if n, err := rc.StrLen(ctx, buckets[0]).Result(); err != nil || n != 25 {
+		t.Errorf("bucket value with a second entry is %d bytes (err %v), want 25", n, err)
+	}
+}
+
+// TestBucketsPackManyBlocks stores blocks that all share one bucket: each
+// is found, removed and cleared without disturbing its neighbours, and the
+// bucket goes once empty.
+func TestBucketsPackManyBlocks(t *testing.T) {
+	ix := newTestIndex(t, func(c *redis.Config) { c.Buckets = 1 })
+	ks := keyRange(0, 6)
+	mustAdd(t, ix, podA, kvblock.TierGPU, ks)
+	mustAdd(t, ix, podB, kvblock.TierGPU, ks[:3])
+	mustAdd(t, ix, podA, kvblock.TierCPU, ks[1:2])
+	mustRemove(t, ix, podA, kvblock.TierGPU, ks[1:2]) // its CPU entry stays
+	wantMatched(t, mustScore(t, ix, ks, podA, podB), 6, 3)
+	mustRemove(t, ix, podB, kvblock.TierGPU, ks[1:2])
+	wantMatched(t, mustScore(t, ix, ks, podA, podB), 6, 1)
+	if s := mustStats(t, ix); s.Keys != 6 || s.Entries != 8 {
+		t.Errorf("stats = %+v, want 8 entries on 6 keys", s)
+	}
+	rc := ix.rawClient(t)
+	ctx := context.Background()
+	if n, err := rc.Keys(ctx, ix.cfg.KeyPrefix+"{0}k*").Result(); err != nil || len(n) != 1 {
+		t.Fatalf("bucket keys = %q (err %v), want one", n, err)
+	}
+	if err := ix.ClearPod(ctx, podA); err != nil {
+		t.Fatal(err)
+	}
+	wantMatched(t, mustScore(t, ix, ks, podA, podB), 0, 1)
+	mustRemove(t, ix, podB, kvblock.TierGPU, []kvblock.Key{ks[0], ks[2]})
+	if n, err := rc.Exists(ctx, ix.cfg.KeyPrefix+"{0}k\x00\x00\x00\x00").Result(); err != nil || n != 0 {
+		t.Errorf("the empty bucket exists = %d (err %v), want it deleted", n, err)
+	}
+}
+
+// TestBucketCountMustMatch refuses a client configured with another bucket
+// count than the index was made with, for writes and scores alike: it
+// would look for blocks in the wrong buckets.
+func TestBucketCountMustMatch(t *testing.T) {
+	srv := startServer(t)
+	one := newIndexOn(t, srv)
+	two := newIndexOn(t, srv, func(c *redis.Config) { c.Buckets = 1000 })
+	mustAdd(t, one, podA, kvblock.TierGPU, keyRange(0, 2))
+	err := two.Add(context.Background(), podB, kvblock.TierGPU, keyRange(0, 2))
+	if err == nil || !strings.Contains(err.Error(), "buckets") {
+		t.Errorf("Add with another bucket count = %v, want an error naming the buckets", err)
+	}
+	got, err := two.Score(context.Background(), keyRange(0, 2), []kvblock.Pod{podA}, nil)
+	if err == nil || !strings.Contains(err.Error(), "buckets") {
+		t.Errorf("Score with another bucket count = %+v, %v; want an error naming the buckets", got, err)
 	}
 }
 

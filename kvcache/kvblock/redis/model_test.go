@@ -108,7 +108,9 @@ func (m *model) stats() (keys, entries, pods int64) {
 // TestMatchesReferenceModel applies random operations to the Redis index and
 // to the model and compares every score and the stats after each step.
 func TestMatchesReferenceModel(t *testing.T) {
-	ix := newTestIndex(t, func(c *redis.Config) { c.TTL = 0 })
+	// Three buckets: blocks share them, so every change rewrites a bucket
+	// among its neighbours.
+	ix := newTestIndex(t, func(c *redis.Config) { c.TTL, c.Buckets = 0, 3 })
 	ctx := context.Background()
 	space := keyRange(0, 12)
 	pods := []kvblock.Pod{podA, podA1, podB, podC}
@@ -182,7 +184,7 @@ func TestMatchesReferenceModel(t *testing.T) {
 // with -race). Each writer adds and then removes what it added, so the index
 // must end empty with as many removals as admissions.
 func TestConcurrentUseKeepsCountsExact(t *testing.T) {
-	ix := newTestIndex(t)
+	ix := newTestIndex(t, func(c *redis.Config) { c.Buckets = 8 })
 	ctx := context.Background()
 	space := keyRange(0, 64)
 	pods := []kvblock.Pod{podA, podA1, podB, podC}

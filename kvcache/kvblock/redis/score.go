@@ -92,11 +92,9 @@ func (ix *Index) score(ctx context.Context, keys []kvblock.Key, candidates []kvb
 	for g := range ng {
 		sc.bkeys[g], sc.pos[g] = sc.bkeys[g][:0], sc.pos[g][:0]
 	}
-	var kb [8]byte
 	for i, k := range keys {
 		g := ix.group(k)
-		putKey(&kb, k)
-		sc.bkeys[g] = append(sc.bkeys[g], ix.groups[g]+"b"+string(kb[:]))
+		sc.bkeys[g] = append(sc.bkeys[g], ix.bucketName(g, uint32(k)))
 		sc.pos[g] = append(sc.pos[g], i)
 	}
 	// With the blocks go the registry's generation, which vouches for the
@@ -104,6 +102,7 @@ func (ix *Index) score(ctx context.Context, keys []kvblock.Key, candidates []kvb
 	routing := make([]string, 0, ng+1)
 	pipe := ix.client.Pipeline()
 	genCmd := pipe.Get(ctx, ix.meta+"gen")
+	bucketsCmd := pipe.Get(ctx, ix.meta+"buckets")
 	var idsCmd *goredis.SliceCmd
 	if len(sc.unknown) > 0 {
 		idsCmd = pipe.HMGet(ctx, ix.meta+"pods", sc.fields(sc.unknown)...)
@@ -120,6 +119,10 @@ func (ix *Index) score(ctx context.Context, keys []kvblock.Key, candidates []kvb
 	ix.m.roundTrips[opScore].Add(float64(ix.nodes(ctx, routing)))
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
 		return err
+	}
+	if nb := bucketsCmd.Val(); nb != "" && nb != ix.nbArg {
+		// The blocks are in other buckets than this client would read.
+		return fmt.Errorf("the index uses %s buckets per group and this client %s; configure the same redis.buckets and redis.cluster.groups on every replica", nb, ix.nbArg)
 	}
 	if g := genCmd.Val(); g != gen && len(sc.unknown) < len(sc.names) {
 		// The server lost the registry the cached ids came from: read
@@ -152,7 +155,12 @@ func (ix *Index) score(ctx context.Context, keys []kvblock.Key, candidates []kvb
 		}
 		for j, v := range vs {
 			s, _ := v.(string) // nil: absent
-			sc.vals[sc.pos[g][j]] = s
+			at := sc.pos[g][j]
+			run, err := blockRun(s, keys[at])
+			if err != nil {
+				return fmt.Errorf("bucket %q: %w", sc.bkeys[g][j], err)
+			}
+			sc.vals[at] = run
 		}
 	}
 
@@ -341,9 +349,27 @@ func resize[T any](s []T, n int) []T {
 	return s[:n]
 }
 
-func putKey(b *[8]byte, k kvblock.Key) {
-	for i := 7; i >= 0; i-- {
-		b[i] = byte(k)
-		k >>= 8
+func be64(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0])<<56 | uint64(s[1])<<48 | uint64(s[2])<<40 | uint64(s[3])<<32 |
+		uint64(s[4])<<24 | uint64(s[5])<<16 | uint64(s[6])<<8 | uint64(s[7])
+}
+
+// blockRun returns the records of block k in a bucket's value (see
+// scripts.go), "" when the bucket does not hold it.
+func blockRun(bucket string, k kvblock.Key) (string, error) {
+	for i := 0; i < len(bucket); {
+		if len(bucket)-i < 10 {
+			return "", fmt.Errorf("truncated block header at byte %d of %d", i, len(bucket))
+		}
+		end := i + 10 + recordSize*(int(bucket[i+8])<<8|int(bucket[i+9]))
+		if end > len(bucket) {
+			return "", fmt.Errorf("block at byte %d runs past the end (%d bytes)", i, len(bucket))
+		}
+		if be64(bucket[i:i+8]) == uint64(k) {
+			return bucket[i+10 : end], nil
+		}
+		i = end
 	}
+	return "", nil
 }

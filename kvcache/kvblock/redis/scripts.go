@@ -10,17 +10,24 @@ import (
 // tag, so a group lives in one cluster slot and one script can update it),
 // and the pod and tier registries start with M = <prefix>{m}:
 //
-//	G b<key>        string, one per block: 5-byte records <pod id:3 BE>
-//	                <tier id:1><epoch:1>, one per reference (a pod that stored
-//	                a block twice on one tier has two records). <key> is the
-//	                8-byte big-endian Key. Add is one APPEND; Score reads the
-//	                values with MGET and walks them in the client.
-//	G l:<pid>:<ep>  list of the key batches pod <pid> stored during epoch <ep>
+//	G k<bucket>     string, one per bucket: the blocks whose key falls in
+//	                it, each <key:8 BE><n:2 BE> followed by n records
+//	                <pod id:3 BE><tier id:1><epoch:1>, one per reference (a
+//	                pod that stored a block twice on one tier has two
+//	                records). <bucket> is the low 32 bits of the key modulo
+//	                the group's bucket count, 4 bytes BE. Buckets share
+//	                the per-key overhead of Redis (~70 B) among their
+//	                blocks; Score reads them with MGET and finds its blocks
+//	                in the client.
+//	G l:<seg>       list of the key batches a pod stored during one epoch
 //	                (8 bytes per key), the pod's log: ClearPod and expiry
-//	                walk it instead of scanning.
-//	G e:<pid>       sorted set of the epochs pod <pid> has a log for
-//	G a             sorted set "<pid>:<ep>" -> end of the epoch (ms), oldest
-//	                first: what expiry drains
+//	                walk it instead of scanning. <seg> is "<pid>:<ep>", or
+//	                "<pid>:<ep>:<tid>" for a tier with a TTL of its own
+//	                (WithTierTTL), whose epochs are that TTL's.
+//	G e:<pid>       sorted set of the segments ("<ep>" or "<ep>:<tid>") pod
+//	                <pid> has a log for
+//	G a             sorted set "<seg>" -> when the log expires (ms; +inf
+//	                without TTL), oldest first: what expiry drains
 //	G pc            hash pid -> entries the pod holds in the group
 //	G s             hash of counters: keys, entries, admissions, evictions,
 //	                removals
@@ -29,11 +36,13 @@ import (
 //	M podseq, M tierseq  counters allocating the ids
 //	M gen           the registry's generation, a token made when it is
 //	                created: ids cached under another generation are void
+//	M buckets       the bucket count per group every client must use
 //
-// An epoch is a quarter of Config.TTL (0 when TTL is 0: one epoch). A record
+// An epoch is a quarter of the TTL (0 when TTL is 0: one epoch). A record
 // carries its epoch mod 256, so expiring an old epoch's log drops a pod's
-// records of a key only when none of them was stored in a later epoch: an
-// entry expires between TTL and 1.25 TTL after its last store.
+// records of a key only when none of them (of the tiers that log covers)
+// was stored in a later epoch: an entry expires between TTL and 1.25 TTL
+// after its last store, at the first write to its group after that.
 //
 // Ids are interned by a script on M and cached by every client for as long
 // as M gen is unchanged, which is safe because a name keeps its id forever;
@@ -55,10 +64,13 @@ func newScript(name, body string) *script {
 }
 
 // luaPrelude holds the helpers every script shares. ARGV[1] is always the
-// group's prefix G, and KEYS[1] a key of the group (it routes the call in a
-// cluster).
+// group's prefix G, ARGV[2] the group's bucket count, and KEYS[1] the
+// group's counters key (it routes the call in a cluster). The scripts name
+// the buckets themselves rather than take them as KEYS: passing 512 keys
+// costs the server ~1 ms, naming them in Lua ~0.2 ms, and every key of a
+// group is in its slot.
 const luaPrelude = `
-local P = ARGV[1]
+local P, NB = ARGV[1], tonumber(ARGV[2])
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -69,15 +81,54 @@ local function count(field, n)
   if n ~= 0 then redis.call('HINCRBY', KEYS[1], field, n) end
 end
 
--- find returns the position of the first record starting with ent (pod id
--- and tier, 4 bytes) in a block's value, or nil.
-local function find(v, ent)
-  local i = 1
+local function u16(n)
+  return string.char(math.floor(n / 256), n % 256)
+end
+
+-- bucket is the name of the bucket holding block k (8 bytes).
+local function bucket(k)
+  local a, b, c, d = string.byte(k, 5, 8)
+  return P .. 'k' .. struct.pack('>I4', (((a * 256 + b) * 256 + c) * 256 + d) % NB)
+end
+
+-- locate returns where block k's run starts in bucket value v and its
+-- record count, or nil. string.find does the search; the walk over the
+-- runs' lengths rejects a match that is not at a run's start.
+local function locate(v, k)
+  local i, from = 1, 1
   while true do
-    i = string.find(v, ent, i, true)
-    if not i then return nil end
-    if (i - 1) % 5 == 0 then return i end
-    i = i + 1
+    local at = string.find(v, k, from, true)
+    if not at then return nil end
+    while i < at do
+      local h, l = string.byte(v, i + 8, i + 9)
+      i = i + 10 + 5 * (h * 256 + l)
+    end
+    if i == at then
+      local h, l = string.byte(v, i + 8, i + 9)
+      return at, h * 256 + l
+    end
+    from = i
+  end
+end
+
+-- find_rec returns the position of the first of the n records from r0
+-- that starts with ent (pod id and tier, 4 bytes), or nil.
+local function find_rec(v, ent, r0, n)
+  local last, j = r0 + 5 * n - 5, r0
+  while true do
+    j = string.find(v, ent, j, true)
+    if not j or j > last then return nil end
+    if (j - r0) % 5 == 0 then return j end
+    j = j + 1
+  end
+end
+
+-- put stores bucket bk's new value, deleting the bucket once empty.
+local function put(bk, v)
+  if v == '' then
+    redis.call('DEL', bk)
+  else
+    redis.call('SET', bk, v)
   end
 end
 
@@ -91,133 +142,181 @@ local function uncount_pod(pid, n)
   end
 end
 
--- drop_pod drops every record of pod pb from block bk, unless ep is given
--- and one of them was stored after epoch ep. Returns the entries (tiers)
+-- drop_pod drops the records of pod pb from block k: of tier tid only when
+-- tid is given, otherwise of every tier not in special (a set of tier ids;
+-- nil: every tier). When since is given, nothing is dropped if one of
+-- those records was stored after epoch since. Returns the entries (tiers)
 -- that went and whether the block did.
-local function drop_pod(bk, pb, ep)
+local function drop_pod(k, pb, tid, special, since)
+  local bk = bucket(k)
   local v = redis.call('GET', bk)
   if not v then return 0, false end
-  local keep, seen, n = {}, {}, 0
-  for r = 1, #v, 5 do
+  local at, n = locate(v, k)
+  if not at then return 0, false end
+  local r0 = at + 10
+  local keep, seen, dropped = {}, {}, 0
+  for r = r0, r0 + 5 * n - 5, 5 do
     local rec = string.sub(v, r, r + 4)
-    if string.sub(rec, 1, 3) == pb then
-      if ep then
-        local d = (string.byte(rec, 5) - ep) % 256
+    local t = string.byte(rec, 4)
+    local mine = string.sub(rec, 1, 3) == pb
+    if mine then
+      if tid then
+        mine = t == tid
+      elseif special then
+        mine = not special[t]
+      end
+    end
+    if mine then
+      if since then
+        local d = (string.byte(rec, 5) - since) % 256
         if d >= 1 and d < 128 then return 0, false end
       end
-      local t = string.byte(rec, 4)
       if not seen[t] then
         seen[t] = true
-        n = n + 1
+        dropped = dropped + 1
       end
     else
       keep[#keep + 1] = rec
     end
   end
-  if n == 0 then return 0, false end
+  if dropped == 0 then return 0, false end
+  local e = r0 + 5 * n
   if #keep == 0 then
-    redis.call('DEL', bk)
-    return n, true
+    put(bk, string.sub(v, 1, at - 1) .. string.sub(v, e))
+    return dropped, true
   end
-  redis.call('SET', bk, table.concat(keep))
-  return n, false
+  put(bk, string.sub(v, 1, at + 7) .. u16(#keep) .. table.concat(keep) .. string.sub(v, e))
+  return dropped, false
 end
 
--- drain pops up to limit batches from the log seg ("<pid>:<ep>") and drops
--- the pod's records of their keys (only those not stored since, when
--- expiring). Returns the entries and blocks that went.
-local function drain(seg, limit, expiring)
+-- drain pops batches from the log seg ("<pid>:<ep>" or "<pid>:<ep>:<tid>")
+-- until it has taken budget keys or the log is empty, and drops the pod's
+-- records of their keys (when expiring, only those of the log's tiers not
+-- stored since). Returns the entries and blocks that went and the keys
+-- taken.
+local function drain(seg, budget, expiring, special)
   local c = string.find(seg, ':', 1, true)
-  local pid, ep = string.sub(seg, 1, c - 1), tonumber(string.sub(seg, c + 1))
+  local pid, rest = string.sub(seg, 1, c - 1), string.sub(seg, c + 1)
+  local c2 = string.find(rest, ':', 1, true)
+  local ep, tid = rest, nil
+  if c2 then ep, tid = string.sub(rest, 1, c2 - 1), tonumber(string.sub(rest, c2 + 1)) end
   local pb = pod_bytes(pid)
-  local since = nil
-  if expiring then since = ep % 256 end
+  local since, sp = nil, nil
+  if expiring then
+    since, sp = tonumber(ep) % 256, special
+  else
+    tid = nil
+  end
   local lk = P .. 'l:' .. seg
-  local entries, blocks = 0, 0
-  local batches = redis.call('LPOP', lk, limit)
-  if batches then
-    for _, keys in ipairs(batches) do
-      for i = 1, #keys, 8 do
-        local e, gone = drop_pod(P .. 'b' .. string.sub(keys, i, i + 7), pb, since)
-        entries = entries + e
-        if gone then blocks = blocks + 1 end
-      end
+  local entries, blocks, taken = 0, 0, 0
+  while taken < budget do
+    local keys = redis.call('LPOP', lk)
+    if not keys then break end
+    taken = taken + #keys / 8
+    for i = 1, #keys, 8 do
+      local e, gone = drop_pod(string.sub(keys, i, i + 7), pb, tid, sp, since)
+      entries = entries + e
+      if gone then blocks = blocks + 1 end
     end
   end
   if redis.call('EXISTS', lk) == 0 then
     redis.call('ZREM', P .. 'a', seg)
-    redis.call('ZREM', P .. 'e:' .. pid, ep)
+    redis.call('ZREM', P .. 'e:' .. pid, rest)
   end
   uncount_pod(pid, entries)
-  return entries, blocks
+  return entries, blocks, taken
 end
 `
 
-// addScript: KEYS group stats; ARGV G, pod id, pod id (3 bytes), tier id (1
-// byte), keys (8 bytes each), epoch length ms (0: one epoch), ttl ms (0: no
-// expiry), batches to expire. Returns the number of entries created.
+// addScript: KEYS group stats; ARGV G, bucket
+// count, pod id, pod id (3 bytes), tier id (1 byte), keys (8 bytes each),
+// epoch length ms (0: one epoch), ttl ms of the tier (0: no expiry), the
+// tier id when the tier has a TTL of its own (else 0), keys to expire at
+// most (whole batches: it may go over by one), the ids of the tiers with TTLs of their own (1 byte each). Returns the
+// number of entries created.
 var addScript = newScript("add", `
-local pid, ent, keys = ARGV[2], ARGV[3] .. ARGV[4], ARGV[5]
-local width, ttl, limit = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local pid, ent, keys = ARGV[3], ARGV[4] .. ARGV[5], ARGV[6]
+local width, ttl, own, budget = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local now = now_ms()
 local ep = 0
 if width > 0 then ep = math.floor(now / width) end
 local rec = ent .. string.char(ep % 256)
 local added, blocks = 0, 0
 for i = 1, #keys, 8 do
-  local bk = P .. 'b' .. string.sub(keys, i, i + 7)
-  local n = redis.call('APPEND', bk, rec)
-  if n == 5 then
+  local k = string.sub(keys, i, i + 7)
+  local bk = bucket(k)
+  local v = redis.call('GET', bk)
+  local at, n = nil, 0
+  if v then at, n = locate(v, k) end
+  if not at then
+    -- A new block: its run goes at the bucket's end. SET rather than
+    -- APPEND, which would leave the string up to twice its length.
+    redis.call('SET', bk, (v or '') .. k .. '\0\1' .. rec)
     added, blocks = added + 1, blocks + 1
-  elseif not find(redis.call('GETRANGE', bk, 0, n - 6), ent) then
-    added = added + 1
+  else
+    if n >= 65535 then return redis.error_reply('ERR kvtrack: a block holds 65535 references') end
+    local r0 = at + 10
+    if not find_rec(v, ent, r0, n) then added = added + 1 end
+    local e = r0 + 5 * n
+    redis.call('SET', bk, string.sub(v, 1, at + 7) .. u16(n + 1) .. string.sub(v, r0, e - 1) .. rec .. string.sub(v, e))
   end
 end
-local seg = pid .. ':' .. ep
+local sfx = tostring(ep)
+if own > 0 then sfx = sfx .. ':' .. own end
+local seg = pid .. ':' .. sfx
 redis.call('RPUSH', P .. 'l:' .. seg, keys)
-if redis.call('ZADD', P .. 'e:' .. pid, ep, ep) == 1 then
-  redis.call('ZADD', P .. 'a', (ep + 1) * width, seg)
+local ends = '+inf'
+if ttl > 0 then ends = (ep + 1) * width + ttl end
+if redis.call('ZADD', P .. 'e:' .. pid, ep, sfx) == 1 then
+  redis.call('ZADD', P .. 'a', ends, seg)
 end
 if added > 0 then redis.call('HINCRBY', P .. 'pc', pid, added) end
 count('entries', added)
 count('admissions', added)
 count('keys', blocks)
-if ttl > 0 then
-  -- Drain up to limit batches of the oldest expired logs: more than the one
-  -- an add logs, so expiry keeps up with the stores.
-  local old = redis.call('ZRANGEBYSCORE', P .. 'a', '-inf', now - ttl, 'LIMIT', 0, limit)
-  local e, k = 0, 0
+-- Drain up to budget keys of the oldest expired logs: more than an add
+-- logs, so expiry keeps up with the stores.
+local old = redis.call('ZRANGEBYSCORE', P .. 'a', '-inf', now, 'LIMIT', 0, 8)
+if old[1] then
+  local special = {}
+  for i = 1, #ARGV[11] do special[string.byte(ARGV[11], i)] = true end
+  local e, kk = 0, 0
   for _, seg in ipairs(old) do
-    if limit <= 0 then break end
-    local n = redis.call('LLEN', P .. 'l:' .. seg)
-    local de, dk = drain(seg, limit, true)
-    e, k, limit = e + de, k + dk, limit - n
+    if budget <= 0 then break end
+    local de, dk, taken = drain(seg, budget, true, special)
+    e, kk, budget = e + de, kk + dk, budget - taken
   end
   count('entries', -e)
   count('evictions', e)
-  count('keys', -k)
+  count('keys', -kk)
 end
 return added
 `)
 
-// removeScript: KEYS group stats; ARGV G, pod id, pod id (3 bytes), tier id
-// (1 byte), keys. Drops one reference (the oldest record) per key. Returns
-// the number of entries dropped.
+// removeScript: KEYS group stats; ARGV G,
+// bucket count, pod id, pod id (3 bytes), tier id (1 byte), keys. Drops one
+// reference (the oldest record) per key. Returns the number of entries
+// dropped.
 var removeScript = newScript("remove", `
-local pid, ent, keys = ARGV[2], ARGV[3] .. ARGV[4], ARGV[5]
+local pid, ent, keys = ARGV[3], ARGV[4] .. ARGV[5], ARGV[6]
 local removed, blocks = 0, 0
 for i = 1, #keys, 8 do
-  local bk = P .. 'b' .. string.sub(keys, i, i + 7)
+  local k = string.sub(keys, i, i + 7)
+  local bk = bucket(k)
   local v = redis.call('GET', bk)
-  local at = v and find(v, ent)
-  if at then
-    if #v == 5 then
-      redis.call('DEL', bk)
+  local at, n = nil, 0
+  if v then at, n = locate(v, k) end
+  local r0 = at and at + 10
+  local j = at and find_rec(v, ent, r0, n)
+  if j then
+    local e = r0 + 5 * n
+    if n == 1 then
+      put(bk, string.sub(v, 1, at - 1) .. string.sub(v, e))
       removed, blocks = removed + 1, blocks + 1
     else
-      v = string.sub(v, 1, at - 1) .. string.sub(v, at + 5)
+      v = string.sub(v, 1, at + 7) .. u16(n - 1) .. string.sub(v, r0, j - 1) .. string.sub(v, j + 5)
       redis.call('SET', bk, v)
-      if not find(v, ent) then removed = removed + 1 end
+      if not find_rec(v, ent, r0, n - 1) then removed = removed + 1 end
     end
   end
 end
@@ -228,47 +327,51 @@ count('keys', -blocks)
 return removed
 `)
 
-// clearPodScript: KEYS group stats; ARGV G, pod id, batches. Drains up to
-// batches of the pod's oldest log and returns how many logs remain, so a
-// caller loops until 0 and no call blocks the server for long.
+// clearPodScript: KEYS group stats; ARGV G, bucket count, pod id, keys.
+// Drains about that many keys of the pod's oldest log and returns how many logs
+// remain, so a caller loops until 0 and no call blocks the server for
+// long.
 var clearPodScript = newScript("clear_pod", `
-local pid = ARGV[2]
+local pid = ARGV[3]
 local segs = redis.call('ZRANGE', P .. 'e:' .. pid, 0, 0)
 if not segs[1] then return 0 end
-local e, k = drain(pid .. ':' .. segs[1], tonumber(ARGV[3]), false)
+local e, k = drain(pid .. ':' .. segs[1], tonumber(ARGV[4]), false)
 count('entries', -e)
 count('removals', e)
 count('keys', -k)
 return redis.call('ZCARD', P .. 'e:' .. pid)
 `)
 
-// clearScript: KEYS group stats; ARGV G, batches. clearPodScript for
-// whichever pod has the oldest log in the group; returns the logs left.
+// clearScript: KEYS group stats; ARGV G, bucket count, keys.
+// clearPodScript for whichever pod has the oldest log in the group;
+// returns the logs left.
 var clearScript = newScript("clear", `
 local segs = redis.call('ZRANGE', P .. 'a', 0, 0)
 if not segs[1] then return 0 end
-local e, k = drain(segs[1], tonumber(ARGV[2]), false)
+local e, k = drain(segs[1], tonumber(ARGV[3]), false)
 count('entries', -e)
 count('removals', e)
 count('keys', -k)
 return redis.call('ZCARD', P .. 'a')
 `)
 
-// internScript: KEYS M pods; ARGV M, pod name, tier name. Returns the pod's
-// and the tier's ids, allocating them on first sight, and the registry's
-// generation.
+// internScript: KEYS M pods; ARGV M, bucket count per group, pod name,
+// then tier names. Returns the pod's id, the generation, and the tiers'
+// ids, allocating ids on first sight. It fails when the index was made
+// with another bucket count: clients would look for blocks in the wrong
+// buckets.
 var internScript = newScript("intern", `
-local pid = redis.call('HGET', P .. 'pods', ARGV[2])
+local nb = redis.call('GET', P .. 'buckets')
+if not nb then
+  redis.call('SET', P .. 'buckets', ARGV[2])
+elseif nb ~= ARGV[2] then
+  return redis.error_reply('ERR kvtrack: the index uses ' .. nb .. ' buckets per group and this client ' .. ARGV[2] .. '; configure the same redis.buckets and redis.cluster.groups on every replica')
+end
+local pid = redis.call('HGET', P .. 'pods', ARGV[3])
 if not pid then
   pid = redis.call('INCR', P .. 'podseq')
   if pid > 16777215 then return redis.error_reply('ERR kvtrack: pod ids exhausted (2^24 names)') end
-  redis.call('HSET', P .. 'pods', ARGV[2], pid)
-end
-local tid = redis.call('HGET', P .. 'tiers', ARGV[3])
-if not tid then
-  tid = redis.call('INCR', P .. 'tierseq')
-  if tid > 255 then return redis.error_reply('ERR kvtrack: tier ids exhausted (255 media)') end
-  redis.call('HSET', P .. 'tiers', ARGV[3], tid)
+  redis.call('HSET', P .. 'pods', ARGV[3], pid)
 end
 local gen = redis.call('GET', P .. 'gen')
 if not gen then
@@ -278,5 +381,15 @@ if not gen then
   gen = t[1] .. '.' .. t[2] .. '.' .. redis.call('INCR', P .. 'podseq')
   redis.call('SET', P .. 'gen', gen)
 end
-return {tonumber(pid), tonumber(tid), gen}
+local out = {tonumber(pid), gen}
+for i = 4, #ARGV do
+  local tid = redis.call('HGET', P .. 'tiers', ARGV[i])
+  if not tid then
+    tid = redis.call('INCR', P .. 'tierseq')
+    if tid > 255 then return redis.error_reply('ERR kvtrack: tier ids exhausted (255 media)') end
+    redis.call('HSET', P .. 'tiers', ARGV[i], tid)
+  end
+  out[#out + 1] = tonumber(tid)
+end
+return out
 `)
