@@ -170,7 +170,11 @@ type IndexConfig struct {
 	Shards int `json:"shards,omitempty"`
 	// TierWeights is the weight of a block held on each medium in the
 	// weighted score (finite, >= 0). Default GPU 1, CPU 0.8, STORAGE 0.5.
-	// Speculative entries weigh SPECULATIVE, 1 unless set here.
+	// Speculative entries weigh SPECULATIVE, 1 unless set here. The media
+	// named here (at most kvblock.MaxMedia besides GPU, CPU, STORAGE and
+	// SPECULATIVE) are the ones the index tells apart; events naming any
+	// other medium count as cached there with weight 0
+	// (kvtrack_events_unknown_media_total).
 	TierWeights kvblock.TierWeights `json:"tierWeights,omitempty"`
 }
 
@@ -585,6 +589,9 @@ func (c Config) Validate() error {
 		if !(w >= 0 && w <= math.MaxFloat64) { // also catches NaN and +Inf
 			bad("index.tierWeights."+name, "weight %v invalid (valid: a finite number >= 0)", w)
 		}
+	}
+	if err := c.Index.TierWeights.Validate(); err != nil {
+		bad("index.tierWeights", "%v (valid: GPU, CPU, STORAGE, SPECULATIVE and up to %d other media)", err, kvblock.MaxMedia)
 	}
 
 	if c.Index.Backend == IndexRedis {

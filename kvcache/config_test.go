@@ -3,10 +3,13 @@ package kvcache
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
 // validConfig is the smallest configuration Validate accepts.
@@ -110,6 +113,8 @@ func TestValidateRejects(t *testing.T) {
 		{"shards", func(c *Config) { c.Index.Shards = 12 }, "index.shards", "power of two"},
 		{"tier weight", func(c *Config) { c.Index.TierWeights = map[string]float64{"CPU": -0.5} }, "index.tierWeights.CPU", "finite number >= 0"},
 		{"tier weight NaN", func(c *Config) { c.Index.TierWeights = map[string]float64{"GPU": math.NaN()} }, "index.tierWeights.GPU", "finite number >= 0"},
+		{"too many media", func(c *Config) { c.Index.TierWeights = manyMedia(kvblock.MaxMedia + 1) }, "index.tierWeights", "up to 27 other media"},
+		{"the other tier as a medium", func(c *Config) { c.Index.TierWeights = map[string]float64{"(other)": 1} }, "index.tierWeights", "tier of unconfigured media"},
 		{"events mode", func(c *Config) { c.Events.Mode = "listen" }, "events.mode", "valid: connect, bind"},
 		{"bind without endpoint", func(c *Config) { c.Events.Mode = EventsBind }, "events.endpoint", "tcp://*:5557"},
 		{"bind bad transport", func(c *Config) { c.Events.Mode = EventsBind; c.Events.Endpoint = "udp://*:1" }, "events.endpoint", "tcp, ipc or inproc"},
@@ -263,4 +268,13 @@ func TestDurationRejectsGarbage(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `"soon"`) {
 		t.Errorf("Unmarshal = %v, want an error quoting the bad duration", err)
 	}
+}
+
+// manyMedia returns weights naming n media besides the built-in ones.
+func manyMedia(n int) map[string]float64 {
+	w := map[string]float64{"GPU": 1}
+	for i := range n {
+		w[fmt.Sprintf("MEDIUM%d", i)] = 0.5
+	}
+	return w
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/kvtrack/kvtrack/kvcache"
 	"github.com/kvtrack/kvtrack/kvcache/blockhash"
+	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
 // Mode is how the pool meets the publishers.
@@ -163,6 +164,13 @@ type Config struct {
 	// hash to key (default 1<<20 entries); past it the oldest mappings go,
 	// and removes naming them are counted as unresolved.
 	MaxEngineKeys int
+
+	// Media numbers the media events name as the index's tiers; give it
+	// the table the index was built with (kvblock.TierWeights.Media of its
+	// weights). Nil: the built-in media only. A medium the table does not
+	// name is applied as kvblock.TierOther and counted
+	// (kvtrack_events_unknown_media_total).
+	Media *kvblock.Media
 
 	// Limits bound message sizes, event sizes, rates and queued bytes.
 	Limits Limits

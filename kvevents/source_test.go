@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/kvtrack/kvtrack/kvcache"
+	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
 // TestDefaultModeAgreesWithKVCache: the pool and kvcache.Config default to
@@ -66,5 +67,20 @@ func TestEventsSecurityReachesThePool(t *testing.T) {
 		if (err == nil) != anySource {
 			t.Errorf("allowAnySource %v: AddPod(hostname) = %v", anySource, err)
 		}
+	}
+}
+
+// TestPoolConfigMediaMatchTheIndex: the pool numbers media with the table
+// kvcache builds its index with, from index.tierWeights.
+func TestPoolConfigMediaMatchTheIndex(t *testing.T) {
+	cfg := kvcache.Config{Hash: kvcache.HashConfig{Seed: "0"}}
+	cfg.Index.TierWeights = map[string]float64{"GPU": 1, "NVME": 0.3}
+	media := PoolConfig(cfg).Media
+	want, _ := kvblock.TierWeights(cfg.Index.TierWeights).Media().Tier("NVME")
+	if got, ok := media.Tier("NVME"); !ok || got != want {
+		t.Errorf("pool's tier of NVME = %v, %v; want %v as the index numbers it", got, ok, want)
+	}
+	if got, ok := media.Tier("INVENTED"); ok || got != kvblock.TierOther {
+		t.Errorf("pool's tier of an unconfigured medium = %v, %v; want TierOther", got, ok)
 	}
 }
