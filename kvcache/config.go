@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/kvtrack/kvtrack/internal/fielderr"
 	"github.com/kvtrack/kvtrack/kvcache/blockhash"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
@@ -595,7 +595,7 @@ func (c Config) Validate() error {
 	}
 
 	if c.Index.Backend == IndexRedis {
-		c.Redis.validate(bad)
+		c.Redis.validate(bad, func(err error) { errs = append(errs, err) })
 	}
 
 	oneOf("events.mode", string(c.Events.Mode), string(EventsConnect), string(EventsBind))
@@ -741,44 +741,17 @@ func (l EventsLimits) validate(bad func(field, format string, args ...any)) {
 	positive("maxReplayBytes", l.MaxReplayBytes, "bytes")
 }
 
-// validate checks the redis section (after defaults), reporting through bad.
-func (r RedisConfig) validate(bad func(field, format string, args ...any)) {
-	if _, port, err := net.SplitHostPort(r.Addr); err != nil || port == "" {
-		bad("redis.addr", "%q is not host:port (valid: e.g. localhost:6379 or [fd00::7]:6379)", r.Addr)
-	}
-	if r.DB < 0 {
-		bad("redis.db", "%d is negative (valid: a database number >= 0)", r.DB)
-	}
-	if r.Username != "" && r.Password == "" {
-		bad("redis.password", "empty while redis.username %q is set (valid: the ACL user's password)", r.Username)
-	}
-	if !r.TLS.Enabled && (r.TLS.CAFile != "" || r.TLS.ServerName != "" || r.TLS.InsecureSkipVerify) {
-		bad("redis.tls.enabled", "false while other redis.tls fields are set (fix: set redis.tls.enabled: true, or drop them)")
-	}
-	if r.TLS.CAFile != "" && r.TLS.InsecureSkipVerify {
-		bad("redis.tls.insecureSkipVerify", "true together with redis.tls.caFile (valid: one of them)")
-	}
-	if strings.ContainsAny(r.KeyPrefix, " \t\r\n") {
-		bad("redis.keyPrefix", "%q contains whitespace (valid: letters, digits and punctuation such as ':')", r.KeyPrefix)
-	}
-	if r.Cluster.Enabled && r.DB != 0 {
-		bad("redis.db", "%d with redis.cluster.enabled (valid: 0, Redis Cluster's only database)", r.DB)
-	}
-	if r.Cluster.Groups < 0 || r.Cluster.Groups > 4096 {
-		bad("redis.cluster.groups", "%d out of range (valid: 0 for the default, up to 4096)", r.Cluster.Groups)
-	}
-	if r.PoolSize < 0 {
-		bad("redis.poolSize", "%d is negative (valid: 0 for 10 per CPU, or a number of connections)", r.PoolSize)
-	}
+// validate checks the redis section (after defaults), reporting through
+// report. The backend validates its own options; kvcache adds the section's
+// path. Only ttl is kvcache's: a negative value here disables expiry, which
+// the backend spells 0.
+func (r RedisConfig) validate(bad func(field, format string, args ...any), report func(error)) {
 	if r.TTL > 0 && time.Duration(r.TTL) < time.Millisecond {
 		bad("redis.ttl", "%v is below expiry's 1ms resolution (valid: 1ms or more, or a negative value such as -1s to disable expiry)", r.TTL)
 	}
-	for _, d := range []struct {
-		field string
-		v     Duration
-	}{{"redis.dialTimeout", r.DialTimeout}, {"redis.readTimeout", r.ReadTimeout}, {"redis.writeTimeout", r.WriteTimeout}} {
-		if d.v < 0 {
-			bad(d.field, "%v is negative (valid: a positive duration such as 500ms)", d.v)
-		}
-	}
+	o := r.options()
+	o.TTL = 0
+	fielderr.Each(o.Validate(), func(field string, err error) {
+		report(&FieldError{Field: strings.TrimSuffix("redis."+field, "."), Err: err})
+	})
 }

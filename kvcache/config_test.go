@@ -129,6 +129,17 @@ func TestValidateRejects(t *testing.T) {
 		{"ttl negative", func(c *Config) { c.Speculative.TTL = Duration(-time.Second) }, "speculative.ttl", "at most 1m0s"},
 		{"ttl huge", func(c *Config) { c.Speculative.TTL = Duration(time.Hour) }, "speculative.ttl", "at most 1m0s"},
 		{"beat", func(c *Config) { c.Metrics.BeatInterval = Duration(-time.Second) }, "metrics.beatInterval", "0 to disable"},
+		// The redis section is validated by the backend and reported here,
+		// under redis., in the same style.
+		{"redis addr", withRedis(func(r *RedisConfig) { r.Addr = "no-port" }), "redis.addr", `"no-port" is not host:port (valid: e.g. localhost:6379`},
+		{"redis db", withRedis(func(r *RedisConfig) { r.DB = -1 }), "redis.db", "-1 is negative (valid: a database number >= 0)"},
+		{"redis password", withRedis(func(r *RedisConfig) { r.Username = "kv" }), "redis.password", "(valid: the ACL user's password)"},
+		{"redis tls", withRedis(func(r *RedisConfig) { r.TLS.CAFile = "ca.pem" }), "redis.tls.enabled", "(fix: set tls.enabled: true, or drop them)"},
+		{"redis pool", withRedis(func(r *RedisConfig) { r.PoolSize = -1 }), "redis.poolSize", "(valid: 0 for 10 per CPU, or a number of connections)"},
+		{"redis timeout", withRedis(func(r *RedisConfig) { r.ReadTimeout = Duration(-time.Second) }), "redis.readTimeout", "-1s is negative (valid: 0 for the default"},
+		{"redis cluster db", withRedis(func(r *RedisConfig) { r.Cluster.Enabled = true; r.DB = 1 }), "redis.db", "(valid: 0, Redis Cluster's only database)"},
+		{"redis cluster groups", withRedis(func(r *RedisConfig) { r.Cluster.Groups = 5000 }), "redis.cluster.groups", "(valid: 0 for the default, up to 4096)"},
+		{"redis ttl", withRedis(func(r *RedisConfig) { r.TTL = Duration(time.Microsecond) }), "redis.ttl", "or a negative value such as -1s to disable expiry"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -277,4 +288,25 @@ func manyMedia(n int) map[string]float64 {
 		w[fmt.Sprintf("MEDIUM%d", i)] = 0.5
 	}
 	return w
+}
+
+// withRedis selects the redis backend and edits its section.
+func withRedis(edit func(*RedisConfig)) func(*Config) {
+	return func(c *Config) {
+		c.Index.Backend = IndexRedis
+		edit(&c.Redis)
+	}
+}
+
+// TestRedisErrorsOnce: a bad redis field is reported once, in kvcache's
+// style, whoever checks it.
+func TestRedisErrorsOnce(t *testing.T) {
+	c := validConfig()
+	c.Index.Backend = IndexRedis
+	c.Redis.DB = -1
+	err := c.Validate()
+	want := "kvcache config: redis.db: -1 is negative (valid: a database number >= 0)"
+	if err == nil || err.Error() != want {
+		t.Errorf("Validate() = %v, want exactly %q", err, want)
+	}
 }

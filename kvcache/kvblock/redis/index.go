@@ -115,7 +115,7 @@ func WithTierWeights(w kvblock.TierWeights) Option {
 // down. Call Ping to check the server, and Close when done.
 func New(cfg Config, opts ...Option) (*Index, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("redis index: invalid config: %w", err)
 	}
 	cfg = cfg.withDefaults()
 	var o options
