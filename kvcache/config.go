@@ -598,57 +598,7 @@ func (c Config) Validate() error {
 		c.Redis.validate(bad, func(err error) { errs = append(errs, err) })
 	}
 
-	oneOf("events.mode", string(c.Events.Mode), string(EventsConnect), string(EventsBind))
-	switch c.Events.Mode {
-	case EventsBind:
-		if err := validZMQEndpoint(c.Events.Endpoint); err != nil {
-			bad("events.endpoint", "%v (valid: a ZMQ endpoint to bind such as tcp://*:5557 or ipc:///run/kv.sock)", err)
-		}
-		if c.Events.DataParallelSize > 1 && !strings.HasPrefix(c.Events.Endpoint, "tcp://") {
-			bad("events.endpoint", "%q with events.dataParallelSize %d (valid: a tcp:// endpoint, since rank r binds its port + r)", c.Events.Endpoint, c.Events.DataParallelSize)
-		}
-	case EventsConnect:
-		if c.Events.Endpoint != "" {
-			bad("events.endpoint", "%q is set in connect mode, which dials each pod at <pod address>:events.port instead (valid: leave it empty, or set events.mode: bind to bind it)", c.Events.Endpoint)
-		}
-	}
-	if n := c.Events.DataParallelSize; n < 1 || n > maxDataParallelSize {
-		bad("events.dataParallelSize", "%d out of range (valid: 1 to %d, the engines' --data-parallel-size)", n, maxDataParallelSize)
-	}
-	if c.Events.MaxHeld < 1 {
-		bad("events.maxHeld", "%d out of range (valid: a positive number of messages)", c.Events.MaxHeld)
-	}
-	if c.Events.ReplayTimeout <= 0 {
-		bad("events.replayTimeout", "%v out of range (valid: a positive duration such as 2s)", c.Events.ReplayTimeout)
-	}
-	if c.Events.ReceiveHWM < 1 {
-		bad("events.receiveHWM", "%d out of range (valid: a positive number of messages)", c.Events.ReceiveHWM)
-	}
-	if c.Events.ResyncInterval <= 0 {
-		bad("events.resyncInterval", "%v out of range (valid: a positive duration such as 1s)", c.Events.ResyncInterval)
-	}
-	if c.Events.MaxEngineKeys < 1 {
-		bad("events.maxEngineKeys", "%d out of range (valid: a positive number of entries)", c.Events.MaxEngineKeys)
-	}
-	validPort := func(field string, p int, zeroOK bool) {
-		if (p == 0 && !zeroOK) || p < 0 || p > 65535 {
-			bad(field, "%d out of range (valid: 1 to 65535%s)", p, map[bool]string{true: ", or 0 to disable"}[zeroOK])
-		}
-	}
-	validPort("events.port", c.Events.Port, false)
-	validPort("events.replayPort", c.Events.ReplayPort, true)
-	if c.Events.DataParallelSize > 1 && c.Events.Mode == EventsConnect {
-		if top := c.Events.Port + c.Events.DataParallelSize - 1; top > 65535 {
-			bad("events.port", "%d + %d ranks reaches port %d (valid: a port that leaves room for every rank)", c.Events.Port, c.Events.DataParallelSize, top)
-		}
-	}
-	if c.Events.Workers < 1 || c.Events.Workers > maxEventWorkers {
-		bad("events.workers", "%d out of range (valid: 1 to %d)", c.Events.Workers, maxEventWorkers)
-	}
-	if c.Events.QueueSize < 1 {
-		bad("events.queueSize", "%d out of range (valid: a positive number of messages)", c.Events.QueueSize)
-	}
-	c.Events.Limits.validate(bad)
+	c.Events.validate(bad)
 
 	if c.Tokenizer.Path != "" && c.Tokenizer.URL != "" {
 		bad("tokenizer", "both path and url are set (valid: at most one)")
@@ -672,6 +622,75 @@ func (c Config) Validate() error {
 		bad("metrics.beatInterval", "%v is negative (valid: 0 to disable, or a period such as 30s)", time.Duration(c.Metrics.BeatInterval))
 	}
 	return errors.Join(errs...)
+}
+
+// Validate reports every invalid field of the events section as given (no
+// defaults are applied), joined with errors.Join; each is a *FieldError
+// whose path starts with "events.". Config.Validate includes it; the event
+// pool (kvevents) reports its own options through it, so both speak alike.
+func (e EventsConfig) Validate() error {
+	var errs []error
+	e.validate(func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Err: fmt.Errorf(format, args...)})
+	})
+	return errors.Join(errs...)
+}
+
+// validate checks the events section (after defaults), reporting through bad.
+func (e EventsConfig) validate(bad func(field, format string, args ...any)) {
+	if e.Mode != EventsConnect && e.Mode != EventsBind {
+		bad("events.mode", "unknown value %q (valid: %s, %s)", e.Mode, EventsConnect, EventsBind)
+	}
+	switch e.Mode {
+	case EventsBind:
+		if err := validZMQEndpoint(e.Endpoint); err != nil {
+			bad("events.endpoint", "%v (valid: a ZMQ endpoint to bind such as tcp://*:5557 or ipc:///run/kv.sock)", err)
+		}
+		if e.DataParallelSize > 1 && !strings.HasPrefix(e.Endpoint, "tcp://") {
+			bad("events.endpoint", "%q with events.dataParallelSize %d (valid: a tcp:// endpoint, since rank r binds its port + r)", e.Endpoint, e.DataParallelSize)
+		}
+	case EventsConnect:
+		if e.Endpoint != "" {
+			bad("events.endpoint", "%q is set in connect mode, which dials each pod at <pod address>:events.port instead (valid: leave it empty, or set events.mode: bind to bind it)", e.Endpoint)
+		}
+	}
+	if n := e.DataParallelSize; n < 1 || n > maxDataParallelSize {
+		bad("events.dataParallelSize", "%d out of range (valid: 1 to %d, the engines' --data-parallel-size)", n, maxDataParallelSize)
+	}
+	if e.MaxHeld < 1 {
+		bad("events.maxHeld", "%d out of range (valid: a positive number of messages)", e.MaxHeld)
+	}
+	if e.ReplayTimeout <= 0 {
+		bad("events.replayTimeout", "%v out of range (valid: a positive duration such as 2s)", e.ReplayTimeout)
+	}
+	if e.ReceiveHWM < 1 {
+		bad("events.receiveHWM", "%d out of range (valid: a positive number of messages)", e.ReceiveHWM)
+	}
+	if e.ResyncInterval <= 0 {
+		bad("events.resyncInterval", "%v out of range (valid: a positive duration such as 1s)", e.ResyncInterval)
+	}
+	if e.MaxEngineKeys < 1 {
+		bad("events.maxEngineKeys", "%d out of range (valid: a positive number of entries)", e.MaxEngineKeys)
+	}
+	validPort := func(field string, p int, zeroOK bool) {
+		if (p == 0 && !zeroOK) || p < 0 || p > 65535 {
+			bad(field, "%d out of range (valid: 1 to 65535%s)", p, map[bool]string{true: ", or 0 to disable"}[zeroOK])
+		}
+	}
+	validPort("events.port", e.Port, false)
+	validPort("events.replayPort", e.ReplayPort, true)
+	if e.DataParallelSize > 1 && e.Mode == EventsConnect {
+		if top := e.Port + e.DataParallelSize - 1; top > 65535 {
+			bad("events.port", "%d + %d ranks reaches port %d (valid: a port that leaves room for every rank)", e.Port, e.DataParallelSize, top)
+		}
+	}
+	if e.Workers < 1 || e.Workers > maxEventWorkers {
+		bad("events.workers", "%d out of range (valid: 1 to %d)", e.Workers, maxEventWorkers)
+	}
+	if e.QueueSize < 1 {
+		bad("events.queueSize", "%d out of range (valid: a positive number of messages)", e.QueueSize)
+	}
+	e.Limits.validate(bad)
 }
 
 // validZMQEndpoint checks the shape transport://address of a bind endpoint.

@@ -1,8 +1,10 @@
 package kvevents
 
 import (
+	"strconv"
 	"testing"
 
+	"github.com/kvtrack/kvtrack/internal/testnet"
 	"github.com/kvtrack/kvtrack/kvcache"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
@@ -57,7 +59,7 @@ events:
 func TestEventsSecurityReachesThePool(t *testing.T) {
 	for _, anySource := range []bool{false, true} {
 		cfg := kvcache.Config{Hash: kvcache.HashConfig{Seed: "42"},
-			Events: kvcache.EventsConfig{Mode: kvcache.EventsBind, Endpoint: "tcp://127.0.0.1:0",
+			Events: kvcache.EventsConfig{Mode: kvcache.EventsBind, Endpoint: "tcp://127.0.0.1:" + strconv.Itoa(testnet.FreePort(t)),
 				Security: kvcache.EventsSecurity{AllowAnySource: anySource}}}
 		src, err := Source(cfg.WithDefaults(), kvcache.SourceEnv{})
 		if err != nil {
