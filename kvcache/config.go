@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/kvtrack/kvtrack/internal/fielderr"
 	"github.com/kvtrack/kvtrack/kvcache/blockhash"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
@@ -170,7 +170,11 @@ type IndexConfig struct {
 	Shards int `json:"shards,omitempty"`
 	// TierWeights is the weight of a block held on each medium in the
 	// weighted score (finite, >= 0). Default GPU 1, CPU 0.8, STORAGE 0.5.
-	// Speculative entries weigh SPECULATIVE, 1 unless set here.
+	// Speculative entries weigh SPECULATIVE, 1 unless set here. The media
+	// named here (at most kvblock.MaxMedia besides GPU, CPU, STORAGE and
+	// SPECULATIVE) are the ones the index tells apart; events naming any
+	// other medium count as cached there with weight 0
+	// (kvtrack_events_unknown_media_total).
 	TierWeights kvblock.TierWeights `json:"tierWeights,omitempty"`
 }
 
@@ -599,62 +603,15 @@ func (c Config) Validate() error {
 			bad("index.tierWeights."+name, "weight %v invalid (valid: a finite number >= 0)", w)
 		}
 	}
+	if err := c.Index.TierWeights.Validate(); err != nil {
+		bad("index.tierWeights", "%v (valid: GPU, CPU, STORAGE, SPECULATIVE and up to %d other media)", err, kvblock.MaxMedia)
+	}
 
 	if c.Index.Backend == IndexRedis {
-		c.Redis.validate(bad)
+		c.Redis.validate(bad, func(err error) { errs = append(errs, err) })
 	}
 
-	oneOf("events.mode", string(c.Events.Mode), string(EventsConnect), string(EventsBind))
-	switch c.Events.Mode {
-	case EventsBind:
-		if err := validZMQEndpoint(c.Events.Endpoint); err != nil {
-			bad("events.endpoint", "%v (valid: a ZMQ endpoint to bind such as tcp://*:5557 or ipc:///run/kv.sock)", err)
-		}
-		if c.Events.DataParallelSize > 1 && !strings.HasPrefix(c.Events.Endpoint, "tcp://") {
-			bad("events.endpoint", "%q with events.dataParallelSize %d (valid: a tcp:// endpoint, since rank r binds its port + r)", c.Events.Endpoint, c.Events.DataParallelSize)
-		}
-	case EventsConnect:
-		if c.Events.Endpoint != "" {
-			bad("events.endpoint", "%q is set in connect mode, which dials each pod at <pod address>:events.port instead (valid: leave it empty, or set events.mode: bind to bind it)", c.Events.Endpoint)
-		}
-	}
-	if n := c.Events.DataParallelSize; n < 1 || n > maxDataParallelSize {
-		bad("events.dataParallelSize", "%d out of range (valid: 1 to %d, the engines' --data-parallel-size)", n, maxDataParallelSize)
-	}
-	if c.Events.MaxHeld < 1 {
-		bad("events.maxHeld", "%d out of range (valid: a positive number of messages)", c.Events.MaxHeld)
-	}
-	if c.Events.ReplayTimeout <= 0 {
-		bad("events.replayTimeout", "%v out of range (valid: a positive duration such as 2s)", c.Events.ReplayTimeout)
-	}
-	if c.Events.ReceiveHWM < 1 {
-		bad("events.receiveHWM", "%d out of range (valid: a positive number of messages)", c.Events.ReceiveHWM)
-	}
-	if c.Events.ResyncInterval <= 0 {
-		bad("events.resyncInterval", "%v out of range (valid: a positive duration such as 1s)", c.Events.ResyncInterval)
-	}
-	if c.Events.MaxEngineKeys < 1 {
-		bad("events.maxEngineKeys", "%d out of range (valid: a positive number of entries)", c.Events.MaxEngineKeys)
-	}
-	validPort := func(field string, p int, zeroOK bool) {
-		if (p == 0 && !zeroOK) || p < 0 || p > 65535 {
-			bad(field, "%d out of range (valid: 1 to 65535%s)", p, map[bool]string{true: ", or 0 to disable"}[zeroOK])
-		}
-	}
-	validPort("events.port", c.Events.Port, false)
-	validPort("events.replayPort", c.Events.ReplayPort, true)
-	if c.Events.DataParallelSize > 1 && c.Events.Mode == EventsConnect {
-		if top := c.Events.Port + c.Events.DataParallelSize - 1; top > 65535 {
-			bad("events.port", "%d + %d ranks reaches port %d (valid: a port that leaves room for every rank)", c.Events.Port, c.Events.DataParallelSize, top)
-		}
-	}
-	if c.Events.Workers < 1 || c.Events.Workers > maxEventWorkers {
-		bad("events.workers", "%d out of range (valid: 1 to %d)", c.Events.Workers, maxEventWorkers)
-	}
-	if c.Events.QueueSize < 1 {
-		bad("events.queueSize", "%d out of range (valid: a positive number of messages)", c.Events.QueueSize)
-	}
-	c.Events.Limits.validate(bad)
+	c.Events.validate(bad)
 
 	if c.Tokenizer.Path != "" && c.Tokenizer.URL != "" {
 		bad("tokenizer", "both path and url are set (valid: at most one)")
@@ -678,6 +635,75 @@ func (c Config) Validate() error {
 		bad("metrics.beatInterval", "%v is negative (valid: 0 to disable, or a period such as 30s)", time.Duration(c.Metrics.BeatInterval))
 	}
 	return errors.Join(errs...)
+}
+
+// Validate reports every invalid field of the events section as given (no
+// defaults are applied), joined with errors.Join; each is a *FieldError
+// whose path starts with "events.". Config.Validate includes it; the event
+// pool (kvevents) reports its own options through it, so both speak alike.
+func (e EventsConfig) Validate() error {
+	var errs []error
+	e.validate(func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Err: fmt.Errorf(format, args...)})
+	})
+	return errors.Join(errs...)
+}
+
+// validate checks the events section (after defaults), reporting through bad.
+func (e EventsConfig) validate(bad func(field, format string, args ...any)) {
+	if e.Mode != EventsConnect && e.Mode != EventsBind {
+		bad("events.mode", "unknown value %q (valid: %s, %s)", e.Mode, EventsConnect, EventsBind)
+	}
+	switch e.Mode {
+	case EventsBind:
+		if err := validZMQEndpoint(e.Endpoint); err != nil {
+			bad("events.endpoint", "%v (valid: a ZMQ endpoint to bind such as tcp://*:5557 or ipc:///run/kv.sock)", err)
+		}
+		if e.DataParallelSize > 1 && !strings.HasPrefix(e.Endpoint, "tcp://") {
+			bad("events.endpoint", "%q with events.dataParallelSize %d (valid: a tcp:// endpoint, since rank r binds its port + r)", e.Endpoint, e.DataParallelSize)
+		}
+	case EventsConnect:
+		if e.Endpoint != "" {
+			bad("events.endpoint", "%q is set in connect mode, which dials each pod at <pod address>:events.port instead (valid: leave it empty, or set events.mode: bind to bind it)", e.Endpoint)
+		}
+	}
+	if n := e.DataParallelSize; n < 1 || n > maxDataParallelSize {
+		bad("events.dataParallelSize", "%d out of range (valid: 1 to %d, the engines' --data-parallel-size)", n, maxDataParallelSize)
+	}
+	if e.MaxHeld < 1 {
+		bad("events.maxHeld", "%d out of range (valid: a positive number of messages)", e.MaxHeld)
+	}
+	if e.ReplayTimeout <= 0 {
+		bad("events.replayTimeout", "%v out of range (valid: a positive duration such as 2s)", e.ReplayTimeout)
+	}
+	if e.ReceiveHWM < 1 {
+		bad("events.receiveHWM", "%d out of range (valid: a positive number of messages)", e.ReceiveHWM)
+	}
+	if e.ResyncInterval <= 0 {
+		bad("events.resyncInterval", "%v out of range (valid: a positive duration such as 1s)", e.ResyncInterval)
+	}
+	if e.MaxEngineKeys < 1 {
+		bad("events.maxEngineKeys", "%d out of range (valid: a positive number of entries)", e.MaxEngineKeys)
+	}
+	validPort := func(field string, p int, zeroOK bool) {
+		if (p == 0 && !zeroOK) || p < 0 || p > 65535 {
+			bad(field, "%d out of range (valid: 1 to 65535%s)", p, map[bool]string{true: ", or 0 to disable"}[zeroOK])
+		}
+	}
+	validPort("events.port", e.Port, false)
+	validPort("events.replayPort", e.ReplayPort, true)
+	if e.DataParallelSize > 1 && e.Mode == EventsConnect {
+		if top := e.Port + e.DataParallelSize - 1; top > 65535 {
+			bad("events.port", "%d + %d ranks reaches port %d (valid: a port that leaves room for every rank)", e.Port, e.DataParallelSize, top)
+		}
+	}
+	if e.Workers < 1 || e.Workers > maxEventWorkers {
+		bad("events.workers", "%d out of range (valid: 1 to %d)", e.Workers, maxEventWorkers)
+	}
+	if e.QueueSize < 1 {
+		bad("events.queueSize", "%d out of range (valid: a positive number of messages)", e.QueueSize)
+	}
+	e.Limits.validate(bad)
 }
 
 // validZMQEndpoint checks the shape transport://address of a bind endpoint.
@@ -747,47 +773,17 @@ func (l EventsLimits) validate(bad func(field, format string, args ...any)) {
 	positive("maxReplayBytes", l.MaxReplayBytes, "bytes")
 }
 
-// validate checks the redis section (after defaults), reporting through bad.
-func (r RedisConfig) validate(bad func(field, format string, args ...any)) {
-	if _, port, err := net.SplitHostPort(r.Addr); err != nil || port == "" {
-		bad("redis.addr", "%q is not host:port (valid: e.g. localhost:6379 or [fd00::7]:6379)", r.Addr)
-	}
-	if r.DB < 0 {
-		bad("redis.db", "%d is negative (valid: a database number >= 0)", r.DB)
-	}
-	if r.Username != "" && r.Password == "" {
-		bad("redis.password", "empty while redis.username %q is set (valid: the ACL user's password)", r.Username)
-	}
-	if !r.TLS.Enabled && (r.TLS.CAFile != "" || r.TLS.ServerName != "" || r.TLS.InsecureSkipVerify) {
-		bad("redis.tls.enabled", "false while other redis.tls fields are set (fix: set redis.tls.enabled: true, or drop them)")
-	}
-	if r.TLS.CAFile != "" && r.TLS.InsecureSkipVerify {
-		bad("redis.tls.insecureSkipVerify", "true together with redis.tls.caFile (valid: one of them)")
-	}
-	if strings.ContainsAny(r.KeyPrefix, " \t\r\n") {
-		bad("redis.keyPrefix", "%q contains whitespace (valid: letters, digits and punctuation such as ':')", r.KeyPrefix)
-	}
-	if r.Cluster.Enabled && r.DB != 0 {
-		bad("redis.db", "%d with redis.cluster.enabled (valid: 0, Redis Cluster's only database)", r.DB)
-	}
-	if r.Cluster.Groups < 0 || r.Cluster.Groups > 4096 {
-		bad("redis.cluster.groups", "%d out of range (valid: 0 for the default, up to 4096)", r.Cluster.Groups)
-	}
-	if r.Buckets < 1 || r.Buckets > 1<<30 {
-		bad("redis.buckets", "%d out of range (valid: 1 to 2^30; about the index's blocks / 16)", r.Buckets)
-	}
-	if r.PoolSize < 0 {
-		bad("redis.poolSize", "%d is negative (valid: 0 for 10 per CPU, or a number of connections)", r.PoolSize)
-	}
+// validate checks the redis section (after defaults), reporting through
+// report. The backend validates its own options; kvcache adds the section's
+// path. Only ttl is kvcache's: a negative value here disables expiry, which
+// the backend spells 0.
+func (r RedisConfig) validate(bad func(field, format string, args ...any), report func(error)) {
 	if r.TTL > 0 && time.Duration(r.TTL) < time.Millisecond {
 		bad("redis.ttl", "%v is below expiry's 1ms resolution (valid: 1ms or more, or a negative value such as -1s to disable expiry)", r.TTL)
 	}
-	for _, d := range []struct {
-		field string
-		v     Duration
-	}{{"redis.dialTimeout", r.DialTimeout}, {"redis.readTimeout", r.ReadTimeout}, {"redis.writeTimeout", r.WriteTimeout}} {
-		if d.v < 0 {
-			bad(d.field, "%v is negative (valid: a positive duration such as 500ms)", d.v)
-		}
-	}
+	o := r.options()
+	o.TTL = 0
+	fielderr.Each(o.Validate(), func(field string, err error) {
+		report(&FieldError{Field: strings.TrimSuffix("redis."+field, "."), Err: err})
+	})
 }

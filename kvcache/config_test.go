@@ -3,10 +3,13 @@ package kvcache
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
 // validConfig is the smallest configuration Validate accepts.
@@ -110,6 +113,8 @@ func TestValidateRejects(t *testing.T) {
 		{"shards", func(c *Config) { c.Index.Shards = 12 }, "index.shards", "power of two"},
 		{"tier weight", func(c *Config) { c.Index.TierWeights = map[string]float64{"CPU": -0.5} }, "index.tierWeights.CPU", "finite number >= 0"},
 		{"tier weight NaN", func(c *Config) { c.Index.TierWeights = map[string]float64{"GPU": math.NaN()} }, "index.tierWeights.GPU", "finite number >= 0"},
+		{"too many media", func(c *Config) { c.Index.TierWeights = manyMedia(kvblock.MaxMedia + 1) }, "index.tierWeights", "up to 27 other media"},
+		{"the other tier as a medium", func(c *Config) { c.Index.TierWeights = map[string]float64{"(other)": 1} }, "index.tierWeights", "tier of unconfigured media"},
 		{"events mode", func(c *Config) { c.Events.Mode = "listen" }, "events.mode", "valid: connect, bind"},
 		{"bind without endpoint", func(c *Config) { c.Events.Mode = EventsBind }, "events.endpoint", "tcp://*:5557"},
 		{"bind bad transport", func(c *Config) { c.Events.Mode = EventsBind; c.Events.Endpoint = "udp://*:1" }, "events.endpoint", "tcp, ipc or inproc"},
@@ -124,6 +129,17 @@ func TestValidateRejects(t *testing.T) {
 		{"ttl negative", func(c *Config) { c.Speculative.TTL = Duration(-time.Second) }, "speculative.ttl", "at most 1m0s"},
 		{"ttl huge", func(c *Config) { c.Speculative.TTL = Duration(time.Hour) }, "speculative.ttl", "at most 1m0s"},
 		{"beat", func(c *Config) { c.Metrics.BeatInterval = Duration(-time.Second) }, "metrics.beatInterval", "0 to disable"},
+		// The redis section is validated by the backend and reported here,
+		// under redis., in the same style.
+		{"redis addr", withRedis(func(r *RedisConfig) { r.Addr = "no-port" }), "redis.addr", `"no-port" is not host:port (valid: e.g. localhost:6379`},
+		{"redis db", withRedis(func(r *RedisConfig) { r.DB = -1 }), "redis.db", "-1 is negative (valid: a database number >= 0)"},
+		{"redis password", withRedis(func(r *RedisConfig) { r.Username = "kv" }), "redis.password", "(valid: the ACL user's password)"},
+		{"redis tls", withRedis(func(r *RedisConfig) { r.TLS.CAFile = "ca.pem" }), "redis.tls.enabled", "(fix: set tls.enabled: true, or drop them)"},
+		{"redis pool", withRedis(func(r *RedisConfig) { r.PoolSize = -1 }), "redis.poolSize", "(valid: 0 for 10 per CPU, or a number of connections)"},
+		{"redis timeout", withRedis(func(r *RedisConfig) { r.ReadTimeout = Duration(-time.Second) }), "redis.readTimeout", "-1s is negative (valid: 0 for the default"},
+		{"redis cluster db", withRedis(func(r *RedisConfig) { r.Cluster.Enabled = true; r.DB = 1 }), "redis.db", "(valid: 0, Redis Cluster's only database)"},
+		{"redis cluster groups", withRedis(func(r *RedisConfig) { r.Cluster.Groups = 5000 }), "redis.cluster.groups", "(valid: 0 for the default, up to 4096)"},
+		{"redis ttl", withRedis(func(r *RedisConfig) { r.TTL = Duration(time.Microsecond) }), "redis.ttl", "or a negative value such as -1s to disable expiry"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -266,5 +282,35 @@ func TestDurationRejectsGarbage(t *testing.T) {
 	err := json.Unmarshal([]byte(`{"speculative": {"ttl": "soon"}}`), &c)
 	if err == nil || !strings.Contains(err.Error(), `"soon"`) {
 		t.Errorf("Unmarshal = %v, want an error quoting the bad duration", err)
+	}
+}
+
+// manyMedia returns weights naming n media besides the built-in ones.
+func manyMedia(n int) map[string]float64 {
+	w := map[string]float64{"GPU": 1}
+	for i := range n {
+		w[fmt.Sprintf("MEDIUM%d", i)] = 0.5
+	}
+	return w
+}
+
+// withRedis selects the redis backend and edits its section.
+func withRedis(edit func(*RedisConfig)) func(*Config) {
+	return func(c *Config) {
+		c.Index.Backend = IndexRedis
+		edit(&c.Redis)
+	}
+}
+
+// TestRedisErrorsOnce: a bad redis field is reported once, in kvcache's
+// style, whoever checks it.
+func TestRedisErrorsOnce(t *testing.T) {
+	c := validConfig()
+	c.Index.Backend = IndexRedis
+	c.Redis.DB = -1
+	err := c.Validate()
+	want := "kvcache config: redis.db: -1 is negative (valid: a database number >= 0)"
+	if err == nil || err.Error() != want {
+		t.Errorf("Validate() = %v, want exactly %q", err, want)
 	}
 }

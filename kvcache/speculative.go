@@ -10,11 +10,11 @@ import (
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
-// speculativeMedium is the medium speculative entries are stored under. A
-// tier of their own keeps them out of the reference counts of the entries
-// the engine's events create: a speculative reference is removed on its
-// own, whatever the events did meanwhile.
-var speculativeTier = kvblock.TierOf(speculativeMediumName)
+// speculativeTier is the tier speculative entries are stored under. A tier
+// of their own keeps them out of the reference counts of the entries the
+// engine's events create: a speculative reference is removed on its own,
+// whatever the events did meanwhile. No event medium maps to it.
+const speculativeTier = kvblock.TierSpeculative
 
 // maxSpeculativeKeys bounds the keys waiting to expire, so a request flood
 // cannot grow the queue without limit; past it new records are dropped.

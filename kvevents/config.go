@@ -3,12 +3,11 @@ package kvevents
 import (
 	"errors"
 	"fmt"
-	"math"
-	"strings"
 	"time"
 
 	"github.com/kvtrack/kvtrack/kvcache"
 	"github.com/kvtrack/kvtrack/kvcache/blockhash"
+	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
 // Mode is how the pool meets the publishers.
@@ -164,6 +163,13 @@ type Config struct {
 	// and removes naming them are counted as unresolved.
 	MaxEngineKeys int
 
+	// Media numbers the media events name as the index's tiers; give it
+	// the table the index was built with (kvblock.TierWeights.Media of its
+	// weights). Nil: the built-in media only. A medium the table does not
+	// name is applied as kvblock.TierOther and counted
+	// (kvtrack_events_unknown_media_total).
+	Media *kvblock.Media
+
 	// Limits bound message sizes, event sizes, rates and queued bytes.
 	Limits Limits
 	// Security says who may publish in bind mode.
@@ -231,68 +237,58 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Validate reports every invalid field of c (after defaults), naming the
-// field and its valid values.
+// Validate reports every invalid field of c (after defaults), joined with
+// errors.Join. Each is a *kvcache.FieldError naming the field by its path
+// in kvcache.Config, the schema these options come from: Workers is
+// "events.workers", Limits.MaxQueuedBytes "events.limits.maxQueuedBytes",
+// KeyScheme "keyScheme". The checks shared with kvcache are kvcache's
+// (kvcache.EventsConfig.Validate); the pool adds only what it alone knows.
 func (c Config) Validate() error {
 	c = c.withDefaults()
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("kvevents: "+format, args...)) }
-	switch c.Mode {
-	case ModeBind:
-		if _, _, err := splitEndpoint(c.Endpoint); err != nil {
-			bad("endpoint %q: %v", c.Endpoint, err)
-		}
-	case ModeConnect:
-		if c.Endpoint != "" {
-			bad("endpoint %q is for bind mode; in connect mode AddPod names each pod's endpoint", c.Endpoint)
-		}
-	default:
-		bad("mode %q: valid modes are %q and %q", c.Mode, ModeBind, ModeConnect)
+	errs := []error{c.eventsConfig().Validate()}
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &kvcache.FieldError{Field: field, Err: fmt.Errorf(format, args...)})
 	}
-	if c.DataParallelSize < 1 || c.DataParallelSize > 1024 {
-		bad("dataParallelSize %d: must be 1..1024", c.DataParallelSize)
-	}
-	if c.DataParallelSize > 1 && c.Mode == ModeBind && !strings.HasPrefix(c.Endpoint, "tcp://") {
-		bad("dataParallelSize %d needs a tcp:// endpoint (ranks publish to port + rank), got %q", c.DataParallelSize, c.Endpoint)
-	}
-	if c.ReplayPort < 0 || c.ReplayPort > 65535 {
-		bad("replayPort %d: must be 0 (none) or a TCP port", c.ReplayPort)
-	}
-	if c.Workers < 1 || c.Workers > 1024 {
-		bad("workers %d: must be 1..1024", c.Workers)
-	}
-	if c.QueueSize < 1 {
-		bad("queueSize %d: must be positive", c.QueueSize)
-	}
-	if c.MaxHeld < 1 {
-		bad("maxHeld %d: must be positive", c.MaxHeld)
-	}
-	if c.ReplayTimeout < 0 {
-		bad("replayTimeout %v: must be positive", c.ReplayTimeout)
-	}
-	if c.ReceiveHWM < 0 {
-		bad("receiveHWM %d: must be positive (0 means the default)", c.ReceiveHWM)
-	}
-	if c.MaxEngineKeys < 1 {
-		bad("maxEngineKeys %d: must be positive", c.MaxEngineKeys)
-	}
-	errs = append(errs, c.Limits.validate()...)
-	errs = append(errs, c.validateResync()...)
+	// The key scheme and the hash check: kvcache requires a seed and an
+	// algorithm; the pool checks hashes only when one is set.
 	switch c.KeyScheme {
 	case SchemeVLLM:
 		if c.hashCheck() {
 			if _, err := blockhash.NewHasher(c.Hash); err != nil {
-				bad("hash: %v", err)
+				bad("hash", "%v (valid: an algorithm, seed and block size vLLM uses)", err)
 			}
 		}
 	case SchemeTokens:
 		if c.Hash.BlockSize < 0 {
-			bad("hash.blockSize %d: must be positive, or 0 for each event's block_size", c.Hash.BlockSize)
+			bad("hash.blockSize", "%d is negative (valid: a number of tokens, or 0 for each event's block_size)", c.Hash.BlockSize)
 		}
 	default:
-		bad("keyScheme %q: valid schemes are %q and %q", c.KeyScheme, SchemeVLLM, SchemeTokens)
+		bad("keyScheme", "unknown value %q (valid: %s, %s)", c.KeyScheme, SchemeVLLM, SchemeTokens)
 	}
 	return errors.Join(errs...)
+}
+
+// eventsConfig is c in kvcache's schema, PoolConfig's inverse, for
+// validation. kvcache's events.port (the port connect mode dials) has no
+// counterpart here: AddPod names each pod's endpoint.
+func (c Config) eventsConfig() kvcache.EventsConfig {
+	return kvcache.EventsConfig{
+		Mode:             kvcache.EventsMode(c.Mode),
+		Endpoint:         c.Endpoint,
+		Port:             kvcache.DefaultConfig().Events.Port,
+		TopicFilter:      c.TopicFilter,
+		ReplayPort:       c.ReplayPort,
+		DataParallelSize: c.DataParallelSize,
+		Workers:          c.Workers,
+		QueueSize:        c.QueueSize,
+		MaxHeld:          c.MaxHeld,
+		ReplayTimeout:    kvcache.Duration(c.ReplayTimeout),
+		ReceiveHWM:       c.ReceiveHWM,
+		MaxEngineKeys:    c.MaxEngineKeys,
+		ResyncInterval:   kvcache.Duration(c.ResyncInterval),
+		Limits:           kvcache.EventsLimits(c.Limits),
+		Security:         kvcache.EventsSecurity(c.Security),
+	}
 }
 
 func (l Limits) withDefaults() Limits {
@@ -323,37 +319,6 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
-// validate checks l after defaults, naming each bad field.
-func (l Limits) validate() []error {
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("kvevents: limits."+format, args...)) }
-	if l.MaxMessageBytes < 1 {
-		bad("maxMessageBytes %d: must be a positive number of bytes", l.MaxMessageBytes)
-	}
-	if l.MaxBlocksPerEvent < 1 {
-		bad("maxBlocksPerEvent %d: must be positive", l.MaxBlocksPerEvent)
-	}
-	if l.MaxTokensPerEvent < 1 {
-		bad("maxTokensPerEvent %d: must be positive", l.MaxTokensPerEvent)
-	}
-	if l.MaxEventsPerBatch < 1 {
-		bad("maxEventsPerBatch %d: must be positive", l.MaxEventsPerBatch)
-	}
-	if !(l.EventsPerSecond > 0 || l.EventsPerSecond == -1) || math.IsInf(l.EventsPerSecond, 0) {
-		bad("eventsPerSecond %v: must be a positive finite rate, or -1 for no limit", l.EventsPerSecond)
-	}
-	if l.EventsBurst < 1 {
-		bad("eventsBurst %d: must be positive", l.EventsBurst)
-	}
-	if l.MaxQueuedBytes < 1 {
-		bad("maxQueuedBytes %d: must be a positive number of bytes", l.MaxQueuedBytes)
-	}
-	if l.MaxReplayBytes < 1 {
-		bad("maxReplayBytes %d: must be a positive number of bytes", l.MaxReplayBytes)
-	}
-	return errs
-}
-
 // Settings added for issue 14 (resync after an index backend outage); the
 // unified configuration should carry them.
 
@@ -366,12 +331,4 @@ func (c *Config) resyncDefaults() {
 	if c.ResyncInterval == 0 {
 		c.ResyncInterval = DefaultResyncInterval
 	}
-}
-
-// validateResync checks the issue-14 fields, after defaults.
-func (c *Config) validateResync() []error {
-	if c.ResyncInterval < 0 {
-		return []error{fmt.Errorf("kvevents: resyncInterval %v: must be positive (0 means the default, %v)", c.ResyncInterval, DefaultResyncInterval)}
-	}
-	return nil
 }

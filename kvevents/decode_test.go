@@ -396,7 +396,8 @@ func TestDecodeExtraKeys(t *testing.T) {
 	extra := mpArr(
 		mpArr(mpStr("lora-a"), mpStr("salt")),
 		mpNil(),
-		mpArr(mpInt(3), mpArr(mpStr("img-hash"), mpInt(-4)), mpBin(digest), mpF64(1.5)),
+		mpArr(mpInt(3), mpArr(mpStr("img-hash"), mpInt(-4)), mpBin(digest), mpF64(1.5),
+			mpArr(mpStr("img-hash"), mpU64(1<<63))), // an offset beyond int64: not a multimodal key
 	)
 	b, err := NewDecoder().Decode(batch3(mpArr(mpStr("BlockStored"), mpUints(1, 2, 3), mpNil(), mpArr(), mpInt(16), mpNil(), mpNil(), mpNil(), extra)))
 	if err != nil {
@@ -405,7 +406,7 @@ func TestDecodeExtraKeys(t *testing.T) {
 	want := [][]ExtraKey{
 		{{Kind: ExtraStr, Str: "lora-a"}, {Kind: ExtraStr, Str: "salt"}},
 		nil,
-		{{Kind: ExtraInt, Int: 3}, {Kind: ExtraMM, Str: "img-hash", Int: -4}, {Kind: ExtraBytes, Bytes: digest}, {Kind: ExtraUnknown}},
+		{{Kind: ExtraInt, Int: 3}, {Kind: ExtraMM, Str: "img-hash", Int: -4}, {Kind: ExtraBytes, Bytes: digest}, {Kind: ExtraUnknown}, {Kind: ExtraUnknown}},
 	}
 	if got := b.Events[0].ExtraKeys; !reflect.DeepEqual(got, want) {
 		t.Errorf("extra_keys:\n got %+v\nwant %+v", got, want)

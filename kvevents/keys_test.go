@@ -129,3 +129,35 @@ func TestEngineKeysBounded(t *testing.T) {
 		t.Error("mapping survived its last release")
 	}
 }
+
+// TestEventMediaUseTheConfiguredTable: media the table names get their
+// tiers; others (and SPECULATIVE, which is the router's own) are applied as
+// TierOther and counted, and however many a publisher invents, they share
+// that one tier.
+func TestEventMediaUseTheConfiguredTable(t *testing.T) {
+	media := kvblock.NewMedia("NVME")
+	nvme, _ := media.Tier("NVME")
+	idx := newRefIndex()
+	p := startPool(t, Config{Mode: ModeConnect, Media: media}, idx)
+	pub := newGoPublisher(t, pubOpts{})
+	addPub(t, p, pub)
+	tokens := seqTokens(0, 16)
+	pub.publish(false,
+		pub.stored([]uint64{1}, 0, tokens, "NVME"),
+		pub.stored([]uint64{2}, 0, tokens, "CPU"),
+		pub.stored([]uint64{3}, 0, tokens, "INVENTED-1"),
+		pub.stored([]uint64{4}, 0, tokens, "INVENTED-2"),
+		pub.stored([]uint64{5}, 0, tokens, "SPECULATIVE"),
+	)
+	want := map[refEntry]int{
+		{pub.pod, nvme, 1}:              1,
+		{pub.pod, kvblock.TierCPU, 2}:   1,
+		{pub.pod, kvblock.TierOther, 3}: 1,
+		{pub.pod, kvblock.TierOther, 4}: 1,
+		{pub.pod, kvblock.TierOther, 5}: 1,
+	}
+	waitIndexEquals(t, idx, func() map[refEntry]int { return want })
+	if got := p.Stats().UnknownMedia; got != 3 {
+		t.Errorf("UnknownMedia = %d, want 3", got)
+	}
+}

@@ -1,5 +1,7 @@
 package kvevents
 
+import "github.com/kvtrack/kvtrack/internal/mpread"
+
 // Layout is the msgpack shape of one batch. Decode hides it (every layout
 // decodes to the same Batch); diagnostics read it because it dates the
 // publisher: vLLM appended event fields release by release and switched
@@ -34,14 +36,14 @@ type EventLayout struct {
 // returns. Like Decode it uses d's buffers and must not run concurrently
 // with d's other methods. An error wraps ErrMalformed.
 func (d *Decoder) Layout(payload []byte) (Layout, error) {
-	d.r.reset(payload)
+	d.r.Reset(payload)
 	var l Layout
-	c, err := d.peek()
+	c, err := d.r.Peek()
 	if err != nil {
 		return l, structural("batch", err)
 	}
 	switch {
-	case isArray(c):
+	case mpread.TypeOf(c) == mpread.Array:
 		if l.BatchFields, err = d.arrayLen(); err != nil {
 			return l, structural("batch", err)
 		}
@@ -49,13 +51,13 @@ func (d *Decoder) Layout(payload []byte) (Layout, error) {
 			if i == 1 {
 				err = d.eventsLayout(&l)
 			} else {
-				err = d.r.skip()
+				err = d.r.Skip()
 			}
 			if err != nil {
 				return l, structural("batch", err)
 			}
 		}
-	case isMap(c):
+	case mpread.TypeOf(c) == mpread.Map:
 		l.BatchMap = true
 		if l.BatchFields, err = d.mapLen(); err != nil {
 			return l, structural("batch", err)
@@ -66,7 +68,7 @@ func (d *Decoder) Layout(payload []byte) (Layout, error) {
 				if ok && string(key) == "events" {
 					err = d.eventsLayout(&l)
 				} else {
-					err = d.r.skip()
+					err = d.r.Skip()
 				}
 			}
 			if err != nil {
@@ -80,12 +82,12 @@ func (d *Decoder) Layout(payload []byte) (Layout, error) {
 }
 
 func (d *Decoder) eventsLayout(l *Layout) error {
-	c, err := d.peek()
+	c, err := d.r.Peek()
 	if err != nil {
 		return err
 	}
-	if !isArray(c) {
-		return d.r.skip()
+	if mpread.TypeOf(c) != mpread.Array {
+		return d.r.Skip()
 	}
 	n, err := d.arrayLen()
 	if err != nil {
@@ -94,12 +96,12 @@ func (d *Decoder) eventsLayout(l *Layout) error {
 	for range n {
 		var ev EventLayout
 		kind := KindUnknown
-		c, err := d.peek()
+		c, err := d.r.Peek()
 		if err != nil {
 			return err
 		}
 		switch {
-		case isArray(c):
+		case mpread.TypeOf(c) == mpread.Array:
 			if ev.Fields, err = d.arrayLen(); err != nil {
 				return err
 			}
@@ -107,13 +109,13 @@ func (d *Decoder) eventsLayout(l *Layout) error {
 				if i == 0 {
 					kind, err = d.tag()
 				} else {
-					err = d.r.skip()
+					err = d.r.Skip()
 				}
 				if err != nil {
 					return err
 				}
 			}
-		case isMap(c):
+		case mpread.TypeOf(c) == mpread.Map:
 			ev.Map = true
 			if ev.Fields, err = d.mapLen(); err != nil {
 				return err
@@ -126,7 +128,7 @@ func (d *Decoder) eventsLayout(l *Layout) error {
 				if ok && string(key) == "type" {
 					kind, err = d.tag()
 				} else {
-					err = d.r.skip()
+					err = d.r.Skip()
 				}
 				if err != nil {
 					return err
@@ -136,7 +138,7 @@ func (d *Decoder) eventsLayout(l *Layout) error {
 				}
 			}
 		default:
-			if err := d.r.skip(); err != nil {
+			if err := d.r.Skip(); err != nil {
 				return err
 			}
 		}

@@ -21,6 +21,7 @@ type Stats struct {
 	MalformedEvents   uint64 // events skipped for a field of the wrong type
 	UnknownTags       uint64 // events of an unknown kind, skipped
 	UnknownFields     uint64 // fields not understood, skipped
+	UnknownMedia      uint64 // events naming a medium Config.Media does not name, applied as kvblock.TierOther
 
 	SequenceGaps   uint64 // gaps seen in a (pod, rank) sequence
 	Lost           uint64 // messages known missed and not recovered by replay
@@ -54,7 +55,7 @@ type counters struct {
 	received, applied                                atomic.Uint64
 	droppedQueue, droppedHeld, droppedUnknownPod     atomic.Uint64
 	malformedMsgs, malformedBatches, malformedEvents atomic.Uint64
-	unknownTags, unknownFields                       atomic.Uint64
+	unknownTags, unknownFields, unknownMedia         atomic.Uint64
 	gaps, lost, replays, replayFailures, restarts    atomic.Uint64
 	hashMismatches, unresolved, indexErrors          atomic.Uint64
 	rejected                                         [numRejectReasons]atomic.Uint64
@@ -67,7 +68,7 @@ func (c *counters) snapshot() Stats {
 		Received: c.received.Load(), Applied: c.applied.Load(),
 		DroppedQueueFull: c.droppedQueue.Load(), DroppedHeld: c.droppedHeld.Load(), DroppedUnknownPod: c.droppedUnknownPod.Load(),
 		MalformedMessages: c.malformedMsgs.Load(), MalformedBatches: c.malformedBatches.Load(), MalformedEvents: c.malformedEvents.Load(),
-		UnknownTags: c.unknownTags.Load(), UnknownFields: c.unknownFields.Load(),
+		UnknownTags: c.unknownTags.Load(), UnknownFields: c.unknownFields.Load(), UnknownMedia: c.unknownMedia.Load(),
 		SequenceGaps: c.gaps.Load(), Lost: c.lost.Load(), Replays: c.replays.Load(), ReplayFailures: c.replayFailures.Load(),
 		Restarts:       c.restarts.Load(),
 		HashMismatches: c.hashMismatches.Load(), Unresolved: c.unresolved.Load(), IndexErrors: c.indexErrors.Load(),
@@ -86,6 +87,7 @@ type collector struct {
 	p *Pool
 
 	received, applied, dropped, malformed, unknownTags, unknownFields *prometheus.Desc
+	unknownMedia                                                      *prometheus.Desc
 	gaps, lost, replays, restarts, hashMismatch, unresolved, indexErr *prometheus.Desc
 	pods, withoutReplay, replayConfigured, lastMessage                *prometheus.Desc
 	rejected, podRejected, disconnects, queued, unknownRank, resyncs  *prometheus.Desc
@@ -103,6 +105,7 @@ func newCollector(p *Pool) *collector {
 		malformed:        d("kvtrack_events_malformed_total", "Malformed KV-event input skipped, by what was malformed.", "what"),
 		unknownTags:      d("kvtrack_events_unknown_tags_total", "KV events of an unknown kind, skipped."),
 		unknownFields:    d("kvtrack_events_unknown_fields_total", "KV-event fields not understood, skipped."),
+		unknownMedia:     d("kvtrack_events_unknown_media_total", "KV events naming a medium the configured tier weights do not name; applied as the tier of other media, which weighs 0."),
 		gaps:             d("kvtrack_events_sequence_gaps_total", "Gaps seen in a (pod, rank) message sequence."),
 		lost:             d("kvtrack_events_lost_total", "KV-event messages known missed and not recovered by replay."),
 		replays:          d("kvtrack_events_replays_total", "Replays requested from publishers, by result.", "result"),
@@ -124,7 +127,7 @@ func newCollector(p *Pool) *collector {
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.received, c.applied, c.dropped, c.malformed, c.unknownTags, c.unknownFields,
+	for _, d := range []*prometheus.Desc{c.received, c.applied, c.dropped, c.malformed, c.unknownTags, c.unknownFields, c.unknownMedia,
 		c.gaps, c.lost, c.replays, c.restarts, c.hashMismatch, c.unresolved, c.indexErr, c.pods, c.withoutReplay, c.replayConfigured, c.lastMessage,
 		c.rejected, c.podRejected, c.disconnects, c.queued, c.unknownRank, c.resyncs} {
 		ch <- d
@@ -146,6 +149,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.malformed, s.MalformedEvents, "event")
 	counter(c.unknownTags, s.UnknownTags)
 	counter(c.unknownFields, s.UnknownFields)
+	counter(c.unknownMedia, s.UnknownMedia)
 	counter(c.gaps, s.SequenceGaps)
 	counter(c.lost, s.Lost)
 	counter(c.replays, s.Replays, "ok")

@@ -54,6 +54,7 @@ func PoolConfig(cfg kvcache.Config) Config {
 		KeyScheme:        KeyScheme(cfg.KeyScheme),
 		Hash:             blockhash.HashConfig{Algorithm: blockhash.Algorithm(cfg.Hash.Algorithm), Seed: cfg.Hash.Seed, BlockSize: cfg.Hash.BlockSize},
 		MaxEngineKeys:    e.MaxEngineKeys,
+		Media:            cfg.Index.TierWeights.Media(), // the table kvcache builds its index with
 		ResyncInterval:   time.Duration(e.ResyncInterval),
 		Limits:           Limits(e.Limits),
 		Security:         Security(e.Security),

@@ -1,9 +1,12 @@
 package kvevents
 
 import (
+	"strconv"
 	"testing"
 
+	"github.com/kvtrack/kvtrack/internal/testnet"
 	"github.com/kvtrack/kvtrack/kvcache"
+	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
 // TestDefaultModeAgreesWithKVCache: the pool and kvcache.Config default to
@@ -56,7 +59,7 @@ events:
 func TestEventsSecurityReachesThePool(t *testing.T) {
 	for _, anySource := range []bool{false, true} {
 		cfg := kvcache.Config{Hash: kvcache.HashConfig{Seed: "42"},
-			Events: kvcache.EventsConfig{Mode: kvcache.EventsBind, Endpoint: "tcp://127.0.0.1:0",
+			Events: kvcache.EventsConfig{Mode: kvcache.EventsBind, Endpoint: "tcp://127.0.0.1:" + strconv.Itoa(testnet.FreePort(t)),
 				Security: kvcache.EventsSecurity{AllowAnySource: anySource}}}
 		src, err := Source(cfg.WithDefaults(), kvcache.SourceEnv{})
 		if err != nil {
@@ -66,5 +69,20 @@ func TestEventsSecurityReachesThePool(t *testing.T) {
 		if (err == nil) != anySource {
 			t.Errorf("allowAnySource %v: AddPod(hostname) = %v", anySource, err)
 		}
+	}
+}
+
+// TestPoolConfigMediaMatchTheIndex: the pool numbers media with the table
+// kvcache builds its index with, from index.tierWeights.
+func TestPoolConfigMediaMatchTheIndex(t *testing.T) {
+	cfg := kvcache.Config{Hash: kvcache.HashConfig{Seed: "0"}}
+	cfg.Index.TierWeights = map[string]float64{"GPU": 1, "NVME": 0.3}
+	media := PoolConfig(cfg).Media
+	want, _ := kvblock.TierWeights(cfg.Index.TierWeights).Media().Tier("NVME")
+	if got, ok := media.Tier("NVME"); !ok || got != want {
+		t.Errorf("pool's tier of NVME = %v, %v; want %v as the index numbers it", got, ok, want)
+	}
+	if got, ok := media.Tier("INVENTED"); ok || got != kvblock.TierOther {
+		t.Errorf("pool's tier of an unconfigured medium = %v, %v; want TierOther", got, ok)
 	}
 }

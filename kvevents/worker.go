@@ -291,6 +291,16 @@ func (p *Pool) unknownRank(s *stream, rank int) {
 	}
 }
 
+// tier returns the index tier of an event's medium, counting media the
+// table does not name.
+func (w *worker) tier(medium string) kvblock.Tier {
+	t, ok := w.p.cfg.Media.Tier(medium)
+	if !ok {
+		w.p.c.unknownMedia.Add(1)
+	}
+	return t
+}
+
 func (w *worker) applyEvent(ctx context.Context, s *stream, ev *Event) {
 	p := w.p
 	var err error
@@ -300,9 +310,9 @@ func (w *worker) applyEvent(ctx context.Context, s *stream, ev *Event) {
 		switch {
 		case len(keys) == 0:
 		case ev.HasGroupIdx || ev.SpecKind != "":
-			err = kvblock.AddGroup(ctx, p.index, s.pod, kvblock.TierOf(ev.Medium), eventGroup(ev), keys)
+			err = kvblock.AddGroup(ctx, p.index, s.pod, w.tier(ev.Medium), eventGroup(ev), keys)
 		default:
-			err = p.index.Add(ctx, s.pod, kvblock.TierOf(ev.Medium), keys)
+			err = p.index.Add(ctx, s.pod, w.tier(ev.Medium), keys)
 		}
 		if err == nil && len(keys) > 0 {
 			w.storedAfter(ctx, s, ev)
@@ -312,9 +322,9 @@ func (w *worker) applyEvent(ctx context.Context, s *stream, ev *Event) {
 		switch {
 		case len(keys) == 0:
 		case ev.HasGroupIdx:
-			err = kvblock.RemoveGroup(ctx, p.index, s.pod, kvblock.TierOf(ev.Medium), ev.GroupIdx, keys)
+			err = kvblock.RemoveGroup(ctx, p.index, s.pod, w.tier(ev.Medium), ev.GroupIdx, keys)
 		default:
-			err = p.index.Remove(ctx, s.pod, kvblock.TierOf(ev.Medium), keys)
+			err = p.index.Remove(ctx, s.pod, w.tier(ev.Medium), keys)
 		}
 	case AllBlocksCleared:
 		w.clearPod(ctx, s)

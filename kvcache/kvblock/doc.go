@@ -5,7 +5,10 @@
 // exactly the hash vLLM publishes in its KV events; in the tokens scheme it is
 // derived from the block's token IDs. Package blockhash computes both. A Pod is
 // one engine: the address:port requests are routed to, plus its data-parallel
-// rank. A Tier is where the engine keeps the block (GPU, CPU, STORAGE, ...).
+// rank. A Tier is where the engine keeps the block (GPU, CPU, STORAGE, ...):
+// the built-in media are constants, and an immutable Media table, built from
+// the configured tier weights and shared by the index and the event source,
+// numbers the others; media it does not name share TierOther.
 //
 // The Index records (key, pod, tier) entries from the event path and answers
 // the read path's question: for a prompt's keys in order, how long a prefix

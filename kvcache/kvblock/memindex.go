@@ -91,6 +91,9 @@ func (c MemIndexConfig) Validate() error {
 		return fmt.Errorf("%w: Capacity must be at least Shards (%d), or 0 for %d; got %d",
 			ErrInvalidConfig, c.Shards, DefaultCapacity, c.Capacity)
 	}
+	if err := c.TierWeights.Validate(); err != nil {
+		return fmt.Errorf("%w: TierWeights: %w", ErrInvalidConfig, err)
+	}
 	for _, medium := range slices.Sorted(maps.Keys(c.TierWeights)) {
 		w := c.TierWeights[medium]
 		if medium == "" {
@@ -119,7 +122,9 @@ func (c MemIndexConfig) Validate() error {
 // once MaxPods distinct pods have been seen; ClearPod and Clear return
 // ctx.Err() if ctx ends mid-sweep, leaving what they cleared cleared.
 //
-// Tiers at or above MaxTiers are folded into the last tier, as TierOf does.
+// Tiers are numbered by TierWeights.Media of the configured weights; give
+// the event source the same table. Tiers at or above MaxTiers are folded
+// into TierOther.
 //
 // The zero MemIndex is not usable; call NewMemIndex.
 type MemIndex struct {

@@ -49,8 +49,8 @@ var (
 	podA1  = kvblock.Pod{Addr: "10.0.0.1:8000", Rank: 1}
 	podNew = kvblock.Pod{Addr: "10.9.9.9:8000"} // never stored anywhere
 
-	// otherMedium is a medium absent from DefaultTierWeights: it weighs 0.
-	otherMedium = kvblock.TierOf("KVTRACK_INDEXTEST_MEDIUM")
+	// otherMedium is the tier of media absent from DefaultTierWeights: it weighs 0.
+	otherMedium = kvblock.TierOther
 )
 
 // keys returns the keys first, first+1, ..., first+n-1.

@@ -3,7 +3,6 @@ package redis
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -11,6 +10,8 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/kvtrack/kvtrack/internal/fielderr"
 )
 
 // Config selects and tunes the Redis (or Valkey) server that holds a shared
@@ -100,52 +101,55 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports every invalid field, each error naming the field (as
-// spelled in JSON, under "redis.") and what it accepts.
+// FieldError is the type of the errors Validate joins: the field's path
+// as spelled in JSON within Config ("tls.enabled"), and what is wrong with
+// it. kvcache reports them under its "redis." section.
+type FieldError = fielderr.Error
+
+// Validate reports every invalid field, joined with errors.Join, each a
+// *FieldError naming the field and what it accepts.
 func (c Config) Validate() error {
-	var errs []error
-	bad := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("redis.%s: %s", field, fmt.Sprintf(format, args...)))
-	}
+	var errs fielderr.List
+	bad := errs.Add
 	if c.Addr != "" {
 		if _, port, err := net.SplitHostPort(c.Addr); err != nil || port == "" {
-			bad("addr", "%q is not host:port (for example \"localhost:6379\")", c.Addr)
+			bad("addr", "%q is not host:port (valid: e.g. localhost:6379 or [fd00::7]:6379)", c.Addr)
 		}
 	}
 	if c.DB < 0 {
-		bad("db", "%d is negative; want a database number >= 0", c.DB)
+		bad("db", "%d is negative (valid: a database number >= 0)", c.DB)
 	}
 	if c.Username != "" && c.Password == "" {
-		bad("password", "empty while username %q is set; ACL users need a password", c.Username)
+		bad("password", "empty while username %q is set (valid: the ACL user's password)", c.Username)
 	}
 	if !c.TLS.Enabled && (c.TLS.CAFile != "" || c.TLS.ServerName != "" || c.TLS.InsecureSkipVerify) {
-		bad("tls.enabled", "false while other tls fields are set; set tls.enabled to true or drop them")
+		bad("tls.enabled", "false while other tls fields are set (fix: set tls.enabled: true, or drop them)")
 	}
 	if c.TLS.CAFile != "" && c.TLS.InsecureSkipVerify {
-		bad("tls.insecureSkipVerify", "true together with tls.caFile; choose one")
+		bad("tls.insecureSkipVerify", "true together with tls.caFile (valid: one of them)")
 	}
 	if strings.ContainsAny(c.KeyPrefix, " \t\r\n") {
-		bad("keyPrefix", "%q contains whitespace; use letters, digits and punctuation such as ':'", c.KeyPrefix)
+		bad("keyPrefix", "%q contains whitespace (valid: letters, digits and punctuation such as ':')", c.KeyPrefix)
 	}
 	if c.Buckets < 0 || c.Buckets > maxBuckets {
-		bad("buckets", "%d is out of range; want 0 (default %d) to %d", c.Buckets, DefaultBuckets, maxBuckets)
+		bad("buckets", "%d out of range (valid: 0 for the default of %d, up to %d; about the index's blocks / 16)", c.Buckets, DefaultBuckets, maxBuckets)
 	}
 	if c.PoolSize < 0 {
-		bad("poolSize", "%d is negative; want 0 (default: 10 per CPU) or more", c.PoolSize)
+		bad("poolSize", "%d is negative (valid: 0 for 10 per CPU, or a number of connections)", c.PoolSize)
 	}
 	for _, d := range []struct {
 		field string
 		v     time.Duration
-	}{{"ttl", c.TTL}, {"dialTimeout", c.DialTimeout}, {"readTimeout", c.ReadTimeout}, {"writeTimeout", c.WriteTimeout}} {
+	}{{"dialTimeout", c.DialTimeout}, {"readTimeout", c.ReadTimeout}, {"writeTimeout", c.WriteTimeout}} {
 		if d.v < 0 {
-			bad(d.field, "%s is negative; want 0 (default or disabled) or a positive duration such as \"500ms\"", time.Duration(d.v))
+			bad(d.field, "%v is negative (valid: 0 for the default, or a positive duration such as 500ms)", d.v)
 		}
 	}
-	if c.TTL > 0 && time.Duration(c.TTL) < time.Millisecond {
-		bad("ttl", "%s is below the 1ms resolution of expiry; want 0 (disabled) or >= 1ms", time.Duration(c.TTL))
+	if c.TTL < 0 || (c.TTL > 0 && c.TTL < time.Millisecond) {
+		bad("ttl", "%v is below expiry's 1ms resolution (valid: 1ms or more, or 0 to disable expiry)", c.TTL)
 	}
 	c.Cluster.validate(c.DB, bad)
-	return errors.Join(errs...)
+	return errs.Err()
 }
 
 func (c Config) withDefaults() Config {

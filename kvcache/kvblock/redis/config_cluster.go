@@ -31,10 +31,10 @@ const maxGroups = 4096
 
 func (c ClusterConfig) validate(db int, bad func(field, format string, args ...any)) {
 	if c.Enabled && db != 0 {
-		bad("db", "%d with cluster.enabled; Redis Cluster has only database 0", db)
+		bad("db", "%d with cluster.enabled (valid: 0, Redis Cluster's only database)", db)
 	}
 	if c.Groups < 0 || c.Groups > maxGroups {
-		bad("cluster.groups", "%d is out of range; want 0 (default) to %d", c.Groups, maxGroups)
+		bad("cluster.groups", "%d out of range (valid: 0 for the default, up to %d)", c.Groups, maxGroups)
 	}
 }
 

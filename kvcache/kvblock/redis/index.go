@@ -71,6 +71,7 @@ type Index struct {
 	ownTTL   map[string]int64
 	ownNames []string
 	weights  kvblock.TierWeights
+	media    *kvblock.Media // names tiers in the registry: numbers stay local to a process
 	m        *metrics
 
 	reloading atomic.Bool // a cluster topology reload is under way
@@ -142,7 +143,7 @@ func WithTierTTL(tier string, ttl time.Duration) Option {
 // down. Call Ping to check the server, and Close when done.
 func New(cfg Config, opts ...Option) (*Index, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("redis index: invalid config: %w", err)
 	}
 	cfg = cfg.withDefaults()
 	var o options
@@ -151,6 +152,9 @@ func New(cfg Config, opts ...Option) (*Index, error) {
 	}
 	if o.weights == nil {
 		o.weights = kvblock.DefaultTierWeights()
+	}
+	if err := o.weights.Validate(); err != nil {
+		return nil, fmt.Errorf("redis index: tier weights: %w", err)
 	}
 	for name, w := range o.weights {
 		if math.IsNaN(w) || math.IsInf(w, 0) {
@@ -171,6 +175,7 @@ func New(cfg Config, opts ...Option) (*Index, error) {
 		meta:      cfg.KeyPrefix + "{m}",
 		ttlMillis: time.Duration(cfg.TTL).Milliseconds(),
 		weights:   o.weights,
+		media:     o.weights.Media(),
 		m:         m,
 		podIDs:    map[string]uint32{},
 		tierIDs:   map[string]uint8{},
@@ -236,13 +241,13 @@ func (ix *Index) write(ctx context.Context, o op, pod kvblock.Pod, tier kvblock.
 	err := ix.writeKeys(ctx, o, pod, tier, keys)
 	ix.done(o, start, err)
 	if err != nil {
-		return fmt.Errorf("redis index: %s %d keys of %s on %s: %w", opNames[o], len(keys), pod, tier, err)
+		return fmt.Errorf("redis index: %s %d keys of %s on %s: %w", opNames[o], len(keys), pod, ix.media.Name(tier), err)
 	}
 	return nil
 }
 
 func (ix *Index) writeKeys(ctx context.Context, o op, pod kvblock.Pod, tier kvblock.Tier, keys []kvblock.Key) error {
-	name, tierName := podName(pod), tier.String()
+	name, tierName := podName(pod), ix.media.Name(tier)
 	var pid uint32
 	var tid uint8
 	var own string

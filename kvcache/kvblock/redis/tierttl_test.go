@@ -32,7 +32,7 @@ func tierTTLIndex(t *testing.T, srv *server, ttl time.Duration) *redis.Index {
 // entries it stored on other tiers keep the one-hour TTL.
 func TestTierTTLExpiresEntriesWithoutTheirWriter(t *testing.T) {
 	srv := startServer(t)
-	spec := kvblock.TierOf("SPECULATIVE")
+	spec := kvblock.TierSpeculative
 	ks := keyRange(0, 8)
 	crashed := tierTTLIndex(t, srv, 200*time.Millisecond)
 	ctx := context.Background()
