@@ -130,6 +130,7 @@ type MemIndex struct {
 	// topWeight is the largest of weights: the weight of a block on the
 	// best tier, which Score's accounting is relative to.
 	topWeight float64
+	topTiers  uint32 // bit t set when tier t weighs topWeight
 	pods      podRegistry
 	scratch   sync.Pool // *scoreScratch
 
@@ -159,6 +160,11 @@ func NewMemIndex(cfg MemIndexConfig) (*MemIndex, error) {
 		weights: cfg.TierWeights.Table(),
 	}
 	x.topWeight = slices.Max(x.weights[:])
+	for t, w := range x.weights {
+		if w == x.topWeight {
+			x.topTiers |= 1 << t
+		}
+	}
 	limit := (cfg.Capacity + cfg.Shards - 1) / cfg.Shards
 	for i := range x.shards {
 		x.shards[i].limit = limit
@@ -275,13 +281,13 @@ func (x *MemIndex) Stats(context.Context) (Stats, error) {
 type scoreScratch struct {
 	slotOfCand []int32   // per candidate: its slot, or -1 if the index never saw it
 	slotOf     []int32   // per pod id: 1 + its slot while it still matches, else 0
+	bitOf      []uint64  // per pod id: walk64's bit for its slot while it still matches, else 0
 	podOf      []uint32  // per slot: pod id
 	alive      []uint64  // slots matching every key so far
 	present    []uint64  // slots holding the current key
 	acc        []slotAcc // per slot
 	matched    []int32   // per slot, set when the slot drops out
 	entries    []uint64  // the current key's entries
-	sink       uint64    // keeps the walk's lookahead loads alive
 
 	// The hybrid walk's (see hybrid.go).
 	hyb      []hybridCand
@@ -365,6 +371,7 @@ func (sc *scoreScratch) resolve(ids map[Pod]uint32, candidates []Pod) (known int
 	sc.slotOfCand = slices.Grow(sc.slotOfCand[:0], len(candidates))[:len(candidates)]
 	if len(sc.slotOf) < len(ids) {
 		sc.slotOf = make([]int32, len(ids)+len(ids)/4)
+		sc.bitOf = make([]uint64, len(sc.slotOf))
 	}
 	for i, p := range candidates {
 		id, ok := ids[p]
@@ -443,57 +450,64 @@ func (sc *scoreScratch) finish(total int, top float64) {
 	}
 }
 
-// lookahead is how many keys ahead of the current one the walk touches.
-const lookahead = 4
+// The walk prefetches in two stages: the slot of the key slotAhead keys
+// ahead of the current one, then, once that has arrived, the entries of the
+// key runAhead keys ahead.
+const (
+	slotAhead = 32
+	runAhead  = 12
+)
 
 // walk64 is walk for at most 64 candidates, the common case. The candidate
 // sets live in registers, and each key's entries are read in place from the
 // shard under its sequence count: present is only trusted, and weights only
 // added, once the read validates.
+//
+// An entry costs a table load and an OR: bitOf maps a pod id straight to
+// its candidate bit (0 once it stopped matching or if it is no candidate),
+// and entries on a top-weight tier, the common case, need nothing else.
 func (x *MemIndex) walk64(keys []Key, sc *scoreScratch, _ int) (walked, hits int) {
-	slotOf, podOf, acc, matched := sc.slotOf, sc.podOf, sc.acc, sc.matched
+	podOf, acc, matched := sc.podOf, sc.acc, sc.matched
+	bitOf := sc.bitOf
+	for u, id := range podOf {
+		bitOf[id] = 1 << u
+	}
 	weights := &x.weights
-	top := x.topWeight
+	top, topTiers := x.topWeight, x.topTiers
 	alive := sc.alive[0]
-	// present: candidates holding the current key; short: those of them
-	// whose best tier for it weighs less than top.
-	var present, short uint64
-	// visit marks entry e's pod present if it is a candidate still
-	// matching, keeping its best tier weight for this key.
+	// onTop: candidates holding the current key on a top-weight tier;
+	// below: those holding it on a lighter one, their best weight in
+	// acc[u].cur.
+	var onTop, below uint64
+	// visit records entry e for its candidate, if any.
 	visit := func(e uint64) {
 		pod := entryPod(e)
-		if int(pod) >= len(slotOf) {
+		if int(pod) >= len(bitOf) {
 			return // interned after this Score began: not a candidate
 		}
-		u := slotOf[pod] - 1
-		if u < 0 {
+		b := bitOf[pod]
+		tier := entryTier(e)
+		if topTiers>>tier&1 != 0 {
+			onTop |= b
 			return
 		}
-		b := uint64(1) << (u & 63)
-		wt := weights[entryTier(e)]
-		if present&b == 0 {
-			present |= b
-			if wt < top {
-				short |= b
-				acc[u].cur = wt
-			}
-		} else if short&b != 0 && wt > acc[u].cur {
-			acc[u].cur = wt
-			if wt == top {
-				short &^= b
-			}
+		if b == 0 {
+			return
+		}
+		a := &acc[bits.TrailingZeros64(b)]
+		if wt := weights[tier]; below&b == 0 {
+			below |= b
+			a.cur = wt
+		} else if wt > a.cur {
+			a.cur = wt
 		}
 	}
-	var sink uint64
 	for i, k := range keys {
-		if i+lookahead < len(keys) {
-			ha := mix(uint64(keys[i+lookahead]))
-			sink += x.shardOf(ha).touch(ha)
-		}
+		x.prefetch(keys, i)
 		h := mix(uint64(k))
 		s := x.shardOf(h)
 		for attempt := 0; ; attempt++ {
-			present, short = 0, 0
+			onTop, below = 0, 0
 			if attempt == readRetries {
 				sc.entries = s.lookup(h, sc.entries)
 				for _, e := range sc.entries {
@@ -523,28 +537,50 @@ func (x *MemIndex) walk64(keys []Key, sc *scoreScratch, _ int) (walked, hits int
 			}
 		}
 		walked++
+		present := onTop | below
 		if present != 0 {
 			hits++
-			for ; short != 0; short &= short - 1 {
+			for short := below &^ onTop; short != 0; short &= short - 1 {
 				a := &acc[bits.TrailingZeros64(short)]
 				a.deficit += top - a.cur
 			}
 		}
 		if gone := alive &^ present; gone != 0 {
-			alive = present
+			alive &= present
 			for ; gone != 0; gone &= gone - 1 {
 				u := bits.TrailingZeros64(gone)
 				matched[u] = int32(i)
-				slotOf[podOf[u]] = 0
+				bitOf[podOf[u]] = 0
 			}
 		}
 		if alive == 0 {
 			break
 		}
 	}
-	sc.sink = sink
+	for _, id := range podOf {
+		bitOf[id] = 0
+	}
 	sc.alive[0] = alive
 	return walked, hits
+}
+
+// prefetch is the walk's prefetching before it visits keys[i]; at the
+// first key it also starts on the slots of the keys up to slotAhead.
+func (x *MemIndex) prefetch(keys []Key, i int) {
+	if i == 0 {
+		for _, k := range keys[1:min(slotAhead, len(keys))] {
+			h := mix(uint64(k))
+			x.shardOf(h).prefetchSlot(h)
+		}
+	}
+	if i+slotAhead < len(keys) {
+		h := mix(uint64(keys[i+slotAhead]))
+		x.shardOf(h).prefetchSlot(h)
+	}
+	if i+runAhead < len(keys) {
+		h := mix(uint64(keys[i+runAhead]))
+		x.shardOf(h).prefetchRun(h)
+	}
 }
 
 // walk runs the longest-prefix walk over keys for the n prepared candidate
@@ -556,12 +592,8 @@ func (x *MemIndex) walk(keys []Key, sc *scoreScratch, n int) (walked, hits int) 
 	weights, top := &x.weights, x.topWeight
 	entries := sc.entries
 	left := n
-	var sink uint64
 	for i, k := range keys {
-		if i+lookahead < len(keys) {
-			ha := mix(uint64(keys[i+lookahead]))
-			sink += x.shardOf(ha).touch(ha)
-		}
+		x.prefetch(keys, i)
 		h := mix(uint64(k))
 		entries = x.shardOf(h).lookup(h, entries)
 		for _, e := range entries {
@@ -618,6 +650,6 @@ func (x *MemIndex) walk(keys []Key, sc *scoreScratch, n int) (walked, hits int) 
 			break
 		}
 	}
-	sc.entries, sc.sink = entries, sink
+	sc.entries = entries
 	return walked, hits
 }
