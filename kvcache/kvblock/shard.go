@@ -272,8 +272,10 @@ func (s *shard) prefetchRun(h uint64) {
 		}
 		if atomic.LoadUint64(&sl.h) == h {
 			if v&runBit != 0 {
+				// The first lines: the hardware prefetcher follows a
+				// longer run on its own.
 				off, _, n := runOf(v)
-				for j := off; j < off+n && j < len(view.slab); j += 8 {
+				for j := off; j < min(off+n, off+4*8, len(view.slab)); j += 8 {
 					prefetch(&view.slab[j])
 				}
 			}
