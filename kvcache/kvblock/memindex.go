@@ -288,6 +288,7 @@ type scoreScratch struct {
 	acc        []slotAcc // per slot
 	matched    []int32   // per slot, set when the slot drops out
 	entries    []uint64  // the current key's entries
+	sink       uint64    // keeps the walk's lookahead loads alive
 
 	// The hybrid walk's (see hybrid.go).
 	hyb      []hybridCand
@@ -450,13 +451,8 @@ func (sc *scoreScratch) finish(total int, top float64) {
 	}
 }
 
-// The walk prefetches in two stages: the slot of the key slotAhead keys
-// ahead of the current one, then, once that has arrived, the entries of the
-// key runAhead keys ahead.
-const (
-	slotAhead = 32
-	runAhead  = 12
-)
+// lookahead is how many keys ahead of the current one the walk touches.
+const lookahead = 4
 
 // walk64 is walk for at most 64 candidates, the common case. The candidate
 // sets live in registers, and each key's entries are read in place from the
@@ -479,6 +475,7 @@ func (x *MemIndex) walk64(keys []Key, sc *scoreScratch, _ int) (walked, hits int
 	// below: those holding it on a lighter one, their best weight in
 	// acc[u].cur.
 	var onTop, below uint64
+	var sink uint64
 	// visit records entry e for its candidate, if any.
 	visit := func(e uint64) {
 		pod := entryPod(e)
@@ -503,7 +500,10 @@ func (x *MemIndex) walk64(keys []Key, sc *scoreScratch, _ int) (walked, hits int
 		}
 	}
 	for i, k := range keys {
-		x.prefetch(keys, i)
+		if i+lookahead < len(keys) {
+			ha := mix(uint64(keys[i+lookahead]))
+			sink += x.shardOf(ha).touch(ha)
+		}
 		h := mix(uint64(k))
 		s := x.shardOf(h)
 		for attempt := 0; ; attempt++ {
@@ -560,27 +560,9 @@ func (x *MemIndex) walk64(keys []Key, sc *scoreScratch, _ int) (walked, hits int
 	for _, id := range podOf {
 		bitOf[id] = 0
 	}
+	sc.sink = sink
 	sc.alive[0] = alive
 	return walked, hits
-}
-
-// prefetch is the walk's prefetching before it visits keys[i]; at the
-// first key it also starts on the slots of the keys up to slotAhead.
-func (x *MemIndex) prefetch(keys []Key, i int) {
-	if i == 0 {
-		for _, k := range keys[1:min(slotAhead, len(keys))] {
-			h := mix(uint64(k))
-			x.shardOf(h).prefetchSlot(h)
-		}
-	}
-	if i+slotAhead < len(keys) {
-		h := mix(uint64(keys[i+slotAhead]))
-		x.shardOf(h).prefetchSlot(h)
-	}
-	if i+runAhead < len(keys) {
-		h := mix(uint64(keys[i+runAhead]))
-		x.shardOf(h).prefetchRun(h)
-	}
 }
 
 // walk runs the longest-prefix walk over keys for the n prepared candidate
@@ -592,8 +574,12 @@ func (x *MemIndex) walk(keys []Key, sc *scoreScratch, n int) (walked, hits int) 
 	weights, top := &x.weights, x.topWeight
 	entries := sc.entries
 	left := n
+	var sink uint64
 	for i, k := range keys {
-		x.prefetch(keys, i)
+		if i+lookahead < len(keys) {
+			ha := mix(uint64(keys[i+lookahead]))
+			sink += x.shardOf(ha).touch(ha)
+		}
 		h := mix(uint64(k))
 		entries = x.shardOf(h).lookup(h, entries)
 		for _, e := range entries {
@@ -650,6 +636,6 @@ func (x *MemIndex) walk(keys []Key, sc *scoreScratch, n int) (walked, hits int) 
 			break
 		}
 	}
-	sc.entries = entries
+	sc.entries, sc.sink = entries, sink
 	return walked, hits
 }

@@ -244,45 +244,16 @@ func (s *shard) locate(h uint64) (v uint64, view *shardView, seq uint64, ok bool
 	return 0, nil, seq, false
 }
 
-// prefetchSlot starts loading the home slot of key h into cache, so that a
-// locate of h shortly after finds it there: the walk prefetches keys ahead,
-// letting the CPU overlap their cache misses with the current key's work.
-func (s *shard) prefetchSlot(h uint64) {
-	if view := s.view.Load(); view != nil && len(view.slots) > 0 {
-		prefetch(&view.slots[h&uint64(len(view.slots)-1)].v)
-	}
-}
-
-// prefetchRun starts loading the entries of key h, if its slot is already
-// in cache and the key has a run: the second stage of the walk's
-// prefetching, a few keys after prefetchSlot. It is a hint: a torn read
-// only prefetches the wrong line.
-func (s *shard) prefetchRun(h uint64) {
+// touch loads the home slot of key h so that a locate of h shortly after
+// finds it in cache: the walk touches a few keys ahead, letting the CPU
+// overlap their cache misses with the current key's work. It returns the
+// slot's value word only so that the load is not optimised away.
+func (s *shard) touch(h uint64) uint64 {
 	view := s.view.Load()
 	if view == nil || len(view.slots) == 0 {
-		return
+		return 0
 	}
-	mask := uint64(len(view.slots) - 1)
-	i := h & mask
-	for range 2 { // the home slot or its neighbour, most keys' places
-		sl := &view.slots[i]
-		v := atomic.LoadUint64(&sl.v)
-		if v == 0 {
-			return
-		}
-		if atomic.LoadUint64(&sl.h) == h {
-			if v&runBit != 0 {
-				// The first lines: the hardware prefetcher follows a
-				// longer run on its own.
-				off, _, n := runOf(v)
-				for j := off; j < min(off+n, off+4*8, len(view.slab)); j += 8 {
-					prefetch(&view.slab[j])
-				}
-			}
-			return
-		}
-		i = (i + 1) & mask
-	}
+	return atomic.LoadUint64(&view.slots[h&uint64(len(view.slots)-1)].v)
 }
 
 // unchanged reports whether no writer touched the shard since locate
