@@ -16,7 +16,8 @@ import (
 // 64 MiB buffer, as other processes and the ingest path do to a scorer that
 // lost its core for a while on a busy machine. It reports the score's own
 // CPU time (cold-cpu-p50-ns/score, cold-cpu-p90-ns/score): the on-CPU part
-// of a score's tail latency, which the walk's prefetching shortens.
+// of a score's tail latency, to set against BenchmarkIndexScore's warm
+// figure when changing the walk's memory access pattern.
 func BenchmarkIndexScoreCold(b *testing.B) {
 	ctx := context.Background()
 	f := scoreFixtureFor(b, "mem", 100, promptKeys)
