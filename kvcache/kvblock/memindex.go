@@ -135,6 +135,7 @@ type MemIndex struct {
 	// topWeight is the largest of weights: the weight of a block on the
 	// best tier, which Score's accounting is relative to.
 	topWeight float64
+	topTiers  uint32 // bit t set when tier t weighs topWeight
 	pods      podRegistry
 	scratch   sync.Pool // *scoreScratch
 
@@ -164,6 +165,11 @@ func NewMemIndex(cfg MemIndexConfig) (*MemIndex, error) {
 		weights: cfg.TierWeights.Table(),
 	}
 	x.topWeight = slices.Max(x.weights[:])
+	for t, w := range x.weights {
+		if w == x.topWeight {
+			x.topTiers |= 1 << t
+		}
+	}
 	limit := (cfg.Capacity + cfg.Shards - 1) / cfg.Shards
 	for i := range x.shards {
 		x.shards[i].limit = limit
@@ -280,6 +286,7 @@ func (x *MemIndex) Stats(context.Context) (Stats, error) {
 type scoreScratch struct {
 	slotOfCand []int32   // per candidate: its slot, or -1 if the index never saw it
 	slotOf     []int32   // per pod id: 1 + its slot while it still matches, else 0
+	bitOf      []uint64  // per pod id: walk64's bit for its slot while it still matches, else 0
 	podOf      []uint32  // per slot: pod id
 	alive      []uint64  // slots matching every key so far
 	present    []uint64  // slots holding the current key
@@ -370,6 +377,7 @@ func (sc *scoreScratch) resolve(ids map[Pod]uint32, candidates []Pod) (known int
 	sc.slotOfCand = slices.Grow(sc.slotOfCand[:0], len(candidates))[:len(candidates)]
 	if len(sc.slotOf) < len(ids) {
 		sc.slotOf = make([]int32, len(ids)+len(ids)/4)
+		sc.bitOf = make([]uint64, len(sc.slotOf))
 	}
 	for i, p := range candidates {
 		id, ok := ids[p]
@@ -455,41 +463,47 @@ const lookahead = 4
 // sets live in registers, and each key's entries are read in place from the
 // shard under its sequence count: present is only trusted, and weights only
 // added, once the read validates.
+//
+// An entry costs a table load and an OR: bitOf maps a pod id straight to
+// its candidate bit (0 once it stopped matching or if it is no candidate),
+// and entries on a top-weight tier, the common case, need nothing else.
 func (x *MemIndex) walk64(keys []Key, sc *scoreScratch, _ int) (walked, hits int) {
-	slotOf, podOf, acc, matched := sc.slotOf, sc.podOf, sc.acc, sc.matched
+	podOf, acc, matched := sc.podOf, sc.acc, sc.matched
+	bitOf := sc.bitOf
+	for u, id := range podOf {
+		bitOf[id] = 1 << u
+	}
 	weights := &x.weights
-	top := x.topWeight
+	top, topTiers := x.topWeight, x.topTiers
 	alive := sc.alive[0]
-	// present: candidates holding the current key; short: those of them
-	// whose best tier for it weighs less than top.
-	var present, short uint64
-	// visit marks entry e's pod present if it is a candidate still
-	// matching, keeping its best tier weight for this key.
+	// onTop: candidates holding the current key on a top-weight tier;
+	// below: those holding it on a lighter one, their best weight in
+	// acc[u].cur.
+	var onTop, below uint64
+	var sink uint64
+	// visit records entry e for its candidate, if any.
 	visit := func(e uint64) {
 		pod := entryPod(e)
-		if int(pod) >= len(slotOf) {
+		if int(pod) >= len(bitOf) {
 			return // interned after this Score began: not a candidate
 		}
-		u := slotOf[pod] - 1
-		if u < 0 {
+		b := bitOf[pod]
+		tier := entryTier(e)
+		if topTiers>>tier&1 != 0 {
+			onTop |= b
 			return
 		}
-		b := uint64(1) << (u & 63)
-		wt := weights[entryTier(e)]
-		if present&b == 0 {
-			present |= b
-			if wt < top {
-				short |= b
-				acc[u].cur = wt
-			}
-		} else if short&b != 0 && wt > acc[u].cur {
-			acc[u].cur = wt
-			if wt == top {
-				short &^= b
-			}
+		if b == 0 {
+			return
+		}
+		a := &acc[bits.TrailingZeros64(b)]
+		if wt := weights[tier]; below&b == 0 {
+			below |= b
+			a.cur = wt
+		} else if wt > a.cur {
+			a.cur = wt
 		}
 	}
-	var sink uint64
 	for i, k := range keys {
 		if i+lookahead < len(keys) {
 			ha := mix(uint64(keys[i+lookahead]))
@@ -498,7 +512,7 @@ func (x *MemIndex) walk64(keys []Key, sc *scoreScratch, _ int) (walked, hits int
 		h := mix(uint64(k))
 		s := x.shardOf(h)
 		for attempt := 0; ; attempt++ {
-			present, short = 0, 0
+			onTop, below = 0, 0
 			if attempt == readRetries {
 				sc.entries = s.lookup(h, sc.entries)
 				for _, e := range sc.entries {
@@ -528,24 +542,28 @@ func (x *MemIndex) walk64(keys []Key, sc *scoreScratch, _ int) (walked, hits int
 			}
 		}
 		walked++
+		present := onTop | below
 		if present != 0 {
 			hits++
-			for ; short != 0; short &= short - 1 {
+			for short := below &^ onTop; short != 0; short &= short - 1 {
 				a := &acc[bits.TrailingZeros64(short)]
 				a.deficit += top - a.cur
 			}
 		}
 		if gone := alive &^ present; gone != 0 {
-			alive = present
+			alive &= present
 			for ; gone != 0; gone &= gone - 1 {
 				u := bits.TrailingZeros64(gone)
 				matched[u] = int32(i)
-				slotOf[podOf[u]] = 0
+				bitOf[podOf[u]] = 0
 			}
 		}
 		if alive == 0 {
 			break
 		}
+	}
+	for _, id := range podOf {
+		bitOf[id] = 0
 	}
 	sc.sink = sink
 	sc.alive[0] = alive
