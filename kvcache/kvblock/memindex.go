@@ -10,6 +10,8 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+
+	"github.com/kvtrack/kvtrack/internal/fielderr"
 )
 
 // Defaults for MemIndexConfig's zero fields.
@@ -76,37 +78,48 @@ func (c MemIndexConfig) withDefaults() MemIndexConfig {
 	return c
 }
 
-// Validate reports the first invalid field of c, after defaults, wrapping
-// ErrInvalidConfig.
+// Validate reports every invalid field of c, after defaults: an error
+// that wraps ErrInvalidConfig and, for each field, a *fielderr.Error
+// naming it as spelled in JSON ("shards", "tierWeights.CPU") and what it
+// accepts, in the style kvcache's configuration errors use.
 func (c MemIndexConfig) Validate() error {
 	c = c.withDefaults()
+	var errs fielderr.List
+	bad := errs.Add
 	if c.Shards < 1 || c.Shards > MaxShards || c.Shards&(c.Shards-1) != 0 {
-		return fmt.Errorf("%w: Shards must be a power of two from 1 to %d (0 for %d), got %d",
-			ErrInvalidConfig, MaxShards, DefaultShards, c.Shards)
+		bad("shards", "%d out of range (valid: a power of two from 1 to %d, or 0 for %d)", c.Shards, MaxShards, DefaultShards)
 	}
 	if c.BlockSize < 0 {
-		return fmt.Errorf("%w: BlockSize must be a number of tokens, or 0; got %d", ErrInvalidConfig, c.BlockSize)
+		bad("blockSize", "%d is negative (valid: the keys' block size in tokens, or 0)", c.BlockSize)
 	}
 	if c.Capacity < c.Shards {
-		return fmt.Errorf("%w: Capacity must be at least Shards (%d), or 0 for %d; got %d",
-			ErrInvalidConfig, c.Shards, DefaultCapacity, c.Capacity)
-	}
-	if err := c.TierWeights.Validate(); err != nil {
-		return fmt.Errorf("%w: TierWeights: %w", ErrInvalidConfig, err)
+		bad("capacity", "%d is below shards (%d) (valid: a number of entries no smaller than shards, or 0 for %d)", c.Capacity, c.Shards, DefaultCapacity)
 	}
 	for _, medium := range slices.Sorted(maps.Keys(c.TierWeights)) {
 		w := c.TierWeights[medium]
-		if medium == "" {
-			return fmt.Errorf("%w: TierWeights has an empty medium name; use \"GPU\", \"CPU\", \"STORAGE\" or another medium vLLM reports",
-				ErrInvalidConfig)
+		switch {
+		case medium == "":
+			bad("tierWeights", "an empty medium name (valid: \"GPU\", \"CPU\", \"STORAGE\" or another medium vLLM reports)")
+		case math.IsNaN(w) || math.IsInf(w, 0) || w < 0:
+			bad("tierWeights."+medium, "%v (valid: a finite number >= 0)", w)
 		}
-		if math.IsNaN(w) || math.IsInf(w, 0) || w < 0 {
-			return fmt.Errorf("%w: TierWeights[%q] must be a finite number >= 0, got %v",
-				ErrInvalidConfig, medium, w)
-		}
+	}
+	if err := c.TierWeights.Validate(); err != nil {
+		bad("tierWeights", "%w", err)
+	}
+	if err := errs.Err(); err != nil {
+		return invalidConfig{err}
 	}
 	return nil
 }
+
+// invalidConfig is Validate's error: the fields' errors, and
+// ErrInvalidConfig to errors.Is.
+type invalidConfig struct{ fields error }
+
+func (e invalidConfig) Error() string        { return e.fields.Error() }
+func (e invalidConfig) Unwrap() []error      { return []error{ErrInvalidConfig, e.fields} }
+func (e invalidConfig) Is(target error) bool { return target == ErrInvalidConfig }
 
 // MemIndex is the in-memory Index: a fixed array of shards, each a
 // pointer-free open-addressing table from block key to the compact set of

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kvtrack/kvtrack/internal/fielderr"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock/indextest"
 )
@@ -42,17 +43,17 @@ func TestNewMemIndexRejectsBadConfig(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		cfg  kvblock.MemIndexConfig
-		want string // the field the error must name
+		want string // what the error must say: the field, as spelled in JSON, and its fault
 	}{
-		{"negative capacity", kvblock.MemIndexConfig{Capacity: -1}, "Capacity"},
-		{"capacity below shards", kvblock.MemIndexConfig{Capacity: 8, Shards: 16}, "Capacity"},
-		{"negative shards", kvblock.MemIndexConfig{Shards: -4}, "Shards"},
-		{"shards not a power of two", kvblock.MemIndexConfig{Shards: 12}, "Shards"},
-		{"too many shards", kvblock.MemIndexConfig{Shards: 1 << 17}, "Shards"},
-		{"negative weight", kvblock.MemIndexConfig{TierWeights: kvblock.TierWeights{"CPU": -0.5}}, `TierWeights["CPU"]`},
-		{"NaN weight", kvblock.MemIndexConfig{TierWeights: kvblock.TierWeights{"GPU": math.NaN()}}, `TierWeights["GPU"]`},
-		{"infinite weight", kvblock.MemIndexConfig{TierWeights: kvblock.TierWeights{"GPU": math.Inf(1)}}, `TierWeights["GPU"]`},
-		{"empty medium", kvblock.MemIndexConfig{TierWeights: kvblock.TierWeights{"": 1}}, "TierWeights"},
+		{"negative capacity", kvblock.MemIndexConfig{Capacity: -1}, "capacity: -1 is below shards"},
+		{"capacity below shards", kvblock.MemIndexConfig{Capacity: 8, Shards: 16}, "capacity: 8 is below shards (16)"},
+		{"negative shards", kvblock.MemIndexConfig{Shards: -4}, "shards: -4 out of range"},
+		{"shards not a power of two", kvblock.MemIndexConfig{Shards: 12}, "shards: 12 out of range (valid: a power of two"},
+		{"too many shards", kvblock.MemIndexConfig{Shards: 1 << 17}, "shards: 131072 out of range"},
+		{"negative weight", kvblock.MemIndexConfig{TierWeights: kvblock.TierWeights{"CPU": -0.5}}, "tierWeights.CPU: -0.5 (valid: a finite number >= 0)"},
+		{"NaN weight", kvblock.MemIndexConfig{TierWeights: kvblock.TierWeights{"GPU": math.NaN()}}, "tierWeights.GPU: NaN"},
+		{"infinite weight", kvblock.MemIndexConfig{TierWeights: kvblock.TierWeights{"GPU": math.Inf(1)}}, "tierWeights.GPU: +Inf"},
+		{"empty medium", kvblock.MemIndexConfig{TierWeights: kvblock.TierWeights{"": 1}}, "tierWeights: an empty medium name"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			idx, err := kvblock.NewMemIndex(tc.cfg)
@@ -63,7 +64,11 @@ func TestNewMemIndexRejectsBadConfig(t *testing.T) {
 				t.Errorf("error %q does not wrap ErrInvalidConfig", err)
 			}
 			if !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("error %q does not name %s", err, tc.want)
+				t.Errorf("error %q does not say %q", err, tc.want)
+			}
+			var fe *fielderr.Error
+			if !errors.As(err, &fe) {
+				t.Errorf("error %q holds no *fielderr.Error", err)
 			}
 		})
 	}
