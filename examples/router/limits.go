@@ -164,9 +164,11 @@ type lentBody struct {
 
 // reader returns a reader of the body for one attempt at a pod; the
 // attempt must Close it when it returns. The transport may go on reading a
-// request's body after the response has come (and the reverse proxy does
-// not pass Close on), so a read after Close fails instead of reading a
-// buffer that may by then hold the next request's body.
+// request's body after the response has come, and the reverse proxy hides
+// the body's Close from the transport behind a no-op wrapper (Go 1.22 and
+// later), so the attempt closes it itself; a read after Close fails
+// instead of reading a buffer that may by then hold the next request's
+// body.
 func (l *lentBody) reader() *lentReader {
 	return &lentReader{r: bytes.NewReader(l.b)}
 }
@@ -225,11 +227,11 @@ func (s *slot) release() {
 	})
 }
 
-// readBody reads the whole body, at most max bytes. A small body gets a
+// readBody reads the whole body, at most maxBytes. A small body gets a
 // buffer of its announced length (no growth); a large one is read into
 // the slot's buffer, grown (and kept for the next) when it is too small.
-func (s *slot) readBody(w http.ResponseWriter, req *http.Request, max int64) ([]byte, error) {
-	body := http.MaxBytesReader(w, req.Body, max)
+func (s *slot) readBody(w http.ResponseWriter, req *http.Request, maxBytes int64) ([]byte, error) {
+	body := http.MaxBytesReader(w, req.Body, maxBytes)
 	n := req.ContentLength
 	if !s.large {
 		buf := make([]byte, n)
@@ -251,7 +253,12 @@ func (s *slot) readBody(w http.ResponseWriter, req *http.Request, max int64) ([]
 	b := s.buf[:0]
 	for {
 		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
+			// Grow by doubling, but never past maxBytes+1 (enough for
+			// MaxBytesReader to report the overflow), so the buffer kept
+			// stays within the documented bound.
+			grown := make([]byte, len(b), min(max(2*cap(b), 64<<10), int(maxBytes)+1))
+			copy(grown, b)
+			b = grown
 		}
 		k, err := body.Read(b[len(b):cap(b)])
 		b = b[:len(b)+k]

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -404,4 +405,59 @@ func TestLargeBodyBufferOutlivesThePodsRead(t *testing.T) {
 			t.Errorf("body %d reached the pod as %d bytes, from byte %d not the %d bytes sent: %.30q", i, len(g), off, len(want[i]), g[off:])
 		}
 	}
+}
+
+// TestLentReaderFailsAfterClose checks the mechanism the large-body buffer
+// reuse rests on: once an attempt has closed its reader, a late read (the
+// transport's, after the response) gets an error and never the buffer.
+func TestLentReaderFailsAfterClose(t *testing.T) {
+	body := &lentBody{b: []byte("abcdef"), s: &slot{}}
+	r := body.reader()
+	p := make([]byte, 3)
+	if n, err := r.Read(p); n != 3 || err != nil || string(p) != "abc" {
+		t.Fatalf("Read = %d %v %q, want 3 bytes abc", n, err, p)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.Read(p); n != 0 || !errors.Is(err, errBodyReleased) {
+		t.Errorf("Read after Close = %d, %v; want 0, errBodyReleased", n, err)
+	}
+}
+
+// TestLargeSlotsReuseOneBuffer checks that a large body is read into the
+// buffer the previous large body left, and that a body of unknown length
+// grows it no further than maxBytes+1.
+func TestLargeSlotsReuseOneBuffer(t *testing.T) {
+	a := newAdmission(Limits{}.withDefaults())
+	read := func(body string, length int64, maxBytes int64) (*slot, []byte) {
+		t.Helper()
+		s, err := a.acquire(context.Background(), length, 16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
+		req.ContentLength = length
+		b, err := s.readBody(httptest.NewRecorder(), req, maxBytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(b) != body {
+			t.Fatalf("read %q, want %q", b, body)
+		}
+		return s, b
+	}
+	long := strings.Repeat("x", 1000)
+	s, first := read(long, int64(len(long)), 1<<20)
+	s.release()
+	s, second := read(strings.Repeat("y", 500), 500, 1<<20)
+	if &first[0] != &second[0] {
+		t.Error("the second large body got a new buffer, want the first's")
+	}
+	s.release()
+	s, _ = read(strings.Repeat("z", 200<<10), -1, 200<<10) // unknown length, exactly maxBytes
+	if c := cap(s.buf); c > 200<<10+1 {
+		t.Errorf("buffer grew to %d bytes for a body of unknown length, want at most maxBytes+1 = %d", c, 200<<10+1)
+	}
+	s.release()
 }

@@ -264,7 +264,13 @@ func (r *Reader) header(w int) (int, error) {
 	case 2:
 		return int(binary.BigEndian.Uint16(p)), nil
 	}
-	return int(binary.BigEndian.Uint32(p)), nil
+	n := int(binary.BigEndian.Uint32(p))
+	if n < 0 {
+		// Only where int is 32 bits: a length over 2^31 is more than any
+		// input there can hold.
+		return 0, ErrTruncated
+	}
+	return n, nil
 }
 
 // Bytes reads a str or bin value and returns its bytes, a sub-slice of the

@@ -210,9 +210,12 @@ func promptListOver(p []byte, lim Limits) error {
 	if len(p) == 0 || p[0] != '[' {
 		return nil
 	}
-	n, first := arrayShape(p, max(lim.MaxPromptTokens, lim.MaxBatchPrompts))
+	_, first := arrayShape(p, 1) // the first element says what is counted
 	switch first {
+	case 0:
+		return nil
 	case '"', '[':
+		n, _ := arrayShape(p, lim.MaxBatchPrompts)
 		if err := overCounted("prompt", "prompts", n, lim.MaxBatchPrompts); err != nil {
 			return err
 		}
@@ -220,9 +223,8 @@ func promptListOver(p []byte, lim Limits) error {
 			return overCounted("prompt", "tokens", countNested(p, lim.MaxPromptTokens), lim.MaxPromptTokens)
 		}
 		return nil
-	case 0:
-		return nil
 	}
+	n, _ := arrayShape(p, lim.MaxPromptTokens)
 	return overCounted("prompt", "tokens", n, lim.MaxPromptTokens)
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/kvtrack/kvtrack/kvcache"
@@ -166,6 +167,26 @@ func TestOversizeListsAreRefusedBeforeValidation(t *testing.T) {
 				t.Errorf("Parse(%s) = %v, want the LimitError %q", tc.body, err, tc.text)
 			}
 		})
+	}
+}
+
+// TestEachListKindCountsToItsOwnLimit checks that a batch is counted up to
+// MaxBatchPrompts and token IDs up to MaxPromptTokens, whichever is larger:
+// the refusal names the right bound, never a count cut at the other one.
+func TestEachListKindCountsToItsOwnLimit(t *testing.T) {
+	lim := Limits{MaxPromptTokens: 100, MaxBatchPrompts: 3}
+	tests := []struct{ body, text string }{
+		{`{"prompt":["a","b","c","d","e","f","g","h"]}`, "prompt: more than 3 prompts is over the limit"},
+		{`{"prompt":[` + strings.Repeat("1,", 150) + `1]}`, "prompt: more than 100 tokens is over the limit"},
+	}
+	for _, tc := range tests {
+		if _, err := Parse(Completions, []byte(tc.body), lim); err == nil || err.Error() != tc.text {
+			t.Errorf("Parse(%.40s...) = %v, want %q", tc.body, err, tc.text)
+		}
+	}
+	lim = Limits{MaxPromptTokens: 2, MaxBatchPrompts: 100}
+	if _, err := Parse(Completions, []byte(`{"prompt":[1,2,3,4,5,6,7,8]}`), lim); err == nil || err.Error() != "prompt: more than 2 tokens is over the limit" {
+		t.Errorf("token IDs with a larger batch limit: %v", err)
 	}
 }
 
