@@ -47,7 +47,9 @@ const maxSpeculativeKeys = 1 << 22
 // would lose its claim exactly when the pod is under pressure. The TTL
 // therefore bounds only requests that never ran, and can be long enough to
 // cover queueing and prefill. It is the same for every entry, so expiry
-// order is insertion order and a FIFO queue suffices.
+// order is insertion order and a FIFO queue suffices. A hybrid model
+// stores each block once per KV-cache group; only one group's stores
+// count, so that one request retires one entry (see confirmer).
 type speculator struct {
 	index kvblock.Index
 	ttl   time.Duration

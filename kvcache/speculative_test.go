@@ -223,3 +223,35 @@ func testHybridRuns(t *testing.T, groups []kvblock.Group, tail bool) {
 		}
 	}
 }
+
+// Each prompt of a batch is its own request: one continuing past its last
+// full block, with every full block cached, is confirmed by the run stored
+// after it, as a single prompt is; one ending at a block boundary is not.
+func TestStoreAfterTheLastBlockConfirmsABatchPromptsPartialTail(t *testing.T) {
+	ctx := context.Background()
+	pod := kvblock.Pod{Addr: "a:1"}
+	ix := newIndexer(t, Config{Speculative: SpeculativeConfig{Enabled: true, TTL: Duration(time.Minute)}})
+	req := Request{Prompts: []BatchPrompt{{TokenIDs: seq(1, 65)}, {TokenIDs: seq(1000, 64)}}, Pods: []string{"a:1"}}
+	res, err := ix.Score(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The pod holds both prompts before the batch is routed.
+	if err := ix.index.Add(ctx, pod, kvblock.TierGPU, res.Keys); err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.SpeculateResult(ctx, "a:1", res); err != nil {
+		t.Fatal(err)
+	}
+	events := confirmingIndex{ix.index, ix.spec}
+	for _, keys := range res.Batch {
+		events.StoredAfter(ctx, pod, kvblock.TierGPU, kvblock.Group{}, keys[len(keys)-1])
+	}
+	if err := events.Remove(ctx, pod, kvblock.TierGPU, res.Keys); err != nil {
+		t.Fatal(err)
+	}
+	// Only the second prompt's entry stands: the 3 blocks vLLM looks up.
+	if got := matchedOn(t, ix, req); got != 3 {
+		t.Errorf("matched %d after the eviction, want 3 (the block-boundary prompt's entry)", got)
+	}
+}
