@@ -92,6 +92,9 @@ type Result struct {
 	// Batch, for a batch request (Request.Prompts), holds each prompt's
 	// keys; Keys is then their concatenation. Nil for a single prompt.
 	Batch [][]kvblock.Key
+	// BatchBlocks, for a batch, holds each prompt's Blocks (Blocks is
+	// their sum). Pass it with Batch to SpeculateResult.
+	BatchBlocks []int
 }
 
 // PodScore is one candidate's result.

@@ -47,7 +47,9 @@ const maxSpeculativeKeys = 1 << 22
 // would lose its claim exactly when the pod is under pressure. The TTL
 // therefore bounds only requests that never ran, and can be long enough to
 // cover queueing and prefill. It is the same for every entry, so expiry
-// order is insertion order and a FIFO queue suffices.
+// order is insertion order and a FIFO queue suffices. A hybrid model
+// stores each block once per KV-cache group; only one group's stores
+// count, so that one request retires one entry (see confirmer).
 type speculator struct {
 	index kvblock.Index
 	ttl   time.Duration
@@ -70,6 +72,11 @@ type speculator struct {
 	nlive atomic.Int64
 
 	dropped atomic.Uint64
+
+	// confirmers maps a pod to the KV-cache group whose stores confirm its
+	// entries (a confirmer): a hybrid model stores each block once per
+	// group, and one store is one request.
+	confirmers sync.Map
 
 	// failed holds removals the index refused (a Redis outage), retried
 	// at every expiry pass so that no speculative entry outlives its end;
@@ -137,6 +144,42 @@ type specEntry struct {
 	// expired: its references are then removed or being removed.
 	done bool
 }
+
+// confirmer is the KV-cache group whose stores confirm a pod's entries:
+// its lowest-indexed full-attention group, which stores every block a
+// request computes, or, while its events name none, its lowest-indexed
+// group. The zero value is group 0, full attention: a model without hybrid
+// attention.
+type confirmer struct {
+	index   int
+	partial bool // not full attention
+}
+
+func (c confirmer) before(d confirmer) bool {
+	return !c.partial && d.partial || c.partial == d.partial && c.index < d.index
+}
+
+// confirms reports whether a store in group g on pod confirms entries,
+// learning the pod's groups as their events arrive. A pod's first store
+// in a group that ranks after one it has not shown yet confirms too (it
+// cannot know of that group); its groups are known from then on.
+func (s *speculator) confirms(pod kvblock.Pod, g kvblock.Group) bool {
+	c := confirmer{g.Index, g.Kind != kvblock.GroupFull}
+	if v, ok := s.confirmers.Load(pod); ok {
+		cur := v.(confirmer)
+		if !c.before(cur) {
+			return c.index == cur.index
+		}
+	} else if c == (confirmer{}) {
+		return true // group 0, full attention: nothing to learn
+	}
+	s.confirmers.Store(pod, c)
+	return true
+}
+
+// forget drops what confirms learnt of pod, whose engine may come back
+// with another model.
+func (s *speculator) forget(pod kvblock.Pod) { s.confirmers.Delete(pod) }
 
 func (e *specEntry) last() specKey { return specKey{e.pod, e.keys[len(e.keys)-1]} }
 
@@ -343,27 +386,37 @@ type confirmingIndex struct {
 
 func (c confirmingIndex) Add(ctx context.Context, pod kvblock.Pod, tier kvblock.Tier, keys []kvblock.Key) error {
 	err := c.Index.Add(ctx, pod, tier, keys)
-	if err == nil && tier != speculativeTier {
+	if err == nil && tier != speculativeTier && c.spec.confirms(pod, kvblock.Group{}) {
 		c.spec.confirm(ctx, pod, keys)
 	}
 	return err
 }
 
-// AddGroup is Add for one KV-cache group of a hybrid model.
+// AddGroup is Add for one KV-cache group of a hybrid model. Only the
+// pod's confirming group's stores confirm entries (see confirmer): the
+// others are the same request's blocks again.
 func (c confirmingIndex) AddGroup(ctx context.Context, pod kvblock.Pod, tier kvblock.Tier, g kvblock.Group, keys []kvblock.Key) error {
 	err := kvblock.AddGroup(ctx, c.Index, pod, tier, g, keys)
-	if err == nil && tier != speculativeTier {
+	if err == nil && tier != speculativeTier && c.spec.confirms(pod, g) {
 		c.spec.confirm(ctx, pod, keys)
 	}
 	return err
 }
 
 // StoredAfter is told the block before each run of stored blocks
-// (kvevents.ParentObserver).
-func (c confirmingIndex) StoredAfter(ctx context.Context, pod kvblock.Pod, tier kvblock.Tier, parent kvblock.Key) {
-	if tier != speculativeTier {
+// (kvevents.ParentObserver); like AddGroup, only the confirming group's
+// runs count. Its signature must match kvevents.ParentObserver's, which
+// this package cannot name: kvevents' events test checks the pair.
+func (c confirmingIndex) StoredAfter(ctx context.Context, pod kvblock.Pod, tier kvblock.Tier, g kvblock.Group, parent kvblock.Key) {
+	if tier != speculativeTier && c.spec.confirms(pod, g) {
 		c.spec.confirmAfter(ctx, pod, parent)
 	}
+}
+
+// ClearPod also forgets the pod's groups.
+func (c confirmingIndex) ClearPod(ctx context.Context, pod kvblock.Pod) error {
+	c.spec.forget(pod)
+	return c.Index.ClearPod(ctx, pod)
 }
 
 // RemoveGroup is Remove for one KV-cache group of a hybrid model.

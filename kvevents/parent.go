@@ -11,14 +11,16 @@ import (
 // run's parent was in the engine's cache for the request that stored it.
 // kvcache's speculative entries use it to learn that a request whose full
 // prompt blocks were all cached has been scheduled, when the first block
-// its output completes is stored.
+// its output completes is stored. tier and g are those the run was
+// applied with (a hybrid model stores a run once per KV-cache group, and
+// each store is told).
 type ParentObserver interface {
-	StoredAfter(ctx context.Context, pod kvblock.Pod, tier kvblock.Tier, parent kvblock.Key)
+	StoredAfter(ctx context.Context, pod kvblock.Pod, tier kvblock.Tier, g kvblock.Group, parent kvblock.Key)
 }
 
 // storedAfter tells the index, if it is a ParentObserver, the key of the
-// parent of a BlockStored just applied.
-func (w *worker) storedAfter(ctx context.Context, s *stream, ev *Event) {
+// parent of a BlockStored just applied with tier and g.
+func (w *worker) storedAfter(ctx context.Context, s *stream, ev *Event, tier kvblock.Tier, g kvblock.Group) {
 	o, ok := w.p.index.(ParentObserver)
 	if !ok || !ev.HasParent {
 		return
@@ -29,5 +31,5 @@ func (w *worker) storedAfter(ctx context.Context, s *stream, ev *Event) {
 			return
 		}
 	}
-	o.StoredAfter(ctx, s.pod, kvblock.TierOf(ev.Medium), parent)
+	o.StoredAfter(ctx, s.pod, tier, g, parent)
 }

@@ -307,15 +307,19 @@ func (w *worker) applyEvent(ctx context.Context, s *stream, ev *Event) {
 	switch ev.Kind {
 	case BlockStored:
 		keys := w.storedKeys(s, ev)
-		switch {
-		case len(keys) == 0:
-		case ev.HasGroupIdx || ev.SpecKind != "":
-			err = kvblock.AddGroup(ctx, p.index, s.pod, w.tier(ev.Medium), eventGroup(ev), keys)
-		default:
-			err = p.index.Add(ctx, s.pod, w.tier(ev.Medium), keys)
+		if len(keys) == 0 {
+			break
 		}
-		if err == nil && len(keys) > 0 {
-			w.storedAfter(ctx, s, ev)
+		tier := w.tier(ev.Medium)
+		var g kvblock.Group // Add's: group 0, full attention
+		if ev.HasGroupIdx || ev.SpecKind != "" {
+			g = eventGroup(ev)
+			err = kvblock.AddGroup(ctx, p.index, s.pod, tier, g, keys)
+		} else {
+			err = p.index.Add(ctx, s.pod, tier, keys)
+		}
+		if err == nil {
+			w.storedAfter(ctx, s, ev, tier, g)
 		}
 	case BlockRemoved:
 		keys := w.removedKeys(s, ev)

@@ -192,16 +192,18 @@ func (s *Scorer) Category() scheduling.ScorerCategory { return scheduling.Affini
 
 // keysState carries a request's block keys from Score to PreRequest
 // (batch: each prompt's keys, see kvcache.Result.Batch), and how many of
-// them vLLM looks up (kvcache.Result.Blocks: whether the prompt ends at a
-// block boundary, which decides how its speculative entry is confirmed).
+// them vLLM looks up (kvcache.Result.Blocks, per prompt BatchBlocks:
+// whether the prompt ends at a block boundary, which decides how its
+// speculative entry is confirmed).
 type keysState struct {
-	keys   []kvblock.Key
-	batch  [][]kvblock.Key
-	blocks int
+	keys        []kvblock.Key
+	batch       [][]kvblock.Key
+	blocks      int
+	batchBlocks []int
 }
 
 func (k *keysState) Clone() fwkplugin.StateData {
-	c := &keysState{keys: append([]kvblock.Key(nil), k.keys...), blocks: k.blocks}
+	c := &keysState{keys: append([]kvblock.Key(nil), k.keys...), blocks: k.blocks, batchBlocks: append([]int(nil), k.batchBlocks...)}
 	for _, b := range k.batch {
 		c.batch = append(c.batch, append([]kvblock.Key(nil), b...))
 	}
@@ -245,7 +247,7 @@ func (s *Scorer) Score(ctx context.Context, _ *scheduling.CycleState, request *s
 		scores[ep] = res.Pods[i].Score
 	}
 	if s.ix.Config().Speculative.Enabled && request.RequestId != "" && len(res.Keys) > 0 {
-		s.state.Write(request.RequestId, keysStateKey, &keysState{keys: res.Keys, batch: res.Batch, blocks: res.Blocks})
+		s.state.Write(request.RequestId, keysStateKey, &keysState{keys: res.Keys, batch: res.Batch, blocks: res.Blocks, batchBlocks: res.BatchBlocks})
 	}
 	if s.log.V(2).Enabled() {
 		s.log.V(2).Info("scored", "requestID", request.RequestId, "blocks", res.Blocks, "pods", res.Pods)
@@ -286,7 +288,7 @@ func (s *Scorer) PreRequest(ctx context.Context, request *scheduling.LLMRequest,
 			continue
 		}
 		pod := EndpointKey(pr.TargetEndpoints[0].GetMetadata())
-		if err := s.ix.SpeculateResult(ctx, pod, kvcache.Result{Keys: st.keys, Batch: st.batch, Blocks: st.blocks}); err != nil {
+		if err := s.ix.SpeculateResult(ctx, pod, kvcache.Result{Keys: st.keys, Batch: st.batch, Blocks: st.blocks, BatchBlocks: st.batchBlocks}); err != nil {
 			s.log.Error(err, "speculative record", "pod", pod)
 		}
 	}
