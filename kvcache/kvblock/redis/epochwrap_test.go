@@ -100,3 +100,82 @@ func TestAddOverTheReferenceLimitStoresNothing(t *testing.T) {
 	mustAdd(t, ix, podA, kvblock.TierGPU, ks[:1])
 	wantMatched(t, mustScore(t, ix, ks, podA, podB), 1, 0)
 }
+
+// TestTierTTLKeepsAFreshEntryBehindABacklogOfOldLogs: after an idle gap of
+// 128-255 epochs an add drains at most 8 expired logs, so a pod's old log
+// can outlast the add that stored its block again. The next epoch's add
+// drains it while the fresh record's epoch byte looks older than the log's:
+// the record stays, and once it has expired in turn a write drops it.
+// Epochs are 10 ms (a 40 ms tier TTL).
+func TestTierTTLKeepsAFreshEntryBehindABacklogOfOldLogs(t *testing.T) {
+	const w = 10 // ms per epoch
+	srv := startServer(t)
+	ix := tierTTLIndex(t, srv, 4*w*time.Millisecond)
+	clock := serverClock(t, srv.Addr())
+	epoch := func() int64 { return clock() / w }
+	spec := kvblock.TierSpeculative
+	attempt := 0
+	testwait.For(t, "adds 128-255 epochs after a backlog and one epoch apart", func() bool {
+		attempt++
+		pods := make([]kvblock.Pod, 9) // one log each; an add drains 8
+		for i := range pods {
+			pods[i] = kvblock.Pod{Addr: fmt.Sprintf("10.2.%d.%d:8000", attempt, i)}
+		}
+		ks := keyRange(100*attempt, 100*attempt+len(pods))
+		first := epoch()
+		for i, p := range pods {
+			mustAdd(t, ix, p, spec, ks[i:i+1])
+		}
+		i := lastLogged(t, srv.Addr(), pods)
+		last, k := pods[i], ks[i:i+1]
+		stored := epoch()
+		testwait.For(t, "130 idle epochs", func() bool { return epoch() >= stored+130 })
+		from1 := epoch()
+		mustAdd(t, ix, last, spec, k) // drains the other pods' logs alone
+		to1 := epoch()
+		testwait.For(t, "the next epoch", func() bool { return epoch() > to1 })
+		from2 := epoch()
+		mustAdd(t, ix, podC, kvblock.TierGPU, keyRange(0, 1)) // drains last's old log
+		to2 := epoch()
+		if from1-stored < 128 || to1-first > 255 || to2-from1 > 4 {
+			return false // too slow for the windows: again
+		}
+		if got := mustScore(t, ix, k, last); got[0].Matched != 1 {
+			t.Fatalf("a store %d-%d epochs after a backlog, expired %d-%d epochs later: the pod holds %d of 1 block, want 1",
+				from1-stored, to1-first, from2-to1, to2-from1, got[0].Matched)
+		}
+		testwait.For(t, "the stored-again entry to expire", func() bool {
+			mustAdd(t, ix, podC, kvblock.TierGPU, keyRange(0, 1))
+			return mustScore(t, ix, k, last)[0].Matched == 0
+		})
+		return true
+	})
+	if s := mustStats(t, ix); s.Entries != 1 || s.Keys != 1 || s.Pods != 1 {
+		t.Errorf("stats = %+v, want podC's GPU entry alone", s)
+	}
+}
+
+// lastLogged is the index in pods of the pod whose log expiry drains last
+// (logs expiring together go in the order of their names).
+func lastLogged(t *testing.T, addr string, pods []kvblock.Pod) int {
+	t.Helper()
+	rc := goredis.NewClient(&goredis.Options{Addr: addr})
+	defer rc.Close()
+	ctx := context.Background()
+	segs, err := rc.ZRange(ctx, "kvtrack:{0}a", -1, -1).Result()
+	if err != nil || len(segs) != 1 {
+		t.Fatalf("the last log = %q (err %v)", segs, err)
+	}
+	pid, _, _ := strings.Cut(segs[0], ":")
+	for i, p := range pods {
+		id, err := rc.HGet(ctx, "kvtrack:{m}pods", p.Addr+"#0").Result()
+		if err != nil {
+			t.Fatalf("pod id of %s: %v", p, err)
+		}
+		if id == pid {
+			return i
+		}
+	}
+	t.Fatalf("no pod has id %s, the last log's", pid)
+	return 0
+}
