@@ -42,7 +42,11 @@ import (
 // carries its epoch mod 256, so expiring an old epoch's log drops a pod's
 // records of a key only when none of them (of the tiers that log covers)
 // was stored in a later epoch: an entry expires between TTL and 1.25 TTL
-// after its last store, at the first write to its group after that.
+// after its last store, at the first write to its group after that. A
+// byte orders epochs only within 128 of each other; a log older than that
+// (its group had no write for that long, or expiry is behind) is judged
+// against the current epoch instead (drain, in the Lua prelude). An add
+// expires before it stores, so expiry never meets the call's own records.
 //
 // Ids are interned by a script on M and cached by every client for as long
 // as M gen is unchanged, which is safe because a name keeps its id forever;
