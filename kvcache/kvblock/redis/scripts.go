@@ -322,15 +322,11 @@ local ep = 0
 if width > 0 then ep = math.floor(now / width) end
 local rec = ent .. string.char(ep % 256)
 local added, blocks = 0, 0
-local vals, touched = {}, {}
+local vals = {}
 for i = 1, #keys, 8 do
   local k = string.sub(keys, i, i + 7)
   local bk = bucket(k)
-  local v = vals[bk]
-  if not v then
-    v = redis.call('GET', bk) or ''
-    touched[#touched + 1] = bk
-  end
+  local v = vals[bk] or redis.call('GET', bk) or ''
   local at, n = locate(v, k)
   if not at then
     -- A new block: its run goes at the bucket's end.
@@ -347,7 +343,7 @@ for i = 1, #keys, 8 do
 end
 -- SET rather than APPEND, which would leave a string up to twice its
 -- length.
-for _, bk in ipairs(touched) do redis.call('SET', bk, vals[bk]) end
+for bk, v in pairs(vals) do redis.call('SET', bk, v) end
 local sfx = tostring(ep)
 if own > 0 then sfx = sfx .. ':' .. own end
 local seg = pid .. ':' .. sfx
