@@ -40,7 +40,15 @@
 // entries stored in the logged epoch and not since. An entry thus goes
 // between TTL and 1.25 TTL after its last store, at the first write by any
 // replica to its group after that; an index nobody writes to keeps its
-// entries (in a cluster, a 512-key prompt writes to every group).
+// entries (in a cluster, a 512-key prompt writes to every group). An Add
+// expires before it stores, and stores all its keys of a group or none (a
+// block holds at most 65,535 references; an Add past that fails whole).
+// Records carry their epoch in one byte, which orders epochs 128 apart at
+// most (speculative entries' 2.5 s epochs: 5 minutes); a log older than
+// that, left by a longer pause in writes, is judged against the current
+// epoch: the pod's entries of a key stay if one was stored in the last
+// few epochs (or 256n epochs before that, which a byte cannot tell), and
+// are then checked again one TTL later.
 //
 // Scores equal the in-memory index's: the conformance suite
 // (kvblock/indextest) runs against a standalone server, several groups on

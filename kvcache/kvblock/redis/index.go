@@ -27,8 +27,8 @@ const (
 	// clearKeys bounds the logged keys one ClearPod or Clear script call
 	// drains (whole batches: the last may go over).
 	clearKeys = 4096
-	// minExpireKeys is the fewest logged keys an add may expire; it may
-	// expire twice the keys it stores, so expiry keeps up.
+	// minExpireKeys is the fewest logged keys an add may expire; one that
+	// stores more may expire twice the keys it stores, so expiry keeps up.
 	minExpireKeys = 512
 	// maxPodID is the largest pod id a 3-byte record holds.
 	maxPodID = 1<<24 - 1
@@ -70,9 +70,13 @@ type Index struct {
 	// their ids.
 	ownTTL   map[string]int64
 	ownNames []string
-	weights  kvblock.TierWeights
-	media    *kvblock.Media // names tiers in the registry: numbers stay local to a process
-	m        *metrics
+	// widths is the epoch length in ms of the tiers without a TTL of their
+	// own, then of each of ownNames: expiry needs every log's current
+	// epoch.
+	widths  []any
+	weights kvblock.TierWeights
+	media   *kvblock.Media // names tiers in the registry: numbers stay local to a process
+	m       *metrics
 
 	reloading atomic.Bool // a cluster topology reload is under way
 
@@ -188,7 +192,11 @@ func New(cfg Config, opts ...Option) (*Index, error) {
 	slices.Sort(ix.ownNames)
 	ix.cluster, _ = client.(*goredis.ClusterClient)
 	if ix.ttlMillis > 0 {
-		ix.epochMillis = max(1, ix.ttlMillis/4)
+		ix.epochMillis = epochOf(ix.ttlMillis)
+	}
+	ix.widths = []any{ix.epochMillis}
+	for _, name := range ix.ownNames {
+		ix.widths = append(ix.widths, epochOf(ix.ownTTL[name]))
 	}
 	ng := cfg.Cluster.groups()
 	ix.nb = uint32(max(1, (cfg.Buckets+ng-1)/ng))
@@ -200,6 +208,9 @@ func New(cfg Config, opts ...Option) (*Index, error) {
 	}
 	return ix, nil
 }
+
+// epochOf is the epoch length of a TTL, both in ms: a quarter of it.
+func epochOf(ttl int64) int64 { return max(1, ttl/4) }
 
 // Close closes the connections.
 func (ix *Index) Close() error { return ix.client.Close() }
@@ -286,9 +297,11 @@ func (ix *Index) writeKeys(ctx context.Context, o op, pod kvblock.Pod, tier kvbl
 				s = addScript
 				width, ttl, ownID := ix.epochMillis, ix.ttlMillis, 0
 				if t, ok := ix.ownTTL[tierName]; ok {
-					width, ttl, ownID = max(1, t/4), t, int(tid)
+					width, ttl, ownID = epochOf(t), t, int(tid)
 				}
-				args = append(args, width, ttl, ownID, max(minExpireKeys, len(part)/4), own)
+				stored := len(part) / 8
+				args = append(args, width, ttl, ownID, max(minExpireKeys, 2*stored), own)
+				args = append(args, ix.widths...)
 			}
 			calls = append(calls, call{s: s, key: ix.stats[g], args: args})
 		}

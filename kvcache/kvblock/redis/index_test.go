@@ -631,13 +631,15 @@ func TestTTLExpiresEntriesNotStoredAgain(t *testing.T) {
 	mustAdd(t, ix, podA, kvblock.TierGPU, ks)
 	mustAdd(t, ix, podB, kvblock.TierGPU, ks)
 	time.Sleep(400 * time.Millisecond)
-	mustAdd(t, ix, podB, kvblock.TierGPU, ks[:2]) // refreshes 2 of podB's; expires podA's
+	// Expires every entry (none was stored again within the TTL), then
+	// stores 2 of podB's again.
+	mustAdd(t, ix, podB, kvblock.TierGPU, ks[:2])
 
 	got := mustScore(t, ix, ks, podA, podB)
 	wantMatched(t, got, 0, 2)
 	s := mustStats(t, ix)
-	if s.Evictions != 6 || s.Entries != 2 || s.Keys != 2 || s.Pods != 1 {
-		t.Errorf("stats = %+v, want 6 evictions leaving 2 entries on 2 keys of 1 pod", s)
+	if s.Evictions != 8 || s.Entries != 2 || s.Keys != 2 || s.Pods != 1 {
+		t.Errorf("stats = %+v, want 8 evictions, then 2 entries on 2 keys of 1 pod stored again", s)
 	}
 }
 

@@ -42,7 +42,11 @@ import (
 // carries its epoch mod 256, so expiring an old epoch's log drops a pod's
 // records of a key only when none of them (of the tiers that log covers)
 // was stored in a later epoch: an entry expires between TTL and 1.25 TTL
-// after its last store, at the first write to its group after that.
+// after its last store, at the first write to its group after that. A
+// byte orders epochs only within 128 of each other; a log older than that
+// (its group had no write for that long, or expiry is behind) is judged
+// against the current epoch instead (drain, in the Lua prelude). An add
+// expires before it stores, so expiry never meets the call's own records.
 //
 // Ids are interned by a script on M and cached by every client for as long
 // as M gen is unchanged, which is safe because a name keeps its id forever;
@@ -71,6 +75,9 @@ func newScript(name, body string) *script {
 // group is in its slot.
 const luaPrelude = `
 local P, NB = ARGV[1], tonumber(ARGV[2])
+-- FRESH: a record this many epochs old or younger may not have expired
+-- (a TTL is 4 epochs, and a log expires after its epoch ends).
+local FRESH = 6
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -144,33 +151,40 @@ end
 
 -- drop_pod drops the records of pod pb from block k: of tier tid only when
 -- tid is given, otherwise of every tier not in special (a set of tier ids;
--- nil: every tier). When since is given, nothing is dropped if one of
--- those records was stored after epoch since. Returns the entries (tiers)
--- that went and whether the block did.
-local function drop_pod(k, pb, tid, special, since)
+-- nil: every tier). When expiring (x, see drain), nothing is dropped if one
+-- of those records was stored after the log's epoch. Returns the entries
+-- (tiers) that went, whether the block did, and whether k must be logged
+-- again (x.relog).
+local function drop_pod(k, pb, tid, special, x)
   local bk = bucket(k)
   local v = redis.call('GET', bk)
-  if not v then return 0, false end
+  if not v then return 0, false, false end
   local at, n = locate(v, k)
-  if not at then return 0, false end
+  if not at then return 0, false, false end
   local r0 = at + 10
-  local keep, seen, dropped = {}, {}, 0
+  local keep, mine, seen, dropped = {}, {}, {}, 0
+  local age = nil -- the youngest of the records, in epochs before x.cur
   for r = r0, r0 + 5 * n - 5, 5 do
     local rec = string.sub(v, r, r + 4)
     local t = string.byte(rec, 4)
-    local mine = string.sub(rec, 1, 3) == pb
-    if mine then
+    local m = string.sub(rec, 1, 3) == pb
+    if m then
       if tid then
-        mine = t == tid
+        m = t == tid
       elseif special then
-        mine = not special[t]
+        m = not special[t]
       end
     end
-    if mine then
-      if since then
-        local d = (string.byte(rec, 5) - since) % 256
-        if d >= 1 and d < 128 then return 0, false end
+    if m then
+      local e = string.byte(rec, 5)
+      if x and not x.old then
+        local d = (e - x.since) % 256
+        if d >= 1 and d < 128 then return 0, false, false end
+      elseif x then
+        local a = (x.cur - e) % 256
+        if a < FRESH and (not age or a < age) then age = a end
       end
+      mine[#mine + 1] = rec
       if not seen[t] then
         seen[t] = true
         dropped = dropped + 1
@@ -179,44 +193,84 @@ local function drop_pod(k, pb, tid, special, since)
       keep[#keep + 1] = rec
     end
   end
-  if dropped == 0 then return 0, false end
+  if dropped == 0 then return 0, false, false end
   local e = r0 + 5 * n
+  local relog = false
+  if age then
+    -- An old log (see drain) and a record that looks fresh: it may be, or
+    -- it may be 256 epochs older. Keep the pod's records, stamped with
+    -- the fresh epoch so that they agree, and have k logged again in the
+    -- current epoch, whose log compares them exactly.
+    local ep = string.char((x.cur - age) % 256)
+    for i, rec in ipairs(mine) do
+      keep[#keep + 1] = string.sub(rec, 1, 4) .. ep
+    end
+    dropped, relog = 0, true
+  end
   if #keep == 0 then
     put(bk, string.sub(v, 1, at - 1) .. string.sub(v, e))
-    return dropped, true
+    return dropped, true, false
   end
   put(bk, string.sub(v, 1, at + 7) .. u16(#keep) .. table.concat(keep) .. string.sub(v, e))
-  return dropped, false
+  return dropped, false, relog
 end
 
 -- drain pops batches from the log seg ("<pid>:<ep>" or "<pid>:<ep>:<tid>")
 -- until it has taken budget keys or the log is empty, and drops the pod's
--- records of their keys (when expiring, only those of the log's tiers not
--- stored since). Returns the entries and blocks that went and the keys
+-- records of their keys. When expiring (x: now, the tiers with TTLs of
+-- their own in special and their epoch lengths in widths, the others' in
+-- width), it drops only those of the log's tiers not stored since the
+-- log's epoch. Returns the entries and blocks that went and the keys
 -- taken.
-local function drain(seg, budget, expiring, special)
+--
+-- Records carry their epoch mod 256, which tells a later store from an
+-- earlier one only within 128 epochs. A log older than that (no write to
+-- the group for that long) is judged against the current epoch instead:
+-- a pod's records of a key go unless one was stored in the last FRESH
+-- epochs (unexpired, or 256n epochs older: a byte cannot tell), and the
+-- keys kept are logged again in the current epoch.
+local function drain(seg, budget, x)
   local c = string.find(seg, ':', 1, true)
   local pid, rest = string.sub(seg, 1, c - 1), string.sub(seg, c + 1)
   local c2 = string.find(rest, ':', 1, true)
   local ep, tid = rest, nil
   if c2 then ep, tid = string.sub(rest, 1, c2 - 1), tonumber(string.sub(rest, c2 + 1)) end
+  ep = tonumber(ep)
   local pb = pod_bytes(pid)
-  local since, sp = nil, nil
-  if expiring then
-    since, sp = tonumber(ep) % 256, special
+  local sp, w, cur = nil, 0, 0
+  if x then
+    sp = x.special
+    w = x.width
+    if tid then w = x.widths[tid] or 0 end
+    if w > 0 then cur = math.floor(x.now / w) end
+    x = {since = ep % 256, cur = cur % 256, old = w > 0 and cur - ep >= 128}
   else
     tid = nil
   end
   local lk = P .. 'l:' .. seg
   local entries, blocks, taken = 0, 0, 0
+  local relog = {}
   while taken < budget do
     local keys = redis.call('LPOP', lk)
     if not keys then break end
     taken = taken + #keys / 8
     for i = 1, #keys, 8 do
-      local e, gone = drop_pod(string.sub(keys, i, i + 7), pb, tid, sp, since)
+      local k = string.sub(keys, i, i + 7)
+      local e, gone, again = drop_pod(k, pb, tid, sp, x)
       entries = entries + e
       if gone then blocks = blocks + 1 end
+      if again then relog[#relog + 1] = k end
+    end
+  end
+  if relog[1] then
+    -- The same tiers' log of the current epoch, expiring one epoch after
+    -- this one would have (the TTL is the same).
+    local sfx = tostring(cur)
+    if tid then sfx = sfx .. ':' .. tid end
+    redis.call('RPUSH', P .. 'l:' .. pid .. ':' .. sfx, table.concat(relog))
+    if redis.call('ZADD', P .. 'e:' .. pid, cur, sfx) == 1 then
+      local ends = tonumber(redis.call('ZSCORE', P .. 'a', seg)) + (cur - ep) * w
+      redis.call('ZADD', P .. 'a', ends, pid .. ':' .. sfx)
     end
   end
   if redis.call('EXISTS', lk) == 0 then
@@ -228,39 +282,68 @@ local function drain(seg, budget, expiring, special)
 end
 `
 
-// addScript: KEYS group stats; ARGV G, bucket
-// count, pod id, pod id (3 bytes), tier id (1 byte), keys (8 bytes each),
-// epoch length ms (0: one epoch), ttl ms of the tier (0: no expiry), the
-// tier id when the tier has a TTL of its own (else 0), keys to expire at
-// most (whole batches: it may go over by one), the ids of the tiers with TTLs of their own (1 byte each). Returns the
-// number of entries created.
+// addScript: KEYS group stats; ARGV G, bucket count, pod id, pod id (3
+// bytes), tier id (1 byte), keys (8 bytes each), epoch length ms (0: one
+// epoch), ttl ms of the tier (0: no expiry), the tier id when the tier has
+// a TTL of its own (else 0), keys to expire at most (whole batches: it may
+// go over by one), the ids of the tiers with TTLs of their own (1 byte
+// each), the epoch length of the other tiers, then those tiers' epoch
+// lengths in the order of their ids. Returns the number of entries
+// created.
+//
+// It expires before it stores, so that expiry never meets the records the
+// call stores, and it stores all or nothing: every bucket's new value is
+// made before the first is written, and a block already holding 65535
+// records fails the call.
 var addScript = newScript("add", `
 local pid, ent, keys = ARGV[3], ARGV[4] .. ARGV[5], ARGV[6]
 local width, ttl, own, budget = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local now = now_ms()
+-- Drain up to budget keys of the oldest expired logs: more than an add
+-- logs, so expiry keeps up with the stores.
+local old = redis.call('ZRANGEBYSCORE', P .. 'a', '-inf', now, 'LIMIT', 0, 8)
+if old[1] then
+  local x = {now = now, special = {}, width = tonumber(ARGV[12]), widths = {}}
+  for i = 1, #ARGV[11] do
+    local t = string.byte(ARGV[11], i)
+    x.special[t], x.widths[t] = true, tonumber(ARGV[12 + i])
+  end
+  local e, kk = 0, 0
+  for _, seg in ipairs(old) do
+    if budget <= 0 then break end
+    local de, dk, taken = drain(seg, budget, x)
+    e, kk, budget = e + de, kk + dk, budget - taken
+  end
+  count('entries', -e)
+  count('evictions', e)
+  count('keys', -kk)
+end
 local ep = 0
 if width > 0 then ep = math.floor(now / width) end
 local rec = ent .. string.char(ep % 256)
 local added, blocks = 0, 0
+local vals = {}
 for i = 1, #keys, 8 do
   local k = string.sub(keys, i, i + 7)
   local bk = bucket(k)
-  local v = redis.call('GET', bk)
-  local at, n = nil, 0
-  if v then at, n = locate(v, k) end
+  local v = vals[bk] or redis.call('GET', bk) or ''
+  local at, n = locate(v, k)
   if not at then
-    -- A new block: its run goes at the bucket's end. SET rather than
-    -- APPEND, which would leave the string up to twice its length.
-    redis.call('SET', bk, (v or '') .. k .. '\0\1' .. rec)
+    -- A new block: its run goes at the bucket's end.
+    v = v .. k .. '\0\1' .. rec
     added, blocks = added + 1, blocks + 1
   else
     if n >= 65535 then return redis.error_reply('ERR kvtrack: a block holds 65535 references') end
     local r0 = at + 10
     if not find_rec(v, ent, r0, n) then added = added + 1 end
     local e = r0 + 5 * n
-    redis.call('SET', bk, string.sub(v, 1, at + 7) .. u16(n + 1) .. string.sub(v, r0, e - 1) .. rec .. string.sub(v, e))
+    v = string.sub(v, 1, at + 7) .. u16(n + 1) .. string.sub(v, r0, e - 1) .. rec .. string.sub(v, e)
   end
+  vals[bk] = v
 end
+-- SET rather than APPEND, which would leave a string up to twice its
+-- length.
+for bk, v in pairs(vals) do redis.call('SET', bk, v) end
 local sfx = tostring(ep)
 if own > 0 then sfx = sfx .. ':' .. own end
 local seg = pid .. ':' .. sfx
@@ -274,22 +357,6 @@ if added > 0 then redis.call('HINCRBY', P .. 'pc', pid, added) end
 count('entries', added)
 count('admissions', added)
 count('keys', blocks)
--- Drain up to budget keys of the oldest expired logs: more than an add
--- logs, so expiry keeps up with the stores.
-local old = redis.call('ZRANGEBYSCORE', P .. 'a', '-inf', now, 'LIMIT', 0, 8)
-if old[1] then
-  local special = {}
-  for i = 1, #ARGV[11] do special[string.byte(ARGV[11], i)] = true end
-  local e, kk = 0, 0
-  for _, seg in ipairs(old) do
-    if budget <= 0 then break end
-    local de, dk, taken = drain(seg, budget, true, special)
-    e, kk, budget = e + de, kk + dk, budget - taken
-  end
-  count('entries', -e)
-  count('evictions', e)
-  count('keys', -kk)
-end
 return added
 `)
 
@@ -335,7 +402,7 @@ var clearPodScript = newScript("clear_pod", `
 local pid = ARGV[3]
 local segs = redis.call('ZRANGE', P .. 'e:' .. pid, 0, 0)
 if not segs[1] then return 0 end
-local e, k = drain(pid .. ':' .. segs[1], tonumber(ARGV[4]), false)
+local e, k = drain(pid .. ':' .. segs[1], tonumber(ARGV[4]))
 count('entries', -e)
 count('removals', e)
 count('keys', -k)
@@ -348,7 +415,7 @@ return redis.call('ZCARD', P .. 'e:' .. pid)
 var clearScript = newScript("clear", `
 local segs = redis.call('ZRANGE', P .. 'a', 0, 0)
 if not segs[1] then return 0 end
-local e, k = drain(segs[1], tonumber(ARGV[3]), false)
+local e, k = drain(segs[1], tonumber(ARGV[3]))
 count('entries', -e)
 count('removals', e)
 count('keys', -k)
