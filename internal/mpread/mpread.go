@@ -197,43 +197,29 @@ func (r *Reader) Bool() (bool, error) {
 // the remaining bytes cannot hold is ErrLength, so a hostile count never
 // reaches an allocation.
 func (r *Reader) ArrayLen() (int, error) {
-	c, err := r.Peek()
-	if err != nil {
-		return 0, err
-	}
-	var n int
-	switch {
-	case c >= 0x90 && c <= 0x9f:
-		r.i++
-		return int(c & 0x0f), r.fits(int(c&0x0f), 1, "array")
-	case c == codeArr16:
-		n, err = r.header(2)
-	case c == codeArr32:
-		n, err = r.header(4)
-	default:
-		return 0, ErrType
-	}
-	if err != nil {
-		return 0, err
-	}
-	return n, r.fits(n, 1, "array")
+	return r.containerLen(0x90, codeArr16, codeArr32, 1, "array")
 }
 
 // MapLen reads a map header and returns its entry count, checked like
 // ArrayLen's (an entry takes at least two bytes).
-func (r *Reader) MapLen() (int, error) {
+func (r *Reader) MapLen() (int, error) { return r.containerLen(0x80, codeMap16, codeMap32, 2, "map") }
+
+// containerLen reads the header of an array or map: a fix form (fix to
+// fix+15), a 16-bit and a 32-bit length form. Each element takes at least
+// size bytes.
+func (r *Reader) containerLen(fix, c16, c32 byte, size int, what string) (int, error) {
 	c, err := r.Peek()
 	if err != nil {
 		return 0, err
 	}
 	var n int
 	switch {
-	case c >= 0x80 && c <= 0x8f:
+	case c >= fix && c <= fix+0x0f:
 		r.i++
-		return int(c & 0x0f), r.fits(int(c&0x0f), 2, "map")
-	case c == codeMap16:
+		n = int(c & 0x0f)
+	case c == c16:
 		n, err = r.header(2)
-	case c == codeMap32:
+	case c == c32:
 		n, err = r.header(4)
 	default:
 		return 0, ErrType
@@ -241,7 +227,7 @@ func (r *Reader) MapLen() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return n, r.fits(n, 2, "map")
+	return n, r.fits(n, size, what)
 }
 
 func (r *Reader) fits(n, size int, what string) error {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -291,7 +292,7 @@ func TestAppendUint32s(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := reader(tt.in)
 			got, done, err := r.AppendUint32s(nil, tt.n)
-			if !errors.Is(err, tt.wantErr) || done != len(tt.want) || !equal(got, tt.want) {
+			if !errors.Is(err, tt.wantErr) || done != len(tt.want) || !slices.Equal(got, tt.want) {
 				t.Errorf("AppendUint32s = %v, %d, %v; want %v, %d, %v", got, done, err, tt.want, len(tt.want), tt.wantErr)
 			}
 			if err == nil && r.Remaining() != tt.wantRest {
@@ -326,7 +327,7 @@ func TestHashes(t *testing.T) {
 			if err != nil && !errors.Is(err, mpread.ErrTruncated) {
 				t.Fatalf("AppendHashes: %v", err)
 			}
-			if done != len(tt.want) || !equal(got, tt.want) {
+			if done != len(tt.want) || !slices.Equal(got, tt.want) {
 				t.Errorf("AppendHashes = %#x (%d), want %#x", got, done, tt.want)
 			}
 			if r.Remaining() != tt.wantRest {
@@ -334,18 +335,6 @@ func TestHashes(t *testing.T) {
 			}
 		})
 	}
-}
-
-func equal[T comparable](a, b []T) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestReadsAllocateNothing(t *testing.T) {

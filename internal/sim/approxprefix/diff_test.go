@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -223,7 +224,7 @@ func TestMatchesGIE(t *testing.T) {
 				hashes := ours.Hash(r.text(t), r.salt)
 				ours.Match(hashes, matched)
 				Scores(matched, len(hashes), want)
-				if !slices64Equal(got, want) {
+				if !slices.Equal(got, want) {
 					t.Fatalf("request %d (%d blocks, salt %q, chat %v): GIE scores %v, approxprefix %v", i, len(hashes), r.salt, r.chat != nil, got, want)
 				}
 				for _, s := range got {
@@ -263,16 +264,4 @@ func argmax(xs []float64) int {
 		}
 	}
 	return best
-}
-
-func slices64Equal(a, b []float64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
