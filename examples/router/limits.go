@@ -156,21 +156,15 @@ type slot struct {
 	once  sync.Once
 }
 
-// lentBody is a request body read into a slot, to be sent to pods.
-type lentBody struct {
-	b []byte
-	s *slot
-}
-
-// reader returns a reader of the body for one attempt at a pod; the
-// attempt must Close it when it returns. The transport may go on reading a
+// newLentReader returns a reader of a body read into a slot, for one
+// attempt at a pod; the attempt must Close it when it returns. The transport may go on reading a
 // request's body after the response has come, and the reverse proxy hides
 // the body's Close from the transport behind a no-op wrapper (Go 1.22 and
 // later), so the attempt closes it itself; a read after Close fails
 // instead of reading a buffer that may by then hold the next request's
 // body.
-func (l *lentBody) reader() *lentReader {
-	return &lentReader{r: bytes.NewReader(l.b)}
+func newLentReader(body []byte) *lentReader {
+	return &lentReader{r: bytes.NewReader(body)}
 }
 
 type lentReader struct {
@@ -278,7 +272,7 @@ func (s *slot) readBody(w http.ResponseWriter, req *http.Request, maxBytes int64
 // scores. On failure it has answered the client and returns ok false.
 // release frees the request's admission slot; call it once the body is no
 // longer needed.
-func (r *Router) readScored(w http.ResponseWriter, req *http.Request, api openai.API) (body *lentBody, parsed *kvcache.Request, release func(), ok bool) {
+func (r *Router) readScored(w http.ResponseWriter, req *http.Request, api openai.API) (body []byte, parsed *kvcache.Request, release func(), ok bool) {
 	lim := r.cfg.Limits
 	if req.ContentLength > r.cfg.MaxBodyBytes {
 		r.reject(w, http.StatusRequestEntityTooLarge, reasonBodyTooLarge, "body", fmt.Sprintf("the body's %d bytes are over the limit of %d", req.ContentLength, r.cfg.MaxBodyBytes))
@@ -318,7 +312,7 @@ func (r *Router) readScored(w http.ResponseWriter, req *http.Request, api openai
 	if err == nil {
 		parsed = &p
 	}
-	return &lentBody{b: b, s: s}, parsed, release, true
+	return b, parsed, release, true
 }
 
 // rejectParse answers the client for a parse or limit error and reports

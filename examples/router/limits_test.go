@@ -411,8 +411,7 @@ func TestLargeBodyBufferOutlivesThePodsRead(t *testing.T) {
 // reuse rests on: once an attempt has closed its reader, a late read (the
 // transport's, after the response) gets an error and never the buffer.
 func TestLentReaderFailsAfterClose(t *testing.T) {
-	body := &lentBody{b: []byte("abcdef"), s: &slot{}}
-	r := body.reader()
+	r := newLentReader([]byte("abcdef"))
 	p := make([]byte, 3)
 	if n, err := r.Read(p); n != 3 || err != nil || string(p) != "abc" {
 		t.Fatalf("Read = %d %v %q, want 3 bytes abc", n, err, p)

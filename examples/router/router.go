@@ -185,7 +185,7 @@ const (
 func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
 	var prompt *kvcache.Request
-	var body *lentBody
+	var body []byte
 	if api, ok := openai.APIFor(req.URL.Path); ok && req.Method == http.MethodPost {
 		b, parsed, release, ok := r.readScored(w, req, api)
 		if !ok {
@@ -195,7 +195,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		// body may be sent again to another pod if the first is down.
 		defer release()
 		body, prompt = b, parsed
-		req.ContentLength = int64(len(b.b))
+		req.ContentLength = int64(len(body))
 	}
 	rec := &statusRecorder{ResponseWriter: w}
 	tried := map[*backend]bool{}
@@ -242,7 +242,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 }
 
 // forward proxies one attempt to d.b and returns the proxy's error, if any.
-func (r *Router) forward(rec *statusRecorder, req *http.Request, body *lentBody, d decision) error {
+func (r *Router) forward(rec *statusRecorder, req *http.Request, body []byte, d decision) error {
 	rec.Header().Set(PodHeader, d.b.addr)
 	if d.prefix >= 0 {
 		rec.Header().Set(ScoreHeader, strconv.FormatFloat(d.prefix, 'f', 3, 64))
@@ -252,7 +252,7 @@ func (r *Router) forward(rec *statusRecorder, req *http.Request, body *lentBody,
 	pe := &proxyErr{}
 	out := req.WithContext(context.WithValue(req.Context(), proxyErrKey{}, pe))
 	if body != nil {
-		br := body.reader()
+		br := newLentReader(body)
 		defer br.Close()
 		out.Body = br
 	}
