@@ -232,7 +232,7 @@ func promptListOver(p []byte, lim Limits) error {
 // (promptListOver): token IDs (one prompt), strings (a batch) or token-ID
 // lists (a batch).
 func parsePromptList(p []byte, lim Limits, req *kvcache.Request) error {
-	n, first := arrayShape(p, 0)
+	n, first := arrayShape(p, 1) // its shape only: promptListOver counted it
 	if n == 0 {
 		return invalid("prompt is an empty list")
 	}
