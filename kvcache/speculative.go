@@ -406,7 +406,8 @@ func (c confirmingIndex) AddGroup(ctx context.Context, pod kvblock.Pod, tier kvb
 // StoredAfter is told the block before each run of stored blocks
 // (kvevents.ParentObserver); like AddGroup, only the confirming group's
 // runs count. Its signature must match kvevents.ParentObserver's, which
-// this package cannot name: kvevents' events test checks the pair.
+// this package cannot name: TestSpeculationSinkObservesParents checks the
+// pair.
 func (c confirmingIndex) StoredAfter(ctx context.Context, pod kvblock.Pod, tier kvblock.Tier, g kvblock.Group, parent kvblock.Key) {
 	if tier != speculativeTier && c.spec.confirms(pod, g) {
 		c.spec.confirmAfter(ctx, pod, parent)

@@ -153,9 +153,16 @@ func TestScoreErrorFallsBackToLoadAndIsCounted(t *testing.T) {
 }
 
 func TestNewRejectsBadConfig(t *testing.T) {
-	for _, cfg := range []Config{{}, {Pods: []string{"a:1"}, PrefixWeight: -1}} {
-		if _, err := New(cfg, nil, logr.Discard(), nil); err == nil {
-			t.Errorf("New(%+v) accepted a bad config", cfg)
+	for _, tc := range []struct {
+		cfg  Config
+		want string // what the error must name
+	}{
+		{Config{}, "pods"},
+		{Config{Pods: []string{"a:1"}, PrefixWeight: -1}, "prefixWeight"},
+		{Config{Pods: []string{"a:1"}, MaxIdleConnsPerPod: -1}, "maxIdleConnsPerPod"},
+	} {
+		if _, err := New(tc.cfg, nil, logr.Discard(), nil); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("New(%+v) = %v, want an error naming %s", tc.cfg, err, tc.want)
 		}
 	}
 }
