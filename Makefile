@@ -22,9 +22,10 @@ deps-demo: ## install only what the demo needs: libzmq3-dev, pkg-config
 build: deps
 	$(GO) build $(PKGS)
 
-test: deps ## vet and the race-enabled test suite
+test: deps ## vet, the race-enabled test suite, and the router's attack test (which -race skips)
 	$(GO) vet $(PKGS)
 	$(GO) test -race -timeout 30m $(PKGS)
+	$(GO) test -count=1 -run '^TestRouterHoldsItsCostUnderAttack$$' ./examples/router
 
 test-short: deps
 	$(GO) test -short $(PKGS)

@@ -246,7 +246,8 @@ func (g *gatedScorer) maxLarge() int {
 // TestRouterHoldsItsCostUnderAttack is issue 14's attack: 32 concurrent
 // 15 MiB token-ID bodies and a 400k-message chat, while 200 small requests
 // keep being served. It asserts on status codes and logs the figures (peak
-// RSS, CPU time, small-request latency) the README reports.
+// RSS, CPU time, small-request latency) the README reports. -race skips
+// it, so `make test` runs it once more without.
 func TestRouterHoldsItsCostUnderAttack(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		t.Skip("moves ~500 MiB over loopback; its figures mean something only without -race")
