@@ -21,12 +21,13 @@ type ParentObserver interface {
 // storedAfter tells the index, if it is a ParentObserver, the key of the
 // parent of a BlockStored just applied with tier and g.
 func (w *worker) storedAfter(ctx context.Context, s *stream, ev *Event, tier kvblock.Tier, g kvblock.Group) {
-	o, ok := w.p.index.(ParentObserver)
-	if !ok || !ev.HasParent {
+	o := w.p.parents
+	if o == nil || !ev.HasParent {
 		return
 	}
 	parent := kvblock.Key(ev.ParentHash)
 	if s.engine != nil {
+		var ok bool
 		if parent, ok = s.engine.get(ev.ParentHash); !ok {
 			return
 		}

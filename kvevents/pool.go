@@ -51,6 +51,7 @@ func WithObserver(fn func(Message)) Option { return func(p *Pool) { p.observe = 
 type Pool struct {
 	cfg     Config
 	index   kvblock.Index
+	parents ParentObserver // index, when it observes parents; nil otherwise
 	log     logr.Logger
 	reg     prometheus.Registerer
 	coll    prometheus.Collector // registered on reg; unregistered by Close
@@ -113,6 +114,7 @@ func NewPool(cfg Config, index kvblock.Index, opts ...Option) (*Pool, error) {
 		ready:   make(chan struct{}),
 		done:    make(chan struct{}),
 	}
+	p.parents, _ = index.(ParentObserver)
 	p.allowed.store(nil)
 	p.routes.Store(&routeTable{})
 	p.clock.Store(time.Now().UnixNano())
