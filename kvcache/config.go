@@ -379,6 +379,40 @@ type SpeculativeConfig struct {
 	// (coarsely, as redis.ttl), so that those of a replica that dies go
 	// too; replicas sharing an index must agree on it.
 	TTL Duration `json:"ttl,omitempty"`
+	// Peers shares this replica's speculative entries with the other
+	// replicas of an EPP that each keep their own memory index (see
+	// PeersConfig). Without it, a request one replica routed is invisible
+	// to the others until its engine schedules it, which under load is the
+	// whole queue wait.
+	Peers PeersConfig `json:"peers,omitzero"`
+}
+
+// PeersConfig connects the replicas of a replicated EPP so that each
+// records the others' routing decisions as speculative entries, as if it
+// had routed the requests itself. Each replica listens on Listen and dials
+// every address Endpoints resolve to; a headless Service's name resolves
+// to every replica, this one included, which it recognises and skips, so
+// all replicas share one configuration. A replica backed by the redis
+// index already shares its speculative entries through Redis and takes
+// no peers.
+type PeersConfig struct {
+	// Listen is the TCP address this replica accepts its peers on, such as
+	// ":5558". Empty (the default) turns peers off.
+	Listen string `json:"listen,omitempty"`
+	// Endpoints are the peers' listen addresses, host:port; a host that
+	// resolves to several addresses (a headless Service) names a peer at
+	// each. Resolved again every ResolveInterval.
+	Endpoints []string `json:"endpoints,omitempty"`
+	// ResolveInterval is how often Endpoints are resolved again, for
+	// replicas that come and go. Default 10s.
+	ResolveInterval Duration `json:"resolveInterval,omitempty"`
+	// QueueSize bounds the routing decisions waiting to be sent to each
+	// peer; past it, and while a peer is unreachable, decisions are
+	// dropped and counted. Default 4096.
+	QueueSize int `json:"queueSize,omitempty"`
+	// AllowAnySource accepts peers connecting from any address. By
+	// default only the addresses Endpoints resolve to may connect.
+	AllowAnySource bool `json:"allowAnySource,omitempty"`
 }
 
 // MetricsConfig configures instrumentation.
@@ -431,6 +465,10 @@ const (
 	DefaultKeyCacheBytes   = 16 << 20
 	DefaultChainCacheBytes = 16 << 20
 	DefaultSpeculativeTTL  = Duration(10 * time.Second)
+	// DefaultPeersResolveInterval and DefaultPeersQueueSize are
+	// speculative.peers' defaults.
+	DefaultPeersResolveInterval = Duration(10 * time.Second)
+	DefaultPeersQueueSize       = 4096
 
 	DefaultMaxMessageBytes   = 16 << 20
 	DefaultMaxBlocksPerEvent = 1 << 16
@@ -534,6 +572,10 @@ func (c Config) WithDefaults() Config {
 	c.Events.Limits = c.Events.Limits.withDefaults()
 	def(&c.Tokenizer.CacheBytes, DefaultTokenCacheBytes)
 	defDur(&c.Speculative.TTL, DefaultSpeculativeTTL)
+	if c.Speculative.Peers.Listen != "" {
+		defDur(&c.Speculative.Peers.ResolveInterval, DefaultPeersResolveInterval)
+		def(&c.Speculative.Peers.QueueSize, DefaultPeersQueueSize)
+	}
 	if c.Metrics.Enabled == nil {
 		on := true
 		c.Metrics.Enabled = &on
@@ -629,6 +671,7 @@ func (c Config) Validate() error {
 	if ttl := time.Duration(c.Speculative.TTL); ttl <= 0 || ttl > maxSpeculativeTTL {
 		bad("speculative.ttl", "%v out of range (valid: above 0 and at most %v)", ttl, maxSpeculativeTTL)
 	}
+	c.Speculative.Peers.validate(c, bad)
 	c.LoRA.validate(bad) // branch scoring
 	c.DataParallel.validate(bad)
 	if c.Metrics.BeatInterval < 0 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sync"
 	"time"
 
@@ -123,18 +124,22 @@ func WithTokenizer(t Tokenizer) Option { return func(o *options) { o.tokenizer =
 // reports it live; Close stops everything and releases sockets, the index's
 // client and the metrics registered. Run is Start, then a wait.
 type Indexer struct {
-	cfg     Config
-	log     logr.Logger
-	index   kvblock.Index
-	keys    keyer
-	tok     Tokenizer
-	events  EventSource // nil when events are disabled
-	spec    *speculator // nil unless speculative recording is enabled
-	kcache  *keyCache   // nil when hash.keyCacheBytes is -1
-	lora    *loraNames  // adapters, configured and learned from events (lora.go)
-	metrics *metrics
-	reg     *trackingRegisterer // nil without a Registerer
-	owned   io.Closer           // the index's client, when New built it
+	cfg    Config
+	log    logr.Logger
+	index  kvblock.Index
+	keys   keyer
+	tok    Tokenizer
+	events EventSource // nil when events are disabled
+	spec   *speculator // nil unless speculative recording is enabled
+	peers  *peerLink   // nil unless speculative.peers.listen is set
+	// following holds the endpoints AddPod added (string -> struct{}):
+	// the pods a peer's decision may name.
+	following sync.Map
+	kcache    *keyCache  // nil when hash.keyCacheBytes is -1
+	lora      *loraNames // adapters, configured and learned from events (lora.go)
+	metrics   *metrics
+	reg       *trackingRegisterer // nil without a Registerer
+	owned     io.Closer           // the index's client, when New built it
 
 	pool sync.Pool // *scratch
 
@@ -225,6 +230,11 @@ func New(cfg Config, opts ...Option) (_ *Indexer, err error) {
 			return nil, fmt.Errorf("kvcache: events: %w", err)
 		}
 	}
+	if cfg.Speculative.Peers.Listen != "" {
+		if ix.peers, err = newPeerLink(cfg.Speculative.Peers, o.log, ix.applyPeer); err != nil {
+			return nil, fmt.Errorf("kvcache: %w", err)
+		}
+	}
 	ix.metrics = newMetrics()
 	if ix.spec != nil {
 		ix.metrics.specDrop = ix.spec.dropped.Load
@@ -239,6 +249,11 @@ func New(cfg Config, opts ...Option) (_ *Indexer, err error) {
 	if o.reg != nil {
 		if err := o.reg.Register(ix.metrics); err != nil {
 			return nil, fmt.Errorf("kvcache: registering metrics: %w", err)
+		}
+		if ix.peers != nil {
+			if err := o.reg.Register(&ix.peers.stats); err != nil {
+				return nil, fmt.Errorf("kvcache: registering metrics: %w", err)
+			}
 		}
 	}
 	return ix, nil
@@ -281,6 +296,12 @@ func (ix *Indexer) Start(ctx context.Context) error {
 		})
 	} else {
 		close(ix.ready)
+	}
+	if ix.peers != nil {
+		if err := ix.peers.start(ctx, &ix.bg); err != nil {
+			ix.cancel()
+			return fmt.Errorf("kvcache: %w", err)
+		}
 	}
 	if ix.spec != nil {
 		ix.bg.Go(func() { ix.spec.run(ctx) })
@@ -390,6 +411,7 @@ func (ix *Indexer) AddPod(ctx context.Context, pod string) error {
 	if ix.isClosed() {
 		return ErrClosed
 	}
+	ix.following.Store(pod, struct{}{})
 	if ix.events == nil {
 		return nil
 	}
@@ -406,6 +428,7 @@ func (ix *Indexer) AddPod(ctx context.Context, pod string) error {
 // disabled it does nothing: the index's entries belong to whoever applies
 // the events (another replica sharing a redis index, or the caller).
 func (ix *Indexer) RemovePod(ctx context.Context, pod string) error {
+	ix.following.Delete(pod)
 	if ix.events == nil || ix.isClosed() {
 		return nil
 	}
@@ -617,8 +640,21 @@ func (ix *Indexer) Speculate(ctx context.Context, pod string, keys []kvblock.Key
 }
 
 // speculate is Speculate; partialTail says that the prompt has tokens past
-// its last full block.
+// its last full block. With speculative.peers the decision goes to the
+// other replicas too.
 func (ix *Indexer) speculate(ctx context.Context, pod string, keys []kvblock.Key, partialTail bool) error {
+	if err := ix.recordSpeculation(ctx, pod, keys, partialTail); err != nil {
+		return err
+	}
+	if ix.peers != nil && len(keys) > 0 {
+		ix.peers.broadcast(pod, keys, partialTail)
+	}
+	return nil
+}
+
+// recordSpeculation records a decision, this replica's or a peer's, in
+// this replica's index.
+func (ix *Indexer) recordSpeculation(ctx context.Context, pod string, keys []kvblock.Key, partialTail bool) error {
 	if ix.spec == nil || len(keys) == 0 {
 		return nil
 	}
@@ -629,4 +665,25 @@ func (ix *Indexer) speculate(ctx context.Context, pod string, keys []kvblock.Key
 		}
 	}
 	return nil
+}
+
+// applyPeer records a peer's decision; false when it names a pod this
+// replica does not follow, which it drops rather than keep state for.
+func (ix *Indexer) applyPeer(ctx context.Context, d *peerDecision) bool {
+	if _, ok := ix.following.Load(d.pod); !ok {
+		return false
+	}
+	if err := ix.recordSpeculation(ctx, d.pod, d.keys, d.partialTail); err != nil {
+		ix.log.Info("speculative peers: recording a peer's decision", "pod", d.pod, "err", err)
+	}
+	return true
+}
+
+// PeersAddr returns the address speculative.peers listens on once Start has
+// bound it (a ":0" port resolved), or nil.
+func (ix *Indexer) PeersAddr() net.Addr {
+	if ix.peers == nil || ix.peers.ln == nil {
+		return nil
+	}
+	return ix.peers.addr()
 }

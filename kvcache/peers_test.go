@@ -1,0 +1,307 @@
+package kvcache
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kvtrack/kvtrack/internal/testnet"
+	"github.com/kvtrack/kvtrack/internal/testwait"
+	"github.com/kvtrack/kvtrack/kvcache/kvblock"
+)
+
+const peerPod = "10.0.0.1:8000"
+
+// peerReplica starts an Indexer with speculative.peers listening on
+// 127.0.0.1:port and dialing endpoints, following peerPod.
+func peerReplica(t *testing.T, port int, endpoints ...string) *Indexer {
+	t.Helper()
+	cfg := Config{Speculative: SpeculativeConfig{Enabled: true, TTL: Duration(time.Minute), Peers: PeersConfig{
+		Listen: fmt.Sprintf("127.0.0.1:%d", port), Endpoints: endpoints, ResolveInterval: Duration(50 * time.Millisecond),
+	}}}
+	ix := newIndexer(t, cfg)
+	if err := ix.Start(testwait.Context(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.AddPod(context.Background(), peerPod); err != nil {
+		t.Fatal(err)
+	}
+	return ix
+}
+
+func loopback(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
+
+// route scores req on ix and records the decision on peerPod, as the EPP
+// plugin's PreRequest does.
+func route(t *testing.T, ix *Indexer, req Request) Result {
+	t.Helper()
+	res, err := ix.Score(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.SpeculateResult(context.Background(), peerPod, res); err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// One replica's routing decision reaches the other as a speculative entry,
+// so a request sharing the prefix that the other replica scores follows it.
+// Both replicas share one configuration that lists them both; neither sends
+// to itself.
+func TestPeersShareRoutingDecisions(t *testing.T) {
+	pa, pb := testnet.FreePort(t), testnet.FreePort(t)
+	eps := []string{loopback(pa), loopback(pb)}
+	a, b := peerReplica(t, pa, eps...), peerReplica(t, pb, eps...)
+	req := Request{TokenIDs: seq(1, 65), Pods: []string{peerPod}}
+
+	res := route(t, a, req)
+	testwait.For(t, "b to record a's decision", func() bool { return matchedOn(t, b, req) == res.Blocks })
+	if got := matchedOn(t, a, req); got != res.Blocks {
+		t.Errorf("a matched %d, want %d: its own decision, once", got, res.Blocks)
+	}
+
+	route(t, b, Request{TokenIDs: seq(1000, 33), Pods: []string{peerPod}})
+	testwait.For(t, "a to record b's decision", func() bool {
+		return matchedOn(t, a, Request{TokenIDs: seq(1000, 33), Pods: []string{peerPod}}) == 2
+	})
+	testwait.For(t, "each replica to find itself among the endpoints", func() bool {
+		return isSelf(a, loopback(pa)) && isSelf(b, loopback(pb))
+	})
+	if got := a.peers.stats.received.Load(); got != 1 {
+		t.Errorf("a received %d decisions, want 1 (b's; never its own)", got)
+	}
+}
+
+func isSelf(ix *Indexer, addr string) bool {
+	ix.peers.mu.Lock()
+	defer ix.peers.mu.Unlock()
+	return ix.peers.self[addr]
+}
+
+// A peer's decision for a pod this replica does not follow is counted and
+// dropped: a peer cannot make a replica keep state for pods it never added.
+func TestPeerDecisionForAPodNotFollowedIsDropped(t *testing.T) {
+	pa, pb := testnet.FreePort(t), testnet.FreePort(t)
+	a := peerReplica(t, pa, loopback(pb))
+	b := peerReplica(t, pb, loopback(pa))
+	if err := b.RemovePod(context.Background(), peerPod); err != nil {
+		t.Fatal(err)
+	}
+	req := Request{TokenIDs: seq(1, 65), Pods: []string{peerPod}}
+	route(t, a, req)
+	testwait.For(t, "b to drop the decision", func() bool { return b.peers.stats.unknownPod.Load() == 1 })
+	if got := matchedOn(t, b, req); got != 0 {
+		t.Errorf("b matched %d blocks on a pod it does not follow, want 0", got)
+	}
+	st, err := b.Index().Stats(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Entries != 0 {
+		t.Errorf("b's index holds %d entries, want 0", st.Entries)
+	}
+}
+
+// dialPeer connects to a replica's peer listener as a peer would and reads
+// its hello.
+func dialPeer(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	hello := make([]byte, helloLen)
+	if _, err := io.ReadFull(c, hello); err != nil {
+		t.Fatalf("reading hello: %v", err)
+	}
+	if string(hello[:4]) != peerMagic || hello[4] != peerVersion {
+		t.Fatalf("hello %q, want %q version %d", hello, peerMagic, peerVersion)
+	}
+	return c
+}
+
+// A malformed frame ends its connection and is counted; it records
+// nothing, and a well-formed frame on a new connection is applied.
+func TestMalformedPeerFrameEndsItsConnection(t *testing.T) {
+	key := binary.BigEndian.AppendUint64(nil, 7)
+	for _, tc := range []struct {
+		name  string
+		frame []byte
+	}{
+		{"unknown flag", frame(append([]byte{0x80, 1, 'p'}, key...))},
+		{"no pod", frame(append([]byte{0, 0}, key...))},
+		{"pod longer than the frame", frame([]byte{0, 200, 'p'})},
+		{"no keys", frame(append([]byte{0, byte(len(peerPod))}, peerPod...))},
+		{"a key cut short", frame(append([]byte{0, byte(len(peerPod))}, peerPod...), key[:5]...)},
+		{"length past the limit", binary.BigEndian.AppendUint32(nil, maxPeerFrame+1)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			port := testnet.FreePort(t)
+			ix := peerReplica(t, port, loopback(port))
+			c := dialPeer(t, loopback(port))
+			if _, err := c.Write(tc.frame); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !isReset(err) {
+				t.Fatalf("read after a malformed frame: %v, want the connection closed", err)
+			}
+			if got := ix.peers.stats.malformed.Load(); got != 1 {
+				t.Errorf("malformed = %d, want 1", got)
+			}
+
+			good := dialPeer(t, loopback(port))
+			if _, err := good.Write(appendPeerFrame(nil, peerPod, []kvblock.Key{7}, false)); err != nil {
+				t.Fatal(err)
+			}
+			testwait.For(t, "the good frame to be recorded", func() bool { return ix.peers.stats.received.Load() == 1 })
+		})
+	}
+}
+
+func frame(payload []byte, more ...byte) []byte {
+	payload = append(payload, more...)
+	return append(binary.BigEndian.AppendUint32(nil, uint32(len(payload))), payload...)
+}
+
+func isReset(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "connection reset")
+}
+
+// Only the addresses the endpoints resolve to may connect: another source
+// is refused before it can send anything.
+func TestPeerFromAnAddressNotAmongTheEndpointsIsRefused(t *testing.T) {
+	port := testnet.FreePort(t)
+	ix := peerReplica(t, port, "127.0.0.2:1") // the only peer allowed is 127.0.0.2
+	c, err := net.Dial("tcp", loopback(port)) // from 127.0.0.1
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Read(make([]byte, helloLen)); !errors.Is(err, io.EOF) && !isReset(err) {
+		t.Fatalf("read: %v, want the connection closed without a hello", err)
+	}
+	testwait.For(t, "the refusal to be counted", func() bool { return ix.peers.stats.refused.Load() == 1 })
+}
+
+// A peer that restarts is dialed again: decisions flow once it is back.
+func TestPeerThatRestartsIsDialedAgain(t *testing.T) {
+	pa, pb := testnet.FreePort(t), testnet.FreePort(t)
+	a := peerReplica(t, pa, loopback(pb))
+	req := Request{TokenIDs: seq(1, 65), Pods: []string{peerPod}}
+
+	b := peerReplica(t, pb, loopback(pa))
+	route(t, a, req)
+	testwait.For(t, "the first b to record a's decision", func() bool { return matchedOn(t, b, req) > 0 })
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	b2 := peerReplica(t, pb, loopback(pa))
+	req2 := Request{TokenIDs: seq(500, 65), Pods: []string{peerPod}}
+	// Decisions sent while a's sender still holds the dead connection are
+	// lost (counted as dropped); routing again until one arrives is what
+	// a live EPP does.
+	testwait.For(t, "the restarted b to record a's decisions", func() bool {
+		route(t, a, req2)
+		return matchedOn(t, b2, req2) > 0
+	})
+}
+
+func TestPeersConfigErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		edit  func(*Config)
+		field string
+	}{
+		{"endpoints without listen", func(c *Config) { c.Speculative.Peers = PeersConfig{Endpoints: []string{"a:1"}} }, "speculative.peers.listen"},
+		{"speculation off", func(c *Config) { c.Speculative.Enabled = false }, "speculative.peers"},
+		{"redis index", func(c *Config) { c.Index.Backend = IndexRedis }, "speculative.peers"},
+		{"listen without a port", func(c *Config) { c.Speculative.Peers.Listen = "0.0.0.0" }, "speculative.peers.listen"},
+		{"listen on port 0", func(c *Config) { c.Speculative.Peers.Listen = ":0" }, "speculative.peers.listen"},
+		{"no endpoints", func(c *Config) { c.Speculative.Peers.Endpoints = nil }, "speculative.peers.endpoints"},
+		{"endpoint without a host", func(c *Config) { c.Speculative.Peers.Endpoints = []string{"a:1", ":5558"} }, "speculative.peers.endpoints[1]"},
+		{"negative resolve interval", func(c *Config) { c.Speculative.Peers.ResolveInterval = -1 }, "speculative.peers.resolveInterval"},
+		{"negative queue", func(c *Config) { c.Speculative.Peers.QueueSize = -1 }, "speculative.peers.queueSize"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := DefaultConfig()
+			c.Hash.Seed = "42"
+			c.Speculative = SpeculativeConfig{Enabled: true, Peers: PeersConfig{Listen: ":5558", Endpoints: []string{"epp-peers:5558"}}}
+			if err := c.Validate(); err != nil {
+				t.Fatalf("the valid base: %v", err)
+			}
+			tc.edit(&c)
+			err := c.Validate()
+			var fe *FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("Validate = %v, want a *FieldError", err)
+			}
+			var fields []string
+			for _, e := range unjoin(err) {
+				if errors.As(e, &fe) {
+					fields = append(fields, fe.Field)
+				}
+			}
+			if !slices.Contains(fields, tc.field) {
+				t.Errorf("errors name %v, want %s: %v", fields, tc.field, err)
+			}
+		})
+	}
+}
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+func TestPeerFrameRoundTrips(t *testing.T) {
+	for _, tc := range []peerDecision{
+		{pod: "10.0.0.1:8000", keys: []kvblock.Key{1}},
+		{pod: "[fd00::1]:8000", keys: []kvblock.Key{0, 1<<64 - 1, 42}, partialTail: true},
+		{pod: strings.Repeat("p", 255), keys: make([]kvblock.Key, maxPeerKeys)},
+	} {
+		b := appendPeerFrame(nil, tc.pod, tc.keys, tc.partialTail)
+		if n := binary.BigEndian.Uint32(b); int(n) != len(b)-4 || n > maxPeerFrame {
+			t.Fatalf("length prefix %d for %d bytes (limit %d)", n, len(b)-4, maxPeerFrame)
+		}
+		var got peerDecision
+		if err := parsePeerFrame(b[4:], &got); err != nil {
+			t.Fatalf("parse: %v", err)
+		}
+		if got.pod != tc.pod || got.partialTail != tc.partialTail || !slices.Equal(got.keys, tc.keys) {
+			t.Errorf("round trip of %s (%d keys, tail %v) gave %s (%d keys, tail %v)",
+				tc.pod[:min(len(tc.pod), 20)], len(tc.keys), tc.partialTail, got.pod[:min(len(got.pod), 20)], len(got.keys), got.partialTail)
+		}
+	}
+}
+
+// FuzzPeerFrame: any payload parses or fails with errPeerFrame, never
+// panics, and what parses encodes back to the same bytes.
+func FuzzPeerFrame(f *testing.F) {
+	f.Add(appendPeerFrame(nil, peerPod, []kvblock.Key{1, 2}, true)[4:])
+	f.Add([]byte{0, 1, 'p', 0, 0, 0, 0, 0, 0, 0, 9})
+	f.Add([]byte{2, 0})
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		var d peerDecision
+		if err := parsePeerFrame(payload, &d); err != nil {
+			if !errors.Is(err, errPeerFrame) {
+				t.Fatalf("error %v is not errPeerFrame", err)
+			}
+			return
+		}
+		if again := appendPeerFrame(nil, d.pod, d.keys, d.partialTail)[4:]; !slices.Equal(again, payload) {
+			t.Fatalf("re-encoded %x, want %x", again, payload)
+		}
+	})
+}
