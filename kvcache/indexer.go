@@ -679,6 +679,37 @@ func (ix *Indexer) applyPeer(ctx context.Context, d *peerDecision) bool {
 	return true
 }
 
+// PeerStats is what speculative.peers has done since Start; the same
+// figures are exported as kvtrack_speculative_peer* metrics.
+type PeerStats struct {
+	// Connected is the number of peers connected to this replica (a
+	// replica that lists itself among the endpoints counts for a moment);
+	// Sending the number of peers this replica is connected to, itself
+	// never included.
+	Connected, Sending int
+	// Sent counts decisions written to peers (one per peer), Received the
+	// peers' decisions recorded, Dropped those not sent (a full queue, an
+	// unreachable peer).
+	Sent, Received, Dropped uint64
+	// Refused counts connections from addresses the endpoints do not
+	// resolve to; Malformed the connections ended by a malformed frame;
+	// UnknownPod the decisions dropped for naming a pod not followed.
+	Refused, Malformed, UnknownPod uint64
+}
+
+// PeerStats reports speculative.peers' counters; zero without peers.
+func (ix *Indexer) PeerStats() PeerStats {
+	if ix.peers == nil {
+		return PeerStats{}
+	}
+	s := &ix.peers.stats
+	return PeerStats{
+		Connected: int(s.connected.Load()), Sending: int(s.sending.Load()),
+		Sent: s.sent.Load(), Received: s.received.Load(), Dropped: s.dropped.Load(),
+		Refused: s.refused.Load(), Malformed: s.malformed.Load(), UnknownPod: s.unknownPod.Load(),
+	}
+}
+
 // PeersAddr returns the address speculative.peers listens on once Start has
 // bound it (a ":0" port resolved), or nil.
 func (ix *Indexer) PeersAddr() net.Addr {

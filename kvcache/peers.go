@@ -155,7 +155,7 @@ func parsePeerFrame(payload []byte, d *peerDecision) error {
 // peerStats are the peer link's counters.
 type peerStats struct {
 	sent, received, dropped, refused, malformed, unknownPod atomic.Uint64
-	connected                                               atomic.Int64
+	connected, sending                                      atomic.Int64 // inbound, outbound connections
 }
 
 var (
@@ -163,7 +163,7 @@ var (
 	peerReceivedDesc  = prometheus.NewDesc("kvtrack_speculative_peer_received_total", "Peer replicas' routing decisions recorded as speculative entries.", nil, nil)
 	peerDroppedDesc   = prometheus.NewDesc("kvtrack_speculative_peer_dropped_total", "Routing decisions not sent to a peer: its queue was full or it was unreachable.", nil, nil)
 	peerRejectedDesc  = prometheus.NewDesc("kvtrack_speculative_peer_rejected_total", "Peer connections and decisions rejected, by reason: source (an address endpoints do not resolve to), malformed (the connection is closed), unknown_pod (a pod this replica does not follow).", []string{"reason"}, nil)
-	peerConnectedDesc = prometheus.NewDesc("kvtrack_speculative_peers_connected", "Peer replicas currently sending decisions to this one.", nil, nil)
+	peerConnectedDesc = prometheus.NewDesc("kvtrack_speculative_peers_connected", "Live connections with peer replicas, by direction: in (a peer sends to this replica), out (this replica sends to a peer).", []string{"direction"}, nil)
 )
 
 // Describe implements prometheus.Collector.
@@ -184,7 +184,8 @@ func (s *peerStats) Collect(ch chan<- prometheus.Metric) {
 	counter(peerRejectedDesc, s.refused.Load(), "source")
 	counter(peerRejectedDesc, s.malformed.Load(), "malformed")
 	counter(peerRejectedDesc, s.unknownPod.Load(), "unknown_pod")
-	ch <- prometheus.MustNewConstMetric(peerConnectedDesc, prometheus.GaugeValue, float64(s.connected.Load()))
+	ch <- prometheus.MustNewConstMetric(peerConnectedDesc, prometheus.GaugeValue, float64(s.connected.Load()), "in")
+	ch <- prometheus.MustNewConstMetric(peerConnectedDesc, prometheus.GaugeValue, float64(s.sending.Load()), "out")
 }
 
 // peerLink is a replica's side of speculative.peers: the listener its peers
@@ -484,7 +485,9 @@ func (s *peerSender) run(ctx context.Context) {
 			if !s.setConn(c) {
 				return
 			}
+			s.link.stats.sending.Add(1)
 			s.send(c)
+			s.link.stats.sending.Add(-1)
 			s.setConn(nil)
 			_ = c.Close()
 		default:

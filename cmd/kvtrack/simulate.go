@@ -70,7 +70,7 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	chart := fs.String("chart", defaultChart, "write the chart as SVG here, after the table; empty for none (with --json: none unless given)")
 	quiet := fs.Bool("quiet", false, "no progress bar (it is drawn only on a terminal anyway)")
-	fs.Bool("matrix", false, "run the evidence matrix: precise, precise_placement, approximate, least_loaded and oracle over every scenario x replicas 1, 2, 4, from a 4-pod base (--routers and --replicas do not apply)")
+	fs.Bool("matrix", false, "run the evidence matrix: precise, precise_shared, precise_isolated, precise_placement, approximate, least_loaded and oracle over every scenario x replicas 1, 2, 4, from a 4-pod base (--routers and --replicas do not apply)")
 	scenarioList := fs.String("matrix-scenarios", "", "with --matrix: the scenarios to run, comma-separated (default all)")
 	replicaList := fs.String("matrix-replicas", "1,2,4", "with --matrix: the replica counts, comma-separated")
 	fs.deprecated("seed", "rng-seed")

@@ -84,8 +84,10 @@ type Config struct {
 	// (precise, approximate, round_robin), as EPP replicas behind one
 	// Service: each request reaches one at random. Each approximate replica
 	// learns only from the requests it routes; each kvtrack replica
-	// subscribes to every pod's events (llm-d's active-active mode) and
-	// keeps its own speculative entries.
+	// subscribes to every pod's events (llm-d's active-active mode), keeps
+	// its own index and shares its routing decisions with the other
+	// replicas (speculative.peers over loopback TCP), unless the router is
+	// precise_isolated.
 	Replicas int `json:"replicas"`
 	// SharedIndex makes the precise router's replicas share one kvtrack
 	// index, speculative entries included, as replicas backed by one Redis
@@ -144,6 +146,11 @@ const RouterPrecisePlacement = "precise_placement"
 // RouterPreciseShared is precise routing whose replicas share one index
 // (Config.SharedIndex). The matrix runs it.
 const RouterPreciseShared = "precise_shared"
+
+// RouterPreciseIsolated is precise routing whose replicas share nothing but
+// the pods' events: each keeps its own index and its own speculative
+// entries, without speculative.peers. With one replica it is precise.
+const RouterPreciseIsolated = "precise_isolated"
 
 // Variant kinds.
 const (
@@ -288,7 +295,7 @@ func (c Config) turnsPerConversation() int {
 }
 
 func validRouter(name string) bool {
-	if name == RouterPrecisePlacement || name == RouterPreciseShared {
+	if name == RouterPrecisePlacement || name == RouterPreciseShared || name == RouterPreciseIsolated {
 		return true
 	}
 	for _, n := range RouterNames {

@@ -24,6 +24,57 @@ type kvtrackRun struct {
 	done   chan error
 	clock  *modelClock
 	res    kvcache.Result
+	peers  *peerGroup // nil unless the replicas share decisions
+}
+
+// peerGroup is the replicas of one run connected by speculative.peers:
+// their listen addresses, and the decisions they have made in all, which
+// every replica must have recorded before the next request is routed
+// (the peers' network takes microseconds; modelled requests are
+// milliseconds apart).
+type peerGroup struct {
+	addrs     []string
+	replicas  []*kvtrackRun
+	decisions uint64
+}
+
+func newPeerGroup(n int) (*peerGroup, error) {
+	g := &peerGroup{}
+	for range n {
+		port, err := freePort()
+		if err != nil {
+			return nil, fmt.Errorf("kvtrack peers: %w", err)
+		}
+		g.addrs = append(g.addrs, fmt.Sprintf("127.0.0.1:%d", port))
+	}
+	return g, nil
+}
+
+// waitConnected blocks until every replica is connected to every other
+// one, so that no decision is routed before its peers can hear of it.
+func (g *peerGroup) waitConnected(ctx context.Context) error {
+	for _, k := range g.replicas {
+		err := k.poll(ctx, func() (bool, error) { return k.ix.PeerStats().Sending == len(g.replicas)-1, nil }, func() string {
+			return fmt.Sprintf("kvtrack replica is connected to %d of %d peers", k.ix.PeerStats().Sending, len(g.replicas)-1)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitRecorded blocks until every replica has recorded every decision.
+func (g *peerGroup) waitRecorded(ctx context.Context) error {
+	for _, k := range g.replicas {
+		err := k.poll(ctx, func() (bool, error) { return k.idx.speculated() == g.decisions, nil }, func() string {
+			return fmt.Sprintf("kvtrack replica recorded %d of %d routing decisions: peers' decisions lost", k.idx.speculated(), g.decisions)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // modelClock is the simulation's modelled time as a wall clock, for
@@ -39,14 +90,16 @@ func (c *modelClock) now() time.Time      { return epoch.Add(time.Duration(c.ns.
 // exceeding it means events were lost, which must not pass silently.
 const barrierTimeout = 30 * time.Second
 
-func startKVTrack(ctx context.Context, cfg Config, pods []string) (*kvtrackRun, error) {
+// startKVTrack starts replica r of a run; peers, when not nil, connects it
+// to the other replicas.
+func startKVTrack(ctx context.Context, cfg Config, pods []string, peers *peerGroup, r int) (*kvtrackRun, error) {
 	// TCP on loopback, as engines reach kvtrack in a cluster (vLLM binds
 	// ipc endpoints itself, so an ipc endpoint cannot be kvtrack's).
 	port, err := freePort()
 	if err != nil {
 		return nil, fmt.Errorf("kvtrack: %w", err)
 	}
-	k := &kvtrackRun{ep: fmt.Sprintf("tcp://127.0.0.1:%d", port), clock: new(modelClock)}
+	k := &kvtrackRun{ep: fmt.Sprintf("tcp://127.0.0.1:%d", port), clock: new(modelClock), peers: peers}
 	inner, err := kvblock.NewMemIndex(kvblock.MemIndexConfig{TierWeights: kvblock.TierWeights{"GPU": 1, "CPU": 0.8, "STORAGE": 0.5, "SPECULATIVE": 1}})
 	if err != nil {
 		return nil, fmt.Errorf("kvtrack: %w", err)
@@ -67,6 +120,10 @@ func startKVTrack(ctx context.Context, cfg Config, pods []string) (*kvtrackRun, 
 			Enabled: cfg.Speculative,
 			TTL:     kvcache.Duration(cfg.SpeculativeTTL),
 		},
+	}
+	if peers != nil {
+		kcfg.Speculative.Peers = kvcache.PeersConfig{Listen: peers.addrs[r], Endpoints: peers.addrs}
+		peers.replicas = append(peers.replicas, k)
 	}
 	k.ix, err = kvcache.New(kcfg, kvcache.WithIndex(k.idx), kvcache.WithClock(k.clock.now), kvcache.WithEventSource(kvevents.Source))
 	if err != nil {
@@ -119,14 +176,24 @@ func (m multiKVTrack) close() {
 // waitApplied polls the index until the event path has applied want's block
 // stores, block removals (GPU tier) and pod clears.
 func (k *kvtrackRun) waitApplied(ctx context.Context, want applied) error {
+	return k.poll(ctx, func() (bool, error) {
+		got := k.idx.applied()
+		if got.stored > want.stored || got.removed > want.removed || got.cleared > want.cleared {
+			return false, fmt.Errorf("kvtrack applied more than was published: %+v of %+v", got, want)
+		}
+		return got == want, nil
+	}, func() string { return fmt.Sprintf("kvtrack applied %+v of %+v: events lost", k.idx.applied(), want) })
+}
+
+// poll calls check until it reports done or fails; it fails too when
+// kvtrack stops, ctx ends or barrierTimeout passes, saying lost(). It
+// spins first: the usual wait is a few microseconds of ZMQ, TCP and a
+// worker.
+func (k *kvtrackRun) poll(ctx context.Context, check func() (bool, error), lost func() string) error {
 	deadline := time.Now().Add(barrierTimeout)
 	for spins := 0; ; spins++ {
-		got := k.idx.applied()
-		if got == want {
-			return nil
-		}
-		if got.stored > want.stored || got.removed > want.removed || got.cleared > want.cleared {
-			return fmt.Errorf("kvtrack applied more than was published: %+v of %+v", got, want)
+		if done, err := check(); done || err != nil {
+			return err
 		}
 		select {
 		case err := <-k.done:
@@ -136,12 +203,11 @@ func (k *kvtrackRun) waitApplied(ctx context.Context, want applied) error {
 		default:
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("kvtrack applied %+v of %+v after %v: events lost", got, want, barrierTimeout)
+			return fmt.Errorf("%s after %v", lost(), barrierTimeout)
 		}
-		if spins < 64 {
-			continue // the usual wait is a few microseconds of ZMQ and a worker
+		if spins >= 64 {
+			time.Sleep(20 * time.Microsecond)
 		}
-		time.Sleep(20 * time.Microsecond)
 	}
 }
 
@@ -162,7 +228,14 @@ func (k *kvtrackRun) score(ctx context.Context, tokens []uint32, salt string, po
 // plugin's PreRequest does: with speculative entries enabled, its blocks are
 // recorded on the pod until the TTL passes.
 func (k *kvtrackRun) routed(ctx context.Context, pod string) error {
-	return k.ix.SpeculateResult(ctx, pod, k.res)
+	if err := k.ix.SpeculateResult(ctx, pod, k.res); err != nil {
+		return err
+	}
+	if k.peers == nil || len(k.res.Keys) == 0 {
+		return nil
+	}
+	k.peers.decisions++
+	return k.peers.waitRecorded(ctx)
 }
 
 // indexed returns the GPU blocks the index holds for pod.
@@ -197,6 +270,13 @@ type countingIndex struct {
 	mu     sync.Mutex
 	n      applied
 	perPod map[string]int
+	spec   uint64 // speculative records: routing decisions, own and peers'
+}
+
+func (c *countingIndex) speculated() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.spec
 }
 
 func (c *countingIndex) applied() applied {
@@ -213,10 +293,15 @@ func (c *countingIndex) indexed(pod string) int {
 
 func (c *countingIndex) Add(ctx context.Context, pod kvblock.Pod, tier kvblock.Tier, keys []kvblock.Key) error {
 	err := c.Index.Add(ctx, pod, tier, keys)
-	if tier == kvblock.TierGPU {
+	switch tier {
+	case kvblock.TierGPU:
 		c.mu.Lock()
 		c.n.stored += uint64(len(keys))
 		c.perPod[pod.Addr] += len(keys)
+		c.mu.Unlock()
+	case kvblock.TierSpeculative:
+		c.mu.Lock()
+		c.spec++
 		c.mu.Unlock()
 	}
 	return err

@@ -20,9 +20,14 @@ type Scenario struct {
 	apply func(*Config)
 }
 
-// MatrixRouters are the routers each matrix cell compares.
-// With one replica precise_shared is precise itself and is not run again.
-var MatrixRouters = []string{"precise", RouterPreciseShared, RouterPrecisePlacement, "approximate", "least_loaded", "oracle"}
+// MatrixRouters are the routers each matrix cell compares. With one
+// replica precise_shared and precise_isolated are precise itself and are
+// not run again.
+var MatrixRouters = []string{"precise", RouterPreciseShared, RouterPreciseIsolated, RouterPrecisePlacement, "approximate", "least_loaded", "oracle"}
+
+// sameAsPreciseAtOneReplica are the precise variants that differ from
+// precise only in what replicas share.
+var sameAsPreciseAtOneReplica = []string{RouterPreciseShared, RouterPreciseIsolated}
 
 // MatrixReplicas are the replica counts of the stateful routers the matrix
 // crosses every scenario with.
@@ -97,9 +102,11 @@ type Cell struct {
 	Config   Config   `json:"config"`
 	Routers  []Result `json:"routers"`
 	// PreciseOfOracle is precise's hit rate over the oracle's;
-	// SharedOfOracle the same for precise_shared.
-	PreciseOfOracle float64 `json:"precise_of_oracle"`
-	SharedOfOracle  float64 `json:"shared_of_oracle"`
+	// SharedOfOracle and IsolatedOfOracle the same for precise_shared and
+	// precise_isolated.
+	PreciseOfOracle  float64 `json:"precise_of_oracle"`
+	SharedOfOracle   float64 `json:"shared_of_oracle"`
+	IsolatedOfOracle float64 `json:"isolated_of_oracle"`
 	// MarginPoints is precise's hit rate minus approximate's, in
 	// percentage points.
 	MarginPoints float64 `json:"margin_points"`
@@ -137,7 +144,7 @@ func RunMatrix(ctx context.Context, base Config, scenarios []Scenario, replicas 
 			cfg.Replicas = n
 			cfg.Routers = MatrixRouters
 			if n == 1 {
-				cfg.Routers = slices.DeleteFunc(slices.Clone(MatrixRouters), func(r string) bool { return r == RouterPreciseShared })
+				cfg.Routers = slices.DeleteFunc(slices.Clone(MatrixRouters), func(r string) bool { return slices.Contains(sameAsPreciseAtOneReplica, r) })
 			}
 			label := fmt.Sprintf("%s x%d", sc.Name, n)
 			var prog Progress
@@ -151,18 +158,22 @@ func RunMatrix(ctx context.Context, base Config, scenarios []Scenario, replicas 
 			}
 			c := Cell{Scenario: sc.Name, Replicas: n, Config: cfg, Routers: rep.Routers}
 			if n == 1 {
-				shared, _ := c.Router("precise")
-				shared.Name = RouterPreciseShared
-				c.Routers = slices.Insert(c.Routers, 1, shared)
+				for i, name := range sameAsPreciseAtOneReplica {
+					same, _ := c.Router("precise")
+					same.Name = name
+					c.Routers = slices.Insert(c.Routers, 1+i, same)
+				}
 				c.Config.Routers = MatrixRouters
 			}
 			p, _ := c.Router("precise")
 			a, _ := c.Router("approximate")
 			o, _ := c.Router("oracle")
 			sh, _ := c.Router(RouterPreciseShared)
+			is, _ := c.Router(RouterPreciseIsolated)
 			if o.HitRate > 0 {
 				c.PreciseOfOracle = p.HitRate / o.HitRate
 				c.SharedOfOracle = sh.HitRate / o.HitRate
+				c.IsolatedOfOracle = is.HitRate / o.HitRate
 			}
 			c.MarginPoints = 100 * (p.HitRate - a.HitRate)
 			m.Cells = append(m.Cells, c)
@@ -185,24 +196,26 @@ func (m *Matrix) WriteJSON(w io.Writer) error {
 // and throughput of precise and approximate.
 func (m *Matrix) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\treplicas\tprecise\tshared\tplacement\tapprox\tleast-loaded\toracle\tprecise/oracle\tshared/oracle\tmargin\tp50/p90 precise\tp50/p90 shared\tp50/p90 placement\tp50/p90 approx\treq/s precise\treq/s approx\t")
+	fmt.Fprintln(tw, "scenario\treplicas\tprecise\tshared\tisolated\tplacement\tapprox\tleast-loaded\toracle\tprecise/oracle\tshared/oracle\tisolated/oracle\tmargin\tp50/p90 precise\tp50/p90 shared\tp50/p90 isolated\tp50/p90 placement\tp50/p90 approx\treq/s precise\treq/s approx\t")
 	for _, c := range m.Cells {
 		get := func(n string) Result { r, _ := c.Router(n); return r }
-		p, sh, pl, a, ll, o := get("precise"), get(RouterPreciseShared), get(RouterPrecisePlacement), get("approximate"), get("least_loaded"), get("oracle")
+		p, sh, is, pl := get("precise"), get(RouterPreciseShared), get(RouterPreciseIsolated), get(RouterPrecisePlacement)
+		a, ll, o := get("approximate"), get("least_loaded"), get("oracle")
 		ttft := func(r Result) string { return fmtMS(r.TTFTP50) + " / " + fmtMS(r.TTFTP90) }
-		fmt.Fprintf(tw, "%s\t%d\t%.1f%%\t%.1f%%\t%.1f%%\t%.1f%%\t%.1f%%\t%.1f%%\t%.1f%%\t%.1f%%\t%+.1f\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t\n",
-			c.Scenario, c.Replicas, 100*p.HitRate, 100*sh.HitRate, 100*pl.HitRate, 100*a.HitRate, 100*ll.HitRate, 100*o.HitRate,
-			100*c.PreciseOfOracle, 100*c.SharedOfOracle, c.MarginPoints, ttft(p), ttft(sh), ttft(pl), ttft(a),
+		fmt.Fprintf(tw, "%s\t%d\t%.1f%%\t%.1f%%\t%.1f%%\t%.1f%%\t%.1f%%\t%.1f%%\t%.1f%%\t%.1f%%\t%.1f%%\t%.1f%%\t%+.1f\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t\n",
+			c.Scenario, c.Replicas, 100*p.HitRate, 100*sh.HitRate, 100*is.HitRate, 100*pl.HitRate, 100*a.HitRate, 100*ll.HitRate, 100*o.HitRate,
+			100*c.PreciseOfOracle, 100*c.SharedOfOracle, 100*c.IsolatedOfOracle, c.MarginPoints, ttft(p), ttft(sh), ttft(is), ttft(pl), ttft(a),
 			p.Throughput, a.Throughput)
 	}
 	return tw.Flush()
 }
 
 // WriteSVG draws the matrix's hit rates: one group of bars per cell
-// (precise, precise_shared, approximate, least loaded, oracle).
+// (precise, precise_shared, precise_isolated, approximate, least loaded,
+// oracle).
 func (m *Matrix) WriteSVG(w io.Writer) error {
-	routers := []string{"precise", RouterPreciseShared, "approximate", "least_loaded", "oracle"}
-	colors := []string{"#1b7f3b", "#7fc28e", "#d98c1a", "#5a6fa8", "#2a9fd6"}
+	routers := []string{"precise", RouterPreciseShared, RouterPreciseIsolated, "approximate", "least_loaded", "oracle"}
+	colors := []string{"#1b7f3b", "#7fc28e", "#b5dcbf", "#d98c1a", "#5a6fa8", "#2a9fd6"}
 	const (
 		left, top, plotH = 50, 60, 260
 		barW, groupGap   = 7, 12

@@ -44,9 +44,11 @@ func TestMatrixSmoke(t *testing.T) {
 			t.Errorf("cell %s x%d: routers %v, want %v", c.Scenario, c.Replicas, names, MatrixRouters)
 		}
 		p, _ := c.Router("precise")
-		sh, _ := c.Router(RouterPreciseShared)
-		if c.Replicas == 1 && (p.HitRate != sh.HitRate || p.TTFTP90 != sh.TTFTP90) {
-			t.Errorf("cell %s x1: precise_shared %+v differs from precise %+v with one replica", c.Scenario, sh, p)
+		for _, name := range sameAsPreciseAtOneReplica {
+			v, _ := c.Router(name)
+			if c.Replicas == 1 && (p.HitRate != v.HitRate || p.TTFTP90 != v.TTFTP90) {
+				t.Errorf("cell %s x1: %s %+v differs from precise %+v with one replica", c.Scenario, name, v, p)
+			}
 		}
 		if c.Config.Replicas != c.Replicas {
 			t.Errorf("cell %s x%d ran with %d replicas", c.Scenario, c.Replicas, c.Config.Replicas)
@@ -128,6 +130,49 @@ func TestPreciseSeesTheTruthUnderEveryCondition(t *testing.T) {
 			}
 			if routed := cfg.Requests - externalRequests(t, cfg); decisions != routed || wrong != 0 {
 				t.Errorf("%d of %d decisions audited, %d pod views wrong", decisions, routed, wrong)
+			}
+		})
+	}
+}
+
+// Replicas that share their routing decisions (speculative.peers) each
+// see the truth at every decision, the requests the other replicas routed
+// and still queued included; replicas that share only the pods' events
+// (precise_isolated) do not, since no event shows a queued request.
+func TestReplicasSharingDecisionsSeeEachOthersQueuedRequests(t *testing.T) {
+	for _, tc := range []struct {
+		router    string
+		wantExact bool
+	}{
+		{"precise", true},
+		{RouterPreciseIsolated, false},
+	} {
+		t.Run(tc.router, func(t *testing.T) {
+			cfg := tinyConfig()
+			for _, sc := range Scenarios() {
+				if sc.Name == "pressure" {
+					sc.apply(&cfg)
+				}
+			}
+			cfg.Replicas, cfg.Routers, cfg.Requests = 2, []string{tc.router}, 120
+			var decisions, wrong int
+			cfg.audit = func(r *request, matched []int, c cluster) {
+				decisions++
+				limit := (len(r.prompt) - 1) / cfg.BlockSize
+				for i, m := range matched {
+					if truth := min(visiblePrefix(c.(*sim).pods[i], r.keys[:r.promptBlocks]), limit); m != truth {
+						wrong++
+					}
+				}
+			}
+			if _, err := Run(context.Background(), cfg, nil); err != nil {
+				t.Fatal(err)
+			}
+			if decisions != cfg.Requests {
+				t.Fatalf("%d of %d decisions audited", decisions, cfg.Requests)
+			}
+			if exact := wrong == 0; exact != tc.wantExact {
+				t.Errorf("%s x2: %d of %d pod views differ from the truth; want exact = %v", tc.router, wrong, decisions*cfg.Pods, tc.wantExact)
 			}
 		})
 	}

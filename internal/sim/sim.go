@@ -81,7 +81,7 @@ func Run(ctx context.Context, cfg Config, progress Progress) (*Report, error) {
 // placement they choose alike.
 func routerStream(name string) uint64 {
 	switch name {
-	case RouterPrecisePlacement, RouterPreciseShared:
+	case RouterPrecisePlacement, RouterPreciseShared, RouterPreciseIsolated:
 		name = "precise"
 	}
 	for i, n := range RouterNames {
@@ -106,13 +106,23 @@ func runRouter(ctx context.Context, cfg Config, name string, stream uint64, reqs
 	// request reaching one of them at random, as behind a Service.
 	var replicas []router
 	switch name {
-	case "precise", RouterPrecisePlacement, RouterPreciseShared:
+	case "precise", RouterPrecisePlacement, RouterPreciseShared, RouterPreciseIsolated:
 		kts := make(multiKVTrack, 0, cfg.Replicas)
 		defer func() { kts.close() }()
 		shared := cfg.SharedIndex || name == RouterPreciseShared
+		// Replicas with an index each share their routing decisions
+		// (speculative.peers), as kvtrack recommends; precise_isolated
+		// shows what that is worth.
+		var peers *peerGroup
+		if !shared && cfg.Replicas > 1 && cfg.Speculative && name != RouterPreciseIsolated {
+			var err error
+			if peers, err = newPeerGroup(cfg.Replicas); err != nil {
+				return Result{}, err
+			}
+		}
 		for r := range cfg.Replicas {
 			if r == 0 || !shared {
-				kt, err := startKVTrack(ctx, cfg, addrs)
+				kt, err := startKVTrack(ctx, cfg, addrs, peers, r)
 				if err != nil {
 					return Result{}, err
 				}
@@ -127,6 +137,11 @@ func runRouter(ctx context.Context, cfg Config, name string, stream uint64, reqs
 		}
 		if err := s.connect(ctx, kts); err != nil {
 			return Result{}, err
+		}
+		if peers != nil {
+			if err := peers.waitConnected(ctx); err != nil {
+				return Result{}, err
+			}
 		}
 	case "approximate":
 		for range cfg.Replicas {
