@@ -305,3 +305,18 @@ func FuzzPeerFrame(f *testing.F) {
 		}
 	})
 }
+
+// Decisions for a peer that cannot be reached are dropped and counted: they
+// are worth something only while their requests wait in a queue, so they
+// are not kept for later.
+func TestDecisionsForAnUnreachablePeerAreDroppedAndCounted(t *testing.T) {
+	pa, nobody := testnet.FreePort(t), testnet.FreePort(t)
+	a := peerReplica(t, pa, loopback(nobody))
+	testwait.For(t, "a decision to be dropped", func() bool {
+		route(t, a, Request{TokenIDs: seq(1, 65), Pods: []string{peerPod}})
+		return a.PeerStats().Dropped > 0
+	})
+	if st := a.PeerStats(); st.Sent != 0 || st.Sending != 0 {
+		t.Errorf("stats %+v: sent to or connected with a peer that does not exist", st)
+	}
+}

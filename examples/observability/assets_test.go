@@ -54,7 +54,16 @@ func exported(t *testing.T) map[string]bool {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ix.Close() })
-	for _, want := range []string{"kvtrack_indexer_scores_total", "kvtrack_index_entries", "kvtrack_events_received_total"} {
+	// Replicas sharing decisions export the peers' metrics too.
+	peers := kvcache.Config{Hash: kvcache.HashConfig{Seed: "42"}, Speculative: kvcache.SpeculativeConfig{
+		Enabled: true, Peers: kvcache.PeersConfig{Listen: ":5558", Endpoints: []string{"kvtrack-epp-peers:5558"}},
+	}}
+	pix, err := kvcache.New(peers, kvcache.WithEventSource(kvevents.Source), kvcache.WithRegisterer(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pix.Close() })
+	for _, want := range []string{"kvtrack_indexer_scores_total", "kvtrack_index_entries", "kvtrack_events_received_total", "kvtrack_speculative_peer_dropped_total"} {
 		if !reg.names[want] {
 			t.Fatalf("the Indexer did not register %s; registered %v", want, reg.names)
 		}
