@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"sync"
 	"time"
 
@@ -708,13 +707,4 @@ func (ix *Indexer) PeerStats() PeerStats {
 		Sent: s.sent.Load(), Received: s.received.Load(), Dropped: s.dropped.Load(),
 		Refused: s.refused.Load(), Malformed: s.malformed.Load(), UnknownPod: s.unknownPod.Load(),
 	}
-}
-
-// PeersAddr returns the address speculative.peers listens on once Start has
-// bound it (a ":0" port resolved), or nil.
-func (ix *Indexer) PeersAddr() net.Addr {
-	if ix.peers == nil || ix.peers.ln == nil {
-		return nil
-	}
-	return ix.peers.addr()
 }

@@ -246,9 +246,6 @@ func (l *peerLink) start(ctx context.Context, bg *sync.WaitGroup) error {
 	return nil
 }
 
-// Addr returns the address the listener is bound to.
-func (l *peerLink) addr() net.Addr { return l.ln.Addr() }
-
 // peerWriteTimeout bounds one write to a peer that stopped reading.
 const peerWriteTimeout = 5 * time.Second
 

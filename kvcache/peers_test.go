@@ -320,3 +320,18 @@ func TestDecisionsForAnUnreachablePeerAreDroppedAndCounted(t *testing.T) {
 		t.Errorf("stats %+v: sent to or connected with a peer that does not exist", st)
 	}
 }
+
+// Start reports a peers port it cannot bind, naming the setting.
+func TestStartReportsAPeersPortInUse(t *testing.T) {
+	port := testnet.FreePort(t)
+	ln, err := net.Listen("tcp", loopback(port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ix := newIndexer(t, Config{Speculative: SpeculativeConfig{Enabled: true, Peers: PeersConfig{Listen: loopback(port), Endpoints: []string{loopback(port)}}}})
+	err = ix.Start(testwait.Context(t))
+	if err == nil || !strings.Contains(err.Error(), "speculative.peers.listen") || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("Start = %v, want an error naming speculative.peers.listen and the port in use", err)
+	}
+}
