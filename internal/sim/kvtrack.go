@@ -3,11 +3,11 @@ package sim
 import (
 	"context"
 	"fmt"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/kvtrack/kvtrack/internal/testnet"
 	"github.com/kvtrack/kvtrack/kvcache"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 	"github.com/kvtrack/kvtrack/kvevents"
@@ -41,7 +41,7 @@ type peerGroup struct {
 func newPeerGroup(n int) (*peerGroup, error) {
 	g := &peerGroup{}
 	for range n {
-		port, err := freePort()
+		port, err := testnet.Port()
 		if err != nil {
 			return nil, fmt.Errorf("kvtrack peers: %w", err)
 		}
@@ -95,7 +95,7 @@ const barrierTimeout = 30 * time.Second
 func startKVTrack(ctx context.Context, cfg Config, pods []string, peers *peerGroup, r int) (*kvtrackRun, error) {
 	// TCP on loopback, as engines reach kvtrack in a cluster (vLLM binds
 	// ipc endpoints itself, so an ipc endpoint cannot be kvtrack's).
-	port, err := freePort()
+	port, err := testnet.Port()
 	if err != nil {
 		return nil, fmt.Errorf("kvtrack: %w", err)
 	}
@@ -244,16 +244,6 @@ func (k *kvtrackRun) indexed(pod string) int { return k.idx.indexed(pod) }
 func (k *kvtrackRun) close() {
 	k.cancel()
 	<-k.done
-}
-
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // applied counts what the pods published, or an index applied: GPU-tier

@@ -1,4 +1,5 @@
-// Package testnet holds network helpers shared by kvtrack's tests.
+// Package testnet holds network helpers shared by kvtrack's tests and by
+// the simulator (internal/sim), which binds loopback endpoints too.
 package testnet
 
 import (
@@ -50,6 +51,14 @@ func free(ports ...int) bool {
 // ago, all outside the ephemeral range.
 func freeRun(t testing.TB, n int) int {
 	t.Helper()
+	p, err := run(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func run(n int) (int, error) {
 	top := ephemeralStart() - n
 	for range 1000 {
 		p := lowestPort + rand.IntN(top-lowestPort)
@@ -58,12 +67,15 @@ func freeRun(t testing.TB, n int) int {
 			ports[i] = p + i
 		}
 		if free(ports...) {
-			return p
+			return p, nil
 		}
 	}
-	t.Fatalf("no %d consecutive free ports on 127.0.0.1 between %d and %d", n, lowestPort, top)
-	return 0
+	return 0, fmt.Errorf("no %d consecutive free ports on 127.0.0.1 between %d and %d", n, lowestPort, top)
 }
+
+// Port is FreePort for code outside tests: a TCP port on 127.0.0.1, outside
+// the ephemeral range, that was free a moment ago.
+func Port() (int, error) { return run(1) }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago, for
 // a test that must name an endpoint before something binds it (a ZMQ bind
