@@ -49,6 +49,8 @@ const (
 	peerDialTimeout  = 2 * time.Second
 	peerHelloTimeout = 5 * time.Second
 	peerMaxBackoff   = 5 * time.Second
+	// peerWriteTimeout bounds one write to a peer that stopped reading.
+	peerWriteTimeout = 5 * time.Second
 )
 
 // validate checks speculative.peers (after defaults), reporting through bad.
@@ -245,9 +247,6 @@ func (l *peerLink) start(ctx context.Context, bg *sync.WaitGroup) error {
 	})
 	return nil
 }
-
-// peerWriteTimeout bounds one write to a peer that stopped reading.
-const peerWriteTimeout = 5 * time.Second
 
 // shutdown closes the listener, every connection and every sender.
 func (l *peerLink) shutdown() {
@@ -475,7 +474,9 @@ func (s *peerSender) run(ctx context.Context) {
 			s.link.self[s.addr] = true
 			delete(s.link.peers, s.addr)
 			s.link.mu.Unlock()
-			s.drain()
+			for len(s.queue) > 0 { // decisions for itself: not lost
+				<-s.queue
+			}
 			return
 		case err == nil:
 			backoff = 100 * time.Millisecond

@@ -78,6 +78,11 @@ func TestPeersShareRoutingDecisions(t *testing.T) {
 	if got := a.peers.stats.received.Load(); got != 1 {
 		t.Errorf("a received %d decisions, want 1 (b's; never its own)", got)
 	}
+	for name, ix := range map[string]*Indexer{"a": a, "b": b} {
+		if st := ix.PeerStats(); st.Dropped != 0 || st.Sending != 1 {
+			t.Errorf("%s: %+v, want nothing dropped (its decisions for itself are not lost) and one peer sent to", name, st)
+		}
+	}
 }
 
 func isSelf(ix *Indexer, addr string) bool {
