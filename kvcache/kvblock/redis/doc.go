@@ -52,8 +52,9 @@
 //
 // Scores equal the in-memory index's: the conformance suite
 // (kvblock/indextest) runs against a standalone server, several groups on
-// one server, a cluster of three masters with replicas, and Valkey where
-// valkey-server is installed.
+// one server, a cluster of three masters with replicas, and a standalone
+// valkey-server (8.0, from Debian 12's bookworm-backports; `make deps`
+// installs it, and its tests fail without it unless KVTRACK_SKIP_VALKEY=1).
 //
 // # Redis Cluster
 //
