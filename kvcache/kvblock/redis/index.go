@@ -291,7 +291,9 @@ func (ix *Index) writeKeys(ctx context.Context, o op, pod kvblock.Pod, tier kvbl
 			if len(part) == 0 {
 				continue
 			}
-			args := []any{ix.groups[g], ix.nbArg, pidStr, string(pb[1:]), string([]byte{tid}), string(part)}
+			// Room for the add script's arguments and a bucket name per key.
+			args := make([]any, 0, 11+len(ix.widths)+len(part)/8)
+			args = append(args, ix.groups[g], ix.nbArg, pidStr, string(pb[1:]), string([]byte{tid}), string(part))
 			s := removeScript
 			if o == opAdd {
 				s = addScript
