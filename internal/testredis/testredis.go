@@ -1,11 +1,15 @@
 // Package testredis starts private redis-server processes for tests that
-// need a real Redis: a standalone server, one behind TLS, or a cluster.
+// need a real Redis: a standalone server, one behind TLS, or a cluster; and
+// valkey-server (Options.Binary), which takes the same options.
 //
 // Every server binds loopback ports only, keeps its files in the test's
 // temporary directory, persists nothing, and is killed when the test ends.
 // Ports are chosen free and, because another process can take a port
 // between the choice and the bind, a server that fails to start is started
 // again on other ports.
+//
+// A test that needs valkey-server fails where it is missing, naming `make
+// deps`; KVTRACK_SKIP_VALKEY=1 makes it skip instead.
 package testredis
 
 import (
@@ -38,7 +42,7 @@ func Start(t testing.TB) string {
 // Options configure StartServer.
 type Options struct {
 	// Binary is the server program; default "redis-server". Set it to
-	// "valkey-server" to run Valkey.
+	// "valkey-server" to run Valkey, which takes the same options.
 	Binary string
 	// Args are extra command-line options.
 	Args []string
@@ -64,18 +68,30 @@ type Server struct {
 	exit  chan struct{} // closed when cmd has exited
 }
 
-// Binary returns the path of a server program, skipping the test when it
-// is missing (failing in CI, which installs redis-server).
+// SkipValkeyEnv names the environment variable that, set to 1, lets tests
+// needing valkey-server skip where it is not installed. Without it they
+// fail: `make deps` installs it (on Debian 12 from bookworm-backports).
+const SkipValkeyEnv = "KVTRACK_SKIP_VALKEY"
+
+// Binary returns the path of a server program. A missing valkey-server
+// fails the test, naming `make deps`, unless KVTRACK_SKIP_VALKEY=1; any
+// other missing program skips it, except in CI (CI set), which installs
+// redis-server and fails without it.
 func Binary(t testing.TB, name string) string {
 	t.Helper()
 	bin, err := exec.LookPath(name)
 	if err == nil {
 		return bin
 	}
-	if os.Getenv("CI") != "" && name == "redis-server" {
+	switch {
+	case name == "valkey-server" && os.Getenv(SkipValkeyEnv) == "1":
+		t.Skipf("valkey-server not on PATH (%v) and %s=1: skipping the Valkey run", err, SkipValkeyEnv)
+	case name == "valkey-server":
+		t.Fatalf("valkey-server not on PATH (%v): run `make deps` (hack/install-deps.sh; Debian 12: valkey-server from bookworm-backports), or set %s=1 to skip the Valkey runs", err, SkipValkeyEnv)
+	case os.Getenv("CI") != "" && name == "redis-server":
 		t.Fatalf("redis-server not on PATH in CI: %v", err)
 	}
-	t.Skipf("%s not on PATH (%v); install its Debian package to run this test", name, err)
+	t.Skipf("%s not on PATH (%v); run `make deps` to install it", name, err)
 	return ""
 }
 

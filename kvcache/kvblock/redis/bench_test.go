@@ -96,12 +96,7 @@ func BenchmarkRedisIndexScore(b *testing.B) {
 			}
 			ix, reg, rc := benchIndex(b)
 			ctx := context.Background()
-			other := kvblock.Pod{Addr: "10.2.255.255:8000"}
-			for lo := 0; lo < tc.fill; lo += 4096 {
-				if err := ix.Add(ctx, other, kvblock.TierGPU, keyRange(1<<30+lo, 1<<30+lo+4096)); err != nil {
-					b.Fatal(err)
-				}
-			}
+			fillOthers(b, ix, tc.fill)
 			ks := keyRange(0, tc.tokens/16)
 			pods := make([]kvblock.Pod, tc.pods)
 			for p := range pods {
@@ -133,11 +128,36 @@ func BenchmarkRedisIndexScore(b *testing.B) {
 	}
 }
 
+// fillOthers stores n one-pod blocks of a pod no benchmark scores, so that
+// with the default buckets each bucket packs n/65536 blocks.
+func fillOthers(b *testing.B, ix *redis.Index, n int) {
+	b.Helper()
+	other := kvblock.Pod{Addr: "10.2.255.255:8000"}
+	for lo := 0; lo < n; lo += 4096 {
+		if err := ix.Add(context.Background(), other, kvblock.TierGPU, keyRange(1<<30+lo, 1<<30+lo+4096)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkRedisIndexAdd stores a 512-key prompt (8192 tokens) per op, each
 // op on fresh keys of one of 100 pods.
-func BenchmarkRedisIndexAdd(b *testing.B) {
+func BenchmarkRedisIndexAdd(b *testing.B) { benchmarkAdd(b, 0) }
+
+// BenchmarkRedisIndexAddFilled is BenchmarkRedisIndexAdd on an index that
+// already holds 1M one-pod blocks (16 per bucket, the fill the default
+// buckets are sized for): the script reads and writes longer buckets.
+func BenchmarkRedisIndexAddFilled(b *testing.B) {
+	if testing.Short() {
+		b.Skip("stores 1M blocks; run without -short")
+	}
+	benchmarkAdd(b, 1<<20)
+}
+
+func benchmarkAdd(b *testing.B, fill int) {
 	ix, reg, rc := benchIndex(b)
 	ctx := context.Background()
+	fillOthers(b, ix, fill)
 	const keysPerOp = 512
 	pods := make([]kvblock.Pod, 100)
 	for p := range pods {

@@ -234,14 +234,3 @@ func TestTLSEndToEnd(t *testing.T) {
 		})
 	}
 }
-
-// TestValkeyConformance runs the suite against valkey-server, skipped where
-// no package provides it (Debian 12 has none).
-func TestValkeyConformance(t *testing.T) {
-	srv := testredis.StartServer(t, testredis.Options{Binary: "valkey-server"})
-	var n atomic.Int64
-	indextest.Run(t, func(t *testing.T) kvblock.Index {
-		prefix := fmt.Sprintf("valkey%d:", n.Add(1))
-		return newIndexOn(t, srv, func(c *redis.Config) { c.KeyPrefix = prefix }).Index
-	})
-}

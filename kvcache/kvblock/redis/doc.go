@@ -9,9 +9,10 @@
 // <count:2> and then 5-byte records <pod id:3><tier id:1><epoch:1>, one per
 // reference (scripts.go has the whole layout). A bucket shares the ~70-100
 // bytes Redis spends on every top-level key among its blocks. Add is one
-// script call per group, which per key reads the bucket (GET), inserts the
-// record and writes it back (SET), counts entries and logs the batch for
-// the pod; Score reads the prompt's buckets with one MGET, finds each
+// script call per group, which reads every bucket the batch touches with
+// one MGET (the client names them), inserts the records, writes the
+// buckets back with one MSET, counts entries and logs the batch for the
+// pod; Score reads the prompt's buckets with one MGET, finds each
 // block's run in its bucket and walks them in the client: the longest run
 // of keys from the first that each candidate holds, stopping once every
 // candidate has missed. Pod and tier names are interned to small ids that
@@ -52,8 +53,9 @@
 //
 // Scores equal the in-memory index's: the conformance suite
 // (kvblock/indextest) runs against a standalone server, several groups on
-// one server, a cluster of three masters with replicas, and Valkey where
-// valkey-server is installed.
+// one server, a cluster of three masters with replicas, and a standalone
+// valkey-server (8.0, from Debian 12's bookworm-backports; `make deps`
+// installs it, and its tests fail without it unless KVTRACK_SKIP_VALKEY=1).
 //
 // # Redis Cluster
 //
@@ -118,18 +120,10 @@
 //	remove 512 keys                   0.86 ms -> 0.84 ms (~)   0.75 ms -> 0.84 ms (~)
 //
 // Add costs more server time because a bucket must be read to find the
-// block in it: Add went from one call per key (APPEND) to two (GET, SET),
-// and both copy the bucket's bytes through Lua (the APPEND version of the
-// buckets measured +87% for add and +69% for remove in an earlier session
-// at load 8-14). Add's target of 0.5 ms for 512
-// keys is out of reach for any layout that does per-key work in a script
-// on this machine: a script that only calls PING 512 times takes 0.45-0.5
-// ms of server time, 512 HSETNX calls 1.7 ms, and a script given the 512
-// bucket names as KEYS spends 1 ms before its first line (so the scripts
-// name the buckets themselves, 0.2 ms). Native multi-key writes (MSET)
-// would need the buckets read first, in another round trip, and
-// WATCH/MULTI to stay atomic, which 512 buckets per add make conflict
-// across concurrent writers almost always.
+// block in it, and both the read and the new value pass the bucket's bytes
+// through Lua (the APPEND version of the buckets measured +87% for add and
+// +69% for remove in an earlier session at load 8-14). "Add: where its
+// time goes" below has the current figures.
 //
 // Hash buckets (HSET field=block in a listpack hash, 17 bytes per one-pod
 // block, HSETNX one call for a new block) would be the most compact, but
@@ -150,6 +144,67 @@
 //
 // Redis Functions run the same Lua engine as EVAL: they change how scripts
 // are loaded, not what a call costs, so they were not pursued.
+//
+// # Add: where its time goes
+//
+// Add's target, 0.5 ms for 512 keys, is not met: 1.2-1.5 ms wall, 1.1-1.4
+// ms of server time. Variants of the add script, each run 300 times on 512
+// fresh keys with 150k blocks stored (redis-server 7.0.15, three sessions
+// at load average 2-4; valkey-server 8.0.1 within 15% of it in every
+// line), server time per call:
+//
+//	the script's arguments only, returning at once     13-25 us
+//	 + splitting the 512 keys (string.sub)             +55-65 us
+//	 + naming their buckets in Lua                     +160-310 us
+//	   (receiving the names as arguments instead:      +65-110 us)
+//	 + one MGET of the 512 buckets                     +290-450 us
+//	   (512 GETs instead:                              +360 us)
+//	 + one MSET of the 512 buckets                     +70-245 us
+//	the whole add (locating blocks, making values)     1.0-1.36 ms
+//
+// So the cost is per value crossing into Lua, not per redis.call: one MGET
+// costs what 512 GETs do. perf on the server during BenchmarkRedisIndexAdd
+// puts 21-31% of its time in the string hash of Redis's Lua, which hashes
+// every byte of every string a script makes (each bucket value read, each
+// value built), 7-9% in dictFind (the keyspace) and 7% in the allocator.
+// A round trip of an empty script costs 130-180 us of wall time here.
+// Hence this package's add reads and writes the buckets with one MGET and
+// one MSET (and one DEL for buckets left empty, in chunks of 4000 names:
+// unpack's limit), expiry and ClearPod drain the same way, and the client
+// names the buckets. Interleaved with the previous GET and SET per bucket
+// (3 to 5 runs of each in three sessions, load average 1-4.4):
+//
+//	                        wall (old -> new)                  server (old -> new)
+//	add 512 new keys         1.26-2.00 -> 1.18-1.52 ms          1.29-2.04 -> 1.08-1.41 ms
+//	                         (medians -13% to +6%)              (medians -4% to -21%)
+//	 same, 1M blocks stored  1.73-2.19 -> 1.72-1.92 ms          1.85-2.31 -> 1.71-1.91 ms
+//	remove 512 keys          0.71-1.05 -> 0.59-0.86 ms          0.72-1.01 -> 0.55-0.79 ms
+//	score 512 x 100 pods     0.62-0.98 -> 0.63-0.85 ms (~)      62-125 -> 73-120 us (~)
+//	 same, 1M blocks stored  0.86-1.92 -> 1.00-1.33 ms (~)      109-452 -> 122-258 us (~)
+//	memory, 1 pod per block  32.4 -> 32.5 B/entry (16 pods: 22.5)
+//
+// Add's cost grows with the buckets' length, whose bytes are hashed twice
+// (BenchmarkRedisIndexAddFilled: 16 blocks per bucket). The alternatives
+// measured:
+//
+//	WATCH the 512 buckets, MGET them natively,  2.0 ms wall: WATCH of 512 keys alone
+//	 make the values in Go, MULTI/MSET/EXEC      costs 1 ms of server time (native
+//	                                             MGET 190 us, MSET 100 us)
+//	APPEND or SETRANGE a new block, no read      both grow the string greedily: a 100-byte
+//	 (the existence check still reads)           bucket after six 15-byte appends holds
+//	                                             304 bytes against 176 SET whole; 40 B
+//	                                             per entry in the memory benchmark
+//	a version key per group checked by the      every concurrent write to the group
+//	 script, values made in Go (2 round trips)   conflicts, and the values sent are
+//	                                             hashed by Lua all the same
+//	HSETNX per block in hash buckets            1.7 ms for 512 calls, and Score then
+//	                                             needs one HGET per key (below)
+//
+// A script that only calls PING 512 times takes 0.45-0.5 ms of server
+// time, and one given the 512 bucket names as KEYS spends 1 ms before its
+// first line (as ARGV they cost 65-110 us). Reaching 0.5 ms would take
+// writes that bypass Lua (native commands, atomic only under WATCH or a
+// module) on a machine where a round trip is not a third of the budget.
 //
 // # Failures
 //

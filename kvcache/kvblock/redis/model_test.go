@@ -105,12 +105,17 @@ func (m *model) stats() (keys, entries, pods int64) {
 	return keys, entries, int64(len(seen))
 }
 
-// TestMatchesReferenceModel applies random operations to the Redis index and
-// to the model and compares every score and the stats after each step.
+// TestMatchesReferenceModel applies random operations to the index and to
+// the model and compares every score and the stats after each step, on
+// Redis and on Valkey.
 func TestMatchesReferenceModel(t *testing.T) {
+	onEachServer(t, testMatchesReferenceModel)
+}
+
+func testMatchesReferenceModel(t *testing.T, srv *server) {
 	// Three buckets: blocks share them, so every change rewrites a bucket
 	// among its neighbours.
-	ix := newTestIndex(t, func(c *redis.Config) { c.TTL, c.Buckets = 0, 3 })
+	ix := newIndexOn(t, srv, func(c *redis.Config) { c.TTL, c.Buckets = 0, 3 })
 	ctx := context.Background()
 	space := keyRange(0, 12)
 	pods := []kvblock.Pod{podA, podA1, podB, podC}
@@ -181,10 +186,15 @@ func TestMatchesReferenceModel(t *testing.T) {
 }
 
 // TestConcurrentUseKeepsCountsExact runs writers and scorers at once (run
-// with -race). Each writer adds and then removes what it added, so the index
-// must end empty with as many removals as admissions.
+// with -race), on Redis and on Valkey. Each writer adds and then removes
+// what it added, so the index must end empty with as many removals as
+// admissions.
 func TestConcurrentUseKeepsCountsExact(t *testing.T) {
-	ix := newTestIndex(t, func(c *redis.Config) { c.Buckets = 8 })
+	onEachServer(t, testConcurrentUseKeepsCountsExact)
+}
+
+func testConcurrentUseKeepsCountsExact(t *testing.T, srv *server) {
+	ix := newIndexOn(t, srv, func(c *redis.Config) { c.Buckets = 8 })
 	ctx := context.Background()
 	space := keyRange(0, 64)
 	pods := []kvblock.Pod{podA, podA1, podB, podC}

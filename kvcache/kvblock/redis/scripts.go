@@ -130,12 +130,75 @@ local function find_rec(v, ent, r0, n)
   end
 end
 
--- put stores bucket bk's new value, deleting the bucket once empty.
+-- A script reads the buckets it touches with one MGET (load) and writes
+-- them back with one MSET, and one DEL for those left empty (flush), at
+-- its end: a redis.call costs about a microsecond of server time, and a GET
+-- and a SET per bucket were most of an add's. cache holds the values read
+-- or put ('' when absent), dirty the buckets put since the last flush.
+-- CHUNK bounds the names one unpack spreads into a command's arguments
+-- (Lua's C stack holds about 8000).
+local CHUNK = 4000
+local cache, dirty = {}, {}
+
+-- load reads the buckets of keys (8 bytes each) not in the cache, and
+-- returns each key's bucket name in order.
+local function load(keys)
+  local names, want = {}, {}
+  for i = 1, #keys, 8 do
+    local bk = bucket(string.sub(keys, i, i + 7))
+    names[#names + 1] = bk
+    if cache[bk] == nil then
+      cache[bk] = ''
+      want[#want + 1] = bk
+    end
+  end
+  for lo = 1, #want, CHUNK do
+    local hi = math.min(lo + CHUNK - 1, #want)
+    local vs = redis.call('MGET', unpack(want, lo, hi))
+    for j = lo, hi do cache[want[j]] = vs[j - lo + 1] or '' end
+  end
+  return names
+end
+
+-- load_named is load for the keys whose bucket names the client sent as
+-- ARGV[from] to ARGV[to], one per key in order: naming them here costs
+-- more (~0.4 us a name) than receiving them.
+local function load_named(from, to)
+  for lo = from, to, CHUNK do
+    local hi = math.min(lo + CHUNK - 1, to)
+    local vs = redis.call('MGET', unpack(ARGV, lo, hi))
+    for j = lo, hi do
+      local bk = ARGV[j]
+      if cache[bk] == nil then cache[bk] = vs[j - lo + 1] or '' end
+    end
+  end
+end
+
+-- put sets bucket bk's new value ('' deletes it), written by flush.
 local function put(bk, v)
-  if v == '' then
-    redis.call('DEL', bk)
-  else
-    redis.call('SET', bk, v)
+  cache[bk], dirty[bk] = v, true
+end
+
+-- flush writes the buckets put since the last flush. A bucket is SET
+-- whole (MSET) rather than APPENDed to, which would leave a string up to
+-- twice its length.
+local function flush()
+  local sets, dels = {}, {}
+  for bk in pairs(dirty) do
+    local v = cache[bk]
+    if v == '' then
+      dels[#dels + 1] = bk
+    else
+      sets[#sets + 1] = bk
+      sets[#sets + 1] = v
+    end
+  end
+  dirty = {}
+  for lo = 1, #sets, CHUNK do
+    redis.call('MSET', unpack(sets, lo, math.min(lo + CHUNK - 1, #sets)))
+  end
+  for lo = 1, #dels, CHUNK do
+    redis.call('DEL', unpack(dels, lo, math.min(lo + CHUNK - 1, #dels)))
   end
 end
 
@@ -149,16 +212,16 @@ local function uncount_pod(pid, n)
   end
 end
 
--- drop_pod drops the records of pod pb from block k: of tier tid only when
+-- drop_pod drops the records of pod pb from block k, in bucket bk (loaded):
+-- of tier tid only when
 -- tid is given, otherwise of every tier not in special (a set of tier ids;
 -- nil: every tier). When expiring (x, see drain), nothing is dropped if one
 -- of those records was stored after the log's epoch. Returns the entries
 -- (tiers) that went, whether the block did, and whether k must be logged
 -- again (x.relog).
-local function drop_pod(k, pb, tid, special, x)
-  local bk = bucket(k)
-  local v = redis.call('GET', bk)
-  if not v then return 0, false, false end
+local function drop_pod(k, bk, pb, tid, special, x)
+  local v = cache[bk]
+  if v == '' then return 0, false, false end
   local at, n = locate(v, k)
   if not at then return 0, false, false end
   local r0 = at + 10
@@ -249,18 +312,21 @@ local function drain(seg, budget, x)
   end
   local lk = P .. 'l:' .. seg
   local entries, blocks, taken = 0, 0, 0
-  local relog = {}
+  local relog, batches = {}, {}
   while taken < budget do
     local keys = redis.call('LPOP', lk)
     if not keys then break end
     taken = taken + #keys / 8
-    for i = 1, #keys, 8 do
-      local k = string.sub(keys, i, i + 7)
-      local e, gone, again = drop_pod(k, pb, tid, sp, x)
-      entries = entries + e
-      if gone then blocks = blocks + 1 end
-      if again then relog[#relog + 1] = k end
-    end
+    batches[#batches + 1] = keys
+  end
+  local keys = table.concat(batches)
+  local names = load(keys)
+  for i = 1, #keys, 8 do
+    local k = string.sub(keys, i, i + 7)
+    local e, gone, again = drop_pod(k, names[(i + 7) / 8], pb, tid, sp, x)
+    entries = entries + e
+    if gone then blocks = blocks + 1 end
+    if again then relog[#relog + 1] = k end
   end
   if relog[1] then
     -- The same tiers' log of the current epoch, expiring one epoch after
@@ -288,13 +354,15 @@ end
 // a TTL of its own (else 0), keys to expire at most (whole batches: it may
 // go over by one), the ids of the tiers with TTLs of their own (1 byte
 // each), the epoch length of the other tiers, then those tiers' epoch
-// lengths in the order of their ids. Returns the number of entries
-// created.
+// lengths in the order of their ids, then the bucket name of each key.
+// Returns the number of entries created.
 //
 // It expires before it stores, so that expiry never meets the records the
 // call stores, and it stores all or nothing: every bucket's new value is
 // made before the first is written, and a block already holding 65535
-// records fails the call.
+// records fails the call (after writing what expiry dropped). It reads
+// every bucket it touches with one MGET and writes them back with one MSET
+// (see load and flush), a few commands per call whatever the keys.
 var addScript = newScript("add", `
 local pid, ent, keys = ARGV[3], ARGV[4] .. ARGV[5], ARGV[6]
 local width, ttl, own, budget = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
@@ -322,18 +390,23 @@ local ep = 0
 if width > 0 then ep = math.floor(now / width) end
 local rec = ent .. string.char(ep % 256)
 local added, blocks = 0, 0
+local named = 12 + #ARGV[11]
+load_named(named + 1, named + #keys / 8)
 local vals = {}
 for i = 1, #keys, 8 do
   local k = string.sub(keys, i, i + 7)
-  local bk = bucket(k)
-  local v = vals[bk] or redis.call('GET', bk) or ''
+  local bk = ARGV[named + (i + 7) / 8]
+  local v = vals[bk] or cache[bk]
   local at, n = locate(v, k)
   if not at then
     -- A new block: its run goes at the bucket's end.
     v = v .. k .. '\0\1' .. rec
     added, blocks = added + 1, blocks + 1
   else
-    if n >= 65535 then return redis.error_reply('ERR kvtrack: a block holds 65535 references') end
+    if n >= 65535 then
+      flush()
+      return redis.error_reply('ERR kvtrack: a block holds 65535 references')
+    end
     local r0 = at + 10
     if not find_rec(v, ent, r0, n) then added = added + 1 end
     local e = r0 + 5 * n
@@ -341,9 +414,8 @@ for i = 1, #keys, 8 do
   end
   vals[bk] = v
 end
--- SET rather than APPEND, which would leave a string up to twice its
--- length.
-for bk, v in pairs(vals) do redis.call('SET', bk, v) end
+for bk, v in pairs(vals) do put(bk, v) end
+flush()
 local sfx = tostring(ep)
 if own > 0 then sfx = sfx .. ':' .. own end
 local seg = pid .. ':' .. sfx
@@ -361,18 +433,20 @@ return added
 `)
 
 // removeScript: KEYS group stats; ARGV G,
-// bucket count, pod id, pod id (3 bytes), tier id (1 byte), keys. Drops one
+// bucket count, pod id, pod id (3 bytes), tier id (1 byte), keys, then the
+// bucket name of each key. Drops one
 // reference (the oldest record) per key. Returns the number of entries
 // dropped.
 var removeScript = newScript("remove", `
 local pid, ent, keys = ARGV[3], ARGV[4] .. ARGV[5], ARGV[6]
 local removed, blocks = 0, 0
+load_named(7, 6 + #keys / 8)
 for i = 1, #keys, 8 do
   local k = string.sub(keys, i, i + 7)
-  local bk = bucket(k)
-  local v = redis.call('GET', bk)
+  local bk = ARGV[6 + (i + 7) / 8]
+  local v = cache[bk]
   local at, n = nil, 0
-  if v then at, n = locate(v, k) end
+  if v ~= '' then at, n = locate(v, k) end
   local r0 = at and at + 10
   local j = at and find_rec(v, ent, r0, n)
   if j then
@@ -382,11 +456,12 @@ for i = 1, #keys, 8 do
       removed, blocks = removed + 1, blocks + 1
     else
       v = string.sub(v, 1, at + 7) .. u16(n - 1) .. string.sub(v, r0, j - 1) .. string.sub(v, j + 5)
-      redis.call('SET', bk, v)
+      put(bk, v)
       if not find_rec(v, ent, r0, n - 1) then removed = removed + 1 end
     end
   end
 end
+flush()
 uncount_pod(pid, removed)
 count('entries', -removed)
 count('removals', removed)
@@ -403,6 +478,7 @@ local pid = ARGV[3]
 local segs = redis.call('ZRANGE', P .. 'e:' .. pid, 0, 0)
 if not segs[1] then return 0 end
 local e, k = drain(pid .. ':' .. segs[1], tonumber(ARGV[4]))
+flush()
 count('entries', -e)
 count('removals', e)
 count('keys', -k)
@@ -416,6 +492,7 @@ var clearScript = newScript("clear", `
 local segs = redis.call('ZRANGE', P .. 'a', 0, 0)
 if not segs[1] then return 0 end
 local e, k = drain(segs[1], tonumber(ARGV[3]))
+flush()
 count('entries', -e)
 count('removals', e)
 count('keys', -k)
