@@ -25,6 +25,7 @@ type kvtrackRun struct {
 	clock  *modelClock
 	res    kvcache.Result
 	peers  *peerGroup // nil unless the replicas share decisions
+	own    uint64     // decisions this replica made (with peers)
 }
 
 // peerGroup is the replicas of one run connected by speculative.peers:
@@ -64,11 +65,14 @@ func (g *peerGroup) waitConnected(ctx context.Context) error {
 	return nil
 }
 
-// waitRecorded blocks until every replica has recorded every decision.
+// waitRecorded blocks until every replica has recorded every decision of
+// the others: kvcache counts a peer's decision received once its
+// speculative entry is in place, confirmations included.
 func (g *peerGroup) waitRecorded(ctx context.Context) error {
 	for _, k := range g.replicas {
-		err := k.poll(ctx, func() (bool, error) { return k.idx.speculated() == g.decisions, nil }, func() string {
-			return fmt.Sprintf("kvtrack replica recorded %d of %d routing decisions: peers' decisions lost", k.idx.speculated(), g.decisions)
+		want := g.decisions - k.own
+		err := k.poll(ctx, func() (bool, error) { return k.ix.PeerStats().Received == want, nil }, func() string {
+			return fmt.Sprintf("kvtrack replica recorded %d of its peers' %d routing decisions: decisions lost", k.ix.PeerStats().Received, want)
 		})
 		if err != nil {
 			return err
@@ -235,6 +239,7 @@ func (k *kvtrackRun) routed(ctx context.Context, pod string) error {
 		return nil
 	}
 	k.peers.decisions++
+	k.own++
 	return k.peers.waitRecorded(ctx)
 }
 
@@ -260,13 +265,6 @@ type countingIndex struct {
 	mu     sync.Mutex
 	n      applied
 	perPod map[string]int
-	spec   uint64 // speculative records: routing decisions, own and peers'
-}
-
-func (c *countingIndex) speculated() uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.spec
 }
 
 func (c *countingIndex) applied() applied {
@@ -283,15 +281,10 @@ func (c *countingIndex) indexed(pod string) int {
 
 func (c *countingIndex) Add(ctx context.Context, pod kvblock.Pod, tier kvblock.Tier, keys []kvblock.Key) error {
 	err := c.Index.Add(ctx, pod, tier, keys)
-	switch tier {
-	case kvblock.TierGPU:
+	if tier == kvblock.TierGPU {
 		c.mu.Lock()
 		c.n.stored += uint64(len(keys))
 		c.perPod[pod.Addr] += len(keys)
-		c.mu.Unlock()
-	case kvblock.TierSpeculative:
-		c.mu.Lock()
-		c.spec++
 		c.mu.Unlock()
 	}
 	return err
