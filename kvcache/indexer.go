@@ -230,7 +230,7 @@ func New(cfg Config, opts ...Option) (_ *Indexer, err error) {
 		}
 	}
 	if cfg.Speculative.Peers.Listen != "" {
-		if ix.peers, err = newPeerLink(cfg.Speculative.Peers, o.log, ix.applyPeer); err != nil {
+		if ix.peers, err = newPeerLink(cfg.Speculative.Peers, time.Duration(cfg.Speculative.TTL), o.log, ix.applyPeer); err != nil {
 			return nil, fmt.Errorf("kvcache: %w", err)
 		}
 	}
@@ -410,7 +410,9 @@ func (ix *Indexer) AddPod(ctx context.Context, pod string) error {
 	if ix.isClosed() {
 		return ErrClosed
 	}
-	ix.following.Store(pod, struct{}{})
+	if _, ok := ix.following.Load(pod); !ok { // Score adds every candidate, every time
+		ix.following.Store(pod, struct{}{})
+	}
 	if ix.events == nil {
 		return nil
 	}
@@ -691,9 +693,10 @@ type PeerStats struct {
 	// unreachable peer).
 	Sent, Received, Dropped uint64
 	// Refused counts connections from addresses the endpoints do not
-	// resolve to; Malformed the connections ended by a malformed frame;
-	// UnknownPod the decisions dropped for naming a pod not followed.
-	Refused, Malformed, UnknownPod uint64
+	// resolve to; OverLimit those past the few one address may hold;
+	// Malformed the connections ended by a malformed frame; UnknownPod the
+	// decisions dropped for naming a pod not followed.
+	Refused, OverLimit, Malformed, UnknownPod uint64
 }
 
 // PeerStats reports speculative.peers' counters; zero without peers.
@@ -705,6 +708,6 @@ func (ix *Indexer) PeerStats() PeerStats {
 	return PeerStats{
 		Connected: int(s.connected.Load()), Sending: int(s.sending.Load()),
 		Sent: s.sent.Load(), Received: s.received.Load(), Dropped: s.dropped.Load(),
-		Refused: s.refused.Load(), Malformed: s.malformed.Load(), UnknownPod: s.unknownPod.Load(),
+		Refused: s.refused.Load(), OverLimit: s.overLimit.Load(), Malformed: s.malformed.Load(), UnknownPod: s.unknownPod.Load(),
 	}
 }

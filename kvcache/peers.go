@@ -46,9 +46,10 @@ const (
 	maxPeerKeys  = 1 << 16
 	maxPeerFrame = 2 + 255 + 8*maxPeerKeys
 
-	peerDialTimeout  = 2 * time.Second
-	peerHelloTimeout = 5 * time.Second
-	peerMaxBackoff   = 5 * time.Second
+	peerDialTimeout = 2 * time.Second
+	peerMaxBackoff  = 5 * time.Second
+	// defaultHelloTimeout bounds the wait for a peer's hello.
+	defaultHelloTimeout = 5 * time.Second
 	// peerWriteTimeout bounds one write to a peer that stopped reading.
 	peerWriteTimeout = 5 * time.Second
 )
@@ -156,21 +157,22 @@ func parsePeerFrame(payload []byte, d *peerDecision) error {
 
 // peerStats are the peer link's counters.
 type peerStats struct {
-	sent, received, dropped, refused, malformed, unknownPod atomic.Uint64
-	connected, sending                                      atomic.Int64 // inbound, outbound connections
+	sent, received, dropped, refused, overLimit, malformed, unknownPod, acceptErrors atomic.Uint64
+	connected, sending                                                               atomic.Int64 // inbound, outbound connections
 }
 
 var (
 	peerSentDesc      = prometheus.NewDesc("kvtrack_speculative_peer_sent_total", "Routing decisions sent to peer replicas (one per peer).", nil, nil)
 	peerReceivedDesc  = prometheus.NewDesc("kvtrack_speculative_peer_received_total", "Peer replicas' routing decisions recorded as speculative entries.", nil, nil)
 	peerDroppedDesc   = prometheus.NewDesc("kvtrack_speculative_peer_dropped_total", "Routing decisions not sent to a peer: its queue was full or it was unreachable.", nil, nil)
-	peerRejectedDesc  = prometheus.NewDesc("kvtrack_speculative_peer_rejected_total", "Peer connections and decisions rejected, by reason: source (an address endpoints do not resolve to), malformed (the connection is closed), unknown_pod (a pod this replica does not follow).", []string{"reason"}, nil)
+	peerRejectedDesc  = prometheus.NewDesc("kvtrack_speculative_peer_rejected_total", "Peer connections and decisions rejected, by reason: source (an address endpoints do not resolve to), limit (more connections from one address than a replica needs), malformed (the connection is closed), unknown_pod (a pod this replica does not follow).", []string{"reason"}, nil)
+	peerAcceptDesc    = prometheus.NewDesc("kvtrack_speculative_peer_accept_errors_total", "Failures to accept a peer's connection (such as descriptors exhausted); the listener retries with backoff.", nil, nil)
 	peerConnectedDesc = prometheus.NewDesc("kvtrack_speculative_peers_connected", "Live connections with peer replicas, by direction: in (a peer sends to this replica), out (this replica sends to a peer).", []string{"direction"}, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (s *peerStats) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{peerSentDesc, peerReceivedDesc, peerDroppedDesc, peerRejectedDesc, peerConnectedDesc} {
+	for _, d := range []*prometheus.Desc{peerSentDesc, peerReceivedDesc, peerDroppedDesc, peerRejectedDesc, peerAcceptDesc, peerConnectedDesc} {
 		ch <- d
 	}
 }
@@ -184,8 +186,10 @@ func (s *peerStats) Collect(ch chan<- prometheus.Metric) {
 	counter(peerReceivedDesc, s.received.Load())
 	counter(peerDroppedDesc, s.dropped.Load())
 	counter(peerRejectedDesc, s.refused.Load(), "source")
+	counter(peerRejectedDesc, s.overLimit.Load(), "limit")
 	counter(peerRejectedDesc, s.malformed.Load(), "malformed")
 	counter(peerRejectedDesc, s.unknownPod.Load(), "unknown_pod")
+	counter(peerAcceptDesc, s.acceptErrors.Load())
 	ch <- prometheus.MustNewConstMetric(peerConnectedDesc, prometheus.GaugeValue, float64(s.connected.Load()), "in")
 	ch <- prometheus.MustNewConstMetric(peerConnectedDesc, prometheus.GaugeValue, float64(s.sending.Load()), "out")
 }
@@ -194,27 +198,55 @@ func (s *peerStats) Collect(ch chan<- prometheus.Metric) {
 // send to, one sender per peer address, and the resolver that keeps the
 // senders and the allowed sources in step with Endpoints.
 type peerLink struct {
-	cfg   PeersConfig
-	id    [8]byte
-	log   logr.Logger
-	apply func(ctx context.Context, d *peerDecision) bool // false: pod unknown
-	stats peerStats
+	cfg PeersConfig
+	ttl time.Duration // speculative.ttl: a decision older than it is worth nothing
+	// helloTimeout bounds the wait for a dialed peer's hello (a test
+	// lengthens it to show that Close does not wait it out).
+	helloTimeout time.Duration
+	// wrapListener, when set, wraps the bound listener (tests inject
+	// Accept failures with it).
+	wrapListener func(net.Listener) net.Listener
+	id           [8]byte
+	log          logr.Logger
+	apply        func(ctx context.Context, d *peerDecision) bool // false: pod unknown
+	stats        peerStats
 
 	ln net.Listener
 
-	senders sync.WaitGroup // every peerSender.run
+	senders   sync.WaitGroup // every peerSender.run and its connection's reader
+	resolveMu sync.Mutex     // one resolve at a time
 
 	mu      sync.Mutex
 	peers   map[string]*peerSender // by resolved ip:port
 	allowed map[string]bool        // resolved IPs
 	self    map[string]bool        // ip:port found to be this replica
-	conns   map[net.Conn]struct{}
-	closed  bool
+	// alias holds ip:port found to reach a peer another address already
+	// reaches (a dual-stack name's A and AAAA records), until the next
+	// resolve; byID the sender connected to each peer.
+	alias       map[string]bool
+	byID        map[[8]byte]*peerSender
+	conns       map[net.Conn]struct{}
+	perSource   map[string]int // inbound connections by IP
+	lastResolve time.Time
+	closed      bool
 }
 
-func newPeerLink(cfg PeersConfig, log logr.Logger, apply func(context.Context, *peerDecision) bool) (*peerLink, error) {
-	l := &peerLink{cfg: cfg, log: log, apply: apply,
-		peers: map[string]*peerSender{}, allowed: map[string]bool{}, self: map[string]bool{}, conns: map[net.Conn]struct{}{}}
+const (
+	// maxConnsPerSource bounds the inbound connections from one IP: a
+	// replica needs one, and a few while it restarts.
+	maxConnsPerSource = 4
+	// resolveOnDemandEvery bounds the resolves a connection from an
+	// unknown address triggers (a replica that has just started).
+	resolveOnDemandEvery = time.Second
+	// readStep is how much of a frame is buffered ahead of its bytes
+	// arriving: a frame's announced length reserves nothing.
+	readStep = 64 << 10
+)
+
+func newPeerLink(cfg PeersConfig, ttl time.Duration, log logr.Logger, apply func(context.Context, *peerDecision) bool) (*peerLink, error) {
+	l := &peerLink{cfg: cfg, ttl: ttl, helloTimeout: defaultHelloTimeout, log: log, apply: apply,
+		peers: map[string]*peerSender{}, allowed: map[string]bool{}, self: map[string]bool{}, alias: map[string]bool{},
+		byID: map[[8]byte]*peerSender{}, conns: map[net.Conn]struct{}{}, perSource: map[string]int{}}
 	if _, err := rand.Read(l.id[:]); err != nil {
 		return nil, fmt.Errorf("peers: instance id: %w", err)
 	}
@@ -222,16 +254,21 @@ func newPeerLink(cfg PeersConfig, log logr.Logger, apply func(context.Context, *
 }
 
 // start binds the listener, returning what prevents it, then runs the
-// accept loop and the resolver on bg until ctx ends.
+// accept loop and the resolver on bg until ctx ends. The first resolve
+// runs in the background: a name that is slow to resolve does not hold up
+// Start, and a peer connecting before it triggers one itself.
 func (l *peerLink) start(ctx context.Context, bg *sync.WaitGroup) error {
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", l.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("speculative.peers.listen: %w", err)
 	}
+	if l.wrapListener != nil {
+		ln = l.wrapListener(ln)
+	}
 	l.ln = ln
-	l.resolve(ctx) // before the first accept, so that peers are allowed
 	bg.Go(func() { l.accept(ctx, bg) })
 	bg.Go(func() {
+		l.resolve(ctx)
 		t := time.NewTicker(time.Duration(l.cfg.ResolveInterval))
 		defer t.Stop()
 		for {
@@ -267,6 +304,8 @@ func (l *peerLink) shutdown() {
 // stops those of addresses gone, and updates the sources allowed in. A
 // lookup that fails keeps what the last one found.
 func (l *peerLink) resolve(ctx context.Context) {
+	l.resolveMu.Lock()
+	defer l.resolveMu.Unlock()
 	addrs := map[string]bool{}
 	ips := map[string]bool{}
 	failed := false
@@ -289,6 +328,7 @@ func (l *peerLink) resolve(ctx context.Context) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.lastResolve = time.Now()
 	if l.closed {
 		return
 	}
@@ -301,6 +341,7 @@ func (l *peerLink) resolve(ctx context.Context) {
 		}
 	}
 	l.allowed = ips
+	clear(l.alias) // try them again: the peer they duplicated may be gone
 	for a, s := range l.peers {
 		if !addrs[a] {
 			s.stop()
@@ -311,7 +352,7 @@ func (l *peerLink) resolve(ctx context.Context) {
 		if _, ok := l.peers[a]; ok || l.self[a] {
 			continue
 		}
-		s := &peerSender{link: l, addr: a, queue: make(chan []byte, l.cfg.QueueSize), quit: make(chan struct{})}
+		s := &peerSender{link: l, addr: a, queue: make(chan peerFrame, l.cfg.QueueSize), quit: make(chan struct{})}
 		l.peers[a] = s
 		l.senders.Go(func() { s.run(ctx) })
 	}
@@ -322,30 +363,42 @@ func (l *peerLink) broadcast(pod string, keys []kvblock.Key, partialTail bool) {
 	if len(pod) == 0 || len(pod) > 255 || len(keys) == 0 || len(keys) > maxPeerKeys {
 		return // not expressible; the decision stays this replica's own
 	}
-	frame := appendPeerFrame(make([]byte, 0, 4+2+len(pod)+8*len(keys)), pod, keys, partialTail)
+	f := peerFrame{b: appendPeerFrame(make([]byte, 0, 4+2+len(pod)+8*len(keys)), pod, keys, partialTail), at: time.Now()}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, s := range l.peers {
 		select {
-		case s.queue <- frame:
+		case s.queue <- f:
 		default:
 			l.stats.dropped.Add(1)
 		}
 	}
 }
 
-// accept admits peers from allowed sources.
+// accept admits peers from allowed sources. An Accept error other than
+// the listener's closing (descriptors exhausted, say) is waited out, not
+// the end of listening.
 func (l *peerLink) accept(ctx context.Context, bg *sync.WaitGroup) {
+	var delay time.Duration
 	for {
 		c, err := l.ln.Accept()
 		if err != nil {
-			if ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
-				l.log.Error(err, "speculative peers: accept")
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
 			}
-			return
+			l.stats.acceptErrors.Add(1)
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			l.log.Error(err, "speculative peers: accept; retrying", "in", delay)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(delay):
+			}
+			continue
 		}
-		if !l.admit(c) {
-			l.stats.refused.Add(1)
+		delay = 0
+		ip, ok := l.admit(ctx, c)
+		if !ok {
 			_ = c.Close()
 			continue
 		}
@@ -353,6 +406,9 @@ func (l *peerLink) accept(ctx context.Context, bg *sync.WaitGroup) {
 			l.receive(ctx, c)
 			l.mu.Lock()
 			delete(l.conns, c)
+			if l.perSource[ip]--; l.perSource[ip] <= 0 {
+				delete(l.perSource, ip)
+			}
 			l.mu.Unlock()
 			_ = c.Close()
 		})
@@ -360,20 +416,44 @@ func (l *peerLink) accept(ctx context.Context, bg *sync.WaitGroup) {
 }
 
 // admit reports whether c may send decisions, and tracks it for shutdown.
-func (l *peerLink) admit(c net.Conn) bool {
+// A source not allowed is checked again after resolving the endpoints
+// (at most once a second): a replica that has just started is refused
+// only if the names do not lead to it.
+func (l *peerLink) admit(ctx context.Context, c net.Conn) (string, bool) {
+	var ip string
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		ip = ta.IP.String()
+	}
+	if !l.cfg.AllowAnySource && !l.isAllowed(ip) {
+		l.mu.Lock()
+		stale := time.Since(l.lastResolve) >= resolveOnDemandEvery
+		l.mu.Unlock()
+		if stale {
+			l.resolve(ctx)
+		}
+		if !l.isAllowed(ip) {
+			l.stats.refused.Add(1)
+			return "", false
+		}
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
-		return false
+		return "", false
 	}
-	if !l.cfg.AllowAnySource {
-		ta, ok := c.RemoteAddr().(*net.TCPAddr)
-		if !ok || !l.allowed[ta.IP.String()] {
-			return false
-		}
+	if l.perSource[ip] >= maxConnsPerSource {
+		l.stats.overLimit.Add(1)
+		return "", false
 	}
+	l.perSource[ip]++
 	l.conns[c] = struct{}{}
-	return true
+	return ip, true
+}
+
+func (l *peerLink) isAllowed(ip string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return ip != "" && l.allowed[ip]
 }
 
 // receive greets a peer and applies its frames until it hangs up or sends
@@ -388,7 +468,7 @@ func (l *peerLink) receive(ctx context.Context, c net.Conn) {
 	}
 	l.stats.connected.Add(1)
 	defer l.stats.connected.Add(-1)
-	r := bufio.NewReaderSize(c, 64<<10)
+	r := bufio.NewReaderSize(c, 4<<10)
 	var (
 		head [4]byte
 		buf  []byte
@@ -398,15 +478,23 @@ func (l *peerLink) receive(ctx context.Context, c net.Conn) {
 		if _, err := io.ReadFull(r, head[:]); err != nil {
 			return
 		}
-		n := binary.BigEndian.Uint32(head[:])
+		n := int(binary.BigEndian.Uint32(head[:]))
 		if n > maxPeerFrame {
 			l.stats.malformed.Add(1)
 			l.log.Info("speculative peers: frame too long, closing", "peer", c.RemoteAddr().String(), "bytes", n)
 			return
 		}
-		buf = slices.Grow(buf[:0], int(n))[:n]
-		if _, err := io.ReadFull(r, buf); err != nil {
-			return
+		// Grow the buffer as the bytes arrive, so that a length alone
+		// holds no memory.
+		buf = buf[:0]
+		for len(buf) < n {
+			step := min(n-len(buf), readStep)
+			buf = slices.Grow(buf, step)
+			got, err := io.ReadFull(r, buf[len(buf):len(buf)+step])
+			buf = buf[:len(buf)+got]
+			if err != nil {
+				return
+			}
 		}
 		if err := parsePeerFrame(buf, &d); err != nil {
 			l.stats.malformed.Add(1)
@@ -421,6 +509,37 @@ func (l *peerLink) receive(ctx context.Context, c net.Conn) {
 	}
 }
 
+// claim makes s the sender to peer id, or reports false when another
+// address already reaches it: s's address is then an alias until the
+// next resolve.
+func (l *peerLink) claim(id [8]byte, s *peerSender) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if other, ok := l.byID[id]; ok && other != s {
+		l.alias[s.addr] = true
+		if l.peers[s.addr] == s {
+			delete(l.peers, s.addr)
+		}
+		return false
+	}
+	l.byID[id] = s
+	return true
+}
+
+func (l *peerLink) unclaim(id [8]byte, s *peerSender) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.byID[id] == s {
+		delete(l.byID, id)
+	}
+}
+
+// peerFrame is a decision's frame and when it was queued.
+type peerFrame struct {
+	b  []byte
+	at time.Time
+}
+
 // peerSender writes the decisions queued for one peer address, dialing it
 // again with backoff whenever the connection fails. While it is not
 // connected, decisions are dropped: they are worth something only for the
@@ -428,12 +547,12 @@ func (l *peerLink) receive(ctx context.Context, c net.Conn) {
 type peerSender struct {
 	link  *peerLink
 	addr  string
-	queue chan []byte
+	queue chan peerFrame
 	quit  chan struct{}
 	once  sync.Once
 
 	mu   sync.Mutex
-	conn net.Conn // the live connection, closed by stop to end a blocked write
+	conn net.Conn // the connection, from its dial on, closed by stop
 }
 
 func (s *peerSender) stop() {
@@ -447,8 +566,8 @@ func (s *peerSender) stop() {
 	})
 }
 
-// setConn records c as the live connection, or reports false (and closes
-// it) once the sender has stopped.
+// setConn records c as the connection, or reports false (and closes it)
+// once the sender has stopped.
 func (s *peerSender) setConn(c net.Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -466,30 +585,45 @@ func (s *peerSender) setConn(c net.Conn) bool {
 
 func (s *peerSender) run(ctx context.Context) {
 	backoff := 100 * time.Millisecond
+	reachable := true
 	for {
-		c, self, err := s.dial(ctx)
+		c, id, err := s.dial(ctx)
 		switch {
-		case self:
+		case err != nil:
+			select {
+			case <-s.quit:
+				return
+			default:
+			}
+			if reachable && ctx.Err() == nil {
+				s.link.log.Info("speculative peers: cannot reach a peer; its decisions are dropped until it answers", "peer", s.addr, "err", err)
+				reachable = false
+			}
+			s.drain()
+		case id == s.link.id:
 			s.link.mu.Lock()
 			s.link.self[s.addr] = true
-			delete(s.link.peers, s.addr)
+			if s.link.peers[s.addr] == s {
+				delete(s.link.peers, s.addr)
+			}
 			s.link.mu.Unlock()
-			for len(s.queue) > 0 { // decisions for itself: not lost
-				<-s.queue
-			}
+			s.discard()
+			s.close(c)
 			return
-		case err == nil:
-			backoff = 100 * time.Millisecond
-			if !s.setConn(c) {
-				return
+		case !s.link.claim(id, s):
+			s.discard() // the other address's sender has the same decisions
+			s.close(c)
+			return
+		default:
+			if !reachable {
+				s.link.log.Info("speculative peers: peer reachable again", "peer", s.addr)
 			}
+			reachable, backoff = true, 100*time.Millisecond
 			s.link.stats.sending.Add(1)
 			s.send(c)
 			s.link.stats.sending.Add(-1)
-			s.setConn(nil)
-			_ = c.Close()
-		default:
-			s.drain()
+			s.link.unclaim(id, s)
+			s.close(c)
 		}
 		select {
 		case <-ctx.Done():
@@ -502,54 +636,81 @@ func (s *peerSender) run(ctx context.Context) {
 	}
 }
 
-// dial connects and reads the peer's hello; self reports that the address
-// is this replica's own listener.
-func (s *peerSender) dial(ctx context.Context) (c net.Conn, self bool, err error) {
+func (s *peerSender) close(c net.Conn) {
+	s.setConn(nil)
+	_ = c.Close()
+}
+
+// dial connects and reads the peer's hello, returning its instance id. The
+// connection is the sender's from the start, so that stop interrupts a
+// peer that never greets.
+func (s *peerSender) dial(ctx context.Context) (net.Conn, [8]byte, error) {
+	var id [8]byte
 	d := net.Dialer{Timeout: peerDialTimeout}
-	c, err = d.DialContext(ctx, "tcp", s.addr)
+	c, err := d.DialContext(ctx, "tcp", s.addr)
 	if err != nil {
-		return nil, false, err
+		return nil, id, err
+	}
+	if !s.setConn(c) {
+		return nil, id, net.ErrClosed
 	}
 	var hello [helloLen]byte
-	_ = c.SetReadDeadline(time.Now().Add(peerHelloTimeout))
+	_ = c.SetReadDeadline(time.Now().Add(s.link.helloTimeout))
 	if _, err = io.ReadFull(c, hello[:]); err != nil || string(hello[:len(peerMagic)]) != peerMagic || hello[len(peerMagic)] != peerVersion {
-		_ = c.Close()
+		s.close(c)
 		if err == nil {
 			err = fmt.Errorf("peer %s: not a kvtrack peer of protocol version %d", s.addr, peerVersion)
 		}
-		return nil, false, err
-	}
-	if [8]byte(hello[len(peerMagic)+1:]) == s.link.id {
-		_ = c.Close()
-		return nil, true, nil
+		return nil, id, err
 	}
 	_ = c.SetReadDeadline(time.Time{})
-	return c, false, nil
+	copy(id[:], hello[len(peerMagic)+1:])
+	return c, id, nil
 }
 
-// send writes queued frames to c until it fails or the sender stops.
+// send writes queued frames to c until it fails, the peer hangs up or the
+// sender stops. A frame counts as sent once flushed to the socket; frames
+// written but not flushed when the connection fails count as dropped, as
+// do frames older than the TTL (their requests' entries would be over).
 func (s *peerSender) send(c net.Conn) {
+	// The acceptor writes nothing after its hello: a read that ends means
+	// it hung up, which ends the connection now rather than at the next
+	// write.
+	gone := make(chan struct{})
+	s.link.senders.Go(func() {
+		_, _ = io.Copy(io.Discard, c)
+		close(gone)
+	})
+	stats := &s.link.stats
 	w := bufio.NewWriterSize(c, 64<<10)
+	buffered := uint64(0)
+	defer func() { stats.dropped.Add(buffered) }()
 	for {
-		var frame []byte
+		var f peerFrame
 		select {
-		case frame = <-s.queue:
+		case f = <-s.queue:
+		case <-gone:
+			return
 		case <-s.quit:
 			return
 		}
+		if time.Since(f.at) >= s.link.ttl {
+			stats.dropped.Add(1)
+			continue
+		}
 		_ = c.SetWriteDeadline(time.Now().Add(peerWriteTimeout))
-		if _, err := w.Write(frame); err != nil {
-			s.link.stats.dropped.Add(1)
+		buffered++
+		if _, err := w.Write(f.b); err != nil {
 			return
 		}
 		// Flush once nothing more is waiting: a burst goes out in one write.
 		if len(s.queue) == 0 {
 			if err := w.Flush(); err != nil {
-				s.link.stats.dropped.Add(1)
 				return
 			}
+			stats.sent.Add(buffered)
+			buffered = 0
 		}
-		s.link.stats.sent.Add(1)
 	}
 }
 
@@ -559,6 +720,18 @@ func (s *peerSender) drain() {
 		select {
 		case <-s.queue:
 			s.link.stats.dropped.Add(1)
+		default:
+			return
+		}
+	}
+}
+
+// discard empties the queue of decisions that are not lost: this sender's
+// address is this replica, or a peer another sender reaches.
+func (s *peerSender) discard() {
+	for {
+		select {
+		case <-s.queue:
 		default:
 			return
 		}

@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -212,9 +215,8 @@ func TestPeerThatRestartsIsDialedAgain(t *testing.T) {
 
 	b2 := peerReplica(t, pb, loopback(pa))
 	req2 := Request{TokenIDs: seq(500, 65), Pods: []string{peerPod}}
-	// Decisions sent while a's sender still holds the dead connection are
-	// lost (counted as dropped); routing again until one arrives is what
-	// a live EPP does.
+	// Decisions routed before a's sender has reconnected are dropped (and
+	// counted); routing again until one arrives is what a live EPP does.
 	testwait.For(t, "the restarted b to record a's decisions", func() bool {
 		route(t, a, req2)
 		return matchedOn(t, b2, req2) > 0
@@ -338,5 +340,134 @@ func TestStartReportsAPeersPortInUse(t *testing.T) {
 	err = ix.Start(testwait.Context(t))
 	if err == nil || !strings.Contains(err.Error(), "speculative.peers.listen") || !strings.Contains(err.Error(), "address already in use") {
 		t.Fatalf("Start = %v, want an error naming speculative.peers.listen and the port in use", err)
+	}
+}
+
+// An Accept that fails (descriptors exhausted) is retried: the replica
+// goes on hearing its peers after it.
+func TestPeersKeepListeningAfterAcceptErrors(t *testing.T) {
+	port := testnet.FreePort(t)
+	cfg := Config{Speculative: SpeculativeConfig{Enabled: true, Peers: PeersConfig{
+		Listen: loopback(port), Endpoints: []string{loopback(port)},
+	}}}
+	ix := newIndexer(t, cfg)
+	ix.peers.wrapListener = func(ln net.Listener) net.Listener { return &failingListener{Listener: ln, failures: 3} }
+	if err := ix.Start(testwait.Context(t)); err != nil {
+		t.Fatal(err)
+	}
+	dialPeer(t, loopback(port)) // fails unless the listener still accepts
+	if got := ix.peers.stats.acceptErrors.Load(); got != 3 {
+		t.Errorf("accept errors = %d, want 3", got)
+	}
+}
+
+// failingListener fails its first failures Accepts as a process out of
+// descriptors does.
+type failingListener struct {
+	net.Listener
+	failures int
+}
+
+func (l *failingListener) Accept() (net.Conn, error) {
+	if l.failures > 0 {
+		l.failures--
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+// A peer's announced frame length reserves nothing: memory grows with the
+// bytes that arrive. And one address may hold only a few connections.
+func TestAHostilePeerHoldsLittleMemory(t *testing.T) {
+	port := testnet.FreePort(t)
+	ix := peerReplica(t, port, loopback(port))
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for range maxConnsPerSource {
+		c := dialPeer(t, loopback(port))
+		if _, err := c.Write(binary.BigEndian.AppendUint32(nil, maxPeerFrame)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testwait.For(t, "the connections to be held", func() bool { return ix.PeerStats().Connected >= maxConnsPerSource })
+	extra, err := net.Dial("tcp", loopback(port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	if _, err := extra.Read(make([]byte, helloLen)); !errors.Is(err, io.EOF) && !isReset(err) {
+		t.Fatalf("connection %d from one address: read %v, want it closed", maxConnsPerSource+1, err)
+	}
+	testwait.For(t, "the extra connection to be counted", func() bool { return ix.PeerStats().OverLimit == 1 })
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	// Each connection announced 513 KiB; what it may hold is one read step
+	// and a small reader.
+	if grew := int64(after.HeapInuse) - int64(before.HeapInuse); grew > int64(maxConnsPerSource)*(readStep+64<<10) {
+		t.Errorf("heap in use grew by %d KiB for %d announced frames of %d KiB", grew>>10, maxConnsPerSource, maxPeerFrame>>10)
+	}
+}
+
+// Close does not wait for a dialed peer that never greets: the sender's
+// connection is closed under it.
+func TestCloseDoesNotWaitForAPeerThatNeverGreets(t *testing.T) {
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := silent.Accept(); err == nil {
+			accepted <- c // held, never written to
+		}
+	}()
+	cfg := Config{Speculative: SpeculativeConfig{Enabled: true, Peers: PeersConfig{
+		Listen: loopback(testnet.FreePort(t)), Endpoints: []string{silent.Addr().String()},
+	}}}
+	ix := newIndexer(t, cfg)
+	ix.peers.helloTimeout = time.Hour // so that only Close can end the wait
+	if err := ix.Start(testwait.Context(t)); err != nil {
+		t.Fatal(err)
+	}
+	held := <-accepted
+	defer held.Close()
+	closed := make(chan error, 1)
+	go func() { closed <- ix.Close() }()
+	var cerr error
+	testwait.For(t, "Close to return", func() bool {
+		select {
+		case cerr = <-closed:
+			return true
+		default:
+			return false
+		}
+	})
+	if cerr != nil {
+		t.Fatal(cerr)
+	}
+}
+
+// A peer that hangs up is noticed at once (no longer counted as sent to),
+// and a decision routed after that counts as dropped, not sent.
+func TestDecisionsForAPeerThatHungUpAreNotCountedAsSent(t *testing.T) {
+	pa, pb := testnet.FreePort(t), testnet.FreePort(t)
+	a := peerReplica(t, pa, loopback(pb))
+	b := peerReplica(t, pb, loopback(pa))
+	req := Request{TokenIDs: seq(1, 65), Pods: []string{peerPod}}
+	route(t, a, req)
+	testwait.For(t, "b to record a's decision", func() bool { return b.PeerStats().Received == 1 })
+	if st := a.PeerStats(); st.Sent != 1 || st.Sending != 1 {
+		t.Fatalf("a: %+v, want 1 sent on 1 connection", st)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, "a to notice b hung up", func() bool { return a.PeerStats().Sending == 0 })
+	route(t, a, req)
+	testwait.For(t, "the decision to be dropped", func() bool { return a.PeerStats().Dropped == 1 })
+	if st := a.PeerStats(); st.Sent != 1 {
+		t.Errorf("a: %+v, want still 1 sent", st)
 	}
 }

@@ -71,7 +71,12 @@ func (g *peerGroup) waitConnected(ctx context.Context) error {
 func (g *peerGroup) waitRecorded(ctx context.Context) error {
 	for _, k := range g.replicas {
 		want := g.decisions - k.own
-		err := k.poll(ctx, func() (bool, error) { return k.ix.PeerStats().Received == want, nil }, func() string {
+		err := k.poll(ctx, func() (bool, error) {
+			if got := k.ix.PeerStats().Received; got > want {
+				return false, fmt.Errorf("kvtrack replica recorded %d of its peers' routing decisions, more than the %d made", got, want)
+			}
+			return k.ix.PeerStats().Received == want, nil
+		}, func() string {
 			return fmt.Sprintf("kvtrack replica recorded %d of its peers' %d routing decisions: decisions lost", k.ix.PeerStats().Received, want)
 		})
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"sync"
 	"testing"
 )
 
@@ -58,15 +59,35 @@ func freeRun(t testing.TB, n int) int {
 	return p
 }
 
+// handedOut holds every port this process has been given: a port chosen
+// and not yet bound looks free to the next choice, and a simulation
+// chooses all of a run's ports before it binds any.
+var handedOut struct {
+	sync.Mutex
+	ports map[int]bool
+}
+
 func run(n int) (int, error) {
 	top := ephemeralStart() - n
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	if handedOut.ports == nil {
+		handedOut.ports = map[int]bool{}
+	}
+next:
 	for range 1000 {
 		p := lowestPort + rand.IntN(top-lowestPort)
 		ports := make([]int, n)
 		for i := range ports {
 			ports[i] = p + i
+			if handedOut.ports[ports[i]] {
+				continue next
+			}
 		}
 		if free(ports...) {
+			for _, q := range ports {
+				handedOut.ports[q] = true
+			}
 			return p, nil
 		}
 	}

@@ -162,15 +162,21 @@ end
 
 -- load_named is load for the keys whose bucket names the client sent as
 -- ARGV[from] to ARGV[to], one per key in order: naming them here costs
--- more (~0.4 us a name) than receiving them.
+-- more (~0.4 us a name) than receiving them. A bucket named twice is read
+-- once: each value read crosses into Lua, where Redis hashes every byte.
 local function load_named(from, to)
-  for lo = from, to, CHUNK do
-    local hi = math.min(lo + CHUNK - 1, to)
-    local vs = redis.call('MGET', unpack(ARGV, lo, hi))
-    for j = lo, hi do
-      local bk = ARGV[j]
-      if cache[bk] == nil then cache[bk] = vs[j - lo + 1] or '' end
+  local want = {}
+  for j = from, to do
+    local bk = ARGV[j]
+    if cache[bk] == nil then
+      cache[bk] = ''
+      want[#want + 1] = bk
     end
+  end
+  for lo = 1, #want, CHUNK do
+    local hi = math.min(lo + CHUNK - 1, #want)
+    local vs = redis.call('MGET', unpack(want, lo, hi))
+    for j = lo, hi do cache[want[j]] = vs[j - lo + 1] or '' end
   end
 end
 
