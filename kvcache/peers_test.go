@@ -471,3 +471,38 @@ func TestDecisionsForAPeerThatHungUpAreNotCountedAsSent(t *testing.T) {
 		t.Errorf("a: %+v, want still 1 sent", st)
 	}
 }
+
+// Two addresses of one replica (a dual-stack name's A and AAAA records)
+// make one connection to it: each decision is recorded once.
+func TestTwoAddressesOfOnePeerCarryEachDecisionOnce(t *testing.T) {
+	if l, err := net.Listen("tcp", "[::1]:0"); err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	} else {
+		l.Close()
+	}
+	pa, pb := testnet.FreePort(t), testnet.FreePort(t)
+	b := newIndexer(t, Config{Speculative: SpeculativeConfig{Enabled: true, Peers: PeersConfig{
+		Listen: fmt.Sprintf(":%d", pb), Endpoints: []string{loopback(pa), fmt.Sprintf("[::1]:%d", pa)},
+	}}})
+	if err := b.Start(testwait.Context(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.AddPod(context.Background(), peerPod); err != nil {
+		t.Fatal(err)
+	}
+	a := peerReplica(t, pa, loopback(pb), fmt.Sprintf("[::1]:%d", pb))
+	testwait.For(t, "a to connect to b once and set the other address aside", func() bool {
+		a.peers.mu.Lock()
+		defer a.peers.mu.Unlock()
+		return len(a.peers.byID) == 1 && len(a.peers.alias) == 1
+	})
+	route(t, a, Request{TokenIDs: seq(1, 65), Pods: []string{peerPod}})
+	testwait.For(t, "b to record the decision", func() bool { return b.PeerStats().Received >= 1 })
+	// A second decision flushes behind the first on the same connection:
+	// once it is in, a duplicate of the first would have been too.
+	route(t, a, Request{TokenIDs: seq(100, 65), Pods: []string{peerPod}})
+	testwait.For(t, "b to record the second decision", func() bool { return b.PeerStats().Received >= 2 })
+	if got := b.PeerStats().Received; got != 2 {
+		t.Errorf("b recorded %d decisions, want 2: one per decision", got)
+	}
+}
