@@ -41,6 +41,13 @@ func peerReplica(t *testing.T, port int, endpoints ...string) *Indexer {
 
 func loopback(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
 
+// sending waits until ix is connected to n peers: a decision routed before
+// a replica's peers are connected is not theirs to hear.
+func sending(t *testing.T, ix *Indexer, n int) {
+	t.Helper()
+	testwait.For(t, fmt.Sprintf("%d peers connected", n), func() bool { return ix.PeerStats().Sending == n })
+}
+
 // route scores req on ix and records the decision on peerPod, as the EPP
 // plugin's PreRequest does.
 func route(t *testing.T, ix *Indexer, req Request) Result {
@@ -65,12 +72,14 @@ func TestPeersShareRoutingDecisions(t *testing.T) {
 	a, b := peerReplica(t, pa, eps...), peerReplica(t, pb, eps...)
 	req := Request{TokenIDs: seq(1, 65), Pods: []string{peerPod}}
 
+	sending(t, a, 1)
 	res := route(t, a, req)
 	testwait.For(t, "b to record a's decision", func() bool { return matchedOn(t, b, req) == res.Blocks })
 	if got := matchedOn(t, a, req); got != res.Blocks {
 		t.Errorf("a matched %d, want %d: its own decision, once", got, res.Blocks)
 	}
 
+	sending(t, b, 1)
 	route(t, b, Request{TokenIDs: seq(1000, 33), Pods: []string{peerPod}})
 	testwait.For(t, "a to record b's decision", func() bool {
 		return matchedOn(t, a, Request{TokenIDs: seq(1000, 33), Pods: []string{peerPod}}) == 2
@@ -104,6 +113,7 @@ func TestPeerDecisionForAPodNotFollowedIsDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	req := Request{TokenIDs: seq(1, 65), Pods: []string{peerPod}}
+	sending(t, a, 1)
 	route(t, a, req)
 	testwait.For(t, "b to drop the decision", func() bool { return b.peers.stats.unknownPod.Load() == 1 })
 	if got := matchedOn(t, b, req); got != 0 {
@@ -207,6 +217,7 @@ func TestPeerThatRestartsIsDialedAgain(t *testing.T) {
 	req := Request{TokenIDs: seq(1, 65), Pods: []string{peerPod}}
 
 	b := peerReplica(t, pb, loopback(pa))
+	sending(t, a, 1)
 	route(t, a, req)
 	testwait.For(t, "the first b to record a's decision", func() bool { return matchedOn(t, b, req) > 0 })
 	if err := b.Close(); err != nil {
@@ -431,7 +442,12 @@ func TestCloseDoesNotWaitForAPeerThatNeverGreets(t *testing.T) {
 	if err := ix.Start(testwait.Context(t)); err != nil {
 		t.Fatal(err)
 	}
-	held := <-accepted
+	var held net.Conn
+	select {
+	case held = <-accepted:
+	case <-testwait.Context(t).Done():
+		t.Fatal("the replica never dialed its peer")
+	}
 	defer held.Close()
 	closed := make(chan error, 1)
 	go func() { closed <- ix.Close() }()
@@ -456,6 +472,7 @@ func TestDecisionsForAPeerThatHungUpAreNotCountedAsSent(t *testing.T) {
 	a := peerReplica(t, pa, loopback(pb))
 	b := peerReplica(t, pb, loopback(pa))
 	req := Request{TokenIDs: seq(1, 65), Pods: []string{peerPod}}
+	sending(t, a, 1)
 	route(t, a, req)
 	testwait.For(t, "b to record a's decision", func() bool { return b.PeerStats().Received == 1 })
 	if st := a.PeerStats(); st.Sent != 1 || st.Sending != 1 {
