@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvtrack/kvtrack/internal/testnet"
 	"github.com/kvtrack/kvtrack/kvcache/kvblock"
 )
 
@@ -34,4 +35,39 @@ func BenchmarkConfirmingAdd(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkPeerBroadcast measures what speculative.peers adds to a routed
+// request's path: encoding a 512-block decision once and queueing it for
+// one connected peer (the write and the peer's recording run elsewhere).
+func BenchmarkPeerBroadcast(b *testing.B) {
+	pa, pb := loopback(testnet.FreePort(b)), loopback(testnet.FreePort(b))
+	start := func(listen string) *Indexer {
+		off := false
+		ix, err := New(Config{Hash: HashConfig{Seed: "42"}, Events: EventsConfig{Enabled: &off}, Speculative: SpeculativeConfig{
+			Enabled: true, TTL: Duration(time.Minute), Peers: PeersConfig{Listen: listen, Endpoints: []string{pa, pb}},
+		}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := ix.Start(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { ix.Close() })
+		return ix
+	}
+	a, _ := start(pa), start(pb)
+	for a.PeerStats().Sending != 1 {
+		time.Sleep(time.Millisecond)
+	}
+	keys := make([]kvblock.Key, 512)
+	for i := range keys {
+		keys[i] = kvblock.Key(i + 1)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		a.peers.broadcast("10.0.0.1:8000", keys, false)
+	}
+	st := a.PeerStats()
+	b.ReportMetric(float64(st.Dropped)/float64(b.N), "dropped/op")
 }
