@@ -22,12 +22,19 @@ type Cluster struct {
 // second is considered failing, so a failover takes seconds.
 func StartCluster(t testing.TB, masters, replicas int) *Cluster {
 	t.Helper()
+	return StartClusterOf(t, "redis-server", masters, replicas)
+}
+
+// StartClusterOf is StartCluster of another server program, such as
+// valkey-server (whose nodes redis-cli joins as it joins Redis's).
+func StartClusterOf(t testing.TB, binary string, masters, replicas int) *Cluster {
+	t.Helper()
 	cli := Binary(t, "redis-cli")
 	c := &Cluster{t: t}
 	n := masters * (1 + replicas)
 	for range n {
 		// Two ports: clients', and the cluster bus's.
-		s := StartServer(t, Options{nports: 2, ports: func(p []int) []string {
+		s := StartServer(t, Options{Binary: binary, nports: 2, ports: func(p []int) []string {
 			return []string{"--port", strconv.Itoa(p[0]), "--cluster-port", strconv.Itoa(p[1]),
 				"--cluster-enabled", "yes", "--cluster-config-file", "nodes-" + strconv.Itoa(p[0]) + ".conf",
 				"--cluster-node-timeout", "1000", "--cluster-replica-validity-factor", "0"}

@@ -28,15 +28,20 @@ func clusterIndex(t *testing.T, c *testredis.Cluster, edit ...func(*redis.Config
 }
 
 // TestClusterConformance runs the suite against a cluster of three masters,
-// each with a replica, the blocks spread over the default number of groups.
+// each with a replica, the blocks spread over the default number of groups:
+// a Redis Cluster, and a Valkey one.
 func TestClusterConformance(t *testing.T) {
-	c := testredis.StartCluster(t, 3, 1)
-	var n atomic.Int64
-	indextest.Run(t, func(t *testing.T) kvblock.Index {
-		prefix := fmt.Sprintf("conformance%d:", n.Add(1))
-		ix, _ := clusterIndex(t, c, func(cfg *redis.Config) { cfg.KeyPrefix = prefix })
-		return ix
-	})
+	for _, s := range servers {
+		t.Run(s.name, func(t *testing.T) {
+			c := testredis.StartClusterOf(t, s.binary, 3, 1)
+			var n atomic.Int64
+			indextest.Run(t, func(t *testing.T) kvblock.Index {
+				prefix := fmt.Sprintf("conformance%d:", n.Add(1))
+				ix, _ := clusterIndex(t, c, func(cfg *redis.Config) { cfg.KeyPrefix = prefix })
+				return ix
+			})
+		})
+	}
 }
 
 // TestGroupsOnOneServerConform runs the suite with the blocks spread over
@@ -103,7 +108,12 @@ func TestClusterReplicasShareOneCluster(t *testing.T) {
 // resynced (cleared and stored again, as a lost-writes recovery does)
 // scores are exact.
 func TestClusterFailoverDegradesThenRecovers(t *testing.T) {
-	c := testredis.StartCluster(t, 3, 1)
+	for _, s := range servers {
+		t.Run(s.name, func(t *testing.T) { testFailover(t, testredis.StartClusterOf(t, s.binary, 3, 1)) })
+	}
+}
+
+func testFailover(t *testing.T, c *testredis.Cluster) {
 	ix, _ := clusterIndex(t, c)
 	ctx := context.Background()
 	ks := keyRange(0, 256)
@@ -197,9 +207,16 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 
 // TestTLSEndToEnd stores and scores over TLS with certificates made for the
 // test, and shows that a server whose certificate another CA signed is
-// refused.
+// refused; on Redis and on Valkey.
 func TestTLSEndToEnd(t *testing.T) {
-	srv := testredis.StartServer(t, testredis.Options{TLS: true})
+	for _, s := range servers {
+		t.Run(s.name, func(t *testing.T) {
+			testTLS(t, testredis.StartServer(t, testredis.Options{TLS: true, Binary: s.binary}))
+		})
+	}
+}
+
+func testTLS(t *testing.T, srv *server) {
 	for _, tc := range []struct {
 		name    string
 		ca      string

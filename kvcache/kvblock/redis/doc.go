@@ -53,9 +53,10 @@
 //
 // Scores equal the in-memory index's: the conformance suite
 // (kvblock/indextest) runs against a standalone server, several groups on
-// one server, a cluster of three masters with replicas, and a standalone
-// valkey-server (8.0, from Debian 12's bookworm-backports; `make deps`
-// installs it, and its tests fail without it unless KVTRACK_SKIP_VALKEY=1).
+// one server and a cluster of three masters with replicas, each of Redis
+// and of Valkey (valkey-server 8.0, from Debian 12's bookworm-backports;
+// `make deps` installs it, and its tests fail without it unless
+// KVTRACK_SKIP_VALKEY=1); the failover and TLS tests run on both too.
 //
 // # Redis Cluster
 //
