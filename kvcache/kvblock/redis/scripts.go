@@ -140,44 +140,45 @@ end
 local CHUNK = 4000
 local cache, dirty = {}, {}
 
+-- want adds bucket bk to list if it is not cached yet, and marks it
+-- cached, so that a bucket named twice is read once: each value read
+-- crosses into Lua, where Redis hashes every byte.
+local function want(list, bk)
+  if cache[bk] == nil then
+    cache[bk] = ''
+    list[#list + 1] = bk
+  end
+end
+
+-- fetch reads the buckets of list into the cache, CHUNK names per MGET.
+local function fetch(list)
+  for lo = 1, #list, CHUNK do
+    local hi = math.min(lo + CHUNK - 1, #list)
+    local vs = redis.call('MGET', unpack(list, lo, hi))
+    for j = lo, hi do cache[list[j]] = vs[j - lo + 1] or '' end
+  end
+end
+
 -- load reads the buckets of keys (8 bytes each) not in the cache, and
 -- returns each key's bucket name in order.
 local function load(keys)
-  local names, want = {}, {}
+  local names, list = {}, {}
   for i = 1, #keys, 8 do
     local bk = bucket(string.sub(keys, i, i + 7))
     names[#names + 1] = bk
-    if cache[bk] == nil then
-      cache[bk] = ''
-      want[#want + 1] = bk
-    end
+    want(list, bk)
   end
-  for lo = 1, #want, CHUNK do
-    local hi = math.min(lo + CHUNK - 1, #want)
-    local vs = redis.call('MGET', unpack(want, lo, hi))
-    for j = lo, hi do cache[want[j]] = vs[j - lo + 1] or '' end
-  end
+  fetch(list)
   return names
 end
 
 -- load_named is load for the keys whose bucket names the client sent as
 -- ARGV[from] to ARGV[to], one per key in order: naming them here costs
--- more (~0.4 us a name) than receiving them. A bucket named twice is read
--- once: each value read crosses into Lua, where Redis hashes every byte.
+-- more (~0.4 us a name) than receiving them.
 local function load_named(from, to)
-  local want = {}
-  for j = from, to do
-    local bk = ARGV[j]
-    if cache[bk] == nil then
-      cache[bk] = ''
-      want[#want + 1] = bk
-    end
-  end
-  for lo = 1, #want, CHUNK do
-    local hi = math.min(lo + CHUNK - 1, #want)
-    local vs = redis.call('MGET', unpack(want, lo, hi))
-    for j = lo, hi do cache[want[j]] = vs[j - lo + 1] or '' end
-  end
+  local list = {}
+  for j = from, to do want(list, ARGV[j]) end
+  fetch(list)
 end
 
 -- put sets bucket bk's new value ('' deletes it), written by flush.
