@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -68,6 +69,18 @@ func TestParseConfig(t *testing.T) {
 					t.Errorf("events = %+v", e)
 				}
 			}},
+		{name: "speculative peers as scorer/README writes them", doc: "hash: {seed: 42}\nspeculative:\n  enabled: true\n  peers: {listen: ':5558', endpoints: ['kvtrack-epp-peers:5558']}",
+			check: func(t *testing.T, c Config) {
+				p := c.Speculative.Peers
+				if p.Listen != ":5558" || !slices.Equal(p.Endpoints, []string{"kvtrack-epp-peers:5558"}) ||
+					p.ResolveInterval != DefaultPeersResolveInterval || p.QueueSize != DefaultPeersQueueSize {
+					t.Errorf("peers = %+v, want the listen and endpoints given and the defaults", p)
+				}
+			}},
+		{name: "peers endpoint typo names the field", doc: "hash: {seed: 42}\nspeculative: {enabled: true, peers: {listen: ':5558', endpoint: ['a:1']}}",
+			field: "speculative.peers.endpoint", says: `did you mean "endpoints"`},
+		{name: "peers endpoint without a port", doc: "hash: {seed: 42}\nspeculative: {enabled: true, peers: {listen: ':5558', endpoints: ['kvtrack-epp-peers']}}",
+			field: "speculative.peers.endpoints[0]", says: "host:port"},
 		{name: "empty document takes the defaults and needs a seed", doc: "", field: "hash.seed", says: "PYTHONHASHSEED"},
 		{name: "two documents", doc: "hash: {seed: 42}\n---\nhash: {seed: 1}\n", says: "trailing data after the document"},
 	}

@@ -57,8 +57,10 @@ func BenchmarkPeerBroadcast(b *testing.B) {
 		return ix
 	}
 	a, _ := start(pa), start(pb)
-	for a.PeerStats().Sending != 1 {
-		time.Sleep(time.Millisecond)
+	for deadline := time.Now().Add(time.Minute); a.PeerStats().Sending != 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			b.Fatal("the replicas did not connect")
+		}
 	}
 	keys := make([]kvblock.Key, 512)
 	for i := range keys {

@@ -72,10 +72,11 @@ func (g *peerGroup) waitRecorded(ctx context.Context) error {
 	for _, k := range g.replicas {
 		want := g.decisions - k.own
 		err := k.poll(ctx, func() (bool, error) {
-			if got := k.ix.PeerStats().Received; got > want {
+			got := k.ix.PeerStats().Received
+			if got > want {
 				return false, fmt.Errorf("kvtrack replica recorded %d of its peers' routing decisions, more than the %d made", got, want)
 			}
-			return k.ix.PeerStats().Received == want, nil
+			return got == want, nil
 		}, func() string {
 			return fmt.Sprintf("kvtrack replica recorded %d of its peers' %d routing decisions: decisions lost", k.ix.PeerStats().Received, want)
 		})
