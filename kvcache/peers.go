@@ -206,15 +206,22 @@ type peerLink struct {
 	// wrapListener, when set, wraps the bound listener (tests inject
 	// Accept failures with it).
 	wrapListener func(net.Listener) net.Listener
-	id           [8]byte
-	log          logr.Logger
-	apply        func(ctx context.Context, d *peerDecision) bool // false: pod unknown
-	stats        peerStats
+	// lookupHost resolves an endpoint's host (net.DefaultResolver's;
+	// tests fake DNS answers and failures with it).
+	lookupHost func(ctx context.Context, host string) ([]string, error)
+	id         [8]byte
+	log        logr.Logger
+	apply      func(ctx context.Context, d *peerDecision) bool // false: pod unknown
+	stats      peerStats
 
 	ln net.Listener
 
 	senders   sync.WaitGroup // every peerSender.run and its connection's reader
-	resolveMu sync.Mutex     // one resolve at a time
+	resolveMu sync.Mutex     // one resolve at a time; guards found
+	// found holds each endpoint's addresses (ip:port) as its last
+	// successful lookup gave them: an endpoint whose lookup fails keeps
+	// its own, and only its own.
+	found map[string][]string
 
 	mu      sync.Mutex
 	peers   map[string]*peerSender // by resolved ip:port
@@ -301,28 +308,40 @@ func (l *peerLink) shutdown() {
 }
 
 // resolve looks Endpoints up and starts a sender for each new address,
-// stops those of addresses gone, and updates the sources allowed in. A
-// lookup that fails keeps what the last one found.
+// stops those of addresses gone, and updates the sources allowed in. An
+// endpoint whose lookup fails keeps the addresses its last successful
+// lookup found, so a DNS blip drops no live peer, while the other
+// endpoints' answers still take effect.
 func (l *peerLink) resolve(ctx context.Context) {
 	l.resolveMu.Lock()
 	defer l.resolveMu.Unlock()
+	if l.found == nil {
+		l.found = map[string][]string{}
+	}
+	lookup := l.lookupHost
+	if lookup == nil {
+		lookup = net.DefaultResolver.LookupHost
+	}
 	addrs := map[string]bool{}
 	ips := map[string]bool{}
-	failed := false
 	for _, ep := range l.cfg.Endpoints {
 		host, port, _ := net.SplitHostPort(ep) // validated
 		lctx, cancel := context.WithTimeout(ctx, peerDialTimeout)
-		found, err := net.DefaultResolver.LookupHost(lctx, host)
+		got, err := lookup(lctx, host)
 		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
-				l.log.Info("speculative peers: cannot resolve", "endpoint", ep, "err", err)
+				l.log.Info("speculative peers: cannot resolve; keeping its last addresses", "endpoint", ep, "kept", len(l.found[ep]), "err", err)
 			}
-			failed = true
-			continue
+		} else {
+			l.found[ep] = l.found[ep][:0]
+			for _, ip := range got {
+				l.found[ep] = append(l.found[ep], net.JoinHostPort(ip, port))
+			}
 		}
-		for _, ip := range found {
-			addrs[net.JoinHostPort(ip, port)] = true
+		for _, a := range l.found[ep] {
+			addrs[a] = true
+			ip, _, _ := net.SplitHostPort(a)
 			ips[ip] = true
 		}
 	}
@@ -331,14 +350,6 @@ func (l *peerLink) resolve(ctx context.Context) {
 	l.lastResolve = time.Now()
 	if l.closed {
 		return
-	}
-	if failed { // keep what is known rather than drop live peers on a DNS blip
-		for a := range l.peers {
-			addrs[a] = true
-		}
-		for ip := range l.allowed {
-			ips[ip] = true
-		}
 	}
 	l.allowed = ips
 	clear(l.alias) // try them again: the peer they duplicated may be gone

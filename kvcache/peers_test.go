@@ -11,9 +11,12 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/go-logr/logr"
 
 	"github.com/kvtrack/kvtrack/internal/testnet"
 	"github.com/kvtrack/kvtrack/internal/testwait"
@@ -521,5 +524,88 @@ func TestTwoAddressesOfOnePeerCarryEachDecisionOnce(t *testing.T) {
 	testwait.For(t, "b to record the second decision", func() bool { return b.PeerStats().Received >= 2 })
 	if got := b.PeerStats().Received; got != 2 {
 		t.Errorf("b recorded %d decisions, want 2: one per decision", got)
+	}
+}
+
+// fakeDNS answers lookups from a table it can change; a name set to nil
+// fails to resolve.
+type fakeDNS struct {
+	mu      sync.Mutex
+	answers map[string][]string
+}
+
+func (d *fakeDNS) set(host string, ips ...string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.answers[host] = ips
+}
+
+func (d *fakeDNS) lookup(_ context.Context, host string) ([]string, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ips := d.answers[host]
+	if ips == nil {
+		return nil, &net.DNSError{Err: "server misbehaving", Name: host, IsTemporary: true}
+	}
+	return ips, nil
+}
+
+// peerTargets returns the addresses a link sends to and the IPs it admits.
+func peerTargets(l *peerLink) (sends, admits []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for a := range l.peers {
+		sends = append(sends, a)
+	}
+	for ip := range l.allowed {
+		admits = append(admits, ip)
+	}
+	slices.Sort(sends)
+	slices.Sort(admits)
+	return sends, admits
+}
+
+func TestAFailedLookupKeepsOnlyThatEndpointsAddresses(t *testing.T) {
+	dns := &fakeDNS{answers: map[string][]string{}}
+	l, err := newPeerLink(PeersConfig{Endpoints: []string{"a.peers:9", "b.peers:9"}}, time.Second, logr.Discard(),
+		func(context.Context, *peerDecision) bool { return true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.lookupHost = dns.lookup
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() {
+		cancel()
+		l.mu.Lock()
+		for a, s := range l.peers {
+			s.stop()
+			delete(l.peers, a)
+		}
+		l.mu.Unlock()
+		l.senders.Wait()
+	}()
+
+	steps := []struct {
+		name         string
+		a, b         []string // nil: the lookup fails
+		sends, admit []string
+	}{
+		{"both resolve", []string{"127.0.0.2"}, []string{"127.0.0.3"},
+			[]string{"127.0.0.2:9", "127.0.0.3:9"}, []string{"127.0.0.2", "127.0.0.3"}},
+		{"a fails, b moves: a keeps its address, b's old one goes", nil, []string{"127.0.0.4"},
+			[]string{"127.0.0.2:9", "127.0.0.4:9"}, []string{"127.0.0.2", "127.0.0.4"}},
+		{"a resolves again, to another address", []string{"127.0.0.5"}, []string{"127.0.0.4"},
+			[]string{"127.0.0.4:9", "127.0.0.5:9"}, []string{"127.0.0.4", "127.0.0.5"}},
+		{"both fail: both keep theirs", nil, nil,
+			[]string{"127.0.0.4:9", "127.0.0.5:9"}, []string{"127.0.0.4", "127.0.0.5"}},
+	}
+	for _, st := range steps {
+		dns.set("a.peers", st.a...)
+		dns.set("b.peers", st.b...)
+		l.resolve(ctx)
+		sends, admits := peerTargets(l)
+		if !slices.Equal(sends, st.sends) || !slices.Equal(admits, st.admit) {
+			t.Errorf("%s: sends to %v and admits %v, want %v and %v", st.name, sends, admits, st.sends, st.admit)
+		}
 	}
 }
