@@ -203,9 +203,52 @@
 //
 // A script that only calls PING 512 times takes 0.45-0.5 ms of server
 // time, and one given the 512 bucket names as KEYS spends 1 ms before its
-// first line (as ARGV they cost 65-110 us). Reaching 0.5 ms would take
-// writes that bypass Lua (native commands, atomic only under WATCH or a
-// module) on a machine where a round trip is not a third of the budget.
+// first line (as ARGV they cost 65-110 us).
+//
+// # Add: the floor
+//
+// The server times above are INFO commandstats, which counts a command a
+// script runs both inside the script's time and on its own line: add's
+// and remove's figures include their MGET twice (170-250 us). The
+// benchmarks now report the server main thread's CPU time (INFO cpu),
+// which counts everything once, request parsing and reply writing
+// included. On a quiet machine (load average under 1, redis-server 7.0.15,
+// three runs of each):
+//
+//	                                   wall            server (CPU)
+//	add 512 new keys                   1.39-2.16 ms    1.30-1.42 ms
+//	the floor (BenchmarkRedisAddFloor)  1.05-1.29 ms    0.51-0.60 ms
+//	remove 512 keys                    0.74-0.86 ms    0.66-0.72 ms
+//	score 512 keys, 100 pods           0.53-0.57 ms    135-144 us
+//	 same, 1M other blocks stored      0.76-0.82 ms    213-235 us
+//
+// The floor is the least a synchronous add of this layout does: one
+// native MGET of the 512 buckets and one native MSET writing them back
+// with the new runs, and nothing else (no Lua, no counters, no log, no
+// guard against a concurrent writer). It alone takes the server 0.5-0.6
+// ms. Any layout that places blocks by key touches about as many keys per
+// add (a pipelined GET per bucket costs more, and a hash field costs about
+// what a key does: HMGET of 512 fields of one 65,536-field hash took 225 us
+// of server time, MGET 255 us), and the two round trips with go-redis
+// encoding and parsing 512 values each way add 0.5-0.7 ms of wall time. So the 0.5 ms target for a 512-key add is
+// out of reach of any synchronous add on this machine, with or without
+// Lua. What Lua adds on top of the floor (0.7-0.8 ms) is, under perf,
+// mostly Lua's string interning: 29% of the server's time is the hash
+// loop of luaS_newlstr, which Redis's Lua runs over every byte of every
+// string a script makes (each bucket read, each value written, each
+// name), 9% dictFind and 6% memmove.
+//
+// Meeting the figure would take an add that does not touch its blocks'
+// buckets before it returns: an append to one log per group (an RPUSH of
+// 4 KB costs 17 us of server time), folded into the buckets afterwards,
+// with Score reading the unfolded tail too. That moves the work out of
+// add's latency but not off the server (the fold does what add does now),
+// and add could no longer report a failed store (a block over 65,535
+// references) to its caller. It is not built.
+//
+// Small adds are bound by the cost of a script call rather than by keys:
+// 41 us of server time for one key, 68 us for 4, 86 us for 16, so one
+// server applies about 15,000 four-block BlockStored events a second.
 //
 // # Failures
 //
