@@ -54,6 +54,20 @@ type Config struct {
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
 
+	// WriteBehind makes Add and Remove return once their op is appended to
+	// its group's write log (one RPUSH per group: a 512-key add returns in
+	// about 0.1 ms instead of 1.4), and folds logged ops into the buckets
+	// afterwards, in batches, from every replica. Score reads the log's
+	// unfolded tail with the blocks, so a write is scored at once; Stats,
+	// ClearPod and Clear fold the log first. The fold does the work Add
+	// did: the server spends the same time per key, less per small write
+	// (batched writes share one script call). What is lost: an add over a
+	// block's 65535 references is refused by the fold rather than returned
+	// to its caller (kvtrack_redis_fold_rejected_total), and a score taken
+	// while a fold commits may count a logged remove as not yet applied.
+	// Replicas sharing an index may differ in this setting.
+	WriteBehind bool
+
 	// Cluster selects Redis Cluster and spreads the index over hash slots;
 	// see ClusterConfig (config_cluster.go).
 	Cluster ClusterConfig
