@@ -42,7 +42,8 @@ const (
 //
 // Add and Remove of a prompt are one script call per group the keys fall in
 // (one group standalone), sent in one pipeline; Score is one MGET per group,
-// pipelined, with the walk done here. Writes are not retried: the scripts
+// pipelined, with the walk done here. With Config.WriteBehind an add is
+// one RPUSH per group instead, folded later (see the package doc). Writes are not retried: the scripts
 // count references, and a retry after a lost reply could apply a store
 // twice. A failed call returns an error (the index may then hold part of
 // the batch, until the pod is cleared or its entries expire) and is counted

@@ -30,7 +30,11 @@ import (
 //	                without TTL), oldest first: what expiry drains
 //	G pc            hash pid -> entries the pod holds in the group
 //	G s             hash of counters: keys, entries, admissions, evictions,
-//	                removals
+//	                removals, rejected (write-log adds the fold refused)
+//	G w             list, the group's write log (Config.WriteBehind): adds
+//	                not folded into the buckets yet, oldest first, each
+//	                <'a'><pod id:3><tier id:1><keys, 8 bytes each><their
+//	                bucket ids, 4 bytes each>; see fold_log
 //	M pods          hash pod name -> pod id (1..2^24-1), never reassigned
 //	M tiers         hash tier name -> tier id (1..255), never reassigned
 //	M podseq, M tierseq  counters allocating the ids
@@ -472,7 +476,8 @@ end
 -- oldest first, until it has taken budget keys (whole ops) or the log is
 -- empty, and applies them as the add script would, in order, after
 -- expiring as an add does. An op is <kind:1> ('a': an add) <pod id:3>
--- <tier id:1> <keys, 8 bytes each>. The buckets of every op are read with
+-- <tier id:1>, its n keys (8 bytes each), then the ids of their buckets
+-- (4 bytes each, as in a bucket's name). The buckets of every op are read with
 -- one MGET (and written by the caller's flush). An add over a block's
 -- 65535 references stores none of its keys, as the add script, and is
 -- counted in G s "rejected"; an op of another shape is dropped. ARGV[base]
@@ -488,7 +493,7 @@ local function fold_log(budget, base)
     local op = redis.call('LPOP', wl)
     if not op then break end
     ops[#ops + 1] = op
-    nk = nk + math.max(0, math.floor((#op - 5) / 8))
+    nk = nk + math.max(0, math.floor((#op - 5) / 12))
   end
   if not ops[1] then return 0, 0, 0 end
   local width, ttl, sp = tonumber(ARGV[base]), tonumber(ARGV[base + 1]), ARGV[base + 2]
@@ -499,27 +504,32 @@ local function fold_log(budget, base)
   end
   local now = now_ms()
   expire(now, math.max(512, 2 * nk), sp, width, base + 2)
-  -- Every op's buckets, in one MGET.
+  -- Every op's buckets, in one MGET. The op carries their ids: naming
+  -- a bucket from its id costs Lua less than from the key.
   local list, names, first = {}, {}, {}
   for o, op in ipairs(ops) do
     first[o] = #names
-    for i = 6, #op - 7, 8 do -- whole keys only: a malformed op is dropped below
-      local bk = bucket(string.sub(op, i, i + 7))
-      names[#names + 1] = bk
-      want(list, bk)
+    local n = (#op - 5) / 12
+    if n == math.floor(n) and n > 0 then -- a malformed op is dropped below
+      for i = 6 + 8 * n, #op, 4 do
+        local bk = P .. 'k' .. string.sub(op, i, i + 3)
+        names[#names + 1] = bk
+        want(list, bk)
+      end
     end
   end
   fetch(list)
   local applied, rejected, malformed = 0, 0, 0
   for o, op in ipairs(ops) do
     local kind, a, b, c, tid = string.byte(op, 1, 5)
-    if #op < 5 or (#op - 5) % 8 ~= 0 or kind ~= 97 then
+    local n = (#op - 5) / 12
+    if n ~= math.floor(n) or n < 1 or kind ~= 97 then
       malformed = malformed + 1
     else
       local w, t, own = width, ttl, 0
       if widths[tid] then w, t, own = widths[tid], ttls[tid], tid end
       local ep, sfx, ends = epoch(now, w, t, own)
-      local keys = string.sub(op, 6)
+      local keys = string.sub(op, 6, 5 + 8 * n)
       local added, blocks = store(string.sub(op, 2, 5), keys, names, first[o], string.char(ep % 256))
       if added then
         log_store(tostring((a * 256 + b) * 256 + c), keys, ep, sfx, ends, added, blocks)

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -14,7 +15,7 @@ import (
 const (
 	// foldKeys bounds the keys one fold call applies (whole ops: the last
 	// may go over), as writeChunk bounds an add's.
-	foldKeys = 4096
+	foldKeys = 1024
 	// maxPendingOps is the length of a group's write log past which a
 	// write folds the group itself before returning: the log stays short,
 	// so that a score reading its tail reads little, and writers cannot
@@ -73,10 +74,13 @@ func (ix *Index) logWrite(ctx context.Context, pid uint32, tid uint8, keys []kvb
 		if len(part) == 0 {
 			continue
 		}
-		rec := make([]byte, 5, 5+len(part))
+		rec := make([]byte, 5, 5+len(part)/8*12)
 		rec[0] = logAdd
 		rec[1], rec[2], rec[3], rec[4] = byte(pid>>16), byte(pid>>8), byte(pid), tid
 		rec = append(rec, part...)
+		for i := 0; i < len(part); i += 8 {
+			rec = binary.BigEndian.AppendUint32(rec, binary.BigEndian.Uint32(part[i+4:])%ix.nb)
+		}
 		lens = append(lens, pipe.RPush(ctx, ix.groups[g]+"w", rec))
 		groups = append(groups, g)
 		routing = append(routing, ix.groups[g]+"w")
@@ -321,7 +325,7 @@ func (sc *scoreScratch) applyLog(keys []kvblock.Key, ops []string) {
 			continue // the fold drops it and counts it
 		}
 		rec := op[1:5] + "\x00"
-		for i := 5; i < len(op); i += 8 {
+		for i, end := 5, 5+(len(op)-5)/12*8; i < end; i += 8 {
 			at, ok := sc.where[kvblock.Key(be64(op[i:i+8]))]
 			for ; ok && at >= 0; at = sc.nextAt[at] {
 				sc.vals[at] += rec
@@ -331,8 +335,9 @@ func (sc *scoreScratch) applyLog(keys []kvblock.Key, ops []string) {
 }
 
 // wellFormed reports whether op is a write-log add: its kind, a pod id, a
-// tier id and whole keys. The log is the server's, so anything with
-// access to it could have written something else.
+// tier id, and at least one key with its bucket id. The log is the
+// server's, so anything with access to it could have written something
+// else.
 func wellFormed(op string) bool {
-	return len(op) >= 5 && (len(op)-5)%8 == 0 && op[0] == logAdd
+	return len(op) >= 5+12 && (len(op)-5)%12 == 0 && op[0] == logAdd
 }
