@@ -163,31 +163,53 @@ func benchmarkAdd(b *testing.B, fill int) {
 	ix, reg, rc := benchIndex(b)
 	ctx := context.Background()
 	fillOthers(b, ix, fill)
-	const keysPerOp = 512
-	pods := make([]kvblock.Pod, 100)
-	for p := range pods {
-		pods[p] = kvblock.Pod{Addr: fmt.Sprintf("10.3.0.%d:8000", p)}
-		if err := ix.Add(ctx, pods[p], kvblock.TierGPU, []kvblock.Key{kvblock.Key(p)}); err != nil {
-			b.Fatal(err) // interns the pod
-		}
-	}
-	buf := make([]kvblock.Key, keysPerOp)
-	next := 0
+	ops := newAddStream(b, ix)
 	us, trips := serverMicros(b, rc), counterValue(reg, "kvtrack_redis_round_trips_total", "add")
 	b.ReportAllocs()
-	b.SetBytes(keysPerOp * 8)
+	b.SetBytes(addKeys * 8)
 	for b.Loop() {
-		for i := range buf {
-			buf[i] = kvblock.Key(uint64(next+i+1) * 0x9E3779B97F4A7C15)
-		}
-		next += keysPerOp
-		if err := ix.Add(ctx, pods[next/keysPerOp%len(pods)], kvblock.TierGPU, buf); err != nil {
+		pod, keys := ops.next()
+		if err := ix.Add(ctx, pod, kvblock.TierGPU, keys); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.StopTimer()
 	reportServer(b, reg, rc, "add", us, trips)
-	b.ReportMetric(keysPerOp, "keys/op")
+	b.ReportMetric(addKeys, "keys/op")
+}
+
+// addKeys is the keys of one op of the add benchmarks: an 8,192-token
+// prompt.
+const addKeys = 512
+
+// addStream makes the add benchmarks' ops: addKeys fresh keys each, for
+// one of 100 pods in turn.
+type addStream struct {
+	pods []kvblock.Pod
+	buf  []kvblock.Key
+	n    int
+}
+
+// newAddStream interns the pods with one key each, so that the ops do not
+// pay for it.
+func newAddStream(b *testing.B, ix *redis.Index) *addStream {
+	b.Helper()
+	s := &addStream{pods: make([]kvblock.Pod, 100), buf: make([]kvblock.Key, addKeys)}
+	for p := range s.pods {
+		s.pods[p] = kvblock.Pod{Addr: fmt.Sprintf("10.3.0.%d:8000", p)}
+		if err := ix.Add(context.Background(), s.pods[p], kvblock.TierGPU, []kvblock.Key{kvblock.Key(p)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return s
+}
+
+func (s *addStream) next() (kvblock.Pod, []kvblock.Key) {
+	for i := range s.buf {
+		s.buf[i] = kvblock.Key(uint64(s.n+i+1) * 0x9E3779B97F4A7C15)
+	}
+	s.n += len(s.buf)
+	return s.pods[s.n/len(s.buf)%len(s.pods)], s.buf
 }
 
 // BenchmarkRedisIndexAddPaced is BenchmarkRedisIndexAdd at 400 adds a
@@ -215,19 +237,10 @@ func BenchmarkRedisIndexAddWriteBehind(b *testing.B) { benchmarkAddTimed(b, true
 func benchmarkAddTimed(b *testing.B, writeBehind bool, every time.Duration) {
 	ix, _, rc := benchIndex(b, func(c *redis.Config) { c.WriteBehind = writeBehind })
 	ctx := context.Background()
-	const keysPerOp = 512
-	pods := make([]kvblock.Pod, 100)
-	for p := range pods {
-		pods[p] = kvblock.Pod{Addr: fmt.Sprintf("10.3.0.%d:8000", p)}
-		if err := ix.Add(ctx, pods[p], kvblock.TierGPU, []kvblock.Key{kvblock.Key(p)}); err != nil {
-			b.Fatal(err) // interns the pod
-		}
-	}
-	if _, err := ix.Stats(ctx); err != nil { // folds them
+	ops := newAddStream(b, ix)
+	if _, err := ix.Stats(ctx); err != nil { // folds the pods' first adds
 		b.Fatal(err)
 	}
-	buf := make([]kvblock.Key, keysPerOp)
-	next := 0
 	lat := make([]time.Duration, 0, 4096)
 	us := serverMicros(b, rc)
 	var tick *time.Ticker
@@ -236,17 +249,14 @@ func benchmarkAddTimed(b *testing.B, writeBehind bool, every time.Duration) {
 		defer tick.Stop()
 	}
 	b.ReportAllocs()
-	b.SetBytes(keysPerOp * 8)
+	b.SetBytes(addKeys * 8)
 	for b.Loop() {
-		for i := range buf {
-			buf[i] = kvblock.Key(uint64(next+i+1) * 0x9E3779B97F4A7C15)
-		}
-		next += keysPerOp
+		pod, keys := ops.next()
 		if tick != nil {
 			<-tick.C
 		}
 		start := time.Now()
-		if err := ix.Add(ctx, pods[next/keysPerOp%len(pods)], kvblock.TierGPU, buf); err != nil {
+		if err := ix.Add(ctx, pod, kvblock.TierGPU, keys); err != nil {
 			b.Fatal(err)
 		}
 		lat = append(lat, time.Since(start))
@@ -256,7 +266,7 @@ func benchmarkAddTimed(b *testing.B, writeBehind bool, every time.Duration) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if want := int64(len(pods) + len(lat)*keysPerOp); st.Entries != want {
+	if want := int64(len(ops.pods) + len(lat)*addKeys); st.Entries != want {
 		b.Fatalf("index holds %d entries, want %d", st.Entries, want)
 	}
 	b.ReportMetric((serverMicros(b, rc)-us)/float64(len(lat)), "server-us/op")

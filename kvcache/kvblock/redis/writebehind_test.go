@@ -3,7 +3,6 @@ package redis_test
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -141,22 +140,7 @@ func rejected(t *testing.T, reg *prometheus.Registry, reason string) float64 {
 func TestWriteBehindFoldRefusesAnAddOverTheReferenceLimit(t *testing.T) {
 	ix := newTestIndex(t, writeBehind)
 	ks := keyRange(0, 2)
-	mustAdd(t, ix, podB, kvblock.TierGPU, ks[1:])
-	mustStats(t, ix) // folded
-	rc := ix.rawClient(t)
-	ctx := context.Background()
-	buckets, err := rc.Keys(ctx, ix.cfg.KeyPrefix+"{0}k*").Result()
-	if err != nil || len(buckets) != 1 {
-		t.Fatalf("bucket keys = %q (err %v), want one", buckets, err)
-	}
-	v, err := rc.Get(ctx, buckets[0]).Result()
-	if err != nil || len(v) != 15 {
-		t.Fatalf("bucket = %x (err %v), want one block of one record", v, err)
-	}
-	full := v[:8] + "\xff\xff" + strings.Repeat(v[10:15], 65535) // podB stored it 65535 times
-	if err := rc.Set(ctx, buckets[0], full, 0).Err(); err != nil {
-		t.Fatal(err)
-	}
+	fillToTheReferenceLimit(t, ix, ks[1])
 
 	mustAdd(t, ix, podA, kvblock.TierGPU, ks) // logged: the fold refuses it
 	if s := mustStats(t, ix); s.Keys != 1 || s.Entries != 1 {
