@@ -101,10 +101,9 @@ func (ix *Index) logWrite(ctx context.Context, pid uint32, tid uint8, keys []kvb
 	default: // already woken
 	}
 	if len(full) > 0 {
-		if _, err := ix.foldGroups(ctx, full); err != nil {
-			// The op is logged: the folder applies it later.
-			return nil
-		}
+		// The add is logged whatever this fold does: a failure (counted in
+		// kvtrack_redis_errors_total{op="fold"}) leaves it to the folder.
+		_, _ = ix.foldGroups(ctx, full)
 	}
 	return nil
 }
@@ -337,7 +336,8 @@ func (sc *scoreScratch) applyLog(keys []kvblock.Key, ops []string) {
 // wellFormed reports whether op is a write-log add: its kind, a pod id, a
 // tier id, and at least one key with its bucket id. The log is the
 // server's, so anything with access to it could have written something
-// else.
+// else; only the shape is checked, as a client that can write the log can
+// write the buckets too (the trust boundary is the server's ACL).
 func wellFormed(op string) bool {
 	return len(op) >= 5+12 && (len(op)-5)%12 == 0 && op[0] == logAdd
 }
