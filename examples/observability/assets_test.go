@@ -45,7 +45,8 @@ func (r *describedRegistry) MustRegister(cs ...prometheus.Collector) {
 func (r *describedRegistry) Unregister(prometheus.Collector) bool { return true }
 
 // exported returns the metric names a real Indexer registers: the
-// indexer's, the memory index's and the event pool's.
+// indexer's, the memory index's, the event pool's, the peers' and the
+// redis index's.
 func exported(t *testing.T) map[string]bool {
 	t.Helper()
 	reg := &describedRegistry{names: map[string]bool{}}
@@ -63,7 +64,15 @@ func exported(t *testing.T) map[string]bool {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pix.Close() })
-	for _, want := range []string{"kvtrack_indexer_scores_total", "kvtrack_index_entries", "kvtrack_events_received_total", "kvtrack_speculative_peer_dropped_total"} {
+	// So do replicas on the redis backend (New does not connect).
+	shared := kvcache.Config{Hash: kvcache.HashConfig{Seed: "42"}, Index: kvcache.IndexConfig{Backend: kvcache.IndexRedis},
+		Redis: kvcache.RedisConfig{Addr: "127.0.0.1:1", WriteBehind: true}}
+	rix, err := kvcache.New(shared, kvcache.WithEventSource(kvevents.Source), kvcache.WithRegisterer(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rix.Close() })
+	for _, want := range []string{"kvtrack_indexer_scores_total", "kvtrack_index_entries", "kvtrack_events_received_total", "kvtrack_speculative_peer_dropped_total", "kvtrack_redis_errors_total"} {
 		if !reg.names[want] {
 			t.Fatalf("the Indexer did not register %s; registered %v", want, reg.names)
 		}
