@@ -285,8 +285,12 @@
 // every op, a script call per fold). Events of 4 blocks from 4 concurrent
 // writers (BenchmarkRedisIndexAddSmall): 56 us of server time per event
 // against 60 us, within the noise; folds are small when writers wait on
-// each other. So WriteBehind is for replicas whose event workers should
-// not wait on Redis; it does not raise what one server ingests.
+// each other. Scores back to back while 400 adds a second go on: p50
+// 3.0 ms against 2.6 ms synchronous, p99 10.6 against 10.0 ms (the server
+// is busy with the adds, and a score waits behind a script either way;
+// with write-behind it also reads the log). So WriteBehind is for
+// replicas whose event workers should not wait on Redis; it does not
+// raise what one server ingests.
 //
 // # Failures
 //
