@@ -301,18 +301,6 @@ type RedisConfig struct {
 	// bytes, more cost memory per block). Every replica sharing the index
 	// must use the same value. Default 65536.
 	Buckets int `json:"buckets,omitempty"`
-	// WriteBehind makes an add return once it is appended to its group's
-	// write log in Redis (at 400 adds of 512 blocks a second, 0.2-0.3 ms
-	// a call on average instead of 1.8), folded into the index in batches
-	// afterwards by whichever replica gets to it. Scores read the log too,
-	// so an add counts at once; removes, stats and clears apply the log
-	// first. The server does the same work: it spares the event workers
-	// the wait, it does not raise what Redis ingests. An add over a
-	// block's 65,535 references is then refused by the fold
-	// (kvtrack_redis_fold_rejected_total) instead of failing the event.
-	// Give every replica sharing the index the same value: one without it
-	// sees the others' adds only once folded. Default false.
-	WriteBehind bool `json:"writeBehind,omitempty"`
 	// Cluster selects Redis Cluster, addr then naming a seed node.
 	Cluster RedisClusterConfig `json:"cluster,omitzero"`
 	// TTL drops an entry that has not been stored again for this long: a

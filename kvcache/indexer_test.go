@@ -23,8 +23,6 @@ func backends(t *testing.T) map[string]Config {
 	return map[string]Config{
 		"memory": {},
 		"redis":  {Index: IndexConfig{Backend: IndexRedis}, Redis: redisConfig(testredis.Start(t))},
-		"redis-write-behind": {Index: IndexConfig{Backend: IndexRedis},
-			Redis: RedisConfig{Addr: testredis.Start(t), WriteBehind: true}},
 	}
 }
 

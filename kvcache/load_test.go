@@ -59,12 +59,6 @@ func TestParseConfig(t *testing.T) {
 					t.Errorf("redis ttl -1s gives backend ttl %v, want 0 (no expiry)", o.TTL)
 				}
 			}},
-		{name: "redis writeBehind reaches the backend", doc: "hash: {seed: 42}\nindex: {backend: redis}\nredis: {writeBehind: true}",
-			check: func(t *testing.T, c Config) {
-				if !c.Redis.options().WriteBehind {
-					t.Errorf("redis.writeBehind: true gives backend options %+v", c.Redis.options())
-				}
-			}},
 		{name: "bad duration", doc: "hash: {seed: 42}\nredis: {ttl: 30q}", field: "redis.ttl", says: `"30q" is not a duration`},
 		{name: "endpoint in connect mode", doc: "hash: {seed: 42}\nevents: {endpoint: 'tcp://*:5557'}",
 			field: "events.endpoint", says: "events.mode: bind"},

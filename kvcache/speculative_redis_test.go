@@ -2,7 +2,6 @@ package kvcache
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -14,20 +13,11 @@ import (
 // speculative entries in the shared Redis index and stops before removing
 // them (it never runs its expiry). Another replica sees them, then sees
 // them go after the speculative TTL, not the index's hour: Redis expires
-// them on its own as replicas write. With redis.writeBehind the entries
-// go through the write log, and the folds expire them.
+// them on its own as replicas write.
 func TestSpeculativeEntriesOfACrashedReplicaExpireInRedis(t *testing.T) {
-	for _, wb := range []bool{false, true} {
-		t.Run(fmt.Sprintf("writeBehind=%v", wb), func(t *testing.T) {
-			testSpeculativeEntriesOfACrashedReplicaExpire(t, wb)
-		})
-	}
-}
-
-func testSpeculativeEntriesOfACrashedReplicaExpire(t *testing.T, writeBehind bool) {
 	cfg := Config{
 		Index:       IndexConfig{Backend: IndexRedis},
-		Redis:       RedisConfig{Addr: testredis.Start(t), WriteBehind: writeBehind},
+		Redis:       redisConfig(testredis.Start(t)),
 		Speculative: SpeculativeConfig{Enabled: true, TTL: Duration(200 * time.Millisecond)},
 	}
 	crashed, other := newIndexer(t, cfg), newIndexer(t, cfg)

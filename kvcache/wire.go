@@ -107,7 +107,7 @@ func (r RedisConfig) options() redis.Config {
 			Enabled: r.TLS.Enabled, CAFile: r.TLS.CAFile,
 			ServerName: r.TLS.ServerName, InsecureSkipVerify: r.TLS.InsecureSkipVerify,
 		},
-		KeyPrefix: r.KeyPrefix, PoolSize: r.PoolSize, Buckets: r.Buckets, WriteBehind: r.WriteBehind,
+		KeyPrefix: r.KeyPrefix, PoolSize: r.PoolSize, Buckets: r.Buckets,
 		Cluster: redis.ClusterConfig{Enabled: r.Cluster.Enabled, Groups: r.Cluster.Groups},
 		TTL:     time.Duration(ttl), DialTimeout: time.Duration(r.DialTimeout),
 		ReadTimeout: time.Duration(r.ReadTimeout), WriteTimeout: time.Duration(r.WriteTimeout),

@@ -66,7 +66,7 @@ func exported(t *testing.T) map[string]bool {
 	t.Cleanup(func() { pix.Close() })
 	// So do replicas on the redis backend (New does not connect).
 	shared := kvcache.Config{Hash: kvcache.HashConfig{Seed: "42"}, Index: kvcache.IndexConfig{Backend: kvcache.IndexRedis},
-		Redis: kvcache.RedisConfig{Addr: "127.0.0.1:1", WriteBehind: true}}
+		Redis: kvcache.RedisConfig{Addr: "127.0.0.1:1"}}
 	rix, err := kvcache.New(shared, kvcache.WithEventSource(kvevents.Source), kvcache.WithRegisterer(reg))
 	if err != nil {
 		t.Fatal(err)

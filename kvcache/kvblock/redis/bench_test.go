@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -212,120 +211,42 @@ func (s *addStream) next() (kvblock.Pod, []kvblock.Key) {
 	return s.pods[s.n/len(s.buf)%len(s.pods)], s.buf
 }
 
-// BenchmarkRedisIndexAddPaced is BenchmarkRedisIndexAdd at 400 adds a
-// second, a load the server keeps up with, without and with
-// Config.WriteBehind. ns/op is the mean time an add call takes, what an
-// event worker waits, reported with its p50 and p99; server-us/op is the
-// server's time per add, the folds' included.
-func BenchmarkRedisIndexAddPaced(b *testing.B) {
-	for _, wb := range []bool{false, true} {
-		b.Run(fmt.Sprintf("writeBehind=%v", wb), func(b *testing.B) {
-			benchmarkAddTimed(b, wb, 2500*time.Microsecond)
-		})
-	}
-}
-
-// BenchmarkRedisIndexAddWriteBehind is BenchmarkRedisIndexAdd with
-// Config.WriteBehind, adds back to back: faster than the server folds, so
-// the log fills and adds fold it themselves. ns/op is the throughput the
-// folds allow, and server-us/op counts their work.
-func BenchmarkRedisIndexAddWriteBehind(b *testing.B) { benchmarkAddTimed(b, true, 0) }
-
-// benchmarkAddTimed adds 512 fresh keys per op, one op every every (back
-// to back when 0), and reports the calls' p50 and p99, and for a paced
-// run their mean as ns/op.
-func benchmarkAddTimed(b *testing.B, writeBehind bool, every time.Duration) {
-	ix, _, rc := benchIndex(b, func(c *redis.Config) { c.WriteBehind = writeBehind })
-	ctx := context.Background()
-	ops := newAddStream(b, ix)
-	if _, err := ix.Stats(ctx); err != nil { // folds the pods' first adds
-		b.Fatal(err)
-	}
-	lat := make([]time.Duration, 0, 4096)
-	us := serverMicros(b, rc)
-	var tick *time.Ticker
-	if every > 0 {
-		tick = time.NewTicker(every)
-		defer tick.Stop()
-	}
-	b.ReportAllocs()
-	b.SetBytes(addKeys * 8)
-	for b.Loop() {
-		pod, keys := ops.next()
-		if tick != nil {
-			<-tick.C
-		}
-		start := time.Now()
-		if err := ix.Add(ctx, pod, kvblock.TierGPU, keys); err != nil {
-			b.Fatal(err)
-		}
-		lat = append(lat, time.Since(start))
-	}
-	b.StopTimer()
-	st, err := ix.Stats(ctx) // folds what is left: its work counts
-	if err != nil {
-		b.Fatal(err)
-	}
-	if want := int64(len(ops.pods) + len(lat)*addKeys); st.Entries != want {
-		b.Fatalf("index holds %d entries, want %d", st.Entries, want)
-	}
-	b.ReportMetric((serverMicros(b, rc)-us)/float64(len(lat)), "server-us/op")
-	slices.Sort(lat)
-	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-us")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-us")
-	if tick != nil {
-		var sum time.Duration
-		for _, d := range lat {
-			sum += d
-		}
-		b.ReportMetric(float64(sum.Nanoseconds())/float64(len(lat)), "ns/op")
-	}
-}
-
 // BenchmarkRedisIndexAddSmall stores events of 4 blocks (a BlockStored of
 // a decode step) from 4 concurrent writers, as an Indexer's event workers
-// do, and reports the server's time per event, the folds' included:
-// small writes are bound by the cost of a script call, which write-behind
-// shares among the events one fold applies.
+// do, and reports the server's time per event: small adds are bound by
+// the cost of a script call rather than by their keys.
 func BenchmarkRedisIndexAddSmall(b *testing.B) {
-	for _, wb := range []bool{false, true} {
-		b.Run(fmt.Sprintf("writeBehind=%v", wb), func(b *testing.B) {
-			ix, _, rc := benchIndex(b, func(c *redis.Config) { c.WriteBehind = wb })
-			ctx := context.Background()
-			var next atomic.Uint64
-			var pods [4]kvblock.Pod
-			for p := range pods {
-				pods[p] = kvblock.Pod{Addr: fmt.Sprintf("10.5.0.%d:8000", p)}
-				if err := ix.Add(ctx, pods[p], kvblock.TierGPU, []kvblock.Key{kvblock.Key(p)}); err != nil {
-					b.Fatal(err)
-				}
-			}
-			var events atomic.Int64
-			us := serverMicros(b, rc)
-			b.SetParallelism(2) // 4 writers on 2 cores
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				ks := make([]kvblock.Key, 4)
-				pod := pods[next.Add(1)%4]
-				for pb.Next() {
-					base := next.Add(4)
-					for i := range ks {
-						ks[i] = kvblock.Key((base + uint64(i)) * 0x9E3779B97F4A7C15)
-					}
-					if err := ix.Add(ctx, pod, kvblock.TierGPU, ks); err != nil {
-						b.Error(err)
-						return
-					}
-					events.Add(1)
-				}
-			})
-			b.StopTimer()
-			if _, err := ix.Stats(ctx); err != nil { // folds what is left
-				b.Fatal(err)
-			}
-			b.ReportMetric((serverMicros(b, rc)-us)/float64(events.Load()), "server-us/event")
-		})
+	ix, _, rc := benchIndex(b)
+	ctx := context.Background()
+	var next atomic.Uint64
+	var pods [4]kvblock.Pod
+	for p := range pods {
+		pods[p] = kvblock.Pod{Addr: fmt.Sprintf("10.5.0.%d:8000", p)}
+		if err := ix.Add(ctx, pods[p], kvblock.TierGPU, []kvblock.Key{kvblock.Key(p)}); err != nil {
+			b.Fatal(err)
+		}
 	}
+	var events atomic.Int64
+	us := serverMicros(b, rc)
+	b.SetParallelism(2) // 4 writers on 2 cores
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		ks := make([]kvblock.Key, 4)
+		pod := pods[next.Add(1)%4]
+		for pb.Next() {
+			base := next.Add(4)
+			for i := range ks {
+				ks[i] = kvblock.Key((base + uint64(i)) * 0x9E3779B97F4A7C15)
+			}
+			if err := ix.Add(ctx, pod, kvblock.TierGPU, ks); err != nil {
+				b.Error(err)
+				return
+			}
+			events.Add(1)
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric((serverMicros(b, rc)-us)/float64(events.Load()), "server-us/event")
 }
 
 // BenchmarkRedisAddFloor is the least any synchronous Add in this layout

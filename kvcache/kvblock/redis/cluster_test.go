@@ -29,26 +29,17 @@ func clusterIndex(t *testing.T, c *testredis.Cluster, edit ...func(*redis.Config
 
 // TestClusterConformance runs the suite against a cluster of three masters,
 // each with a replica, the blocks spread over the default number of groups:
-// a Redis Cluster, and a Valkey one; and on the Redis Cluster again with
-// Config.WriteBehind.
+// a Redis Cluster, and a Valkey one.
 func TestClusterConformance(t *testing.T) {
 	for _, s := range servers {
 		t.Run(s.name, func(t *testing.T) {
 			c := testredis.StartClusterOf(t, s.binary, 3, 1)
 			var n atomic.Int64
-			run := func(t *testing.T, edit func(*redis.Config)) {
-				indextest.Run(t, func(t *testing.T) kvblock.Index {
-					prefix := fmt.Sprintf("conformance%d:", n.Add(1))
-					ix, _ := clusterIndex(t, c, edit, func(cfg *redis.Config) { cfg.KeyPrefix = prefix })
-					return ix
-				})
-			}
-			run(t, func(*redis.Config) {})
-			if s.name == "redis" {
-				// The write log's paths on a cluster: a log per group, the
-				// folds pipelined per node.
-				t.Run("write-behind", func(t *testing.T) { run(t, writeBehind) })
-			}
+			indextest.Run(t, func(t *testing.T) kvblock.Index {
+				prefix := fmt.Sprintf("conformance%d:", n.Add(1))
+				ix, _ := clusterIndex(t, c, func(cfg *redis.Config) { cfg.KeyPrefix = prefix })
+				return ix
+			})
 		})
 	}
 }

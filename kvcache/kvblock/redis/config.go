@@ -54,20 +54,6 @@ type Config struct {
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
 
-	// WriteBehind makes Add return once its op is appended to its group's
-	// write log (one RPUSH per group: at 400 adds of 512 keys a second, a
-	// mean of 0.2-0.3 ms a call instead of 1.8), and folds logged adds into
-	// the buckets afterwards, in batches, from every replica. Score reads
-	// the log's unfolded adds with the blocks, so an add is scored at
-	// once; Remove, Stats, Memory, ClearPod and Clear fold the log first.
-	// The server does the same work per add: this is for event workers
-	// that should not wait on Redis, not for more ingest. An add over a
-	// block's 65535 references is refused by the fold rather than returned
-	// to its caller (kvtrack_redis_fold_rejected_total). Give every
-	// replica sharing an index the same value: one without it sees the
-	// others' adds only once they are folded (milliseconds).
-	WriteBehind bool
-
 	// Cluster selects Redis Cluster and spreads the index over hash slots;
 	// see ClusterConfig (config_cluster.go).
 	Cluster ClusterConfig

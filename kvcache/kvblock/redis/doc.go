@@ -230,67 +230,37 @@
 // add (a pipelined GET per bucket costs more, and a hash field costs about
 // what a key does: HMGET of 512 fields of one 65,536-field hash took 225 us
 // of server time, MGET 255 us), and the two round trips with go-redis
-// encoding and parsing 512 values each way add 0.5-0.7 ms of wall time. So the 0.5 ms target for a 512-key add is
-// out of reach of any synchronous add on this machine, with or without
-// Lua. What Lua adds on top of the floor (0.7-0.8 ms) is, under perf,
+// encoding and parsing 512 values each way add 0.5-0.7 ms of wall time.
+// So the 0.5 ms target for a 512-key add is out of reach of any
+// synchronous add on this machine, with or without Lua. What Lua adds on top of the floor (0.7-0.8 ms) is, under perf,
 // mostly Lua's string interning: 29% of the server's time is the hash
 // loop of luaS_newlstr, which Redis's Lua runs over every byte of every
 // string a script makes (each bucket read, each value written, each
 // name), 9% dictFind and 6% memmove.
 //
-// Meeting the figure takes an add that does not touch its blocks' buckets
-// before it returns: Config.WriteBehind (below).
+// Meeting the figure would take an add that does not touch its blocks'
+// buckets before it returns. That was built and measured, and not kept:
+// a write-behind mode in which an add appended one op per group (pod,
+// tier, keys, bucket ids) to a per-group list and returned, scripts
+// folded the list into the buckets in batches, Score read the unfolded
+// adds with the blocks, and a remove folded its group's list first so
+// that it found the adds logged before it. At 400 adds of 512 new keys a
+// second an add call took 0.23-0.34 ms on average (p50 0.17 ms) against
+// 1.76-1.87 ms, for the same server time per add (1.5-1.7 ms, the folds
+// included). But the wait moved rather than went: a 4-key remove after
+// each add took 1.75 ms at p50 against 0.17 ms, as it folded what the
+// adds had logged, so an event worker applying both waited as long as
+// before (a review of the change measured it); back to back, adds were
+// slower (1.9 ms against 1.56-1.75 ms); events of 4 blocks from 4 writers
+// cost the server 56 us each against 60 us, within noise; and an add the
+// fold refused (a block over 65,535 references) could no longer fail its
+// caller. Not worth a second write path.
 //
 // Small adds are bound by the cost of a script call rather than by keys:
-// 41 us of server time for one key, 68 us for 4, 86 us for 16, so one
-// server applies about 15,000 four-block BlockStored events a second.
-//
-// # Write-behind
-//
-// With Config.WriteBehind an add appends one op per group (its pod, tier,
-// keys and their bucket ids) to the group's write log, a list, and
-// returns: one RPUSH per group, pipelined. The ops are folded into the
-// buckets later by the fold script (fold_log in scripts.go), which does
-// what the add script does for a batch of ops at once (up to 1,024 keys
-// a call, so that no call holds the server much longer than an add did).
-// Every replica with WriteBehind folds: the one that wrote, as soon as
-// its write returns; any, for ops a replica logged and did not fold
-// before it stopped (each sweeps every group's log once a second); and a
-// writer itself, when the log passes 16 ops, so the log stays short and
-// writers cannot outrun the folds. Score reads each group's log before
-// its blocks, in the same pipeline, and counts the logged adds: an add is
-// scored at once, and an add folded between the two reads is counted
-// twice, which does not change a score. A remove first folds the whole
-// log of its groups in the same script, so it finds every add logged
-// before it; Stats, Memory, ClearPod and Clear fold every group's log
-// before they run. What is lost: an add over a block's 65,535 references
-// is refused by the fold, not returned to its caller (it is counted, in G
-// s "rejected" and kvtrack_redis_fold_rejected_total{reason="references"});
-// a malformed op in the log (any client of the server could write one) is
-// dropped and counted (reason="malformed"); and a replica without
-// WriteBehind sharing the index sees the others' adds only once folded.
-//
-// It moves an add's work, it does not remove it. At 400 adds of 512 new
-// keys a second, a load the server keeps up with (BenchmarkRedisIndexAddPaced,
-// two runs of each, load average 1-2):
-//
-//	                      add call: mean / p50 / p99              server per add
-//	synchronous           1.76-1.87 ms / 1.69-1.82 ms / 3.1 ms    1.58-1.67 ms
-//	write-behind          0.23-0.34 ms / 0.17 ms / 1.4-3.2 ms     1.54-1.71 ms
-//
-// The p99 of both is an add that waits behind another script on the
-// single-threaded server. Back to back (BenchmarkRedisIndexAddWriteBehind),
-// writers fill the log and fold it themselves: 1.9 ms per add against
-// 1.56-1.75 ms synchronous, the folds' bookkeeping (an RPUSH and a pop of
-// every op, a script call per fold). Events of 4 blocks from 4 concurrent
-// writers (BenchmarkRedisIndexAddSmall): 56 us of server time per event
-// against 60 us, within the noise; folds are small when writers wait on
-// each other. Scores back to back while 400 adds a second go on: p50
-// 3.0 ms against 2.6 ms synchronous, p99 10.6 against 10.0 ms (the server
-// is busy with the adds, and a score waits behind a script either way;
-// with write-behind it also reads the log). So WriteBehind is for
-// replicas whose event workers should not wait on Redis; it does not
-// raise what one server ingests.
+// 41 us of server time for one key, 68 us for 4, 86 us for 16 (one
+// writer), and 58 us per 4-block event from 4 concurrent writers
+// (BenchmarkRedisIndexAddSmall), so one server applies about 15,000-17,000
+// four-block BlockStored events a second.
 //
 // # Failures
 //

@@ -61,12 +61,14 @@ func TestTierTTLKeepsAFreshEntryAcrossAnEpochWrap(t *testing.T) {
 	})
 }
 
-// fillToTheReferenceLimit stores block k for podB 65535 times, the most a
-// block holds, by writing its bucket: 65535 adds would take a while.
-func fillToTheReferenceLimit(t *testing.T, ix *testIndex, k kvblock.Key) {
-	t.Helper()
-	mustAdd(t, ix, podB, kvblock.TierGPU, []kvblock.Key{k})
-	mustStats(t, ix) // with WriteBehind: folded
+// TestAddOverTheReferenceLimitStoresNothing: a block holds at most 65535
+// records. An add that would go over fails whole, storing none of its
+// blocks, rather than leaving the blocks before the full one stored but
+// unlogged (never expired, unknown to ClearPod).
+func TestAddOverTheReferenceLimitStoresNothing(t *testing.T) {
+	ix := newTestIndex(t)
+	ks := keyRange(0, 2)
+	mustAdd(t, ix, podB, kvblock.TierGPU, ks[1:])
 	rc := ix.rawClient(t)
 	ctx := context.Background()
 	buckets, err := rc.Keys(ctx, ix.cfg.KeyPrefix+"{0}k*").Result()
@@ -77,24 +79,13 @@ func fillToTheReferenceLimit(t *testing.T, ix *testIndex, k kvblock.Key) {
 	if err != nil || len(v) != 15 {
 		t.Fatalf("bucket = %x (err %v), want one block of one record", v, err)
 	}
+	// podB stored the block 65535 times.
 	full := v[:8] + "\xff\xff" + strings.Repeat(v[10:15], 65535)
 	if err := rc.Set(ctx, buckets[0], full, 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-}
 
-// TestAddOverTheReferenceLimitStoresNothing: a block holds at most 65535
-// records. An add that would go over fails whole, storing none of its
-// blocks, rather than leaving the blocks before the full one stored but
-// unlogged (never expired, unknown to ClearPod).
-func TestAddOverTheReferenceLimitStoresNothing(t *testing.T) {
-	ix := newTestIndex(t)
-	ks := keyRange(0, 2)
-	fillToTheReferenceLimit(t, ix, ks[1])
-	rc := ix.rawClient(t)
-	ctx := context.Background()
-
-	err := ix.Add(ctx, podA, kvblock.TierGPU, ks)
+	err = ix.Add(ctx, podA, kvblock.TierGPU, ks)
 	if err == nil || !strings.Contains(err.Error(), "65535") {
 		t.Fatalf("Add onto a full block: err = %v, want the reference limit", err)
 	}

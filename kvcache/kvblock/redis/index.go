@@ -42,8 +42,7 @@ const (
 //
 // Add and Remove of a prompt are one script call per group the keys fall in
 // (one group standalone), sent in one pipeline; Score is one MGET per group,
-// pipelined, with the walk done here. With Config.WriteBehind an add is
-// one RPUSH per group instead, folded later (see the package doc). Writes are not retried: the scripts
+// pipelined, with the walk done here. Writes are not retried: the scripts
 // count references, and a retry after a lost reply could apply a store
 // twice. A failed call returns an error (the index may then hold part of
 // the batch, until the pod is cleared or its entries expire) and is counted
@@ -80,8 +79,6 @@ type Index struct {
 	m       *metrics
 
 	reloading atomic.Bool // a cluster topology reload is under way
-
-	wlog *writeLog // nil unless Config.WriteBehind
 
 	// Score's counters are this value's own; the other Stats are shared.
 	lookups atomic.Uint64
@@ -209,30 +206,14 @@ func New(cfg Config, opts ...Option) (*Index, error) {
 		ix.groups = append(ix.groups, gp)
 		ix.stats = append(ix.stats, gp+"s")
 	}
-	if cfg.WriteBehind {
-		ix.wlog = newWriteLog(ng)
-		go ix.foldLoop()
-	}
 	return ix, nil
 }
 
 // epochOf is the epoch length of a TTL, both in ms: a quarter of it.
 func epochOf(ttl int64) int64 { return max(1, ttl/4) }
 
-// Close closes the connections. With Config.WriteBehind it first stops the
-// folder and folds what is logged (for up to closeFoldTimeout), so that a
-// replica shutting down leaves no ops behind; any left are folded by the
-// other replicas' sweeps.
-func (ix *Index) Close() error {
-	if wl := ix.wlog; wl != nil && wl.stopped.CompareAndSwap(false, true) {
-		close(wl.stop)
-		<-wl.done
-		ctx, cancel := context.WithTimeout(context.Background(), closeFoldTimeout)
-		_ = ix.foldAll(ctx) // counted in kvtrack_redis_errors_total{op="fold"}
-		cancel()
-	}
-	return ix.client.Close()
-}
+// Close closes the connections.
+func (ix *Index) Close() error { return ix.client.Close() }
 
 // Ping checks that the server (every master of a cluster) answers.
 func (ix *Index) Ping(ctx context.Context) error {
@@ -297,16 +278,6 @@ func (ix *Index) writeKeys(ctx context.Context, o op, pod kvblock.Pod, tier kvbl
 			}
 		}
 	}
-	if ix.wlog != nil && o == opAdd {
-		return ix.logWrite(ctx, pid, tid, keys)
-	}
-	var tierArgs []any
-	if o == opRemove {
-		// A remove applies the adds logged before it first (WriteBehind).
-		if tierArgs, err = ix.foldTierArgs(ctx, o); err != nil {
-			return err
-		}
-	}
 	var pb [4]byte
 	binary.BigEndian.PutUint32(pb[:], pid)
 	pidStr := strconv.FormatUint(uint64(pid), 10)
@@ -335,7 +306,6 @@ func (ix *Index) writeKeys(ctx context.Context, o op, pod kvblock.Pod, tier kvbl
 				args = append(args, ix.widths...)
 			}
 			args = ix.appendBucketNames(args, g, part)
-			args = append(args, tierArgs...)
 			calls = append(calls, call{s: s, key: ix.stats[g], args: args})
 		}
 	}
@@ -355,11 +325,6 @@ func (ix *Index) ClearPod(ctx context.Context, pod kvblock.Pod) error {
 }
 
 func (ix *Index) clearPod(ctx context.Context, pod kvblock.Pod) error {
-	if ix.wlog != nil {
-		if err := ix.foldAll(ctx); err != nil {
-			return err
-		}
-	}
 	pid, _, ok, err := ix.lookupIDs(ctx, opClearPod, podName(pod), "")
 	if err != nil || !ok {
 		return err
@@ -375,15 +340,9 @@ func (ix *Index) clearPod(ctx context.Context, pod kvblock.Pod) error {
 // stored concurrently with Clear may survive it.
 func (ix *Index) Clear(ctx context.Context) error {
 	start := time.Now()
-	var err error
-	if ix.wlog != nil {
-		err = ix.foldAll(ctx)
-	}
-	if err == nil {
-		err = ix.drainGroups(ctx, opClear, func(g int) call {
-			return call{s: clearScript, key: ix.stats[g], args: []any{ix.groups[g], ix.nbArg, clearKeys}}
-		})
-	}
+	err := ix.drainGroups(ctx, opClear, func(g int) call {
+		return call{s: clearScript, key: ix.stats[g], args: []any{ix.groups[g], ix.nbArg, clearKeys}}
+	})
 	ix.done(opClear, start, err)
 	if err != nil {
 		return fmt.Errorf("redis index: clear: %w", err)
@@ -437,11 +396,6 @@ func (ix *Index) Stats(ctx context.Context) (kvblock.Stats, error) {
 }
 
 func (ix *Index) readStats(ctx context.Context) (kvblock.Stats, error) {
-	if ix.wlog != nil {
-		if err := ix.foldAll(ctx); err != nil {
-			return kvblock.Stats{}, err
-		}
-	}
 	ix.m.roundTrips[opStats].Add(float64(ix.nodes(ctx, ix.stats)))
 	pipe := ix.client.Pipeline()
 	counters := make([]*goredis.SliceCmd, len(ix.groups))

@@ -754,8 +754,6 @@ func TestMetricsAreRegisteredWithKvtrackRedisNames(t *testing.T) {
 	want := []string{
 		"kvtrack_redis_bytes_per_entry",
 		"kvtrack_redis_errors_total",
-		"kvtrack_redis_fold_rejected_total",
-		"kvtrack_redis_folded_ops_total",
 		"kvtrack_redis_request_duration_seconds",
 		"kvtrack_redis_round_trips_total",
 		"kvtrack_redis_script_loads_total",

@@ -17,11 +17,10 @@ const (
 	opScore
 	opStats
 	opPing
-	opFold
 	numOps
 )
 
-var opNames = [numOps]string{"add", "remove", "clear_pod", "clear", "score", "stats", "ping", "fold"}
+var opNames = [numOps]string{"add", "remove", "clear_pod", "clear", "score", "stats", "ping"}
 
 // metrics are the kvtrack_redis_* series. The per-op children are resolved
 // once so the hot path only does atomic adds.
@@ -32,20 +31,7 @@ type metrics struct {
 	scriptLoads prometheus.Counter
 	// bytesPerEntry is set by Index.Memory.
 	bytesPerEntry prometheus.Gauge
-	// folded and foldRejected count the write-log ops this client's folds
-	// applied and refused (Config.WriteBehind).
-	folded       prometheus.Counter
-	foldRejected [numRejects]prometheus.Counter
 }
-
-// Reasons a fold refuses a write-log op: the "reason" label.
-const (
-	rejectReferences = iota // an add over a block's 65535 references
-	rejectMalformed         // not an op this package writes
-	numRejects
-)
-
-var rejectNames = [numRejects]string{"references", "malformed"}
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	roundTrips := prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -69,26 +55,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name: "kvtrack_redis_bytes_per_entry",
 		Help: "Memory the Redis servers use (INFO used_memory) per (block, pod, tier) entry, as of the last Index.Memory call.",
 	})
-	folded := prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "kvtrack_redis_folded_ops_total",
-		Help: "Write-behind ops (an add or a remove of one group) this replica's folds applied to the index.",
-	})
-	foldRejected := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "kvtrack_redis_fold_rejected_total",
-		Help: "Write-log ops this replica's folds dropped, by reason: references (an add over a block's 65535 references; none of its keys were stored) or malformed (not an op kvtrack writes).",
-	}, []string{"reason"})
 	if reg != nil {
-		for _, c := range []prometheus.Collector{roundTrips, errs, duration, scriptLoads, bytesPerEntry, folded, foldRejected} {
+		for _, c := range []prometheus.Collector{roundTrips, errs, duration, scriptLoads, bytesPerEntry} {
 			if err := reg.Register(c); err != nil {
 				// Two Index values on one registry collide: each needs its own.
 				return nil, fmt.Errorf("redis index metrics: %w", err)
 			}
 		}
 	}
-	m := &metrics{scriptLoads: scriptLoads, bytesPerEntry: bytesPerEntry, folded: folded}
-	for r := range numRejects {
-		m.foldRejected[r] = foldRejected.WithLabelValues(rejectNames[r])
-	}
+	m := &metrics{scriptLoads: scriptLoads, bytesPerEntry: bytesPerEntry}
 	for o := range numOps {
 		m.roundTrips[o] = roundTrips.WithLabelValues(opNames[o])
 		m.errors[o] = errs.WithLabelValues(opNames[o])

@@ -109,13 +109,13 @@ func (m *model) stats() (keys, entries, pods int64) {
 // the model and compares every score and the stats after each step, on
 // Redis and on Valkey.
 func TestMatchesReferenceModel(t *testing.T) {
-	onEachServer(t, func(t *testing.T, srv *server) { testMatchesReferenceModel(t, srv) })
+	onEachServer(t, testMatchesReferenceModel)
 }
 
-func testMatchesReferenceModel(t *testing.T, srv *server, edit ...func(*redis.Config)) {
+func testMatchesReferenceModel(t *testing.T, srv *server) {
 	// Three buckets: blocks share them, so every change rewrites a bucket
 	// among its neighbours.
-	ix := newIndexOn(t, srv, append([]func(*redis.Config){func(c *redis.Config) { c.TTL, c.Buckets = 0, 3 }}, edit...)...)
+	ix := newIndexOn(t, srv, func(c *redis.Config) { c.TTL, c.Buckets = 0, 3 })
 	ctx := context.Background()
 	space := keyRange(0, 12)
 	pods := []kvblock.Pod{podA, podA1, podB, podC}
@@ -190,11 +190,11 @@ func testMatchesReferenceModel(t *testing.T, srv *server, edit ...func(*redis.Co
 // what it added, so the index must end empty with as many removals as
 // admissions.
 func TestConcurrentUseKeepsCountsExact(t *testing.T) {
-	onEachServer(t, func(t *testing.T, srv *server) { testConcurrentUseKeepsCountsExact(t, srv) })
+	onEachServer(t, testConcurrentUseKeepsCountsExact)
 }
 
-func testConcurrentUseKeepsCountsExact(t *testing.T, srv *server, edit ...func(*redis.Config)) {
-	ix := newIndexOn(t, srv, append([]func(*redis.Config){func(c *redis.Config) { c.Buckets = 8 }}, edit...)...)
+func testConcurrentUseKeepsCountsExact(t *testing.T, srv *server) {
+	ix := newIndexOn(t, srv, func(c *redis.Config) { c.Buckets = 8 })
 	ctx := context.Background()
 	space := keyRange(0, 64)
 	pods := []kvblock.Pod{podA, podA1, podB, podC}

@@ -57,10 +57,6 @@ type scoreScratch struct {
 	alive   []int32 // slots still matching
 	matched []int
 	weight  []float64
-	// where and nextAt find a key's places in the prompt when a write log
-	// is applied: the first, then each next one (-1: none).
-	where  map[kvblock.Key]int32
-	nextAt []int32
 }
 
 func (ix *Index) getScratch() *scoreScratch {
@@ -114,18 +110,11 @@ func (ix *Index) score(ctx context.Context, keys []kvblock.Key, candidates []kvb
 	tiersCmd := pipe.HGetAll(ctx, ix.meta+"tiers")
 	routing = append(routing, ix.meta+"pods")
 	mgets := make([]*goredis.SliceCmd, ng)
-	var wlogs []*goredis.StringSliceCmd
 	for g := range ng {
-		if len(sc.bkeys[g]) == 0 {
-			continue
+		if len(sc.bkeys[g]) > 0 {
+			mgets[g] = pipe.MGet(ctx, sc.bkeys[g]...)
+			routing = append(routing, sc.bkeys[g][0])
 		}
-		if ix.wlog != nil {
-			// The log's unfolded adds, read before the blocks: an add a fold
-			// applies in between is then seen twice rather than not at all.
-			wlogs = append(wlogs, pipe.LRange(ctx, ix.groups[g]+"w", 0, -1))
-		}
-		mgets[g] = pipe.MGet(ctx, sc.bkeys[g]...)
-		routing = append(routing, sc.bkeys[g][0])
 	}
 	ix.m.roundTrips[opScore].Add(float64(ix.nodes(ctx, routing)))
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
@@ -173,16 +162,6 @@ func (ix *Index) score(ctx context.Context, keys []kvblock.Key, candidates []kvb
 			}
 			sc.vals[at] = run
 		}
-	}
-
-	if len(wlogs) > 0 {
-		clear(sc.where) // the last score's keys
-	}
-	for _, l := range wlogs {
-		if err := l.Err(); err != nil {
-			return err
-		}
-		sc.applyLog(keys, l.Val())
 	}
 
 	var tiers tierTable

@@ -30,11 +30,7 @@ import (
 //	                without TTL), oldest first: what expiry drains
 //	G pc            hash pid -> entries the pod holds in the group
 //	G s             hash of counters: keys, entries, admissions, evictions,
-//	                removals, rejected (write-log adds the fold refused)
-//	G w             list, the group's write log (Config.WriteBehind): adds
-//	                not folded into the buckets yet, oldest first, each
-//	                <'a'><pod id:3><tier id:1><keys, 8 bytes each><their
-//	                bucket ids, 4 bytes each>; see fold_log
+//	                removals
 //	M pods          hash pod name -> pod id (1..2^24-1), never reassigned
 //	M tiers         hash tier name -> tier id (1..255), never reassigned
 //	M podseq, M tierseq  counters allocating the ids
@@ -357,192 +353,6 @@ local function drain(seg, budget, x)
   uncount_pod(pid, entries)
   return entries, blocks, taken
 end
-
--- expire drains up to budget keys of the oldest expired logs of the
--- group: more than a store logs, so expiry keeps up with the stores.
--- special holds the ids (a byte each) of the tiers with TTLs of their
--- own, whose epoch lengths are ARGV[wbase + i]; width is the other
--- tiers'.
-local function expire(now, budget, special, width, wbase)
-  local old = redis.call('ZRANGEBYSCORE', P .. 'a', '-inf', now, 'LIMIT', 0, 8)
-  if not old[1] then return end
-  local x = {now = now, special = {}, width = width, widths = {}}
-  for i = 1, #special do
-    local t = string.byte(special, i)
-    x.special[t], x.widths[t] = true, tonumber(ARGV[wbase + i])
-  end
-  local e, kk = 0, 0
-  for _, seg in ipairs(old) do
-    if budget <= 0 then break end
-    local de, dk, taken = drain(seg, budget, x)
-    e, kk, budget = e + de, kk + dk, budget - taken
-  end
-  count('entries', -e)
-  count('evictions', e)
-  count('keys', -kk)
-end
-
--- store adds a reference of ent (pod id and tier, 4 bytes) to each of
--- keys (8 bytes each), stamped with epoch byte epb; key i's bucket, loaded,
--- is names[off + i]. It makes every new value before putting any, so it
--- stores all or nothing: it returns nil when a block already holds 65535
--- references, else the entries and the blocks it created.
-local function store(ent, keys, names, off, epb)
-  local rec = ent .. epb
-  local added, blocks, vals = 0, 0, {}
-  for i = 1, #keys, 8 do
-    local k = string.sub(keys, i, i + 7)
-    local bk = names[off + (i + 7) / 8]
-    local v = vals[bk] or cache[bk]
-    local at, n = locate(v, k)
-    if not at then
-      -- A new block: its run goes at the bucket's end.
-      v = v .. k .. '\0\1' .. rec
-      added, blocks = added + 1, blocks + 1
-    else
-      if n >= 65535 then return nil end
-      local r0 = at + 10
-      if not find_rec(v, ent, r0, n) then added = added + 1 end
-      local e = r0 + 5 * n
-      v = string.sub(v, 1, at + 7) .. u16(n + 1) .. string.sub(v, r0, e - 1) .. rec .. string.sub(v, e)
-    end
-    vals[bk] = v
-  end
-  for bk, v in pairs(vals) do put(bk, v) end
-  return added, blocks
-end
-
--- log_store logs keys as stored by pod pid in epoch ep (sfx names the
--- log: the epoch, and the tier when it has a TTL of its own), whose log
--- expires at ends, and counts what store created.
-local function log_store(pid, keys, ep, sfx, ends, added, blocks)
-  local seg = pid .. ':' .. sfx
-  redis.call('RPUSH', P .. 'l:' .. seg, keys)
-  if redis.call('ZADD', P .. 'e:' .. pid, ep, sfx) == 1 then
-    redis.call('ZADD', P .. 'a', ends, seg)
-  end
-  if added > 0 then redis.call('HINCRBY', P .. 'pc', pid, added) end
-  count('entries', added)
-  count('admissions', added)
-  count('keys', blocks)
-end
-
--- unstore drops one reference (the oldest record) of ent to each of keys,
--- whose buckets are loaded and named as for store, and counts it.
-local function unstore(pid, ent, keys, names, off)
-  local removed, blocks = 0, 0
-  for i = 1, #keys, 8 do
-    local k = string.sub(keys, i, i + 7)
-    local bk = names[off + (i + 7) / 8]
-    local v = cache[bk]
-    local at, n = nil, 0
-    if v ~= '' then at, n = locate(v, k) end
-    local r0 = at and at + 10
-    local j = at and find_rec(v, ent, r0, n)
-    if j then
-      local e = r0 + 5 * n
-      if n == 1 then
-        put(bk, string.sub(v, 1, at - 1) .. string.sub(v, e))
-        removed, blocks = removed + 1, blocks + 1
-      else
-        v = string.sub(v, 1, at + 7) .. u16(n - 1) .. string.sub(v, r0, j - 1) .. string.sub(v, j + 5)
-        put(bk, v)
-        if not find_rec(v, ent, r0, n - 1) then removed = removed + 1 end
-      end
-    end
-  end
-  uncount_pod(pid, removed)
-  count('entries', -removed)
-  count('removals', removed)
-  count('keys', -blocks)
-  return removed
-end
-
--- epoch returns the epoch of time now for epochs of width ms (0: one
--- epoch), the name of its log for a tier (own: the tier's id when it has
--- a TTL of its own, else 0), and when that log expires for a TTL of ttl
--- ms (0: never).
-local function epoch(now, width, ttl, own)
-  local ep = 0
-  if width > 0 then ep = math.floor(now / width) end
-  local sfx = tostring(ep)
-  if own > 0 then sfx = sfx .. ':' .. own end
-  local ends = '+inf'
-  if ttl > 0 then ends = (ep + 1) * width + ttl end
-  return ep, sfx, ends
-end
-
--- fold_log pops ops from the group's write log (G w, Config.WriteBehind),
--- oldest first, until it has taken budget keys (whole ops) or the log is
--- empty, and applies them as the add script would, in order, after
--- expiring as an add does. An op is <kind:1> ('a': an add) <pod id:3>
--- <tier id:1>, its n keys (8 bytes each), then the ids of their buckets
--- (4 bytes each, as in a bucket's name). The buckets of every op are read with
--- one MGET (and written by the caller's flush). An add over a block's
--- 65535 references stores none of its keys, as the add script, and is
--- counted in G s "rejected"; an op of another shape is dropped. ARGV[base]
--- and ARGV[base + 1] are the epoch length and the TTL in ms of the tiers
--- without a TTL of their own, ARGV[base + 2] the ids (a byte each) of the
--- tiers with one, followed by their epoch lengths, then their TTLs, in
--- the order of the ids. Returns the adds applied, those rejected and the
--- malformed ops dropped.
-local function fold_log(budget, base)
-  local wl = P .. 'w'
-  local ops, nk = {}, 0
-  while nk < budget do
-    local op = redis.call('LPOP', wl)
-    if not op then break end
-    ops[#ops + 1] = op
-    nk = nk + math.max(0, math.floor((#op - 5) / 12))
-  end
-  if not ops[1] then return 0, 0, 0 end
-  local width, ttl, sp = tonumber(ARGV[base]), tonumber(ARGV[base + 1]), ARGV[base + 2]
-  local widths, ttls = {}, {}
-  for i = 1, #sp do
-    local t = string.byte(sp, i)
-    widths[t], ttls[t] = tonumber(ARGV[base + 2 + i]), tonumber(ARGV[base + 2 + #sp + i])
-  end
-  local now = now_ms()
-  expire(now, math.max(512, 2 * nk), sp, width, base + 2)
-  -- Every op's buckets, in one MGET. The op carries their ids: naming
-  -- a bucket from its id costs Lua less than from the key.
-  local list, names, first = {}, {}, {}
-  for o, op in ipairs(ops) do
-    first[o] = #names
-    local n = (#op - 5) / 12
-    if n == math.floor(n) and n > 0 then -- a malformed op is dropped below
-      for i = 6 + 8 * n, #op, 4 do
-        local bk = P .. 'k' .. string.sub(op, i, i + 3)
-        names[#names + 1] = bk
-        want(list, bk)
-      end
-    end
-  end
-  fetch(list)
-  local applied, rejected, malformed = 0, 0, 0
-  for o, op in ipairs(ops) do
-    local kind, a, b, c, tid = string.byte(op, 1, 5)
-    local n = (#op - 5) / 12
-    if n ~= math.floor(n) or n < 1 or kind ~= 97 then
-      malformed = malformed + 1
-    else
-      local w, t, own = width, ttl, 0
-      if widths[tid] then w, t, own = widths[tid], ttls[tid], tid end
-      local ep, sfx, ends = epoch(now, w, t, own)
-      local keys = string.sub(op, 6, 5 + 8 * n)
-      local added, blocks = store(string.sub(op, 2, 5), keys, names, first[o], string.char(ep % 256))
-      if added then
-        log_store(tostring((a * 256 + b) * 256 + c), keys, ep, sfx, ends, added, blocks)
-        applied = applied + 1
-      else
-        rejected = rejected + 1
-      end
-    end
-  end
-  flush()
-  count('rejected', rejected)
-  return applied, rejected, malformed
-end
 `
 
 // addScript: KEYS group stats; ARGV G, bucket count, pod id, pod id (3
@@ -564,43 +374,106 @@ var addScript = newScript("add", `
 local pid, ent, keys = ARGV[3], ARGV[4] .. ARGV[5], ARGV[6]
 local width, ttl, own, budget = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local now = now_ms()
-expire(now, budget, ARGV[11], tonumber(ARGV[12]), 12)
-local ep, sfx, ends = epoch(now, width, ttl, own)
+-- Drain up to budget keys of the oldest expired logs: more than an add
+-- logs, so expiry keeps up with the stores.
+local old = redis.call('ZRANGEBYSCORE', P .. 'a', '-inf', now, 'LIMIT', 0, 8)
+if old[1] then
+  local x = {now = now, special = {}, width = tonumber(ARGV[12]), widths = {}}
+  for i = 1, #ARGV[11] do
+    local t = string.byte(ARGV[11], i)
+    x.special[t], x.widths[t] = true, tonumber(ARGV[12 + i])
+  end
+  local e, kk = 0, 0
+  for _, seg in ipairs(old) do
+    if budget <= 0 then break end
+    local de, dk, taken = drain(seg, budget, x)
+    e, kk, budget = e + de, kk + dk, budget - taken
+  end
+  count('entries', -e)
+  count('evictions', e)
+  count('keys', -kk)
+end
+local ep = 0
+if width > 0 then ep = math.floor(now / width) end
+local rec = ent .. string.char(ep % 256)
+local added, blocks = 0, 0
 local named = 12 + #ARGV[11]
 load_named(named + 1, named + #keys / 8)
-local added, blocks = store(ent, keys, ARGV, named, string.char(ep % 256))
-flush()
-if not added then
-  return redis.error_reply('ERR kvtrack: a block holds 65535 references')
+local vals = {}
+for i = 1, #keys, 8 do
+  local k = string.sub(keys, i, i + 7)
+  local bk = ARGV[named + (i + 7) / 8]
+  local v = vals[bk] or cache[bk]
+  local at, n = locate(v, k)
+  if not at then
+    -- A new block: its run goes at the bucket's end.
+    v = v .. k .. '\0\1' .. rec
+    added, blocks = added + 1, blocks + 1
+  else
+    if n >= 65535 then
+      flush()
+      return redis.error_reply('ERR kvtrack: a block holds 65535 references')
+    end
+    local r0 = at + 10
+    if not find_rec(v, ent, r0, n) then added = added + 1 end
+    local e = r0 + 5 * n
+    v = string.sub(v, 1, at + 7) .. u16(n + 1) .. string.sub(v, r0, e - 1) .. rec .. string.sub(v, e)
+  end
+  vals[bk] = v
 end
-log_store(pid, keys, ep, sfx, ends, added, blocks)
+for bk, v in pairs(vals) do put(bk, v) end
+flush()
+local sfx = tostring(ep)
+if own > 0 then sfx = sfx .. ':' .. own end
+local seg = pid .. ':' .. sfx
+redis.call('RPUSH', P .. 'l:' .. seg, keys)
+local ends = '+inf'
+if ttl > 0 then ends = (ep + 1) * width + ttl end
+if redis.call('ZADD', P .. 'e:' .. pid, ep, sfx) == 1 then
+  redis.call('ZADD', P .. 'a', ends, seg)
+end
+if added > 0 then redis.call('HINCRBY', P .. 'pc', pid, added) end
+count('entries', added)
+count('admissions', added)
+count('keys', blocks)
 return added
 `)
 
-// removeScript: KEYS group stats; ARGV G, bucket count, pod id, pod id (3
-// bytes), tier id (1 byte), keys, the bucket name of each key, then the
-// tier arguments of fold_log. It first applies every op of the group's
-// write log, then drops one reference (the oldest record) per key.
-// Returns the number of entries dropped.
+// removeScript: KEYS group stats; ARGV G,
+// bucket count, pod id, pod id (3 bytes), tier id (1 byte), keys, then the
+// bucket name of each key. Drops one
+// reference (the oldest record) per key. Returns the number of entries
+// dropped.
 var removeScript = newScript("remove", `
 local pid, ent, keys = ARGV[3], ARGV[4] .. ARGV[5], ARGV[6]
--- Adds logged before this remove are applied first, so that it finds
--- them (Config.WriteBehind; without it the log is empty).
-fold_log(math.huge, 7 + #keys / 8)
+local removed, blocks = 0, 0
 load_named(7, 6 + #keys / 8)
-local removed = unstore(pid, ent, keys, ARGV, 6)
+for i = 1, #keys, 8 do
+  local k = string.sub(keys, i, i + 7)
+  local bk = ARGV[6 + (i + 7) / 8]
+  local v = cache[bk]
+  local at, n = nil, 0
+  if v ~= '' then at, n = locate(v, k) end
+  local r0 = at and at + 10
+  local j = at and find_rec(v, ent, r0, n)
+  if j then
+    local e = r0 + 5 * n
+    if n == 1 then
+      put(bk, string.sub(v, 1, at - 1) .. string.sub(v, e))
+      removed, blocks = removed + 1, blocks + 1
+    else
+      v = string.sub(v, 1, at + 7) .. u16(n - 1) .. string.sub(v, r0, j - 1) .. string.sub(v, j + 5)
+      put(bk, v)
+      if not find_rec(v, ent, r0, n - 1) then removed = removed + 1 end
+    end
+  end
+end
 flush()
+uncount_pod(pid, removed)
+count('entries', -removed)
+count('removals', removed)
+count('keys', -blocks)
 return removed
-`)
-
-// foldScript: KEYS group stats; ARGV G, bucket count, keys to fold at
-// most (whole ops: it may go over by one op), then the tier arguments of
-// fold_log (in the prelude). It applies the oldest ops of the group's
-// write log (see fold_log) and returns the ops applied, the adds
-// rejected, the ops left in the log, and the malformed ops dropped.
-var foldScript = newScript("fold", `
-local applied, rejected, malformed = fold_log(tonumber(ARGV[3]), 4)
-return {applied, rejected, redis.call('LLEN', P .. 'w'), malformed}
 `)
 
 // clearPodScript: KEYS group stats; ARGV G, bucket count, pod id, keys.
@@ -633,8 +506,8 @@ count('keys', -k)
 return redis.call('ZCARD', P .. 'a')
 `)
 
-// internScript: KEYS M pods; ARGV M, bucket count per group, pod name
-// ("" for none: the pod id returned is then 0), then tier names. Returns the pod's id, the generation, and the tiers'
+// internScript: KEYS M pods; ARGV M, bucket count per group, pod name,
+// then tier names. Returns the pod's id, the generation, and the tiers'
 // ids, allocating ids on first sight. It fails when the index was made
 // with another bucket count: clients would look for blocks in the wrong
 // buckets.
@@ -645,14 +518,11 @@ if not nb then
 elseif nb ~= ARGV[2] then
   return redis.error_reply('ERR kvtrack: the index uses ' .. nb .. ' buckets per group and this client ' .. ARGV[2] .. '; configure the same redis.buckets and redis.cluster.groups on every replica')
 end
-local pid = 0
-if ARGV[3] ~= '' then -- '': tiers only
-  pid = redis.call('HGET', P .. 'pods', ARGV[3])
-  if not pid then
-    pid = redis.call('INCR', P .. 'podseq')
-    if pid > 16777215 then return redis.error_reply('ERR kvtrack: pod ids exhausted (2^24 names)') end
-    redis.call('HSET', P .. 'pods', ARGV[3], pid)
-  end
+local pid = redis.call('HGET', P .. 'pods', ARGV[3])
+if not pid then
+  pid = redis.call('INCR', P .. 'podseq')
+  if pid > 16777215 then return redis.error_reply('ERR kvtrack: pod ids exhausted (2^24 names)') end
+  redis.call('HSET', P .. 'pods', ARGV[3], pid)
 end
 local gen = redis.call('GET', P .. 'gen')
 if not gen then
