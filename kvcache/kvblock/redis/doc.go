@@ -232,8 +232,10 @@
 // of server time, MGET 255 us), and the two round trips with go-redis
 // encoding and parsing 512 values each way add 0.5-0.7 ms of wall time.
 // So the 0.5 ms target for a 512-key add is out of reach of any
-// synchronous add on this machine, with or without Lua. What Lua adds on top of the floor (0.7-0.8 ms) is, under perf,
-// mostly Lua's string interning: 29% of the server's time is the hash
+// synchronous add on this machine, with or without Lua (the add done in
+// Go, WATCH on a version key, MGET, then MULTI/MSET/EXEC, took 1.54 ms of
+// wall time). What Lua adds on top of the floor (0.7-0.8 ms) is, under
+// perf, mostly Lua's string interning: 29% of the server's time is the hash
 // loop of luaS_newlstr, which Redis's Lua runs over every byte of every
 // string a script makes (each bucket read, each value written, each
 // name), 9% dictFind and 6% memmove.
