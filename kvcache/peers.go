@@ -297,7 +297,9 @@ func (l *peerLink) shutdown() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.closed = true
-	_ = l.ln.Close()
+	if l.ln != nil { // nil when start never bound it
+		_ = l.ln.Close()
+	}
 	for c := range l.conns {
 		_ = c.Close()
 	}

@@ -576,12 +576,7 @@ func TestAFailedLookupKeepsOnlyThatEndpointsAddresses(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer func() {
 		cancel()
-		l.mu.Lock()
-		for a, s := range l.peers {
-			s.stop()
-			delete(l.peers, a)
-		}
-		l.mu.Unlock()
+		l.shutdown()
 		l.senders.Wait()
 	}()
 

@@ -256,7 +256,9 @@
 // slower (1.9 ms against 1.56-1.75 ms); events of 4 blocks from 4 writers
 // cost the server 56 us each against 60 us, within noise; and an add the
 // fold refused (a block over 65,535 references) could no longer fail its
-// caller. Not worth a second write path.
+// caller. Not worth a second write path. (Commit 3e6d15f has it, with
+// BenchmarkRedisIndexAddPaced and BenchmarkRedisIndexAddWriteBehind, which
+// gave these figures.)
 //
 // Small adds are bound by the cost of a script call rather than by keys:
 // 41 us of server time for one key, 68 us for 4, 86 us for 16 (one
